@@ -1,0 +1,181 @@
+//! The `POST /sandboxes` body (contract §5.3) and its validation into a [`CreateSandbox`].
+//! Keys the SDK may send that Islet does not use are accepted and ignored.
+
+use std::collections::BTreeMap;
+
+use islet_runtime::template;
+use islet_types::sandbox::Isolation;
+use islet_types::{CreateSandbox, Resources};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_TIMEOUT_SEC: u64 = 1800;
+pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
+const MAX_LABEL: usize = 256;
+const MAX_TAGS: usize = 50;
+const MAX_ENV: usize = 200;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    template_id: Option<String>,
+    image: Option<String>,
+    name: Option<String>,
+    external_user_id: Option<String>,
+    external_workspace_id: Option<String>,
+    external_project_id: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    tags: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    size: Option<String>,
+    cpu_count: Option<u32>,
+    memory_mb: Option<u32>,
+    disk_mb: Option<u32>,
+    disk_size_mb: Option<u32>,
+    timeout_sec: Option<u64>,
+    idle_timeout_sec: Option<u64>,
+    /// Islet extension: `container` or `gvisor`.
+    isolation: Option<String>,
+}
+
+fn label(value: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_LABEL || v.chars().any(char::is_control) => {
+            Err(ApiError::validation(
+                format!("{field} must be 1..={MAX_LABEL} printable characters"),
+                field,
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+fn env_key_ok(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+impl CreateBody {
+    pub fn validate(self) -> Result<CreateSandbox, ApiError> {
+        let requested = self.template_id.or(self.image).unwrap_or_default();
+        let template_id = template::resolve(&requested)
+            .ok_or_else(|| {
+                ApiError::validation(format!("unknown template `{requested}`"), "template_id")
+            })?
+            .to_owned();
+        let resources = Resources::resolve(
+            self.size.as_deref(),
+            self.cpu_count,
+            self.memory_mb,
+            self.disk_mb.or(self.disk_size_mb),
+        )
+        .map_err(|e| ApiError::validation(e.to_string(), "size"))?;
+        let timeout_sec = self.timeout_sec.unwrap_or(DEFAULT_TIMEOUT_SEC);
+        if !(1..=MAX_TIMEOUT_SEC).contains(&timeout_sec) {
+            return Err(ApiError::validation(
+                format!("timeout_sec must be between 1 and {MAX_TIMEOUT_SEC}"),
+                "timeout_sec",
+            ));
+        }
+        let idle_timeout_sec = match self.idle_timeout_sec {
+            Some(0) | None => None,
+            Some(v) if v <= MAX_TIMEOUT_SEC => Some(v),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    format!("idle_timeout_sec must be at most {MAX_TIMEOUT_SEC}"),
+                    "idle_timeout_sec",
+                ))
+            }
+        };
+        let metadata = self.metadata.unwrap_or_default();
+        if serde_json::to_vec(&metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+            return Err(ApiError::validation(
+                "metadata must be at most 16 KiB",
+                "metadata",
+            ));
+        }
+        let tags = self.tags.unwrap_or_default();
+        if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+            return Err(ApiError::validation(
+                "at most 50 tags of 1..=64 characters",
+                "tags",
+            ));
+        }
+        let env = self.env.unwrap_or_default();
+        if env.len() > MAX_ENV
+            || env.keys().any(|k| !env_key_ok(k))
+            || env
+                .values()
+                .any(|v| v.len() > 32 * 1024 || v.contains('\0'))
+        {
+            return Err(ApiError::validation(
+                "env keys must match [A-Za-z_][A-Za-z0-9_]*, values at most 32 KiB, at most 200 entries",
+                "env",
+            ));
+        }
+        let isolation = self
+            .isolation
+            .map(|s| s.parse::<Isolation>())
+            .transpose()
+            .map_err(|e| ApiError::validation(e, "isolation"))?;
+        Ok(CreateSandbox {
+            template_id,
+            name: label(self.name, "name")?,
+            external_user_id: label(self.external_user_id, "external_user_id")?,
+            external_workspace_id: label(self.external_workspace_id, "external_workspace_id")?,
+            external_project_id: label(self.external_project_id, "external_project_id")?,
+            metadata,
+            tags,
+            env,
+            resources,
+            timeout_sec,
+            idle_timeout_sec,
+            isolation,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: serde_json::Value) -> Result<CreateSandbox, ApiError> {
+        serde_json::from_value::<CreateBody>(json)
+            .expect("shape")
+            .validate()
+    }
+
+    #[test]
+    fn sdk_minimal_body_is_valid() {
+        let req = body(
+            serde_json::json!({"template_id":"miosa-sandbox","timeout_sec":1800,
+            "external_user_id":"user_42","metadata":{"source":"wl"}}),
+        )
+        .expect("valid");
+        assert_eq!(req.template_id, "miosa-sandbox");
+        assert_eq!(req.external_user_id.as_deref(), Some("user_42"));
+        assert_eq!(req.resources.cpu_count, 1);
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_field() {
+        for (json, field) in [
+            (serde_json::json!({"template_id":"nope"}), "template_id"),
+            (serde_json::json!({"size":"huge"}), "size"),
+            (serde_json::json!({"timeout_sec":0}), "timeout_sec"),
+            (serde_json::json!({"env":{"1BAD":"x"}}), "env"),
+            (
+                serde_json::json!({"external_user_id":""}),
+                "external_user_id",
+            ),
+            (serde_json::json!({"isolation":"vm"}), "isolation"),
+        ] {
+            match body(json) {
+                Err(ApiError::Validation { field: Some(f), .. }) => assert_eq!(f, field),
+                other => panic!("expected a validation error on {field}, got {other:?}"),
+            }
+        }
+    }
+}

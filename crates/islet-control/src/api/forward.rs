@@ -1,0 +1,119 @@
+//! Forwarding of a sandbox's process, file and terminal routes to the agent inside it.
+//!
+//! The control plane authenticates the caller and checks the sandbox is theirs and running;
+//! the agent does the work and answers in the API's own shapes. Bodies stream both ways, so a
+//! large upload or download never sits in memory here. Credentials never cross: only the
+//! headers the agent needs are passed on.
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use islet_store::SandboxRecord;
+use islet_types::SandboxState;
+
+use super::auth::Caller;
+use super::sandboxes::parse_id;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Request headers the agent may see.
+const PASSED_REQUEST_HEADERS: [http::HeaderName; 3] = [
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::ACCEPT,
+];
+
+/// Response headers the client may see.
+const PASSED_RESPONSE_HEADERS: [http::HeaderName; 4] = [
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_DISPOSITION,
+];
+
+/// The caller's sandbox, which must be running for its agent to answer.
+pub async fn running_sandbox(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<SandboxRecord, ApiError> {
+    let record = state
+        .store
+        .get_sandbox(&caller.0.tenant_id, &parse_id(raw_id)?)
+        .await?;
+    match record.state {
+        SandboxState::Running => Ok(record),
+        SandboxState::Creating => Err(ApiError::Starting),
+        other => Err(ApiError::NotRunning(other.to_string())),
+    }
+}
+
+pub async fn forward(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(params): Path<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let raw_id = params
+        .iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let record = running_sandbox(&state, &caller, &raw_id).await?;
+    touch(&state, &record);
+
+    // `/api/v1/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim.
+    let uri = request.uri();
+    let prefix = format!("/api/v1/sandboxes/{raw_id}");
+    let path = uri.path().strip_prefix(&prefix).unwrap_or("/");
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut builder = http::Request::builder()
+        .method(request.method().clone())
+        .uri(path_and_query)
+        .header(http::header::HOST, "agent");
+    for name in &PASSED_REQUEST_HEADERS {
+        if let Some(value) = request.headers().get(name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let agent_request = builder
+        .body(request.into_body())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let response = state
+        .runtime
+        .agent(&record.id)
+        .send(agent_request)
+        .await
+        .map_err(|e| {
+            tracing::warn!(sandbox_id = %record.id, error = %e, "agent unreachable");
+            ApiError::AgentUnavailable
+        })?;
+    let (parts, body) = response.into_parts();
+    let mut out = Response::builder().status(parts.status);
+    for name in &PASSED_RESPONSE_HEADERS {
+        if let Some(value) = parts.headers.get(name) {
+            out = out.header(name, value);
+        }
+    }
+    out.body(Body::new(body))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map(IntoResponse::into_response)
+}
+
+/// Note activity for idle timeouts, off the request's path.
+pub fn touch(state: &AppState, record: &SandboxRecord) {
+    let now = islet_types::time::now_millis();
+    // At most one write per sandbox every few seconds.
+    if now - record.last_activity_at < 5_000 {
+        return;
+    }
+    let (store, id) = (state.store.clone(), record.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.touch_sandbox(&id).await {
+            tracing::warn!(sandbox_id = %id, error = %e, "could not record activity");
+        }
+    });
+}

@@ -1,0 +1,66 @@
+//! The HTTP surface: routes, authentication, request IDs, and the translation between HTTP and
+//! lifecycle commands.
+
+mod auth;
+mod body;
+mod create_body;
+pub mod forward;
+mod readiness;
+pub mod request_id;
+mod sandboxes;
+mod terminal;
+pub mod view;
+
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub use auth::Caller;
+
+/// The whole API: `/api/v1/...`.
+pub fn app(state: AppState) -> Router {
+    let sandbox_routes = Router::new()
+        .route("/", post(sandboxes::create).get(sandboxes::list))
+        .route("/by-name/{name}", get(sandboxes::get_by_name))
+        .route(
+            "/{id}",
+            get(sandboxes::get)
+                .patch(sandboxes::patch)
+                .delete(sandboxes::delete),
+        )
+        .route("/{id}/stop", post(sandboxes::stop))
+        .route("/{id}/pause", post(sandboxes::pause))
+        .route("/{id}/resume", post(sandboxes::resume))
+        .route("/{id}/extend", post(sandboxes::extend))
+        .route("/{id}/tags", axum::routing::patch(sandboxes::set_tags))
+        .route("/{id}/readiness", get(readiness::readiness))
+        .route("/{id}/readiness/stream", get(readiness::stream))
+        .route("/{id}/terminal/stream", get(terminal::stream))
+        .route("/{id}/exec", any(forward::forward))
+        .route("/{id}/exec/{*rest}", any(forward::forward))
+        .route("/{id}/fs/{*rest}", any(forward::forward))
+        .route("/{id}/files", any(forward::forward))
+        .route("/{id}/files/{*rest}", any(forward::forward))
+        .route("/{id}/processes", any(forward::forward))
+        .route("/{id}/processes/{*rest}", any(forward::forward))
+        .route("/{id}/terminal", any(forward::forward))
+        .route("/{id}/terminal/{*rest}", any(forward::forward));
+    let api = Router::new()
+        .route("/health", get(health))
+        .nest("/sandboxes", sandbox_routes)
+        .fallback(not_found);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "data": { "status": "ok" } }))
+}
+
+async fn not_found() -> crate::ApiError {
+    crate::ApiError::NotFound("route")
+}

@@ -1,0 +1,76 @@
+//! `GET /sandboxes/{id}/readiness` and its SSE stream, which the SDK's `wait_until_ready` uses.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::Stream;
+use islet_types::SandboxState;
+
+use super::auth::Caller;
+use super::sandboxes::parse_id;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const STREAM_LIMIT: Duration = Duration::from_secs(120);
+
+pub async fn readiness(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = state
+        .store
+        .get_sandbox(&caller.tenant_id, &parse_id(&id)?)
+        .await?;
+    Ok(Json(serde_json::json!({ "data": {
+        "ready": record.state == SandboxState::Running,
+        "state": record.state.as_str(),
+    }})))
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = parse_id(&id)?;
+    // Unknown or foreign sandboxes fail before the stream starts.
+    state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    let tenant = caller.tenant_id;
+    let events = futures::stream::unfold(Some(tokio::time::Instant::now()), move |started| {
+        let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+        async move {
+            let started = started?;
+            let mut delay = Duration::from_millis(10);
+            loop {
+                let record = state.store.get_sandbox(&tenant, &id).await.ok();
+                let (name, done) = match record.as_ref().map(|r| r.state) {
+                    Some(SandboxState::Running) => ("ready", true),
+                    Some(SandboxState::Creating) if started.elapsed() < STREAM_LIMIT => ("", false),
+                    Some(SandboxState::Creating) => ("timeout", true),
+                    _ => ("error", true),
+                };
+                if done {
+                    let data = serde_json::json!({
+                        "type": name,
+                        "state": record.map(|r| r.state.as_str()),
+                    });
+                    return Some((
+                        Ok(Event::default().event(name).data(data.to_string())),
+                        None,
+                    ));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keepalive"),
+    ))
+}

@@ -1,0 +1,302 @@
+//! Sandbox lifecycle routes (contract §5.2).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use islet_store::{ListFilter, SandboxPatch};
+use islet_types::{SandboxId, SandboxState};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::body;
+use super::create_body::{CreateBody, MAX_TIMEOUT_SEC};
+use super::view::sandbox_view;
+use crate::error::ApiError;
+use crate::lifecycle;
+use crate::state::AppState;
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
+    // A malformed ID cannot name anyone's sandbox: that is "not found", like a foreign one.
+    raw.parse().map_err(|_| ApiError::NotFound("sandbox"))
+}
+
+fn object(state: &AppState, record: &islet_store::SandboxRecord) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "data": sandbox_view(state, record) }))
+}
+
+#[derive(Deserialize)]
+pub struct CreateQuery {
+    wait: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<CreateQuery>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let req = body::parse::<CreateBody>(&bytes)?.validate()?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+            Some(
+                key.ok_or_else(|| {
+                    ApiError::validation(
+                        "Idempotency-Key must be 1..=255 visible ASCII characters",
+                        "Idempotency-Key",
+                    )
+                })?
+                .to_owned(),
+            )
+        }
+    };
+    let wait = !matches!(query.wait.as_deref(), Some("false") | Some("0"));
+    let created =
+        lifecycle::create(&state, &caller.tenant_id, caller.isolation, key, req, wait).await?;
+    Ok((created.status, Json(created.body)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    tags: Option<String>,
+    external_user_id: Option<String>,
+    external_workspace_id: Option<String>,
+    external_project_id: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sandbox_state = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<SandboxState>())
+        .transpose()
+        .map_err(|e| ApiError::validation(e, "state"))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit must be between 1 and 1000",
+            "limit",
+        ));
+    }
+    let filter = ListFilter {
+        state: sandbox_state,
+        external_user_id: q.external_user_id,
+        external_workspace_id: q.external_workspace_id,
+        external_project_id: q.external_project_id,
+        tags: q
+            .tags
+            .map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        include_destroyed: false,
+        limit,
+        offset: q.offset.unwrap_or(0),
+    };
+    let (records, total) = state
+        .store
+        .list_sandboxes(&caller.tenant_id, filter)
+        .await?;
+    let items: Vec<_> = records.iter().map(|r| sandbox_view(&state, r)).collect();
+    Ok(Json(serde_json::json!({
+        "data": items,
+        "page": { "limit": limit, "offset": q.offset.unwrap_or(0), "total": total },
+    })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = state
+        .store
+        .get_sandbox(&caller.tenant_id, &parse_id(&id)?)
+        .await?;
+    Ok(object(&state, &record))
+}
+
+pub async fn get_by_name(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = state
+        .store
+        .get_sandbox_by_name(&caller.tenant_id, &name)
+        .await?;
+    Ok(object(&state, &record))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    name: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    tags: Option<Vec<String>>,
+    timeout_sec: Option<u64>,
+    idle_timeout_sec: Option<u64>,
+}
+
+fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
+    if let Some(t) = b.timeout_sec {
+        if !(1..=MAX_TIMEOUT_SEC).contains(&t) {
+            return Err(ApiError::validation(
+                format!("timeout_sec must be between 1 and {MAX_TIMEOUT_SEC}"),
+                "timeout_sec",
+            ));
+        }
+    }
+    if let Some(name) = &b.name {
+        if name.is_empty() || name.len() > 256 {
+            return Err(ApiError::validation(
+                "name must be 1..=256 characters",
+                "name",
+            ));
+        }
+    }
+    if let Some(tags) = &b.tags {
+        if tags.len() > 50 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+            return Err(ApiError::validation(
+                "at most 50 tags of 1..=64 characters",
+                "tags",
+            ));
+        }
+    }
+    Ok(SandboxPatch {
+        name: b.name.map(Some),
+        metadata: b.metadata,
+        tags: b.tags,
+        timeout_sec: b.timeout_sec,
+        idle_timeout_sec: b.idle_timeout_sec.map(|v| (v > 0).then_some(v)),
+    })
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let patch = validate_patch(body::parse(&bytes)?)?;
+    let record = state
+        .store
+        .patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch)
+        .await?;
+    Ok(object(&state, &record))
+}
+
+#[derive(Deserialize)]
+pub struct TagsBody {
+    tags: Vec<String>,
+}
+
+pub async fn set_tags(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tags: TagsBody = body::parse(&bytes)?;
+    let patch = validate_patch(PatchBody {
+        name: None,
+        metadata: None,
+        tags: Some(tags.tags),
+        timeout_sec: None,
+        idle_timeout_sec: None,
+    })?;
+    let record = state
+        .store
+        .patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch)
+        .await?;
+    Ok(object(&state, &record))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    lifecycle::destroy(&state, &caller.tenant_id, &parse_id(&id)?, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = lifecycle::stop(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    Ok(object(&state, &record))
+}
+
+pub async fn pause(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = lifecycle::pause(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    Ok(object(&state, &record))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let record = lifecycle::resume(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    Ok(object(&state, &record))
+}
+
+#[derive(Deserialize)]
+pub struct ExtendBody {
+    timeout_sec: Option<u64>,
+}
+
+/// Keep-alive: the sandbox lives `timeout_sec` (or its current timeout) from now.
+pub async fn extend(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: ExtendBody = body::parse(&bytes)?;
+    let id = parse_id(&id)?;
+    let current = state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    if current.state == SandboxState::Destroyed || current.state == SandboxState::Destroying {
+        return Err(ApiError::NotRunning(current.state.to_string()));
+    }
+    let patch = validate_patch(PatchBody {
+        name: None,
+        metadata: None,
+        tags: None,
+        timeout_sec: Some(body.timeout_sec.unwrap_or(current.timeout_sec)),
+        idle_timeout_sec: None,
+    })?;
+    let record = state
+        .store
+        .patch_sandbox(&caller.tenant_id, &id, patch)
+        .await?;
+    Ok(object(&state, &record))
+}

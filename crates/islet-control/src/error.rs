@@ -1,0 +1,110 @@
+//! The one place where errors become HTTP statuses and public messages. Internal detail is
+//! logged here once and never returned.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use islet_runtime::RuntimeError;
+use islet_store::StoreError;
+
+use crate::api::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation {
+        message: String,
+        field: Option<&'static str>,
+    },
+    #[error("missing or invalid API key")]
+    Unauthenticated,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("sandbox is {0}, not running")]
+    NotRunning(String),
+    #[error("sandbox is still starting")]
+    Starting,
+    #[error("Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("no capacity left on this node")]
+    Capacity,
+    #[error("the sandbox's agent is unreachable")]
+    AgentUnavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(message: impl Into<String>, field: &'static str) -> Self {
+        ApiError::Validation {
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, bool) {
+        match self {
+            ApiError::Validation { .. } => (StatusCode::BAD_REQUEST, "VALIDATION_FAILED", false),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", false),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", false),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", false),
+            ApiError::NotRunning(_) => (StatusCode::CONFLICT, "SANDBOX_NOT_RUNNING", false),
+            ApiError::Starting => (StatusCode::CONFLICT, "SANDBOX_STARTING", true),
+            ApiError::IdempotencyMismatch => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                false,
+            ),
+            ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
+            ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, retryable) = self.parts();
+        let request_id = request_id::current();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%request_id, error = %detail, "internal error");
+        }
+        let mut error = serde_json::json!({
+            "code": code,
+            "message": self.to_string(),
+            "retryable": retryable,
+        });
+        if let ApiError::Validation {
+            field: Some(field), ..
+        } = &self
+        {
+            error["details"] = serde_json::json!({ "field": field });
+        }
+        if matches!(self, ApiError::Starting) {
+            error["retry_after_ms"] = serde_json::json!(500);
+        }
+        let body = serde_json::json!({ "error": error, "request_id": request_id });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("sandbox"),
+            StoreError::NameTaken(name) => {
+                ApiError::Conflict(format!("a sandbox named `{name}` already exists"))
+            }
+            StoreError::NoNetworkSlot => ApiError::Capacity,
+            StoreError::Transition(t) => ApiError::Conflict(t.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,38 @@
+//! Islet's control plane: the MIOSA-compatible HTTP API under `/api/v1`, the sandbox lifecycle
+//! (admission, idempotency, start, stop, destroy), timeouts and reconciliation after restarts.
+//!
+//! Handlers translate HTTP into calls of [`lifecycle`]; the lifecycle talks to the store and the
+//! node runtime. Requests for a sandbox's processes, files and terminals are forwarded to the
+//! agent inside it ([`api::forward`]).
+
+pub mod api;
+mod config;
+mod error;
+pub mod lifecycle;
+mod reaper;
+mod reconcile;
+mod state;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use state::AppState;
+
+use tokio_util::sync::CancellationToken;
+
+/// Serve the API on `listener` until `shutdown` fires. Starts the background reaper (timeouts)
+/// and runs reconciliation first.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    reconcile::reconcile(&state).await;
+    let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
+    let app = api::app(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = reaper.await;
+    served
+}

@@ -1,0 +1,321 @@
+//! Sandbox lifecycle commands. Handlers call these; they call the store and the runtime.
+//! Operations on one sandbox are serialised by a per-sandbox lock, so a destroy that arrives
+//! during a create waits for it instead of racing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use http::StatusCode;
+use islet_runtime::SandboxSpec;
+use islet_store::{BeginCreate, SandboxRecord, TransitionFacts};
+use islet_types::sandbox::{Isolation, Transition};
+use islet_types::{CreateSandbox, SandboxId, SandboxState, TenantId};
+
+use crate::api::view::sandbox_view;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type Locks = Mutex<HashMap<SandboxId, Arc<tokio::sync::Mutex<()>>>>;
+
+fn locks() -> &'static Locks {
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+/// Hold the sandbox's operation lock for the life of the guard.
+async fn lock(id: &SandboxId) -> tokio::sync::OwnedMutexGuard<()> {
+    let mutex = {
+        let mut map = locks().lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.clone()).or_default().clone()
+    };
+    mutex.lock_owned().await
+}
+
+fn forget_lock(id: &SandboxId) {
+    let mut map = locks().lock().unwrap_or_else(|e| e.into_inner());
+    if map.get(id).is_some_and(|m| Arc::strong_count(m) == 1) {
+        map.remove(id);
+    }
+}
+
+/// The result of a create: status and the JSON body to send (and to replay).
+pub struct Created {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+pub fn hostname(id: &SandboxId) -> String {
+    id.as_str().replace('_', "-")
+}
+
+fn spec(record: &SandboxRecord) -> Result<SandboxSpec, ApiError> {
+    Ok(SandboxSpec {
+        id: record.id.clone(),
+        hostname: hostname(&record.id),
+        template: record.template_id.clone(),
+        isolation: record.isolation,
+        resources: record.resources,
+        env: record.env.clone(),
+        net_index: record
+            .net_index
+            .ok_or_else(|| ApiError::Internal("sandbox has no network slot".into()))?,
+    })
+}
+
+/// Admit and start a sandbox. With an idempotency key, concurrent and repeated requests with
+/// the same body get the same sandbox; a different body gets 422.
+pub async fn create(
+    state: &AppState,
+    tenant: &TenantId,
+    tenant_isolation: Option<Isolation>,
+    idempotency_key: Option<String>,
+    req: CreateSandbox,
+    wait: bool,
+) -> Result<Created, ApiError> {
+    let isolation = req
+        .isolation
+        .or(tenant_isolation)
+        .unwrap_or(state.config.default_isolation);
+    let keyed = idempotency_key.is_some();
+    match state
+        .store
+        .begin_create(tenant, idempotency_key, req, isolation)
+        .await?
+    {
+        BeginCreate::Mismatch => Err(ApiError::IdempotencyMismatch),
+        BeginCreate::Replay {
+            response: Some((status, body)),
+            ..
+        } => Ok(Created {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
+            body: serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.to_string()))?,
+        }),
+        BeginCreate::Replay { sandbox, .. } => {
+            let record = if wait {
+                wait_started(state, &sandbox.id).await?
+            } else {
+                sandbox
+            };
+            Ok(Created {
+                status: StatusCode::CREATED,
+                body: serde_json::json!({ "data": sandbox_view(state, &record) }),
+            })
+        }
+        BeginCreate::New(record) => {
+            if !wait {
+                let state2 = state.clone();
+                let id = record.id.clone();
+                tokio::spawn(async move {
+                    let _ = start(&state2, &id, keyed).await;
+                });
+                return Ok(Created {
+                    status: StatusCode::ACCEPTED,
+                    body: serde_json::json!({ "data": sandbox_view(state, &record) }),
+                });
+            }
+            start(state, &record.id, keyed).await
+        }
+    }
+}
+
+/// Start a sandbox that is in `creating` and record the outcome.
+pub(crate) async fn start(
+    state: &AppState,
+    id: &SandboxId,
+    keyed: bool,
+) -> Result<Created, ApiError> {
+    let _guard = lock(id).await;
+    let record = state.store.get_sandbox_any(id).await?;
+    if record.state != SandboxState::Creating {
+        return Ok(Created {
+            status: StatusCode::CREATED,
+            body: serde_json::json!({ "data": sandbox_view(state, &record) }),
+        });
+    }
+    let outcome = state.runtime.create(&spec(&record)?).await;
+    let (status, record) = match outcome {
+        Ok(started) => {
+            let facts = TransitionFacts {
+                boot_ms: Some(started.boot.as_millis() as i64),
+                ..Default::default()
+            };
+            let record = state
+                .store
+                .transition(id, Transition::Started, facts)
+                .await?;
+            tracing::info!(sandbox_id = %id, boot_ms = started.boot.as_millis() as u64, "sandbox running");
+            (StatusCode::CREATED, record)
+        }
+        Err(e) => {
+            tracing::error!(sandbox_id = %id, error = %e, "sandbox failed to start");
+            let facts = TransitionFacts {
+                error: Some("the sandbox failed to start".into()),
+                ..Default::default()
+            };
+            let record = state
+                .store
+                .transition(id, Transition::Failed, facts)
+                .await?;
+            (StatusCode::INTERNAL_SERVER_ERROR, record)
+        }
+    };
+    let body = if status.is_success() {
+        serde_json::json!({ "data": sandbox_view(state, &record) })
+    } else {
+        serde_json::json!({ "error": {
+            "code": "SANDBOX_START_FAILED",
+            "message": "the sandbox failed to start",
+            "details": { "sandbox_id": record.id },
+            "retryable": false,
+        }})
+    };
+    if keyed {
+        state
+            .store
+            .finish_idempotent(&record.tenant_id, id, status.as_u16(), body.to_string())
+            .await?;
+    }
+    Ok(Created { status, body })
+}
+
+/// Wait (bounded) until a sandbox leaves `creating`.
+async fn wait_started(state: &AppState, id: &SandboxId) -> Result<SandboxRecord, ApiError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let record = state.store.get_sandbox_any(id).await?;
+        if record.state != SandboxState::Creating {
+            return Ok(record);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ApiError::Starting);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Destroy a sandbox. A destroyed sandbox is destroyed again without complaint.
+pub async fn destroy(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+    timed_out: bool,
+) -> Result<SandboxRecord, ApiError> {
+    let record = state.store.get_sandbox(tenant, id).await?;
+    destroy_record(state, record, timed_out).await
+}
+
+pub(crate) async fn destroy_record(
+    state: &AppState,
+    record: SandboxRecord,
+    timed_out: bool,
+) -> Result<SandboxRecord, ApiError> {
+    let id = record.id.clone();
+    let guard = lock(&id).await;
+    let mut record = state.store.get_sandbox_any(&id).await?;
+    if record.state == SandboxState::Destroyed {
+        return Ok(record);
+    }
+    if record.state != SandboxState::Destroying {
+        let facts = TransitionFacts {
+            timed_out,
+            ..Default::default()
+        };
+        record = state
+            .store
+            .transition(&id, Transition::Destroy, facts)
+            .await?;
+    }
+    // The runtime knows the slot from the record; a failure leaves the sandbox in
+    // `destroying` for the reaper to finish.
+    state
+        .runtime
+        .destroy(&id, record.isolation, record.net_index)
+        .await?;
+    let record = state
+        .store
+        .transition(&id, Transition::Destroyed, TransitionFacts::default())
+        .await?;
+    drop(guard);
+    forget_lock(&id);
+    Ok(record)
+}
+
+/// Stop: processes end, the network slot is released, files stay.
+pub async fn stop(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let _guard = lock(id).await;
+    let record = state.store.get_sandbox(tenant, id).await?;
+    if record.state == SandboxState::Stopped {
+        return Ok(record);
+    }
+    record.state.transition(Transition::Stop)?;
+    state
+        .runtime
+        .stop(id, record.isolation, record.net_index)
+        .await?;
+    Ok(state
+        .store
+        .transition(id, Transition::Stop, TransitionFacts::default())
+        .await?)
+}
+
+pub async fn pause(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let _guard = lock(id).await;
+    let record = state.store.get_sandbox(tenant, id).await?;
+    if record.state == SandboxState::Paused {
+        return Ok(record);
+    }
+    record.state.transition(Transition::Pause)?;
+    state.runtime.pause(id, record.isolation).await?;
+    Ok(state
+        .store
+        .transition(id, Transition::Pause, TransitionFacts::default())
+        .await?)
+}
+
+/// Resume a paused sandbox (thaw) or a stopped one (start again over its kept files).
+pub async fn resume(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let record = {
+        let _guard = lock(id).await;
+        let record = state.store.get_sandbox(tenant, id).await?;
+        match record.state {
+            SandboxState::Running => return Ok(record),
+            SandboxState::Paused => {
+                state.runtime.resume(id, record.isolation).await?;
+                return Ok(state
+                    .store
+                    .transition(id, Transition::Resume, TransitionFacts::default())
+                    .await?);
+            }
+            _ => {
+                state
+                    .store
+                    .transition(id, Transition::Resume, TransitionFacts::default())
+                    .await?
+            }
+        }
+    };
+    let created = start(state, &record.id, false).await?;
+    if !created.status.is_success() {
+        return Err(ApiError::Internal("the sandbox failed to restart".into()));
+    }
+    Ok(state.store.get_sandbox(tenant, id).await?)
+}
+
+impl From<islet_types::TransitionError> for ApiError {
+    fn from(e: islet_types::TransitionError) -> Self {
+        ApiError::Conflict(e.to_string())
+    }
+}

@@ -1,0 +1,52 @@
+//! Background enforcement: sandboxes past their timeout are destroyed (`sandbox.timeout`),
+//! idle ones are stopped, interrupted destroys are finished, old idempotency keys dropped.
+
+use islet_types::time::now_millis;
+use islet_types::SandboxState;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle;
+use crate::state::AppState;
+
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(state.config.reap_interval) => {}
+        }
+        ticks += 1;
+        if let Err(e) = sweep(&state).await {
+            tracing::warn!(error = %e, "reaper sweep failed");
+        }
+        if ticks.is_multiple_of(600) {
+            if let Err(e) = state.store.expire_idempotency_keys().await {
+                tracing::warn!(error = %e, "idempotency key expiry failed");
+            }
+        }
+    }
+}
+
+async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
+    let now = now_millis();
+    for record in state.store.sandboxes_not_destroyed().await? {
+        let expired = record.expires_at.is_some_and(|e| e <= now);
+        let idle = record.state == SandboxState::Running
+            && record
+                .idle_timeout_sec
+                .is_some_and(|idle| record.last_activity_at + idle as i64 * 1000 <= now);
+        let (id, tenant) = (record.id.clone(), record.tenant_id.clone());
+        if expired || record.state == SandboxState::Destroying {
+            tracing::info!(sandbox_id = %id, expired, "reaper destroying sandbox");
+            if let Err(e) = lifecycle::destroy_record(state, record, expired).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "reaper destroy failed");
+            }
+        } else if idle {
+            tracing::info!(sandbox_id = %id, "reaper stopping idle sandbox");
+            if let Err(e) = lifecycle::stop(state, &tenant, &id).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "reaper stop failed");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! HTTP/1.1 to a sandbox's agent over its Unix socket: one connection per request, which
+//! costs tens of microseconds and keeps long streams independent of each other.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot reach the agent: {0}")]
+    Connect(std::io::Error),
+    #[error("agent protocol error: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// A client for one sandbox's agent.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    socket: PathBuf,
+}
+
+impl AgentClient {
+    pub fn new(socket: PathBuf) -> Self {
+        Self { socket }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Open a raw connection (for WebSocket upgrades, which need the stream itself).
+    pub async fn connect(&self) -> Result<UnixStream, AgentError> {
+        UnixStream::connect(&self.socket)
+            .await
+            .map_err(AgentError::Connect)
+    }
+
+    /// Send one request; the response body streams from the agent.
+    pub async fn send<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> Result<http::Response<Incoming>, AgentError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let stream = self.connect().await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "agent connection ended");
+            }
+        });
+        Ok(sender.send_request(request).await?)
+    }
+
+    /// `GET /health` answered 200.
+    pub async fn healthy(&self) -> bool {
+        let Ok(request) = http::Request::get("/health")
+            .header(http::header::HOST, "agent")
+            .body(Empty::<Bytes>::new())
+        else {
+            return false;
+        };
+        match self.send(request).await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                let _ = response.into_body().collect().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Poll until the agent answers, backing off from 1 ms to 20 ms.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(1);
+        loop {
+            if self.healthy().await {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() >= timeout {
+                return Err(format!("no answer on {}", self.socket.display()));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Driving the OCI runtimes (`runc`, `runsc`) as processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use islet_types::sandbox::Isolation;
+use tokio::process::Command;
+
+use crate::config::Config;
+use crate::error::RuntimeError;
+
+/// One OCI runtime binary with its global flags and state root.
+pub(crate) struct Oci {
+    binary: PathBuf,
+    global: Vec<String>,
+    name: &'static str,
+}
+
+impl Oci {
+    pub fn for_isolation(config: &Config, isolation: Isolation) -> Self {
+        let run_dir = &config.layout.run_dir;
+        match isolation {
+            Isolation::Container => Self {
+                binary: config.runc.clone(),
+                global: vec![format!("--root={}", run_dir.join("runc").display())],
+                name: "runc",
+            },
+            Isolation::Gvisor => Self {
+                binary: config.runsc.clone(),
+                global: vec![
+                    format!("--root={}", run_dir.join("runsc").display()),
+                    "--platform=ptrace".into(),
+                    // runsc's own netstack refuses this kernel (see runtime-notes); the sandbox
+                    // uses the host stack inside its own network namespace instead.
+                    "--network=host".into(),
+                    // The agent creates its socket in a bind-mounted host directory.
+                    "--host-uds=create".into(),
+                    "--ignore-cgroups".into(),
+                ],
+                name: "runsc",
+            },
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&self.global)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn checked(&self, mut cmd: Command, what: &str) -> Result<(), RuntimeError> {
+        let out = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Command {
+                tool: format!("{} {what}", self.name),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Create and start the container detached; its stdout and stderr go to `log`.
+    pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(RuntimeError::io("open agent log"))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(RuntimeError::io("dup agent log"))?;
+        let bundle = bundle.to_string_lossy();
+        let mut cmd = self.command(&["run", "--detach", "--bundle", &bundle, id]);
+        cmd.stdout(log_file).stderr(log_err);
+        let status = cmd
+            .status()
+            .await
+            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            Err(RuntimeError::Command {
+                tool: format!("{} run", self.name),
+                status: status.to_string(),
+                stderr: tail,
+            })
+        }
+    }
+
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.checked(self.command(&["pause", id]), "pause").await
+    }
+
+    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.checked(self.command(&["resume", id]), "resume").await
+    }
+
+    /// Kill every process and remove the container's runtime state. Absent containers are fine.
+    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        match self
+            .checked(self.command(&["delete", "--force", id]), "delete")
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(RuntimeError::Command { stderr, .. })
+                if stderr.contains("does not exist") || stderr.contains("not exist") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// IDs of containers this runtime knows about.
+    pub async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let out = self
+            .command(&["list", "--format", "json"])
+            .output()
+            .await
+            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
+        if !out.status.success() {
+            return Ok(Vec::new());
+        }
+        let parsed: Option<Vec<serde_json::Value>> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(parsed
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+            .collect())
+    }
+}
+
+impl Oci {
+    /// Like [`Oci::run`], with the runtime process (and so everything it forks) placed in the
+    /// given cgroups first: for runtimes told to ignore cgroups.
+    pub async fn run_in_cgroups(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+        procs_files: &[PathBuf],
+    ) -> Result<(), RuntimeError> {
+        let joins: String = procs_files
+            .iter()
+            .map(|f| format!("echo $$ > '{}' && ", f.display()))
+            .collect();
+        let mut argv = vec![self.binary.to_string_lossy().into_owned()];
+        argv.extend(self.global.iter().cloned());
+        argv.extend(
+            ["run", "--detach", "--bundle", &bundle.to_string_lossy(), id]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!("{joins}exec {}", quoted.join(" "));
+        let wrapper = Oci {
+            binary: PathBuf::from("/bin/sh"),
+            global: vec!["-c".into(), script],
+            name: self.name,
+        };
+        wrapper.run_raw(log).await
+    }
+
+    async fn run_raw(&self, log: &Path) -> Result<(), RuntimeError> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(RuntimeError::io("open agent log"))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(RuntimeError::io("dup agent log"))?;
+        let mut cmd = self.command(&[]);
+        cmd.stdout(log_file).stderr(log_err);
+        let status = cmd
+            .status()
+            .await
+            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Command {
+                tool: format!("{} run", self.name),
+                status: status.to_string(),
+                stderr: std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            })
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Create, pause, resume, stop and destroy sandboxes on this host.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use islet_types::sandbox::Isolation;
+use islet_types::{Resources, SandboxId};
+use rtnetlink::Handle;
+
+use crate::agent_client::AgentClient;
+use crate::bundle;
+use crate::cgroups;
+use crate::config::Config;
+use crate::error::RuntimeError;
+use crate::firewall;
+use crate::layout::{host_veth, slot_addresses, SandboxPaths};
+use crate::netns;
+use crate::oci::Oci;
+use crate::overlay;
+
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the node needs to start one sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub id: SandboxId,
+    pub hostname: String,
+    pub template: String,
+    pub isolation: Isolation,
+    pub resources: Resources,
+    pub env: BTreeMap<String, String>,
+    /// The sandbox's network slot (its /30).
+    pub net_index: u32,
+}
+
+/// A started sandbox.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// From the start of `create` to the agent's first answer.
+    pub boot: Duration,
+    pub ip: Ipv4Addr,
+}
+
+/// What is on this host that looks like ours, for reconciliation.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub sandbox_dirs: Vec<String>,
+    pub containers: Vec<(Isolation, String)>,
+    pub links: Vec<String>,
+}
+
+pub struct Runtime {
+    config: Config,
+    netlink: Handle,
+    cgroups: cgroups::Layout,
+}
+
+impl Runtime {
+    /// Prepare the host: directories, firewall chains, a netlink connection.
+    pub async fn start(config: Config) -> Result<Self, RuntimeError> {
+        for dir in [&config.layout.state_dir, &config.layout.run_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(RuntimeError::io(format!("mkdir {}", dir.display())))?;
+        }
+        firewall::install(&config).await?;
+        let (connection, netlink, _) =
+            rtnetlink::new_connection().map_err(RuntimeError::io("netlink socket"))?;
+        tokio::spawn(connection);
+        let cgroups = cgroups::detect()?;
+        tracing::info!(?cgroups, "cgroup layout");
+        Ok(Self {
+            config,
+            netlink,
+            cgroups,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn agent(&self, id: &SandboxId) -> AgentClient {
+        AgentClient::new(SandboxPaths::new(&self.config, id).agent_socket)
+    }
+
+    /// The sandbox-side address of network slot `index`.
+    pub fn sandbox_ip(&self, index: u32) -> Ipv4Addr {
+        slot_addresses(&self.config, index).1
+    }
+
+    /// Start a sandbox. On failure everything built so far is removed again, and a failing
+    /// cleanup is reported together with the original error.
+    pub async fn create(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
+        let start = Instant::now();
+        match self.create_steps(spec).await {
+            Ok(ip) => Ok(Started {
+                boot: start.elapsed(),
+                ip,
+            }),
+            Err(error) => {
+                match self
+                    .teardown(&spec.id, spec.isolation, Some(spec.net_index), true)
+                    .await
+                {
+                    Ok(()) => Err(error),
+                    Err(cleanup) => Err(RuntimeError::CreateAndCleanup {
+                        error: Box::new(error),
+                        cleanup: Box::new(cleanup),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn create_steps(&self, spec: &SandboxSpec) -> Result<Ipv4Addr, RuntimeError> {
+        let paths = SandboxPaths::new(&self.config, &spec.id);
+        let template = self
+            .config
+            .layout
+            .template_dir
+            .join(&spec.template)
+            .join("rootfs");
+        if !template.join("etc").is_dir() {
+            return Err(RuntimeError::TemplateMissing(spec.template.clone()));
+        }
+        std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
+        std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
+        overlay::chown(&paths.agent_dir, self.config.uid_base)?;
+        let _ = std::fs::remove_file(&paths.agent_socket);
+        overlay::mount_root(&paths, &template, self.config.uid_base)?;
+
+        let (host_ip, sandbox_ip) = slot_addresses(&self.config, spec.net_index);
+        netns::create(
+            &self.netlink,
+            &paths.netns,
+            &host_veth(&self.config, spec.net_index),
+            host_ip,
+            sandbox_ip,
+        )
+        .await?;
+        self.write_etc(&paths, spec, sandbox_ip)?;
+
+        let oci_spec = bundle::build(&self.config, &paths, spec)?;
+        oci_spec
+            .save(paths.bundle.join("config.json"))
+            .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        let oci = Oci::for_isolation(&self.config, spec.isolation);
+        if spec.isolation == Isolation::Gvisor {
+            let limits = cgroups::Limits {
+                memory_bytes: u64::from(spec.resources.memory_mb) * 1024 * 1024,
+                cpu_quota_us: 100_000 * u64::from(spec.resources.cpu_count),
+                cpu_period_us: 100_000,
+                pids: bundle::PIDS_MAX as u64,
+            };
+            cgroups::create(&self.cgroups, &cgroup_name(&spec.id), &limits)?;
+            let procs = cgroups::procs_files(&self.cgroups, &cgroup_name(&spec.id));
+            oci.run_in_cgroups(spec.id.as_str(), &paths.bundle, &paths.log, &procs)
+                .await?;
+        } else {
+            oci.run(spec.id.as_str(), &paths.bundle, &paths.log).await?;
+        }
+        self.agent(&spec.id)
+            .wait_ready(AGENT_READY_TIMEOUT)
+            .await
+            .map_err(|e| RuntimeError::AgentTimeout(AGENT_READY_TIMEOUT, e))?;
+        Ok(sandbox_ip)
+    }
+
+    /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, so that servers that look up their
+    /// own name start at once and names resolve through the configured resolvers.
+    fn write_etc(
+        &self,
+        paths: &SandboxPaths,
+        spec: &SandboxSpec,
+        ip: Ipv4Addr,
+    ) -> Result<(), RuntimeError> {
+        let etc = paths.rootfs.join("etc");
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{host}\n",
+            host = spec.hostname
+        );
+        let resolv: String = if self.config.nameservers.is_empty() {
+            "# no resolver configured\n".into()
+        } else {
+            self.config
+                .nameservers
+                .iter()
+                .map(|ns| format!("nameserver {ns}\n"))
+                .chain(std::iter::once("options timeout:2 attempts:2\n".to_owned()))
+                .collect()
+        };
+        for (name, content) in [
+            ("hostname", format!("{}\n", spec.hostname)),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+        ] {
+            let path = etc.join(name);
+            // resolv.conf is often a symlink in images; replace it with a file.
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, content)
+                .map_err(RuntimeError::io(format!("write /etc/{name}")))?;
+            overlay::chown(&path, self.config.uid_base)?;
+        }
+        Ok(())
+    }
+
+    pub async fn pause(&self, id: &SandboxId, isolation: Isolation) -> Result<(), RuntimeError> {
+        Oci::for_isolation(&self.config, isolation)
+            .pause(id.as_str())
+            .await
+    }
+
+    pub async fn resume(&self, id: &SandboxId, isolation: Isolation) -> Result<(), RuntimeError> {
+        Oci::for_isolation(&self.config, isolation)
+            .resume(id.as_str())
+            .await
+    }
+
+    /// Stop every process and release the network, keeping the sandbox's files for a restart.
+    pub async fn stop(
+        &self,
+        id: &SandboxId,
+        isolation: Isolation,
+        net_index: Option<u32>,
+    ) -> Result<(), RuntimeError> {
+        self.teardown(id, isolation, net_index, false).await
+    }
+
+    /// Remove everything the sandbox had on this host. Idempotent.
+    pub async fn destroy(
+        &self,
+        id: &SandboxId,
+        isolation: Isolation,
+        net_index: Option<u32>,
+    ) -> Result<(), RuntimeError> {
+        self.teardown(id, isolation, net_index, true).await
+    }
+
+    async fn teardown(
+        &self,
+        id: &SandboxId,
+        isolation: Isolation,
+        net_index: Option<u32>,
+        remove_files: bool,
+    ) -> Result<(), RuntimeError> {
+        let paths = SandboxPaths::new(&self.config, id);
+        let mut first_error = None;
+        let mut note = |r: Result<(), RuntimeError>| {
+            if let Err(e) = r {
+                tracing::warn!(sandbox_id = %id, error = %e, "teardown step failed");
+                first_error.get_or_insert(e);
+            }
+        };
+        note(
+            Oci::for_isolation(&self.config, isolation)
+                .delete(id.as_str())
+                .await,
+        );
+        note(cgroups::remove(&self.cgroups, &cgroup_name(id)));
+        let veth = net_index.map(|i| host_veth(&self.config, i));
+        match veth {
+            Some(veth) => note(netns::destroy(&self.netlink, &paths.netns, &veth).await),
+            None => note(netns::destroy(&self.netlink, &paths.netns, "").await),
+        }
+        note(overlay::unmount_root(&paths));
+        let _ = std::fs::remove_file(&paths.agent_socket);
+        if remove_files {
+            match std::fs::remove_dir_all(&paths.dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => note(Err(RuntimeError::io(format!(
+                    "remove {}",
+                    paths.dir.display()
+                ))(e))),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Everything on this host that looks like one of our sandboxes.
+    pub async fn leftovers(&self) -> Result<Leftovers, RuntimeError> {
+        let mut found = Leftovers::default();
+        if let Ok(entries) = std::fs::read_dir(&self.config.layout.state_dir) {
+            for entry in entries.flatten() {
+                found
+                    .sandbox_dirs
+                    .push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        for isolation in [Isolation::Container, Isolation::Gvisor] {
+            for id in Oci::for_isolation(&self.config, isolation).list().await? {
+                found.containers.push((isolation, id));
+            }
+        }
+        found.links = netns::owned_links(&self.netlink, &self.config.net_prefix).await?;
+        Ok(found)
+    }
+
+    /// Remove a host link this node owns that no sandbox claims.
+    pub async fn remove_link(&self, name: &str) -> Result<(), RuntimeError> {
+        netns::destroy(&self.netlink, std::path::Path::new("/nonexistent"), name).await
+    }
+
+    /// Host-side veth name of a slot.
+    pub fn link_name(&self, index: u32) -> String {
+        host_veth(&self.config, index)
+    }
+}
+
+fn cgroup_name(id: &SandboxId) -> String {
+    format!("islet/{id}")
+}

@@ -1,0 +1,25 @@
+use islet_types::sandbox::TransitionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("not found")]
+    NotFound,
+    #[error("a live sandbox named `{0}` already exists")]
+    NameTaken(String),
+    #[error("no free network slot on this node")]
+    NoNetworkSlot,
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("store task failed: {0}")]
+    Join(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt(what.to_string())
+    }
+}

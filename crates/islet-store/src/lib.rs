@@ -1,0 +1,20 @@
+//! Islet's store: tenants, API keys, sandboxes and their state machine, idempotency keys and
+//! the lifecycle event outbox, in one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! This is the only crate that contains SQL. Every write that changes a sandbox's state also
+//! writes its event row in the same transaction, so an event is never lost nor invented.
+
+mod connection;
+mod error;
+mod events;
+mod idempotency;
+mod migrate;
+mod sandboxes;
+mod tenants;
+
+pub use connection::Store;
+pub use error::StoreError;
+pub use events::EventRow;
+pub use idempotency::{request_hash, BeginCreate, IDEMPOTENCY_TTL_MS};
+pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts, NET_SLOTS};
+pub use tenants::{ApiKeyCreated, Principal};

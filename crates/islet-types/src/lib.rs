@@ -1,0 +1,13 @@
+//! Typed IDs, validated values and the wire types of Islet's MIOSA-compatible API.
+//!
+//! Everything here is plain data: no I/O, no SQL, no HTTP. A value of one of these types has
+//! already been validated, so code past the edge never re-checks it.
+
+pub mod ids;
+pub mod sandbox;
+pub mod size;
+pub mod time;
+
+pub use ids::{ApiKeyId, IdError, SandboxId, TenantId};
+pub use sandbox::{CreateSandbox, SandboxState, SandboxView, TransitionError};
+pub use size::{Resources, SizeError};

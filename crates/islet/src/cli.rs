@@ -1,0 +1,170 @@
+//! Command line and environment. Every flag has an `ISLET_*` environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use islet_types::sandbox::Isolation;
+
+#[derive(Parser)]
+#[command(name = "islet", version, about = "Self-hosted, white-label sandboxes")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Where Islet keeps its database and sandbox state.
+    #[arg(long, env = "ISLET_DATA_DIR", default_value = "./.islet")]
+    pub data_dir: PathBuf,
+    /// Where built templates are cached (default: <data-dir>/templates).
+    #[arg(long, env = "ISLET_TEMPLATE_DIR")]
+    pub template_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn template_dir(&self) -> PathBuf {
+        self.template_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("templates"))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API, the node runtime and the preview listener on this host.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Build templates.
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
+    /// Check that this host can run Islet, and say how to fix what is missing.
+    Doctor,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Address of the API.
+    #[arg(long, env = "ISLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address of the preview listener.
+    #[arg(long, env = "ISLET_PREVIEW_LISTEN", default_value = "127.0.0.1:8081")]
+    pub preview_listen: String,
+    /// Domain previews are served under.
+    #[arg(
+        long,
+        env = "ISLET_PREVIEW_DOMAIN",
+        default_value = "preview.localhost"
+    )]
+    pub preview_domain: String,
+    /// Isolation for tenants without their own setting.
+    #[arg(long, env = "ISLET_ISOLATION", default_value = "container")]
+    pub isolation: Isolation,
+    /// The islet-agent binary to run inside sandboxes (default: next to this binary).
+    #[arg(long, env = "ISLET_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+    /// Debian mirror used to build templates.
+    #[arg(
+        long,
+        env = "ISLET_DEBIAN_MIRROR",
+        default_value = "http://deb.debian.org/debian"
+    )]
+    pub mirror: String,
+    /// Let sandboxes reach private address ranges (off by default).
+    #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false)]
+    pub allow_private_egress: bool,
+    /// Create a tenant named "default" on first start and print its API key.
+    #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
+    pub bootstrap_tenant: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its ID and first API key (shown once) as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Isolation of this tenant's sandboxes (default: the server's).
+        #[arg(long)]
+        isolation: Option<Isolation>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Build a template (only `default` / `miosa-sandbox` exists today).
+    Build {
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(
+            long,
+            env = "ISLET_DEBIAN_MIRROR",
+            default_value = "http://deb.debian.org/debian"
+        )]
+        mirror: String,
+        /// Rebuild even if it is already built.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    isolation,
+                    data,
+                },
+        } => {
+            std::fs::create_dir_all(&data.data_dir)?;
+            let store = islet_store::Store::open(&data.data_dir.join("islet.db"))?;
+            let key = store.create_tenant(name, isolation).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant_id": key.tenant_id, "api_key": key.plaintext, "api_key_id": key.id })
+            );
+            Ok(())
+        }
+        Command::Template {
+            command:
+                TemplateCommand::Build {
+                    name,
+                    data,
+                    mirror,
+                    force,
+                },
+        } => {
+            let canonical = islet_runtime::template::resolve(&name)
+                .ok_or_else(|| anyhow::anyhow!("unknown template `{name}` (try `default`)"))?;
+            let dir = data.template_dir();
+            if islet_runtime::template::is_built(&dir, canonical) && !force {
+                println!(
+                    "template {canonical} already built at {}",
+                    dir.join(canonical).display()
+                );
+                return Ok(());
+            }
+            std::fs::create_dir_all(&dir)?;
+            islet_runtime::template::build(&dir, canonical, &mirror, 100_000, |line| {
+                eprintln!("  {line}")
+            })
+            .await?;
+            Ok(())
+        }
+        Command::Doctor => crate::doctor::run(),
+    }
+}
