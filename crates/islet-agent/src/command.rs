@@ -116,6 +116,9 @@ pub struct Running {
     pub pid: i32,
     child: Child,
     output: mpsc::Receiver<Chunk>,
+    /// Pipe readers; aborted when the output is abandoned, or a daemon that inherited the
+    /// pipes would keep them (and their fds) alive for as long as it runs.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
     output_done: bool,
     exit_code: Option<i32>,
     deadline: Option<Instant>,
@@ -144,16 +147,18 @@ pub fn spawn(spec: &Spec<'_>, timeout: Option<Duration>) -> Result<Running, Agen
         .and_then(|p| i32::try_from(p).ok())
         .ok_or_else(|| AgentError::internal("spawned process has no pid"))?;
     let (tx, rx) = mpsc::channel(32);
+    let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, StreamKind::Stdout, tx.clone()));
+        pumps.push(tokio::spawn(pump(out, StreamKind::Stdout, tx.clone())));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, StreamKind::Stderr, tx));
+        pumps.push(tokio::spawn(pump(err, StreamKind::Stderr, tx)));
     }
     Ok(Running {
         pid,
         child,
         output: rx,
+        pumps,
         output_done: false,
         exit_code: None,
         deadline: timeout.map(|t| Instant::now() + t),
@@ -185,6 +190,7 @@ impl Running {
             let linger_over = self.linger_until.is_some_and(|t| Instant::now() >= t);
             if let (Some(code), true) = (self.exit_code, self.output_done || linger_over) {
                 self.output.close();
+                self.pumps.iter().for_each(|p| p.abort());
                 let exit_code = if self.timed_out {
                     TIMEOUT_EXIT_CODE
                 } else {
@@ -227,6 +233,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.pumps.iter().for_each(|p| p.abort());
         // Dropped before the shell was reaped means the caller went away (client disconnect):
         // nothing will read the output, so stop the whole group. The pid cannot have been
         // reused while unreaped.

@@ -15,6 +15,7 @@ mod lines;
 mod listing;
 mod logbuf;
 mod paths;
+mod process_table;
 mod processes;
 mod pty;
 mod routes;

@@ -1,6 +1,6 @@
 //! Shared in-memory state of one agent: background processes and terminal sessions.
 
-use crate::processes::ProcessTable;
+use crate::process_table::ProcessTable;
 use crate::terminal::TerminalTable;
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use crate::config::Config;
@@ -165,12 +165,9 @@ pub(crate) fn build(
         .cwd("/")
         .capabilities(capabilities)
         .no_new_privileges(true)
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .hard(65_536u64)
-            .soft(65_536u64)
-            .build()
-            .map_err(spec_err)?])
+        // No rlimits: a user namespace cannot raise them above the server's, so the sandbox
+        // inherits the server's (set them on the service that runs Islet).
+        .rlimits(Vec::new())
         .build()
         .map_err(spec_err)?;
 

@@ -123,8 +123,9 @@ impl Oci {
         }
     }
 
-    /// IDs of containers this runtime knows about.
-    pub async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+    /// IDs of containers this runtime knows about whose bundle lies under `state_dir`
+    /// (other servers on the same host may share the runtime's root).
+    pub async fn list(&self, state_dir: &Path) -> Result<Vec<String>, RuntimeError> {
         let out = self
             .command(&["list", "--format", "json"])
             .output()
@@ -138,6 +139,11 @@ impl Oci {
         Ok(parsed
             .unwrap_or_default()
             .iter()
+            .filter(|c| {
+                c.get("bundle")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|b| Path::new(b).starts_with(state_dir))
+            })
             .filter_map(|c| c.get("id").and_then(|v| v.as_str()).map(str::to_owned))
             .collect())
     }

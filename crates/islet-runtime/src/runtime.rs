@@ -63,6 +63,7 @@ impl Runtime {
             std::fs::create_dir_all(dir)
                 .map_err(RuntimeError::io(format!("mkdir {}", dir.display())))?;
         }
+        allow_search_to(&config.layout.state_dir)?;
         firewall::install(&config).await?;
         let (connection, netlink, _) =
             rtnetlink::new_connection().map_err(RuntimeError::io("netlink socket"))?;
@@ -289,7 +290,10 @@ impl Runtime {
             }
         }
         for isolation in [Isolation::Container, Isolation::Gvisor] {
-            for id in Oci::for_isolation(&self.config, isolation).list().await? {
+            for id in Oci::for_isolation(&self.config, isolation)
+                .list(&self.config.layout.state_dir)
+                .await?
+            {
                 found.containers.push((isolation, id));
             }
         }
@@ -310,4 +314,23 @@ impl Runtime {
 
 fn cgroup_name(id: &SandboxId) -> String {
     format!("islet/{id}")
+}
+
+/// The sandbox's mapped root must be able to walk down to its rootfs (search permission only,
+/// no listing) through every directory above `dir`.
+fn allow_search_to(dir: &std::path::Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut next = Some(dir);
+    while let Some(d) = next {
+        let mode = std::fs::metadata(d)
+            .map_err(RuntimeError::io(format!("stat {}", d.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001))
+                .map_err(RuntimeError::io(format!("chmod {}", d.display())))?;
+        }
+        next = d.parent();
+    }
+    Ok(())
 }

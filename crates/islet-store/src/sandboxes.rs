@@ -390,7 +390,11 @@ impl Store {
                     record.boot_ms = facts.boot_ms.or(record.boot_ms);
                     record.last_activity_at = now;
                 }
-                Transition::Failed => record.error = facts.error.clone(),
+                Transition::Failed => {
+                    // Whoever fails a sandbox has already removed its host resources.
+                    record.error = facts.error.clone();
+                    record.net_index = None;
+                }
                 Transition::Resume => record.last_activity_at = now,
                 Transition::Destroyed => {
                     record.destroyed_at = Some(now);

@@ -81,6 +81,13 @@ pub struct ServeArgs {
     /// Let sandboxes reach private address ranges (off by default).
     #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false)]
     pub allow_private_egress: bool,
+    /// Prefix of the network interfaces and firewall chains this server owns (several servers
+    /// on one host need different prefixes and subnets).
+    #[arg(long, env = "ISLET_NET_PREFIX", default_value = "isl")]
+    pub net_prefix: String,
+    /// Sandboxes get addresses from 10.<octet>.0.0/16.
+    #[arg(long, env = "ISLET_SUBNET_OCTET", default_value_t = 213)]
+    pub subnet_octet: u8,
     /// Create a tenant named "default" on first start and print its API key.
     #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
     pub bootstrap_tenant: bool,

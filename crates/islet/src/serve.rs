@@ -42,6 +42,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     runtime_config.nameservers = firewall::host_nameservers();
     runtime_config.allow_private_egress = args.allow_private_egress;
+    anyhow::ensure!(
+        !args.net_prefix.is_empty()
+            && args.net_prefix.len() <= 5
+            && args.net_prefix.bytes().all(|b| b.is_ascii_lowercase()),
+        "--net-prefix must be 1..=5 lowercase letters"
+    );
+    runtime_config.net_prefix = args.net_prefix;
+    runtime_config.subnet_octet = args.subnet_octet;
     if !template::is_built(&template_dir, template::DEFAULT_TEMPLATE) {
         eprintln!("building the default template (first start only)...");
         template::build(

@@ -172,3 +172,19 @@ async fn exec_stream_client_disconnect_kills_the_command() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn exec_does_not_wait_for_background_jobs_holding_its_pipes() {
+    let agent = Agent::start().await;
+    within(30, async {
+        let started = Instant::now();
+        let (status, body) = agent
+            .post("/exec", json!({"command": "sleep 5 & echo done"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["stdout"], "done\n");
+        assert_eq!(body["data"]["exit_code"], 0);
+        assert!(started.elapsed().as_secs() < 3, "{:?}", started.elapsed());
+    })
+    .await;
+}

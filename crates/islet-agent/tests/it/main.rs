@@ -5,4 +5,5 @@ mod files;
 mod processes;
 mod support;
 mod terminal;
+mod upload;
 mod watch;

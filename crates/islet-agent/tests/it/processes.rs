@@ -155,3 +155,32 @@ async fn process_timeout_and_unknown_ids() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn kill_escalates_to_sigkill_when_term_is_ignored() {
+    let agent = Agent::start().await;
+    within(30, async {
+        let (_, body) = agent
+            .post(
+                "/processes",
+                json!({"command": "trap '' TERM; echo ready; sleep 30; echo survived"}),
+            )
+            .await;
+        let pid = body["data"]["pid"].as_i64().expect("pid");
+        eventually(5, || async {
+            let (_, body) = agent.get(&format!("/processes/{pid}/logs")).await;
+            (body["data"] == "ready\n").then_some(())
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let (status, _, _) = agent
+            .raw(Method::DELETE, &format!("/processes/{pid}"), "")
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+        let after = state_of(&agent, pid).await;
+        assert_eq!(after["state"], "exited");
+        assert_eq!(after["exit_code"], 128 + 9);
+    })
+    .await;
+}

@@ -62,9 +62,10 @@ pub async fn forward(
     let record = running_sandbox(&state, &caller, &raw_id).await?;
     touch(&state, &record);
 
-    // `/api/v1/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim.
+    // `…/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim. (Inside
+    // the nested router the URI starts at `/{id}`.)
     let uri = request.uri();
-    let prefix = format!("/api/v1/sandboxes/{raw_id}");
+    let prefix = format!("/{raw_id}");
     let path = uri.path().strip_prefix(&prefix).unwrap_or("/");
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs test_flow.py with the real miosa SDK against a fresh `islet serve` on a free port.
+# Usage: tests/sdk/run.sh container|gvisor
+set -euo pipefail
+isolation="${1:-container}"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import miosa" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "miosa==2.19.2"
+fi
+data="$(mktemp -d /var/tmp/islet-sdk.XXXXXX)"
+log="$data/server.log"
+cleanup() {
+  [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+key=$("$root/target/debug/islet" tenant create --name sdk-test --isolation "$isolation" --data-dir "$data" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+"$root/target/debug/islet" serve --data-dir "$data" --template-dir "${ISLET_TEMPLATE_DIR:-/var/lib/islet/templates}" \
+  --listen 127.0.0.1:0 --net-prefix sdk --subnet-octet 212 >"$data/stdout" 2>"$log" &
+server=$!
+for _ in $(seq 1 600); do
+  grep -q "listening on" "$data/stdout" 2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+url=$(sed -n 's#.*listening on \(http://[^/]*\)/api/v1.*#\1#p' "$data/stdout")
+echo "islet ($isolation) at $url"
+if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolation" "$venv/bin/python" "$here/test_flow.py"; then
+  echo "--- server log ---"; tail -50 "$log"; exit 1
+fi
