@@ -153,6 +153,8 @@ fn new_id() -> String {
 fn pick_shell(requested: Option<&str>) -> Result<String, AgentError> {
     match requested.filter(|s| !s.is_empty()) {
         Some(shell) if std::path::Path::new(shell).is_file() => Ok(shell.to_string()),
+        // SDKs send the default explicitly; honour its documented fallback too.
+        Some("/bin/bash") => Ok(crate::command::shell().to_string()),
         Some(shell) => Err(AgentError::validation(format!("shell not found: {shell}"))),
         None => Ok(crate::command::shell().to_string()),
     }

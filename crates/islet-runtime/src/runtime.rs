@@ -128,6 +128,12 @@ impl Runtime {
         std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
         std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
         overlay::chown(&paths.agent_dir, self.config.uid_base)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Only the sandbox's root and the host's root may reach the agent socket.
+            std::fs::set_permissions(&paths.agent_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(RuntimeError::io("chmod agent dir"))?;
+        }
         let _ = std::fs::remove_file(&paths.agent_socket);
         overlay::mount_root(&paths, &template, self.config.uid_base)?;
 
