@@ -2,6 +2,7 @@
 //! WebSocket. Frames pass through unchanged (raw PTY bytes as binary frames; JSON control
 //! messages such as resize as text frames).
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -18,9 +19,14 @@ pub async fn stream(
     caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Ownership first: a foreign sandbox is 404 whatever the request looks like.
     let record = running_sandbox(&state, &caller, &id).await?;
+    let upgrade = upgrade.map_err(|_| ApiError::Validation {
+        message: "this route needs a WebSocket upgrade".into(),
+        field: None,
+    })?;
     touch(&state, &record);
     let stream = state
         .runtime

@@ -1,0 +1,156 @@
+//! The lifecycle through the API: validation, stop/resume, pause, timeouts, events.
+
+use islet_testkit::TestServer;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_creates_nothing() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    for (body, field) in [
+        (json!({"template_id": "nope"}), "template_id"),
+        (json!({"size": "huge"}), "size"),
+        (json!({"timeout_sec": 0}), "timeout_sec"),
+        (json!({"env": {"1X": "y"}}), "env"),
+    ] {
+        let reply = client.call("POST", "/sandboxes", Some(body)).await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.body["error"]["code"], "VALIDATION_FAILED");
+        assert_eq!(reply.body["error"]["details"]["field"], field);
+    }
+    let raw = client
+        .http
+        .post(format!("{}/sandboxes", client.base))
+        .bearer_auth(&client.key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    assert_eq!(
+        client
+            .call("GET", "/sandboxes/sbx_not_an_id", None)
+            .await
+            .status,
+        404
+    );
+    let listed = client.call("GET", "/sandboxes", None).await;
+    assert!(listed.body["data"].as_array().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_keeps_files_and_resume_brings_them_back() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let id = client.sandbox(json!({"name": "keeper"})).await;
+    client.exec(&id, "echo kept > /root/note").await;
+    let stopped = client
+        .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
+        .await;
+    assert_eq!(stopped.body["data"]["state"], "stopped");
+    let refused = client
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/exec"),
+            Some(json!({"command": "true"})),
+        )
+        .await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.body["error"]["code"], "SANDBOX_NOT_RUNNING");
+    let resumed = client
+        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(
+        resumed.body["data"]["state"], "running",
+        "{:?}",
+        resumed.body
+    );
+    assert_eq!(client.exec(&id, "cat /root/note").await.1, "kept\n");
+
+    let paused = client
+        .call("POST", &format!("/sandboxes/{id}/pause"), Some(json!({})))
+        .await;
+    assert_eq!(paused.body["data"]["state"], "paused");
+    let resumed = client
+        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(resumed.body["data"]["state"], "running");
+    assert_eq!(client.exec(&id, "echo awake").await.1, "awake\n");
+    let by_name = client.call("GET", "/sandboxes/by-name/keeper", None).await;
+    assert_eq!(by_name.body["data"]["id"], id.as_str());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_destroys_unless_extended_and_events_record_it() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let short = client.sandbox(json!({"timeout_sec": 2})).await;
+    let extended = client.sandbox(json!({"timeout_sec": 2})).await;
+    let reply = client
+        .call(
+            "POST",
+            &format!("/sandboxes/{extended}/extend"),
+            Some(json!({"timeout_sec": 600})),
+        )
+        .await;
+    assert_eq!(reply.body["data"]["timeout_sec"], 600);
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = client
+            .call("GET", &format!("/sandboxes/{short}"), None)
+            .await
+            .body["data"]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if state == "destroyed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "destroyed", "timed out sandbox is destroyed");
+    assert_eq!(
+        client
+            .call("GET", &format!("/sandboxes/{extended}"), None)
+            .await
+            .body["data"]["state"],
+        "running"
+    );
+
+    let record = server
+        .state
+        .store
+        .get_sandbox_any(&short.parse().unwrap())
+        .await
+        .unwrap();
+    let events = server
+        .state
+        .store
+        .events_after(&record.tenant_id, 0, 100)
+        .await
+        .unwrap();
+    let of_short: Vec<&str> = events
+        .iter()
+        .filter(|e| e.sandbox_id.as_deref() == Some(short.as_str()))
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        of_short,
+        [
+            "sandbox.created",
+            "sandbox.running",
+            "sandbox.timeout",
+            "sandbox.destroyed"
+        ]
+    );
+    let payload = &events
+        .iter()
+        .find(|e| e.sandbox_id.as_deref() == Some(short.as_str()))
+        .unwrap()
+        .payload;
+    assert_eq!(payload["type"], "sandbox.created");
+    assert_eq!(payload["data"]["id"], short.as_str());
+    server.stop().await;
+}

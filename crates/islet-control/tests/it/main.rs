@@ -1,0 +1,10 @@
+//! Integration tests of the control plane against the real runtime (root, runc, runsc, a built
+//! template). One binary; each module is one concern.
+#![allow(clippy::unwrap_used)]
+
+mod crash;
+mod idempotency;
+mod isolation;
+mod lifecycle;
+mod limits;
+mod tenancy;

@@ -1,0 +1,98 @@
+//! Tenants never see each other's sandboxes: every route answers 404 for a foreign ID.
+
+use islet_testkit::TestServer;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_tenant_gets_404_on_every_route() {
+    let server = TestServer::start().await;
+    let owner = server.tenant(None).await;
+    let intruder = server.tenant(None).await;
+    let id = owner.sandbox(json!({"name": "mine"})).await;
+    let routes: Vec<(&str, String, Option<serde_json::Value>)> = vec![
+        ("GET", format!("/sandboxes/{id}"), None),
+        (
+            "PATCH",
+            format!("/sandboxes/{id}"),
+            Some(json!({"metadata": {"x": 1}})),
+        ),
+        (
+            "PATCH",
+            format!("/sandboxes/{id}/tags"),
+            Some(json!({"tags": ["x"]})),
+        ),
+        ("POST", format!("/sandboxes/{id}/stop"), Some(json!({}))),
+        ("POST", format!("/sandboxes/{id}/pause"), Some(json!({}))),
+        ("POST", format!("/sandboxes/{id}/resume"), Some(json!({}))),
+        (
+            "POST",
+            format!("/sandboxes/{id}/extend"),
+            Some(json!({"timeout_sec": 60})),
+        ),
+        ("GET", format!("/sandboxes/{id}/readiness"), None),
+        ("GET", format!("/sandboxes/{id}/readiness/stream"), None),
+        (
+            "POST",
+            format!("/sandboxes/{id}/exec"),
+            Some(json!({"command": "id"})),
+        ),
+        (
+            "POST",
+            format!("/sandboxes/{id}/exec/stream"),
+            Some(json!({"command": "id"})),
+        ),
+        (
+            "POST",
+            format!("/sandboxes/{id}/fs/write"),
+            Some(json!({"path": "/tmp/x", "content": "x"})),
+        ),
+        (
+            "GET",
+            format!("/sandboxes/{id}/fs/download?path=/etc/hostname"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/sandboxes/{id}/fs/stat"),
+            Some(json!({"path": "/"})),
+        ),
+        ("GET", format!("/sandboxes/{id}/files?path=/"), None),
+        ("GET", format!("/sandboxes/{id}/files/tree?path=/"), None),
+        ("GET", format!("/sandboxes/{id}/files/etc/hostname"), None),
+        ("GET", format!("/sandboxes/{id}/processes"), None),
+        (
+            "POST",
+            format!("/sandboxes/{id}/processes"),
+            Some(json!({"command": "sleep 1"})),
+        ),
+        ("DELETE", format!("/sandboxes/{id}/processes/1"), None),
+        ("POST", format!("/sandboxes/{id}/terminal"), Some(json!({}))),
+        ("GET", format!("/sandboxes/{id}/terminal/stream"), None),
+        ("GET", "/sandboxes/by-name/mine".to_owned(), None),
+        ("DELETE", format!("/sandboxes/{id}"), None),
+    ];
+    for (method, path, body) in &routes {
+        let reply = intruder.call(method, path, body.clone()).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {:?}", reply.body);
+        assert_eq!(reply.body["error"]["code"], "NOT_FOUND", "{method} {path}");
+    }
+    let listed = intruder.call("GET", "/sandboxes", None).await;
+    assert!(listed.body["data"].as_array().unwrap().is_empty());
+    // The owner's sandbox is untouched.
+    let mine = owner.call("GET", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(mine.body["data"]["state"], "running");
+    assert!(mine.body["data"]["metadata"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    // Without a key: 401 with the error envelope and a request id.
+    let anonymous = islet_testkit::Client::new(&server.base, "msk_live_nope")
+        .call("GET", "/sandboxes", None)
+        .await;
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous.body["request_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("req_"));
+    server.stop().await;
+}

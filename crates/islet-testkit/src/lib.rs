@@ -1,0 +1,218 @@
+//! The vocabulary of Islet's integration tests: "start a control plane", "a client for tenant
+//! X", "a sandbox running this". Everything is real: a SQLite file, runc/runsc, namespaces,
+//! cgroups and an HTTP server on an ephemeral port. Tests need root and a built template.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use islet_control::{AppState, Config};
+use islet_runtime::{firewall, Runtime};
+use islet_store::Store;
+use islet_types::sandbox::Isolation;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+static SERVERS: AtomicU32 = AtomicU32::new(0);
+
+/// Where the built binaries are (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("debug")
+}
+
+/// The template cache tests share (built once by `scripts/test.sh`).
+pub fn template_dir() -> PathBuf {
+    std::env::var_os("ISLET_TEMPLATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/islet/templates"))
+}
+
+/// A unique (prefix, subnet octet) per server in this process, so servers never share links,
+/// firewall chains or addresses.
+pub fn network_identity() -> (String, u8) {
+    let n = SERVERS.fetch_add(1, Ordering::SeqCst);
+    let letters = b"abcdefghijklmnopqrstuvwxyz";
+    let prefix = format!(
+        "t{}{}",
+        letters[(n / 26 % 26) as usize] as char,
+        letters[(n % 26) as usize] as char
+    );
+    (prefix, 150 + (n % 50) as u8)
+}
+
+/// A fresh data directory under /var/tmp (sandbox roots must be reachable by mapped uids).
+pub fn data_dir(tag: &str) -> PathBuf {
+    let dir = PathBuf::from("/var/tmp").join(format!(
+        "islet-test-{tag}-{}-{}",
+        std::process::id(),
+        SERVERS.load(Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A control plane running in this process.
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let (prefix, octet) = network_identity();
+        let data_dir = data_dir(&prefix);
+        let store = Store::open(&data_dir.join("islet.db")).unwrap();
+        let mut config = islet_runtime::Config::new(
+            data_dir.clone(),
+            template_dir(),
+            bin_dir().join("islet-agent"),
+        );
+        config.net_prefix = prefix;
+        config.subnet_octet = octet;
+        config.nameservers = firewall::host_nameservers();
+        let runtime = Runtime::start(config).await.unwrap();
+        let state = AppState::new(store, runtime, Config::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(islet_control::run(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            base,
+            state,
+            data_dir,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A new tenant and a client holding its key.
+    pub async fn tenant(&self, isolation: Option<Isolation>) -> Client {
+        let key = self
+            .state
+            .store
+            .create_tenant("test".into(), isolation)
+            .await
+            .unwrap();
+        Client::new(&self.base, &key.plaintext)
+    }
+
+    /// Destroy every sandbox this server knows and stop it.
+    pub async fn stop(self) {
+        for record in self.state.store.sandboxes_not_destroyed().await.unwrap() {
+            let _ = islet_control::lifecycle::destroy(
+                &self.state,
+                &record.tenant_id,
+                &record.id,
+                false,
+            )
+            .await;
+        }
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// An HTTP client for one tenant.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+/// A response: status and parsed JSON body (Null when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub bytes: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(base: &str, key: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            key: key.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            bytes,
+        }
+    }
+
+    /// Create a sandbox and insist it is running.
+    pub async fn sandbox(&self, body: Value) -> String {
+        let reply = self.call("POST", "/sandboxes", Some(body)).await;
+        assert_eq!(reply.status, 201, "create failed: {:?}", reply.body);
+        assert_eq!(reply.body["data"]["state"], "running");
+        reply.body["data"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Run a command and return (exit code, stdout, stderr).
+    pub async fn exec(&self, id: &str, command: &str) -> (i64, String, String) {
+        let reply = self
+            .call(
+                "POST",
+                &format!("/sandboxes/{id}/exec"),
+                Some(serde_json::json!({ "command": command, "timeout": 120 })),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "exec failed: {:?}", reply.body);
+        let data = &reply.body["data"];
+        (
+            data["exit_code"].as_i64().unwrap(),
+            data["stdout"].as_str().unwrap_or_default().to_owned(),
+            data["stderr"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Upload a local file into the sandbox (streamed) and make it executable.
+    pub async fn upload(&self, id: &str, local: &std::path::Path, remote: &str) {
+        let bytes = tokio::fs::read(local).await.unwrap();
+        let response = self
+            .http
+            .put(format!("{}/sandboxes/{id}/fs/upload", self.base))
+            .query(&[("path", remote)])
+            .bearer_auth(&self.key)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "upload failed: {}",
+            response.status()
+        );
+        let (code, _, err) = self.exec(id, &format!("chmod 755 {remote}")).await;
+        assert_eq!(code, 0, "{err}");
+    }
+}
