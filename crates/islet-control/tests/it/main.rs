@@ -8,3 +8,4 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod tenancy;
+mod terminal_and_files;
