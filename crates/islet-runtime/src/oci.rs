@@ -71,6 +71,14 @@ impl Oci {
 
     /// Create and start the container detached; its stdout and stderr go to `log`.
     pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+        let bundle = bundle.to_string_lossy();
+        let cmd = self.command(&["run", "--detach", "--bundle", &bundle, id]);
+        self.status_logged(cmd, log).await
+    }
+
+    /// Run `cmd` with stdout and stderr appended to `log`; on failure the log's last lines
+    /// become the error.
+    async fn status_logged(&self, mut cmd: Command, log: &Path) -> Result<(), RuntimeError> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -79,24 +87,21 @@ impl Oci {
         let log_err = log_file
             .try_clone()
             .map_err(RuntimeError::io("dup agent log"))?;
-        let bundle = bundle.to_string_lossy();
-        let mut cmd = self.command(&["run", "--detach", "--bundle", &bundle, id]);
         cmd.stdout(log_file).stderr(log_err);
         let status = cmd
             .status()
             .await
             .map_err(RuntimeError::io(format!("run {}", self.name)))?;
         if status.success() {
-            Ok(())
-        } else {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-            Err(RuntimeError::Command {
-                tool: format!("{} run", self.name),
-                status: status.to_string(),
-                stderr: tail,
-            })
+            return Ok(());
         }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        Err(RuntimeError::Command {
+            tool: format!("{} run", self.name),
+            status: status.to_string(),
+            stderr: tail.join(" | "),
+        })
     }
 
     pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
@@ -172,43 +177,11 @@ impl Oci {
         );
         let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
         let script = format!("{joins}exec {}", quoted.join(" "));
-        let wrapper = Oci {
-            binary: PathBuf::from("/bin/sh"),
-            global: vec!["-c".into(), script],
-            name: self.name,
-        };
-        wrapper.run_raw(log).await
-    }
-
-    async fn run_raw(&self, log: &Path) -> Result<(), RuntimeError> {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(RuntimeError::io("open agent log"))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(RuntimeError::io("dup agent log"))?;
-        let mut cmd = self.command(&[]);
-        cmd.stdout(log_file).stderr(log_err);
-        let status = cmd
-            .status()
-            .await
-            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(RuntimeError::Command {
-                tool: format!("{} run", self.name),
-                status: status.to_string(),
-                stderr: std::fs::read_to_string(log)
-                    .unwrap_or_default()
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            })
-        }
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        self.status_logged(cmd, log).await
     }
 }
