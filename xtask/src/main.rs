@@ -1,3 +1,34 @@
+//! `cargo xtask <command>`: project automation that is not part of the product.
+//!
+//! Commands:
+//! - `bench [--quick] [--isolation container|gvisor|both] [--no-build]`: measure Islet
+//!   against a bare `runc run` of the same rootfs and print (and write
+//!   `target/bench/report.json`) a report. See `bench/mod.rs`.
+
+mod bench;
+
+const USAGE: &str =
+    "usage: cargo xtask bench [--quick] [--isolation container|gvisor|both] [--no-build]
+
+  --quick       small sample sizes (a CI smoke run)
+  --isolation   which Islet isolation levels to measure (default: both)
+  --no-build    do not run `cargo build --release -p islet -p islet-agent` first";
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("usage: cargo xtask <bench>")
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => {
+            let options = bench::Options::parse(&args[1..])?;
+            if options.help {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            bench::run(&options)
+        }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => anyhow::bail!("{USAGE}"),
+    }
 }
