@@ -79,7 +79,8 @@ impl AgentClient {
         }
     }
 
-    /// Poll until the agent answers, backing off from 1 ms to 20 ms.
+    /// Poll until the agent answers: every millisecond for the first 100 ms (a healthy agent
+    /// answers within a few), then backing off to 20 ms.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
@@ -91,7 +92,9 @@ impl AgentClient {
                 return Err(format!("no answer on {}", self.socket.display()));
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(20));
+            if start.elapsed() > Duration::from_millis(100) {
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub agent_binary: PathBuf,
     pub runc: PathBuf,
     pub runsc: PathBuf,
+    /// Formats the sandboxes' disks (see `disk`).
+    pub mkfs_ext4: PathBuf,
     /// First host uid/gid of the range sandbox uids 0..65536 map to.
     pub uid_base: u32,
     /// Resolvers the sandboxes use; egress to these on port 53 is allowed.
@@ -45,6 +47,7 @@ impl Config {
             agent_binary,
             runc: PathBuf::from("runc"),
             runsc: PathBuf::from("runsc"),
+            mkfs_ext4: PathBuf::from("mkfs.ext4"),
             uid_base: 100_000,
             nameservers: Vec::new(),
             allow_private_egress: false,

@@ -10,6 +10,10 @@ use crate::config::Config;
 
 pub(crate) struct SandboxPaths {
     pub dir: PathBuf,
+    /// The sandbox's own filesystem (see `disk`): everything the sandbox can write is under it.
+    pub disk: PathBuf,
+    /// The image file of that filesystem.
+    pub disk_image: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub rootfs: PathBuf,
@@ -24,15 +28,18 @@ pub(crate) struct SandboxPaths {
 impl SandboxPaths {
     pub fn new(config: &Config, id: &SandboxId) -> Self {
         let dir = config.layout.state_dir.join(id.as_str());
-        let agent_dir = dir.join("agent");
+        let disk = dir.join("disk");
+        let agent_dir = disk.join("agent");
         Self {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: disk.join("upper"),
+            work: disk.join("work"),
             rootfs: dir.join("rootfs"),
             bundle: dir.join("bundle"),
             agent_socket: agent_dir.join("agent.sock"),
             agent_dir,
-            log: dir.join("agent.log"),
+            log: disk.join("agent.log"),
+            disk_image: dir.join("disk.img"),
+            disk,
             netns: config.layout.run_dir.join("netns").join(id.as_str()),
             dir,
         }

@@ -2,7 +2,8 @@
 //! ordinary Linux programs use. Left out on purpose: mounting, module loading, kexec, reboot,
 //! swap, bpf, keyrings, io_uring, userfaultfd, namespace creation (`unshare`, `setns`, and
 //! `clone` with namespace flags), clock setting and quotactl. `clone3` answers ENOSYS so libc
-//! falls back to `clone`, whose flags the filter can inspect.
+//! falls back to `clone`, whose flags the filter can inspect. Only x86-64 system calls are
+//! allowed at all (no 32-bit or x32 compat calls).
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,

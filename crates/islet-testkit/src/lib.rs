@@ -169,6 +169,27 @@ impl Client {
         }
     }
 
+    /// `POST /sandboxes` with an `Idempotency-Key`: (status, body), status 0 if the request
+    /// itself failed (e.g. the server died).
+    pub async fn create_with_key(&self, key: &str, body: &Value) -> (u16, Value) {
+        let result = self
+            .http
+            .post(format!("{}/sandboxes", self.base))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .timeout(std::time::Duration::from_secs(120))
+            .send()
+            .await;
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
     /// Create a sandbox and insist it is running.
     pub async fn sandbox(&self, body: Value) -> String {
         let reply = self.call("POST", "/sandboxes", Some(body)).await;

@@ -9,5 +9,5 @@ pub mod size;
 pub mod time;
 
 pub use ids::{ApiKeyId, IdError, SandboxId, TenantId};
-pub use sandbox::{CreateSandbox, SandboxState, SandboxView, TransitionError};
+pub use sandbox::{CreateSandbox, SandboxState, TransitionError};
 pub use size::{Resources, SizeError};

@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{SandboxId, TenantId};
 use crate::size::Resources;
-use crate::time::{rfc3339, UnixMillis};
 
 /// Where a sandbox is in its life. Every change goes through [`SandboxState::transition`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,53 +159,6 @@ pub struct CreateSandbox {
     pub timeout_sec: u64,
     pub idle_timeout_sec: Option<u64>,
     pub isolation: Option<Isolation>,
-}
-
-/// The sandbox object on the wire (contract §5.1).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SandboxView {
-    pub id: SandboxId,
-    pub state: SandboxState,
-    pub ready: bool,
-    pub tenant_id: TenantId,
-    pub template_id: String,
-    pub name: Option<String>,
-    pub external_user_id: Option<String>,
-    pub external_workspace_id: Option<String>,
-    pub external_project_id: Option<String>,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub tags: Vec<String>,
-    pub size: Option<String>,
-    pub cpu_count: u32,
-    pub memory_mb: u32,
-    pub disk_mb: u32,
-    pub disk_size_mb: u32,
-    pub isolation: Isolation,
-    pub timeout_sec: u64,
-    pub timeout_remaining_ms: Option<i64>,
-    pub idle_timeout_sec: Option<u64>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub ready_at: Option<String>,
-    pub destroyed_at: Option<String>,
-    pub boot_ms: Option<i64>,
-    pub error: Option<String>,
-}
-
-/// Times recorded for a sandbox, in Unix milliseconds.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SandboxTimes {
-    pub created_at: UnixMillis,
-    pub started_at: Option<UnixMillis>,
-    pub ready_at: Option<UnixMillis>,
-    pub destroyed_at: Option<UnixMillis>,
-    pub expires_at: Option<UnixMillis>,
-}
-
-impl SandboxTimes {
-    pub fn created(&self) -> String {
-        rfc3339(self.created_at)
-    }
 }
 
 #[cfg(test)]

@@ -56,28 +56,14 @@ fn links_with(prefix: &str) -> usize {
 }
 
 async fn create_all(client: &Client, keys: &[String]) -> Vec<(u16, serde_json::Value)> {
-    let requests = keys.iter().map(|key| {
-        let client = client.clone();
-        let key = key.clone();
-        async move {
-            let result = client
-                .http
-                .post(format!("{}/sandboxes", client.base))
-                .bearer_auth(&client.key)
-                .header("Idempotency-Key", &key)
-                .json(&json!({"external_user_id": key}))
-                .timeout(Duration::from_secs(120))
-                .send()
-                .await;
-            match result {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    (status, r.json().await.unwrap_or(serde_json::Value::Null))
-                }
-                Err(_) => (0, serde_json::Value::Null),
-            }
-        }
-    });
+    let bodies: Vec<_> = keys
+        .iter()
+        .map(|key| json!({"external_user_id": key}))
+        .collect();
+    let requests = keys
+        .iter()
+        .zip(&bodies)
+        .map(|(key, body)| client.create_with_key(key, body));
     futures::future::join_all(requests).await
 }
 

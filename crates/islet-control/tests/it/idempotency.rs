@@ -8,24 +8,7 @@ async fn one_hundred_parallel_creates_with_one_key_make_one_sandbox() {
     let server = TestServer::start().await;
     let client = server.tenant(None).await;
     let body = json!({"external_user_id": "u-idem", "metadata": {"k": "v"}});
-    let requests = (0..100).map(|_| {
-        let client = client.clone();
-        let body = body.clone();
-        async move {
-            let response = client
-                .http
-                .post(format!("{}/sandboxes", client.base))
-                .bearer_auth(&client.key)
-                .header("Idempotency-Key", "key-one")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let json: serde_json::Value = response.json().await.unwrap();
-            (status, json)
-        }
-    });
+    let requests = (0..100).map(|_| client.create_with_key("key-one", &body));
     let replies = futures::future::join_all(requests).await;
     let ids: std::collections::BTreeSet<String> = replies
         .iter()
@@ -42,29 +25,13 @@ async fn one_hundred_parallel_creates_with_one_key_make_one_sandbox() {
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
 
     // Same key, different body: refused. Another tenant's identical key is independent.
-    let other_body = client
-        .http
-        .post(format!("{}/sandboxes", client.base))
-        .bearer_auth(&client.key)
-        .header("Idempotency-Key", "key-one")
-        .json(&json!({"external_user_id": "someone-else"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other_body.status().as_u16(), 422);
-    let error: serde_json::Value = other_body.json().await.unwrap();
+    let (status, error) = client
+        .create_with_key("key-one", &json!({"external_user_id": "someone-else"}))
+        .await;
+    assert_eq!(status, 422);
     assert_eq!(error["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
     let second_tenant = server.tenant(None).await;
-    let theirs = second_tenant
-        .http
-        .post(format!("{}/sandboxes", second_tenant.base))
-        .bearer_auth(&second_tenant.key)
-        .header("Idempotency-Key", "key-one")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let theirs: serde_json::Value = theirs.json().await.unwrap();
+    let (_, theirs) = second_tenant.create_with_key("key-one", &body).await;
     assert!(
         !ids.contains(theirs["data"]["id"].as_str().unwrap()),
         "keys are scoped per tenant"

@@ -3,6 +3,7 @@
 use std::io::Read;
 
 use islet_testkit::{bin_dir, TestServer};
+use islet_types::sandbox::Isolation;
 use serde_json::{json, Value};
 
 async fn check(client: &islet_testkit::Client, id: &str, args: &str) -> Value {
@@ -12,9 +13,18 @@ async fn check(client: &islet_testkit::Client, id: &str, args: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sandbox_sees_only_itself() {
+async fn a_container_sandbox_sees_only_itself() {
+    sees_only_itself(Isolation::Container).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gvisor_sandbox_sees_only_itself() {
+    sees_only_itself(Isolation::Gvisor).await;
+}
+
+async fn sees_only_itself(isolation: Isolation) {
     let server = TestServer::start().await;
-    let client = server.tenant(None).await;
+    let client = server.tenant(Some(isolation)).await;
     let a = client.sandbox(json!({"external_user_id": "u1"})).await;
     let b = client.sandbox(json!({"external_user_id": "u2"})).await;
     for id in [&a, &b] {
@@ -100,10 +110,13 @@ async fn a_sandbox_sees_only_itself() {
         true,
         "no host files"
     );
-    assert_eq!(
-        report["uid_map"][1], "100000",
-        "root inside is uid 100000 outside: {report}"
-    );
+    if isolation == Isolation::Container {
+        // (gVisor's user-space kernel reports its own identity map.)
+        assert_eq!(
+            report["uid_map"][1], "100000",
+            "root inside is uid 100000 outside: {report}"
+        );
+    }
     let connect = &report["connect"];
     assert_eq!(
         connect[format!("127.0.0.1:{port}")],

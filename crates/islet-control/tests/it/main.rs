@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod crash;
+mod disk;
 mod idempotency;
 mod isolation;
 mod lifecycle;
