@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Islet needs on a Debian bookworm host (idempotent). Run as root.
 set -euo pipefail
-packages=(runc runsc mmdebstrap iproute2 iptables ca-certificates python3-venv)
+packages=(runc runsc mmdebstrap e2fsprogs iproute2 iptables ca-certificates python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use rtnetlink::Handle;
@@ -81,24 +82,22 @@ pub(crate) async fn create(
     if let Some(index) = link_index(host, host_veth).await? {
         host.link().del(index).execute().await.map_err(nl)?;
     }
-    let peer = format!("{host_veth}p");
-    host.link()
-        .add()
-        .veth(host_veth.to_owned(), peer.clone())
-        .execute()
-        .await
-        .map_err(nl)?;
-    let peer_index = link_index(host, &peer)
-        .await?
-        .ok_or_else(|| RuntimeError::Netlink("veth peer missing".into()))?;
+    // The sandbox end is created inside the namespace, already named eth0: moving a link
+    // between namespaces waits for an RCU grace period (~17 ms here), creating it there does not.
     let netns_file = std::fs::File::open(netns_path).map_err(RuntimeError::io("open netns"))?;
-    host.link()
-        .set(peer_index)
-        .setns_by_fd(netns_file.as_raw_fd())
-        .name("eth0".into())
-        .execute()
-        .await
-        .map_err(nl)?;
+    let mut request = host.link().add().veth("eth0".into(), host_veth.to_owned());
+    for attribute in &mut request.message_mut().attributes {
+        if let LinkAttribute::LinkInfo(infos) = attribute {
+            for info in infos {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = info {
+                    peer.attributes
+                        .push(LinkAttribute::NetNsFd(netns_file.as_raw_fd()));
+                }
+            }
+        }
+    }
+    request.execute().await.map_err(nl)?;
+    drop(netns_file);
     let host_index = link_index(host, host_veth)
         .await?
         .ok_or_else(|| RuntimeError::Netlink("host veth missing".into()))?;
@@ -169,7 +168,7 @@ pub(crate) async fn owned_links(host: &Handle, prefix: &str) -> Result<Vec<Strin
     let mut links = host.link().get().execute();
     while let Some(link) = links.try_next().await.map_err(nl)? {
         for attr in link.attributes {
-            if let netlink_packet_route::link::LinkAttribute::IfName(name) = attr {
+            if let LinkAttribute::IfName(name) = attr {
                 let owned = name.strip_prefix(prefix).is_some_and(|rest| {
                     !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
                 });

@@ -142,38 +142,17 @@ impl Runtime {
             return Err(RuntimeError::TemplateMissing(spec.template.clone()));
         }
         let mut phases = Phases::start();
-        // Disk limits: the sandbox's disk, holding everything it can write, comes first.
-        crate::disk::attach(
-            &self.config,
-            &paths,
-            spec.resources.disk_mb,
-            self.disk_limits,
-        )
-        .await?;
-        phases.mark("disk");
-        std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
-        std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
-        overlay::chown(&paths.agent_dir, self.config.uid_base)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Only the sandbox's root and the host's root may reach the agent socket.
-            std::fs::set_permissions(&paths.agent_dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(RuntimeError::io("chmod agent dir"))?;
-        }
-        let _ = std::fs::remove_file(&paths.agent_socket);
-        overlay::mount_root(&paths, &template, self.config.uid_base)?;
-        phases.mark("root");
-
+        // The root (disk, overlay) and the network do not depend on each other: build them
+        // side by side. The disk's mkfs and the netns thread run outside this task.
         let (host_ip, sandbox_ip) = slot_addresses(&self.config, spec.net_index);
-        netns::create(
-            &self.netlink,
-            &paths.netns,
-            &host_veth(&self.config, spec.net_index),
-            host_ip,
-            sandbox_ip,
-        )
-        .await?;
-        phases.mark("network");
+        let veth = host_veth(&self.config, spec.net_index);
+        let (root, network) = tokio::join!(
+            self.prepare_root(&paths, spec, &template),
+            netns::create(&self.netlink, &paths.netns, &veth, host_ip, sandbox_ip)
+        );
+        root?;
+        network?;
+        phases.mark("root+network");
         self.write_etc(&paths, spec, sandbox_ip)?;
 
         let oci_spec = bundle::build(&self.config, &paths, spec)?;
@@ -204,6 +183,34 @@ impl Runtime {
         phases.mark("agent");
         tracing::debug!(sandbox_id = %spec.id, phases = %phases, "sandbox created");
         Ok(sandbox_ip)
+    }
+
+    /// The sandbox's disk (disk limits: everything it can write lives on it), its agent
+    /// directory and its overlay root.
+    async fn prepare_root(
+        &self,
+        paths: &SandboxPaths,
+        spec: &SandboxSpec,
+        template: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        crate::disk::attach(
+            &self.config,
+            paths,
+            spec.resources.disk_mb,
+            self.disk_limits,
+        )
+        .await?;
+        std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
+        std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
+        overlay::chown(&paths.agent_dir, self.config.uid_base)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Only the sandbox's root and the host's root may reach the agent socket.
+            std::fs::set_permissions(&paths.agent_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(RuntimeError::io("chmod agent dir"))?;
+        }
+        let _ = std::fs::remove_file(&paths.agent_socket);
+        overlay::mount_root(paths, template, self.config.uid_base)
     }
 
     /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, so that servers that look up their
