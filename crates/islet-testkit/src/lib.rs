@@ -55,11 +55,13 @@ pub fn data_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A control plane running in this process.
+/// A control plane running in this process. `stop` shuts it down cleanly; if a test panics
+/// first, `Drop` still removes every sandbox it left on the host.
 pub struct TestServer {
     pub base: String,
     pub state: AppState,
     pub data_dir: PathBuf,
+    prefix: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -74,6 +76,7 @@ impl TestServer {
             template_dir(),
             bin_dir().join("islet-agent"),
         );
+        let config_prefix = prefix.clone();
         config.net_prefix = prefix;
         config.subnet_octet = octet;
         config.nameservers = firewall::host_nameservers();
@@ -91,6 +94,7 @@ impl TestServer {
             base,
             state,
             data_dir,
+            prefix: config_prefix,
             shutdown,
             task,
         }
@@ -108,7 +112,7 @@ impl TestServer {
     }
 
     /// Destroy every sandbox this server knows and stop it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         for record in self.state.store.sandboxes_not_destroyed().await.unwrap() {
             let _ = islet_control::lifecycle::destroy(
                 &self.state,
@@ -119,7 +123,61 @@ impl TestServer {
             .await;
         }
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        let _ = task.await;
+    }
+}
+
+impl Drop for TestServer {
+    /// Best-effort removal of whatever a failed test left: containers, mounts, the netns
+    /// files, veths and the data dir. Plain commands, since no async runtime can be relied on
+    /// while a panic unwinds.
+    fn drop(&mut self) {
+        let run = |program: &str, args: &[&str]| {
+            let _ = std::process::Command::new(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        let sandboxes = self.data_dir.join("sandboxes");
+        for entry in std::fs::read_dir(&sandboxes)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            run(
+                "runc",
+                &["--root=/run/islet/runc", "delete", "--force", &id],
+            );
+            run(
+                "runsc",
+                &["--root=/run/islet/runsc", "delete", "--force", &id],
+            );
+            for mount in ["rootfs", "disk"] {
+                run(
+                    "umount",
+                    &["-l", &entry.path().join(mount).to_string_lossy()],
+                );
+            }
+            let netns = format!("/run/islet/netns/{id}");
+            run("umount", &["-l", &netns]);
+            let _ = std::fs::remove_file(&netns);
+        }
+        for link in std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = link.file_name().to_string_lossy().into_owned();
+            let ours = name
+                .strip_prefix(&self.prefix)
+                .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+            if ours {
+                run("ip", &["link", "del", &name]);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
