@@ -39,6 +39,77 @@ fn forget_lock(id: &SandboxId) {
     }
 }
 
+/// Run lifecycle work on a task of its own. A request handler's future is dropped when its
+/// client disconnects; lifecycle work must never stop between two steps because of that.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("lifecycle task failed: {e}")))?
+}
+
+/// Admit and start a sandbox (see [`create_attached`]), unaffected by the caller going away.
+pub async fn create(
+    state: &AppState,
+    tenant: &TenantId,
+    tenant_isolation: Option<Isolation>,
+    idempotency_key: Option<String>,
+    req: CreateSandbox,
+    wait: bool,
+) -> Result<Created, ApiError> {
+    let (state, tenant) = (state.clone(), tenant.clone());
+    detached(async move {
+        create_attached(
+            &state,
+            &tenant,
+            tenant_isolation,
+            idempotency_key,
+            req,
+            wait,
+        )
+        .await
+    })
+    .await
+}
+
+pub async fn destroy(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+    timed_out: bool,
+) -> Result<SandboxRecord, ApiError> {
+    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+    detached(async move { destroy_attached(&state, &tenant, &id, timed_out).await }).await
+}
+
+pub async fn stop(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+    detached(async move { stop_attached(&state, &tenant, &id).await }).await
+}
+
+pub async fn pause(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+    detached(async move { pause_attached(&state, &tenant, &id).await }).await
+}
+
+pub async fn resume(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+) -> Result<SandboxRecord, ApiError> {
+    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+    detached(async move { resume_attached(&state, &tenant, &id).await }).await
+}
+
 /// The result of a create: status and the JSON body to send (and to replay).
 pub struct Created {
     pub status: StatusCode,
@@ -65,7 +136,7 @@ fn spec(record: &SandboxRecord) -> Result<SandboxSpec, ApiError> {
 
 /// Admit and start a sandbox. With an idempotency key, concurrent and repeated requests with
 /// the same body get the same sandbox; a different body gets 422.
-pub async fn create(
+async fn create_attached(
     state: &AppState,
     tenant: &TenantId,
     tenant_isolation: Option<Isolation>,
@@ -195,7 +266,7 @@ async fn wait_started(state: &AppState, id: &SandboxId) -> Result<SandboxRecord,
 }
 
 /// Destroy a sandbox. A destroyed sandbox is destroyed again without complaint.
-pub async fn destroy(
+async fn destroy_attached(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
@@ -242,7 +313,7 @@ pub(crate) async fn destroy_record(
 }
 
 /// Stop: processes end, the network slot is released, files stay.
-pub async fn stop(
+async fn stop_attached(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
@@ -263,7 +334,7 @@ pub async fn stop(
         .await?)
 }
 
-pub async fn pause(
+async fn pause_attached(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
@@ -282,7 +353,7 @@ pub async fn pause(
 }
 
 /// Resume a paused sandbox (thaw) or a stopped one (start again over its kept files).
-pub async fn resume(
+async fn resume_attached(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,

@@ -29,75 +29,91 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
     for record in records {
         let id = record.id.clone();
         claimed_ids.insert(id.to_string());
-        match record.state {
+        if let Some(i) = record.net_index {
+            claimed_links.insert(state.runtime.link_name(i));
+        }
+        // One sandbox that cannot be repaired must not stop the others from being repaired.
+        let repaired = match record.state {
             SandboxState::Creating => {
-                state
+                // Interrupted mid-create (or mid-resume): take down what was built, keep the
+                // files (a resumed sandbox's are the tenant's), and start it again below.
+                let stopped = state
                     .runtime
-                    .destroy(&id, record.isolation, record.net_index)
-                    .await?;
-                if let Some(i) = record.net_index {
-                    claimed_links.insert(state.runtime.link_name(i));
+                    .stop(&id, record.isolation, record.net_index)
+                    .await;
+                if stopped.is_ok() {
+                    restarts.push(id.clone());
                 }
-                restarts.push(id);
+                stopped.map_err(Into::into)
             }
             SandboxState::Running | SandboxState::Paused => {
-                let alive = record.state == SandboxState::Paused
-                    || state.runtime.agent(&id).healthy().await;
+                let alive = if record.state == SandboxState::Paused {
+                    state.runtime.is_paused(&id, record.isolation).await
+                } else {
+                    state.runtime.agent(&id).healthy().await
+                };
                 if alive {
-                    if let Some(i) = record.net_index {
-                        claimed_links.insert(state.runtime.link_name(i));
-                    }
                     tracing::info!(sandbox_id = %id, "recovered sandbox");
+                    Ok(())
                 } else {
                     tracing::warn!(sandbox_id = %id, "sandbox lost while the server was down");
-                    state
-                        .runtime
-                        .destroy(&id, record.isolation, record.net_index)
-                        .await?;
                     let facts = TransitionFacts {
                         error: Some("lost while the server was down".into()),
                         ..Default::default()
                     };
-                    state
-                        .store
-                        .transition(&id, Transition::Failed, facts)
-                        .await?;
+                    match state
+                        .runtime
+                        .stop(&id, record.isolation, record.net_index)
+                        .await
+                    {
+                        Ok(()) => state
+                            .store
+                            .transition(&id, Transition::Failed, facts)
+                            .await
+                            .map(drop)
+                            .map_err(Into::into),
+                        Err(e) => Err(e.into()),
+                    }
                 }
             }
-            SandboxState::Stopped | SandboxState::Error => {
-                state
-                    .runtime
-                    .stop(&id, record.isolation, record.net_index)
-                    .await?;
-            }
-            SandboxState::Destroying => {
-                lifecycle::destroy_record(state, record, false).await?;
-            }
-            SandboxState::Destroyed => {}
+            SandboxState::Stopped | SandboxState::Error => state
+                .runtime
+                .stop(&id, record.isolation, record.net_index)
+                .await
+                .map_err(Into::into),
+            SandboxState::Destroying => lifecycle::destroy_record(state, record, false)
+                .await
+                .map(drop),
+            SandboxState::Destroyed => Ok(()),
+        };
+        if let Err(e) = repaired {
+            let e: crate::ApiError = e;
+            tracing::error!(sandbox_id = %id, error = %e, "could not reconcile sandbox");
         }
     }
     let leftovers = state.runtime.leftovers().await?;
     for (isolation, raw) in leftovers.containers {
-        if !claimed_ids.contains(&raw) {
-            if let Ok(id) = raw.parse::<SandboxId>() {
-                tracing::warn!(sandbox_id = %id, "removing unknown container");
-                state.runtime.destroy(&id, isolation, None).await?;
+        if let (false, Ok(id)) = (claimed_ids.contains(&raw), raw.parse::<SandboxId>()) {
+            tracing::warn!(sandbox_id = %id, "removing unknown container");
+            if let Err(e) = state.runtime.destroy(&id, isolation, None).await {
+                tracing::error!(sandbox_id = %id, error = %e, "could not remove unknown container");
             }
         }
     }
     for raw in leftovers.sandbox_dirs {
-        if !claimed_ids.contains(&raw) {
-            if let Ok(id) = raw.parse::<SandboxId>() {
-                tracing::warn!(sandbox_id = %id, "removing unknown sandbox files");
-                state.runtime.destroy(&id, Default::default(), None).await?;
+        if let (false, Ok(id)) = (claimed_ids.contains(&raw), raw.parse::<SandboxId>()) {
+            tracing::warn!(sandbox_id = %id, "removing unknown sandbox files");
+            if let Err(e) = state.runtime.destroy(&id, Default::default(), None).await {
+                tracing::error!(sandbox_id = %id, error = %e, "could not remove unknown files");
             }
         }
     }
     for link in leftovers.links {
-        let live_running = claimed_links.contains(&link);
-        if !live_running {
+        if !claimed_links.contains(&link) {
             tracing::warn!(link = %link, "removing unclaimed link");
-            state.runtime.remove_link(&link).await?;
+            if let Err(e) = state.runtime.remove_link(&link).await {
+                tracing::error!(link = %link, error = %e, "could not remove link");
+            }
         }
     }
     for id in restarts {

@@ -10,6 +10,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
+/// How long one health check may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot reach the agent: {0}")]
@@ -34,10 +37,34 @@ impl AgentClient {
     }
 
     /// Open a raw connection (for WebSocket upgrades, which need the stream itself).
+    ///
+    /// The socket's directory is writable from inside the sandbox, so the tenant could put a
+    /// symlink where the socket should be (to another sandbox's agent, or any host socket).
+    /// The path is therefore opened without following a final symlink, checked to be a
+    /// socket, and connected to through that very file (`/proc/self/fd/N`). The directories
+    /// above it belong to the host.
     pub async fn connect(&self) -> Result<UnixStream, AgentError> {
-        UnixStream::connect(&self.socket)
-            .await
-            .map_err(AgentError::Connect)
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let pinned = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(&self.socket)
+            .map_err(AgentError::Connect)?;
+        let is_socket = pinned
+            .metadata()
+            .map_err(AgentError::Connect)?
+            .file_type()
+            .is_socket();
+        if !is_socket {
+            return Err(AgentError::Connect(std::io::Error::other(
+                "the agent socket is not a socket",
+            )));
+        }
+        let via = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+        let stream = UnixStream::connect(via).await.map_err(AgentError::Connect);
+        drop(pinned);
+        stream
     }
 
     /// Send one request; the response body streams from the agent.
@@ -69,14 +96,14 @@ impl AgentClient {
         else {
             return false;
         };
-        match self.send(request).await {
-            Ok(response) => {
-                let ok = response.status().is_success();
-                let _ = response.into_body().collect().await;
-                ok
-            }
-            Err(_) => false,
-        }
+        // Whatever answers on that socket is under the tenant's control: never wait long.
+        let answer = tokio::time::timeout(HEALTH_TIMEOUT, async {
+            let response = self.send(request).await.ok()?;
+            let ok = response.status().is_success();
+            let _ = response.into_body().collect().await;
+            Some(ok)
+        });
+        matches!(answer.await, Ok(Some(true)))
     }
 
     /// Poll until the agent answers: every millisecond for the first 100 ms (a healthy agent

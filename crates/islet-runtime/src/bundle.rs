@@ -39,6 +39,16 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeError> {
     let agent = config.agent_binary.to_string_lossy();
     let agent_dir = paths.agent_dir.to_string_lossy();
+    // Host-written, read-only (see `Runtime::write_etc`).
+    let etc_file = |name: &str| {
+        let source = paths.etc.join(name);
+        mount(
+            &format!("/etc/{name}"),
+            "none",
+            &source.to_string_lossy(),
+            &["bind", "ro", "nosuid", "nodev", "noexec"],
+        )
+    };
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -92,6 +102,9 @@ fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeEr
             &agent_dir,
             &["bind", "rw", "nosuid", "nodev", "noexec"],
         )?,
+        etc_file("hostname")?,
+        etc_file("hosts")?,
+        etc_file("resolv.conf")?,
     ])
 }
 

@@ -18,6 +18,8 @@ pub(crate) struct SandboxPaths {
     pub work: PathBuf,
     pub rootfs: PathBuf,
     pub bundle: PathBuf,
+    /// Host-written files bind-mounted read-only into the sandbox's `/etc`.
+    pub etc: PathBuf,
     /// Bind-mounted at `/run/islet` inside; holds the agent socket.
     pub agent_dir: PathBuf,
     pub agent_socket: PathBuf,
@@ -35,6 +37,7 @@ impl SandboxPaths {
             work: disk.join("work"),
             rootfs: dir.join("rootfs"),
             bundle: dir.join("bundle"),
+            etc: dir.join("bundle").join("etc"),
             agent_socket: agent_dir.join("agent.sock"),
             agent_dir,
             log: disk.join("agent.log"),

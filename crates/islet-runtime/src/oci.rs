@@ -128,6 +128,13 @@ impl Oci {
         }
     }
 
+    /// The container's status as the runtime reports it (`running`, `paused`, `stopped`…).
+    pub async fn status(&self, id: &str) -> Option<String> {
+        let out = self.command(&["state", id]).output().await.ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        state.get("status")?.as_str().map(str::to_owned)
+    }
+
     /// IDs of containers this runtime knows about whose bundle lies under `state_dir`
     /// (other servers on the same host may share the runtime's root).
     pub async fn list(&self, state_dir: &Path) -> Result<Vec<String>, RuntimeError> {
@@ -164,22 +171,20 @@ impl Oci {
         log: &Path,
         procs_files: &[PathBuf],
     ) -> Result<(), RuntimeError> {
-        let joins: String = procs_files
-            .iter()
-            .map(|f| format!("echo $$ > '{}' && ", f.display()))
-            .collect();
-        let mut argv = vec![self.binary.to_string_lossy().into_owned()];
-        argv.extend(self.global.iter().cloned());
-        argv.extend(
-            ["run", "--detach", "--bundle", &bundle.to_string_lossy(), id]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        let quoted: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
-        let script = format!("{joins}exec {}", quoted.join(" "));
+        // The cgroup files come in as positional parameters, the command after `--`: nothing
+        // is pasted into the script text.
+        let script =
+            r#"while [ "$1" != "--" ]; do echo $$ > "$1" || exit 1; shift; done; shift; exec "$@""#;
+        let bundle = bundle.to_string_lossy();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(script)
+            .arg("islet-join-cgroups")
+            .args(procs_files)
+            .arg("--")
+            .arg(&self.binary)
+            .args(&self.global)
+            .args(["run", "--detach", "--bundle", &bundle, id])
             .stdin(Stdio::null())
             .kill_on_drop(true);
         self.status_logged(cmd, log).await

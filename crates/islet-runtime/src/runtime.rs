@@ -106,8 +106,9 @@ impl Runtime {
         slot_addresses(&self.config, index).1
     }
 
-    /// Start a sandbox. On failure everything built so far is removed again, and a failing
-    /// cleanup is reported together with the original error.
+    /// Start a sandbox. On failure everything built so far is taken down again (its files
+    /// stay: a stopped sandbox that fails to resume keeps them until it is destroyed), and a
+    /// failing cleanup is reported together with the original error.
     pub async fn create(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
         let start = Instant::now();
         match self.create_steps(spec).await {
@@ -117,7 +118,7 @@ impl Runtime {
             }),
             Err(error) => {
                 match self
-                    .teardown(&spec.id, spec.isolation, Some(spec.net_index), true)
+                    .teardown(&spec.id, spec.isolation, Some(spec.net_index), false)
                     .await
                 {
                     Ok(()) => Err(error),
@@ -215,13 +216,18 @@ impl Runtime {
 
     /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, so that servers that look up their
     /// own name start at once and names resolve through the configured resolvers.
+    ///
+    /// They are written into the bundle directory, which only the host can write, and
+    /// bind-mounted read-only by the OCI runtime (which resolves the destinations inside the
+    /// root). Nothing here writes through the sandbox's own files, so a symlink the tenant
+    /// planted there (say `/etc` → a host path, kept across stop/resume) can never redirect a
+    /// host-side write.
     fn write_etc(
         &self,
         paths: &SandboxPaths,
         spec: &SandboxSpec,
         ip: Ipv4Addr,
     ) -> Result<(), RuntimeError> {
-        let etc = paths.rootfs.join("etc");
         let hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{host}\n",
             host = spec.hostname
@@ -236,17 +242,14 @@ impl Runtime {
                 .chain(std::iter::once("options timeout:2 attempts:2\n".to_owned()))
                 .collect()
         };
+        std::fs::create_dir_all(&paths.etc).map_err(RuntimeError::io("mkdir etc files dir"))?;
         for (name, content) in [
             ("hostname", format!("{}\n", spec.hostname)),
             ("hosts", hosts),
             ("resolv.conf", resolv),
         ] {
-            let path = etc.join(name);
-            // resolv.conf is often a symlink in images; replace it with a file.
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, content)
+            std::fs::write(paths.etc.join(name), content)
                 .map_err(RuntimeError::io(format!("write /etc/{name}")))?;
-            overlay::chown(&path, self.config.uid_base)?;
         }
         Ok(())
     }
@@ -261,6 +264,14 @@ impl Runtime {
         Oci::for_isolation(&self.config, isolation)
             .resume(id.as_str())
             .await
+    }
+
+    /// Is the sandbox's container there and frozen? (After a host reboot it is neither.)
+    pub async fn is_paused(&self, id: &SandboxId, isolation: Isolation) -> bool {
+        Oci::for_isolation(&self.config, isolation)
+            .status(id.as_str())
+            .await
+            .is_some_and(|status| status == "paused")
     }
 
     /// Stop every process and release the network, keeping the sandbox's files for a restart.

@@ -390,11 +390,9 @@ impl Store {
                     record.boot_ms = facts.boot_ms.or(record.boot_ms);
                     record.last_activity_at = now;
                 }
-                Transition::Failed => {
-                    // Whoever fails a sandbox has already removed its host resources.
-                    record.error = facts.error.clone();
-                    record.net_index = None;
-                }
+                // The slot stays with a failed sandbox until it is destroyed, so whatever its
+                // cleanup left behind can still be found by name.
+                Transition::Failed => record.error = facts.error.clone(),
                 Transition::Resume => record.last_activity_at = now,
                 Transition::Destroyed => {
                     record.destroyed_at = Some(now);

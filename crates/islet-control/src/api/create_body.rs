@@ -39,7 +39,10 @@ pub struct CreateBody {
     isolation: Option<String>,
 }
 
-fn label(value: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
+pub(crate) fn label(
+    value: Option<String>,
+    field: &'static str,
+) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if v.is_empty() || v.len() > MAX_LABEL || v.chars().any(char::is_control) => {
             Err(ApiError::validation(

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::body;
-use super::create_body::{CreateBody, MAX_TIMEOUT_SEC};
+use super::create_body::{label, CreateBody, MAX_TIMEOUT_SEC};
 use super::view::sandbox_view;
 use crate::error::ApiError;
 use crate::lifecycle;
@@ -168,14 +168,6 @@ fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
             ));
         }
     }
-    if let Some(name) = &b.name {
-        if name.is_empty() || name.len() > 256 {
-            return Err(ApiError::validation(
-                "name must be 1..=256 characters",
-                "name",
-            ));
-        }
-    }
     if let Some(tags) = &b.tags {
         if tags.len() > 50 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
             return Err(ApiError::validation(
@@ -185,7 +177,7 @@ fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
         }
     }
     Ok(SandboxPatch {
-        name: b.name.map(Some),
+        name: label(b.name, "name")?.map(Some),
         metadata: b.metadata,
         tags: b.tags,
         timeout_sec: b.timeout_sec,

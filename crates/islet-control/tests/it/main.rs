@@ -4,6 +4,7 @@
 
 mod crash;
 mod disk;
+mod escapes;
 mod idempotency;
 mod isolation;
 mod lifecycle;
