@@ -83,31 +83,30 @@ pub async fn destroy(
     detached(async move { destroy_attached(&state, &tenant, &id, timed_out).await }).await
 }
 
-pub async fn stop(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &SandboxId,
-) -> Result<SandboxRecord, ApiError> {
-    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
-    detached(async move { stop_attached(&state, &tenant, &id).await }).await
+/// A lifecycle step on an existing sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Stop,
+    Pause,
+    Resume,
 }
 
-pub async fn pause(
+/// Apply `step` to the tenant's sandbox, unaffected by the caller going away.
+pub async fn apply(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
+    step: Step,
 ) -> Result<SandboxRecord, ApiError> {
     let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
-    detached(async move { pause_attached(&state, &tenant, &id).await }).await
-}
-
-pub async fn resume(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &SandboxId,
-) -> Result<SandboxRecord, ApiError> {
-    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
-    detached(async move { resume_attached(&state, &tenant, &id).await }).await
+    detached(async move {
+        match step {
+            Step::Stop => stop_attached(&state, &tenant, &id).await,
+            Step::Pause => pause_attached(&state, &tenant, &id).await,
+            Step::Resume => resume_attached(&state, &tenant, &id).await,
+        }
+    })
+    .await
 }
 
 /// The result of a create: status and the JSON body to send (and to replay).

@@ -43,7 +43,7 @@ async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
             }
         } else if idle {
             tracing::info!(sandbox_id = %id, "reaper stopping idle sandbox");
-            if let Err(e) = lifecycle::stop(state, &tenant, &id).await {
+            if let Err(e) = lifecycle::apply(state, &tenant, &id, lifecycle::Step::Stop).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "reaper stop failed");
             }
         }

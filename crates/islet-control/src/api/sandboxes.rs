@@ -14,7 +14,7 @@ use super::body;
 use super::create_body::{label, CreateBody, MAX_TIMEOUT_SEC};
 use super::view::sandbox_view;
 use crate::error::ApiError;
-use crate::lifecycle;
+use crate::lifecycle::{self, Step};
 use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -239,7 +239,7 @@ pub async fn stop(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::stop(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Stop).await?;
     Ok(object(&state, &record))
 }
 
@@ -248,7 +248,7 @@ pub async fn pause(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::pause(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Pause).await?;
     Ok(object(&state, &record))
 }
 
@@ -257,7 +257,7 @@ pub async fn resume(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::resume(&state, &caller.tenant_id, &parse_id(&id)?).await?;
+    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Resume).await?;
     Ok(object(&state, &record))
 }
 
