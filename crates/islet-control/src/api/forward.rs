@@ -99,9 +99,48 @@ pub async fn forward(
             out = out.header(name, value);
         }
     }
-    out.body(Body::new(body))
+    // A stream (exec/stream, process logs, file watch) is activity for as long as it is open.
+    let streaming = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let body = if streaming {
+        let guard = keep_active(&state, &record);
+        Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+            let _active = &guard;
+            frame
+        }))
+    } else {
+        Body::new(body)
+    };
+    out.body(body)
         .map_err(|e| ApiError::Internal(e.to_string()))
         .map(IntoResponse::into_response)
+}
+
+/// Record activity for the sandbox until the returned guard is dropped, so that an open
+/// terminal or stream keeps it from being stopped as idle: every third of its idle timeout
+/// (at least every second, at most every 30 s).
+pub fn keep_active(state: &AppState, record: &SandboxRecord) -> tokio_util::sync::DropGuard {
+    let every = std::time::Duration::from_secs(record.idle_timeout_sec.unwrap_or(90) / 3).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let (store, id, stop) = (state.store.clone(), record.id.clone(), token.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {
+                    if let Err(e) = store.touch_sandbox(&id).await {
+                        tracing::warn!(sandbox_id = %id, error = %e, "could not record activity");
+                    }
+                }
+            }
+        }
+    });
+    token.drop_guard()
 }
 
 /// Note activity for idle timeouts, off the request's path.

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
 use super::auth::Caller;
-use super::forward::{running_sandbox, touch};
+use super::forward::{keep_active, running_sandbox, touch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -51,7 +51,11 @@ pub async fn stream(
                 }
             })?;
     drop(response);
-    Ok(upgrade.on_upgrade(move |client| bridge(client, agent)))
+    let active = keep_active(&state, &record);
+    Ok(upgrade.on_upgrade(move |client| async move {
+        bridge(client, agent).await;
+        drop(active);
+    }))
 }
 
 async fn bridge<S>(client: WebSocket, agent: tokio_tungstenite::WebSocketStream<S>)

@@ -154,3 +154,54 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
     assert_eq!(payload["data"]["id"], short.as_str());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sandboxes_stop_unless_a_terminal_is_open() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let idle = client.sandbox(json!({"idle_timeout_sec": 3})).await;
+    let watched = client.sandbox(json!({"idle_timeout_sec": 3})).await;
+    let url = format!(
+        "{}/sandboxes/{watched}/terminal/stream",
+        client.base.replace("http://", "ws://")
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", client.key).parse().unwrap(),
+    );
+    let (mut terminal, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let state_of = |id: String| {
+        let client = client.clone();
+        async move {
+            client
+                .call("GET", &format!("/sandboxes/{id}"), None)
+                .await
+                .body["data"]["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mut idle_state = String::new();
+    for _ in 0..100 {
+        idle_state = state_of(idle.clone()).await;
+        if idle_state == "stopped" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        idle_state, "stopped",
+        "no activity for 3 s stops the sandbox"
+    );
+    assert_eq!(
+        state_of(watched.clone()).await,
+        "running",
+        "an open terminal is activity"
+    );
+    terminal.close(None).await.unwrap();
+    server.stop().await;
+}
