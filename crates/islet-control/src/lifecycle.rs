@@ -167,8 +167,14 @@ async fn create_attached(
             } else {
                 sandbox
             };
+            // Same status as the first answer would have had: 202 while it is still starting.
+            let status = if record.state == SandboxState::Creating {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::CREATED
+            };
             Ok(Created {
-                status: StatusCode::CREATED,
+                status,
                 body: serde_json::json!({ "data": sandbox_view(state, &record) }),
             })
         }

@@ -62,11 +62,12 @@ pub async fn forward(
     let record = running_sandbox(&state, &caller, &raw_id).await?;
     touch(&state, &record);
 
-    // `…/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim. (Inside
-    // the nested router the URI starts at `/{id}`.)
+    // `…/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim. Inside
+    // the nested router the URI starts at `/{id}` (as sent, possibly percent-encoded): drop
+    // that first segment.
     let uri = request.uri();
-    let prefix = format!("/{raw_id}");
-    let path = uri.path().strip_prefix(&prefix).unwrap_or("/");
+    let after_slash = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    let path = after_slash.find('/').map_or("/", |i| &after_slash[i..]);
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),

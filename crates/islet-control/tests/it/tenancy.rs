@@ -85,6 +85,16 @@ async fn a_second_tenant_gets_404_on_every_route() {
         .as_object()
         .unwrap()
         .is_empty());
+    // The owner may spell its ID percent-encoded; the agent still gets the right path.
+    let encoded = id.replace('_', "%5F");
+    let reply = owner
+        .call(
+            "POST",
+            &format!("/sandboxes/{encoded}/exec"),
+            Some(json!({"command": "echo ok"})),
+        )
+        .await;
+    assert_eq!(reply.body["data"]["stdout"], "ok\n", "{:?}", reply.body);
     // Without a key: 401 with the error envelope and a request id.
     let anonymous = islet_testkit::Client::new(&server.base, "msk_live_nope")
         .call("GET", "/sandboxes", None)
