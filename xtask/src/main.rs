@@ -1,14 +1,14 @@
 //! `cargo xtask <command>`: project automation that is not part of the product.
 //!
 //! Commands:
-//! - `bench [--quick] [--isolation container|gvisor|both] [--no-build]`: measure Islet
+//! - `bench [--quick] [--isolation container|gvisor|both] [--no-build] [--warm-pool N]`: measure Islet
 //!   against a bare `runc run` of the same rootfs and print (and write
 //!   `target/bench/report.json`) a report. See `bench/mod.rs`.
 
 mod bench;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--isolation container|gvisor|both] [--no-build]
+    "usage: cargo xtask bench [--quick] [--isolation container|gvisor|both] [--no-build] [--warm-pool N]
 
   --quick       small sample sizes (a CI smoke run)
   --isolation   which Islet isolation levels to measure (default: both)

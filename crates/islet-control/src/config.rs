@@ -11,6 +11,9 @@ pub struct Config {
     pub preview_scheme: String,
     /// How often the reaper looks for expired and idle sandboxes.
     pub reap_interval: std::time::Duration,
+    /// Sandboxes kept started ahead of demand (default size, default template, the default
+    /// isolation, no env); 0 turns the warm pool off.
+    pub warm_pool: usize,
 }
 
 impl Default for Config {
@@ -20,6 +23,7 @@ impl Default for Config {
             preview_domain: "preview.localhost".into(),
             preview_scheme: "http".into(),
             reap_interval: std::time::Duration::from_secs(1),
+            warm_pool: 0,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 mod config;
 mod error;
 pub mod lifecycle;
+mod pool;
 mod reaper;
 mod reconcile;
 mod state;
@@ -28,11 +29,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     reconcile::reconcile(&state).await;
     let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
+    let pool = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
     let app = api::app(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     shutdown.cancel();
     let _ = reaper.await;
+    let _ = pool.await;
     served
 }

@@ -148,11 +148,26 @@ async fn create_attached(
         .or(tenant_isolation)
         .unwrap_or(state.config.default_isolation);
     let keyed = idempotency_key.is_some();
+    let pool = state.pool.get().cloned();
     match state
         .store
-        .begin_create(tenant, idempotency_key, req, isolation)
+        .begin_create(tenant, idempotency_key, req, isolation, pool)
         .await?
     {
+        BeginCreate::Claimed(record) => {
+            tracing::info!(sandbox_id = %record.id, "sandbox taken from the warm pool");
+            let body = serde_json::json!({ "data": sandbox_view(state, &record) });
+            if keyed {
+                state
+                    .store
+                    .finish_idempotent(tenant, &record.id, 201, body.to_string())
+                    .await?;
+            }
+            Ok(Created {
+                status: StatusCode::CREATED,
+                body,
+            })
+        }
         BeginCreate::Mismatch => Err(ApiError::IdempotencyMismatch),
         BeginCreate::Replay {
             response: Some((status, body)),

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use islet_runtime::Runtime;
 use islet_store::Store;
@@ -11,6 +11,8 @@ pub struct AppState {
     pub store: Store,
     pub runtime: Arc<Runtime>,
     pub config: Arc<Config>,
+    /// The warm pool, once `run` has set it up (only with `Config::warm_pool` > 0).
+    pub pool: Arc<OnceLock<islet_store::Pool>>,
 }
 
 impl AppState {
@@ -19,6 +21,7 @@ impl AppState {
             store,
             runtime: Arc::new(runtime),
             config: Arc::new(config),
+            pool: Arc::default(),
         }
     }
 }

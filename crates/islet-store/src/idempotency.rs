@@ -7,7 +7,7 @@ use islet_types::{CreateSandbox, SandboxId, TenantId};
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use crate::sandboxes::{get_tx, insert_tx, SandboxRecord};
+use crate::sandboxes::{claim_tx, get_tx, insert_tx, SandboxRecord};
 use crate::{Store, StoreError};
 
 /// Keys are honoured for 24 hours.
@@ -26,6 +26,17 @@ pub enum BeginCreate {
     },
     /// The key was seen before with a different body.
     Mismatch,
+    /// A pre-started sandbox from the warm pool, now the tenant's and already `running`.
+    Claimed(SandboxRecord),
+}
+
+/// The warm pool: pre-started sandboxes owned by `tenant_id`, handed to the first eligible
+/// create (same isolation and resources, no env: those are fixed when a sandbox starts).
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub tenant_id: TenantId,
+    pub isolation: Isolation,
+    pub resources: islet_types::Resources,
 }
 
 /// A stable hash of a request body (canonical JSON of the validated request).
@@ -42,6 +53,7 @@ impl Store {
         idempotency_key: Option<String>,
         req: CreateSandbox,
         isolation: Isolation,
+        pool: Option<Pool>,
     ) -> Result<BeginCreate, StoreError> {
         let tenant_id = tenant_id.clone();
         self.with(move |conn| {
@@ -70,7 +82,20 @@ impl Store {
                     return Ok(BeginCreate::Replay { sandbox, response });
                 }
             }
-            let record = insert_tx(&tx, &tenant_id, &req, isolation)?;
+            let eligible = pool.filter(|p| {
+                p.tenant_id != tenant_id
+                    && p.isolation == isolation
+                    && p.resources == req.resources
+                    && req.env.is_empty()
+            });
+            let claimed = match eligible {
+                Some(pool) => claim_tx(&tx, &pool.tenant_id, &tenant_id, &req)?,
+                None => None,
+            };
+            let record = match &claimed {
+                Some(record) => record.clone(),
+                None => insert_tx(&tx, &tenant_id, &req, isolation)?,
+            };
             if let Some(key) = &idempotency_key {
                 tx.execute(
                     "INSERT INTO idempotency_keys (tenant_id, key, request_hash, sandbox_id, created_at)
@@ -79,7 +104,10 @@ impl Store {
                 )?;
             }
             tx.commit()?;
-            Ok(BeginCreate::New(record))
+            Ok(match claimed {
+                Some(_) => BeginCreate::Claimed(record),
+                None => BeginCreate::New(record),
+            })
         })
         .await
     }

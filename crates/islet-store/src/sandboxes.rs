@@ -239,6 +239,60 @@ pub(crate) fn insert_tx(
     Ok(record)
 }
 
+/// Hand the oldest running sandbox of the pool to `tenant_id`, as if it had just been created
+/// for `req`: its owner, labels and clock change, and the tenant gets its `sandbox.created` and
+/// `sandbox.running` events. `None` when the pool is empty.
+pub(crate) fn claim_tx(
+    tx: &Transaction<'_>,
+    pool_tenant: &TenantId,
+    tenant_id: &TenantId,
+    req: &CreateSandbox,
+) -> Result<Option<SandboxRecord>, StoreError> {
+    let id: Option<String> = tx
+        .query_row(
+            "SELECT id FROM sandboxes WHERE tenant_id = ?1 AND state = 'running'
+             ORDER BY created_at LIMIT 1",
+            [pool_tenant.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else { return Ok(None) };
+    let now = now_millis();
+    let result = tx.execute(
+        "UPDATE sandboxes SET tenant_id = ?2, name = ?3, external_user_id = ?4,
+            external_workspace_id = ?5, external_project_id = ?6, metadata = ?7, tags = ?8,
+            timeout_sec = ?9, idle_timeout_sec = ?10, created_at = ?11, started_at = ?11,
+            ready_at = ?11, expires_at = ?12, last_activity_at = ?11, boot_ms = 0
+         WHERE id = ?1",
+        params![
+            id,
+            tenant_id.as_str(),
+            req.name,
+            req.external_user_id,
+            req.external_workspace_id,
+            req.external_project_id,
+            serde_json::Value::Object(req.metadata.clone()).to_string(),
+            serde_json::to_string(&req.tags).map_err(StoreError::corrupt)?,
+            req.timeout_sec,
+            req.idle_timeout_sec,
+            now,
+            now + req.timeout_sec as i64 * 1000,
+        ],
+    );
+    match result {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            return Err(StoreError::NameTaken(req.name.clone().unwrap_or_default()));
+        }
+        other => other?,
+    };
+    let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound)?;
+    insert_event(tx, &record, "sandbox.created")?;
+    insert_event(tx, &record, "sandbox.running")?;
+    Ok(Some(record))
+}
+
 /// The event a transition emits, if any.
 fn event_for(from: SandboxState, t: Transition, timed_out: bool) -> Option<&'static str> {
     Some(match t {

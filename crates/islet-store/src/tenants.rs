@@ -91,6 +91,34 @@ impl Store {
         .await
     }
 
+    /// The ID of the tenant named `name`, created without any API key if there is none: for
+    /// the platform's own sandboxes (the warm pool), which no key can reach.
+    pub async fn system_tenant(&self, name: &str) -> Result<TenantId, StoreError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found: Option<String> = tx
+                .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let id = match found {
+                Some(id) => id.parse().map_err(StoreError::corrupt)?,
+                None => {
+                    let id = TenantId::generate();
+                    tx.execute(
+                        "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                        (id.as_str(), &name, now_millis()),
+                    )?;
+                    id
+                }
+            };
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
     /// Does this tenant exist?
     pub async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError> {
         let id = tenant_id.to_string();

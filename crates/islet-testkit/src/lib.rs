@@ -68,6 +68,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    /// A control plane with these settings.
+    pub async fn start_with(control: Config) -> Self {
         let (prefix, octet) = network_identity();
         let data_dir = data_dir(&prefix);
         let store = Store::open(&data_dir.join("islet.db")).unwrap();
@@ -81,7 +86,7 @@ impl TestServer {
         config.subnet_octet = octet;
         config.nameservers = firewall::host_nameservers();
         let runtime = Runtime::start(config).await.unwrap();
-        let state = AppState::new(store, runtime, Config::default());
+        let state = AppState::new(store, runtime, control);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -113,6 +118,10 @@ impl TestServer {
 
     /// Destroy every sandbox this server knows and stop it.
     pub async fn stop(mut self) {
+        // Stop the server (and its warm pool) first, so nothing new starts behind the cleanup.
+        self.shutdown.cancel();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        let _ = task.await;
         for record in self.state.store.sandboxes_not_destroyed().await.unwrap() {
             let _ = islet_control::lifecycle::destroy(
                 &self.state,
@@ -122,9 +131,6 @@ impl TestServer {
             )
             .await;
         }
-        self.shutdown.cancel();
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
-        let _ = task.await;
     }
 }
 

@@ -68,6 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         default_isolation: args.isolation,
         preview_domain: args.preview_domain,
+        warm_pool: args.warm_pool,
         ..Config::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -91,6 +91,8 @@ pub struct Options {
     pub isolations: Vec<Isolation>,
     pub build: bool,
     pub help: bool,
+    /// Passed to `islet serve --warm-pool`: 0 measures cold starts only.
+    pub warm_pool: usize,
 }
 
 impl Options {
@@ -100,6 +102,7 @@ impl Options {
             isolations: vec![Isolation::Container, Isolation::Gvisor],
             build: true,
             help: false,
+            warm_pool: 0,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -110,6 +113,13 @@ impl Options {
             match flag {
                 "--quick" => options.quick = true,
                 "--no-build" => options.build = false,
+                "--warm-pool" => {
+                    let value = match inline {
+                        Some(v) => v,
+                        None => args.next().context("--warm-pool needs a value")?.clone(),
+                    };
+                    options.warm_pool = value.parse().context("--warm-pool: a number")?;
+                }
                 "-h" | "--help" => options.help = true,
                 "--isolation" => {
                     let value = match inline {
@@ -254,6 +264,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         mode: if options.quick { "quick" } else { "full" },
+        warm_pool: options.warm_pool,
         sizes: sizes.clone(),
         host: host(cgroup),
         targets: report::TARGETS,
@@ -283,6 +294,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             &template_dir,
             &options.isolations,
             server_log.clone(),
+            options.warm_pool,
         ) {
             Ok(mut server) => {
                 for &isolation in &options.isolations {

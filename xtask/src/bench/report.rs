@@ -48,6 +48,8 @@ pub struct Ratio {
 pub struct Report {
     pub generated_unix_s: u64,
     pub mode: &'static str,
+    /// `islet serve --warm-pool` of this run (0 = every create a cold start).
+    pub warm_pool: usize,
     pub sizes: Sizes,
     pub host: Host,
     pub targets: Targets,
@@ -151,6 +153,10 @@ impl Report {
         let h = &self.host;
         println!();
         println!("=== Islet benchmark ({} run) ===", self.mode);
+        println!(
+            "islet serve --warm-pool {} (container creates of the default size fit the pool)",
+            self.warm_pool
+        );
         println!(
             "host: {} CPUs, kernel {}, {:.1} GiB RAM, cgroup {}; {}; {}",
             h.cpus,

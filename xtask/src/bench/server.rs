@@ -78,6 +78,7 @@ impl Server {
         template_dir: &Path,
         isolations: &[Isolation],
         keep_log_at: PathBuf,
+        warm_pool: usize,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("mkdir {}", data_dir.display()))?;
@@ -96,6 +97,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--preview-listen", "127.0.0.1:0"])
             .args(["--net-prefix", NET_PREFIX])
             .args(["--subnet-octet", &SUBNET_OCTET.to_string()])
+            .args(["--warm-pool", &warm_pool.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

@@ -17,6 +17,7 @@ use axum::Router;
 use crate::state::AppState;
 
 pub use auth::Caller;
+pub use create_body::MAX_TIMEOUT_SEC;
 
 /// The whole API: `/api/v1/...`.
 pub fn app(state: AppState) -> Router {

@@ -9,5 +9,6 @@ mod idempotency;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod pool;
 mod tenancy;
 mod terminal_and_files;
