@@ -154,8 +154,13 @@ impl Report {
         println!();
         println!("=== Islet benchmark ({} run) ===", self.mode);
         println!(
-            "islet serve --warm-pool {} (container creates of the default size fit the pool)",
-            self.warm_pool
+            "islet serve --warm-pool {} ({})",
+            self.warm_pool,
+            if self.warm_pool == 0 {
+                "every create is a cold start"
+            } else {
+                "container creates of the default size are taken from the pool while it lasts"
+            }
         );
         println!(
             "host: {} CPUs, kernel {}, {:.1} GiB RAM, cgroup {}; {}; {}",
