@@ -14,6 +14,9 @@ pub struct Config {
     /// Sandboxes kept started ahead of demand (default size, default template, the default
     /// isolation, no env); 0 turns the warm pool off.
     pub warm_pool: usize,
+    /// A sandbox still `creating` this long after admission, with no operation in progress on
+    /// it, is started again by the reaper (its creating task died).
+    pub stuck_create_after: std::time::Duration,
 }
 
 impl Default for Config {
@@ -24,6 +27,7 @@ impl Default for Config {
             preview_scheme: "http".into(),
             reap_interval: std::time::Duration::from_secs(1),
             warm_pool: 0,
+            stuck_create_after: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -32,6 +32,32 @@ async fn lock(id: &SandboxId) -> tokio::sync::OwnedMutexGuard<()> {
     mutex.lock_owned().await
 }
 
+/// Is an operation on this sandbox in progress right now?
+pub(crate) fn busy(id: &SandboxId) -> bool {
+    let map = locks().lock().unwrap_or_else(|e| e.into_inner());
+    map.get(id).is_some_and(|m| m.try_lock().is_err())
+}
+
+/// Start again a sandbox left in `creating` by a task that died: take down whatever that task
+/// built (files kept), then start it as usual.
+pub(crate) async fn retry_start(state: &AppState, id: &SandboxId) -> Result<Created, ApiError> {
+    {
+        let _guard = lock(id).await;
+        let record = state.store.get_sandbox_any(id).await?;
+        if record.state != SandboxState::Creating {
+            return Ok(Created {
+                status: StatusCode::CREATED,
+                body: serde_json::json!({ "data": sandbox_view(state, &record) }),
+            });
+        }
+        state
+            .runtime
+            .stop(id, record.isolation, record.net_index)
+            .await?;
+    }
+    start(state, id, true).await
+}
+
 fn forget_lock(id: &SandboxId) {
     let mut map = locks().lock().unwrap_or_else(|e| e.into_inner());
     if map.get(id).is_some_and(|m| Arc::strong_count(m) == 1) {

@@ -1,5 +1,6 @@
 //! Background enforcement: sandboxes past their timeout are destroyed (`sandbox.timeout`),
-//! idle ones are stopped, interrupted destroys are finished, old idempotency keys dropped.
+//! idle ones are stopped, interrupted destroys are finished, creates whose task died are
+//! started again, old idempotency keys dropped.
 
 use islet_types::time::now_millis;
 use islet_types::SandboxState;
@@ -35,8 +36,16 @@ async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
             && record
                 .idle_timeout_sec
                 .is_some_and(|idle| record.last_activity_at + idle as i64 * 1000 <= now);
+        let stuck = record.state == SandboxState::Creating
+            && now - record.created_at > state.config.stuck_create_after.as_millis() as i64
+            && !lifecycle::busy(&record.id);
         let (id, tenant) = (record.id.clone(), record.tenant_id.clone());
-        if expired || record.state == SandboxState::Destroying {
+        if stuck && !expired {
+            tracing::warn!(sandbox_id = %id, "reaper restarting a create that never finished");
+            if let Err(e) = lifecycle::retry_start(state, &id).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "reaper restart failed");
+            }
+        } else if expired || record.state == SandboxState::Destroying {
             tracing::info!(sandbox_id = %id, expired, "reaper destroying sandbox");
             if let Err(e) = lifecycle::destroy_record(state, record, expired).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "reaper destroy failed");

@@ -205,3 +205,55 @@ async fn idle_sandboxes_stop_unless_a_terminal_is_open() {
     terminal.close(None).await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_task_died_is_started_by_the_reaper() {
+    let config = islet_control::Config {
+        stuck_create_after: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let client = server.tenant(None).await;
+    // Admitted, then nothing: as if the task that was starting it had died.
+    let principal = server
+        .state
+        .store
+        .authenticate(&client.key)
+        .await
+        .unwrap()
+        .unwrap();
+    let body: islet_types::CreateSandbox = serde_json::from_value(json!({
+        "template_id": "miosa-sandbox", "name": null, "external_user_id": "stuck",
+        "external_workspace_id": null, "external_project_id": null, "metadata": {},
+        "tags": [], "env": {}, "resources": {"cpu_count": 1, "memory_mb": 512, "disk_mb": 1024},
+        "timeout_sec": 600, "idle_timeout_sec": null, "isolation": null
+    }))
+    .unwrap();
+    let admitted = server
+        .state
+        .store
+        .begin_create(&principal.tenant_id, None, body, Default::default(), None)
+        .await
+        .unwrap();
+    let islet_store::BeginCreate::New(record) = admitted else {
+        panic!("expected a new sandbox")
+    };
+    let id = record.id.to_string();
+    let mut state = String::new();
+    for _ in 0..150 {
+        state = client
+            .call("GET", &format!("/sandboxes/{id}"), None)
+            .await
+            .body["data"]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if state == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "running", "the reaper started it");
+    assert_eq!(client.exec(&id, "echo up").await.1, "up\n");
+    server.stop().await;
+}
