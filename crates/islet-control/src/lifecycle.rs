@@ -141,7 +141,7 @@ pub struct Created {
     pub body: serde_json::Value,
 }
 
-pub fn hostname(id: &SandboxId) -> String {
+fn hostname(id: &SandboxId) -> String {
     id.as_str().replace('_', "-")
 }
 

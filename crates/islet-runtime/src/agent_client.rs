@@ -1,7 +1,7 @@
 //! HTTP/1.1 to a sandbox's agent over its Unix socket: one connection per request, which
 //! costs tens of microseconds and keeps long streams independent of each other.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,10 +30,6 @@ pub struct AgentClient {
 impl AgentClient {
     pub fn new(socket: PathBuf) -> Self {
         Self { socket }
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 
     /// Open a raw connection (for WebSocket upgrades, which need the stream itself).

@@ -88,10 +88,6 @@ impl Runtime {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Whether writes beyond a sandbox's `disk_mb` fail (false if the host cannot do it).
     pub fn disk_limits_enforced(&self) -> bool {
         self.disk_limits

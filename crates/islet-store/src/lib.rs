@@ -15,6 +15,6 @@ mod tenants;
 pub use connection::Store;
 pub use error::StoreError;
 pub use events::EventRow;
-pub use idempotency::{request_hash, BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
-pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts, NET_SLOTS};
+pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
+pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
 pub use tenants::{ApiKeyCreated, Principal};

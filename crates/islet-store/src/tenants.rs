@@ -118,18 +118,6 @@ impl Store {
         })
         .await
     }
-
-    /// Does this tenant exist?
-    pub async fn tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError> {
-        let id = tenant_id.to_string();
-        self.with(move |conn| {
-            Ok(conn
-                .query_row("SELECT 1 FROM tenants WHERE id = ?1", [&id], |_| Ok(()))
-                .optional()?
-                .is_some())
-        })
-        .await
-    }
 }
 
 fn insert_key(
