@@ -105,6 +105,27 @@ impl TestServer {
         }
     }
 
+    /// The lifecycle events recorded for one sandbox, oldest first.
+    pub async fn event_types(&self, sandbox_id: &str) -> Vec<String> {
+        let record = self
+            .state
+            .store
+            .get_sandbox_any(&sandbox_id.parse().unwrap())
+            .await
+            .unwrap();
+        let events = self
+            .state
+            .store
+            .events_after(&record.tenant_id, 0, 1000)
+            .await
+            .unwrap();
+        events
+            .into_iter()
+            .filter(|e| e.sandbox_id.as_deref() == Some(sandbox_id))
+            .map(|e| e.event_type)
+            .collect()
+    }
+
     /// A new tenant and a client holding its key.
     pub async fn tenant(&self, isolation: Option<Isolation>) -> Client {
         let key = self
@@ -251,6 +272,28 @@ impl Client {
                 (status, response.json().await.unwrap_or(Value::Null))
             }
             Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// The sandbox's current state as the API reports it.
+    pub async fn state(&self, id: &str) -> String {
+        let reply = self.call("GET", &format!("/sandboxes/{id}"), None).await;
+        reply.body["data"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Poll (every 100 ms, for at most `seconds`) until the sandbox is in `want`; returns the
+    /// last state seen, so the caller's assertion shows what it was instead.
+    pub async fn wait_for_state(&self, id: &str, want: &str, seconds: u64) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let state = self.state(id).await;
+            if state == want || tokio::time::Instant::now() >= deadline {
+                return state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 

@@ -96,29 +96,21 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
         )
         .await;
     assert_eq!(reply.body["data"]["timeout_sec"], 600);
-    let mut state = String::new();
-    for _ in 0..100 {
-        state = client
-            .call("GET", &format!("/sandboxes/{short}"), None)
-            .await
-            .body["data"]["state"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if state == "destroyed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "destroyed", "timed out sandbox is destroyed");
     assert_eq!(
-        client
-            .call("GET", &format!("/sandboxes/{extended}"), None)
-            .await
-            .body["data"]["state"],
-        "running"
+        client.wait_for_state(&short, "destroyed", 10).await,
+        "destroyed",
+        "timed out sandbox is destroyed"
     );
-
+    assert_eq!(client.state(&extended).await, "running");
+    assert_eq!(
+        server.event_types(&short).await,
+        [
+            "sandbox.created",
+            "sandbox.running",
+            "sandbox.timeout",
+            "sandbox.destroyed"
+        ]
+    );
     let record = server
         .state
         .store
@@ -131,20 +123,6 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
         .events_after(&record.tenant_id, 0, 100)
         .await
         .unwrap();
-    let of_short: Vec<&str> = events
-        .iter()
-        .filter(|e| e.sandbox_id.as_deref() == Some(short.as_str()))
-        .map(|e| e.event_type.as_str())
-        .collect();
-    assert_eq!(
-        of_short,
-        [
-            "sandbox.created",
-            "sandbox.running",
-            "sandbox.timeout",
-            "sandbox.destroyed"
-        ]
-    );
     let payload = &events
         .iter()
         .find(|e| e.sandbox_id.as_deref() == Some(short.as_str()))
@@ -173,32 +151,13 @@ async fn idle_sandboxes_stop_unless_a_terminal_is_open() {
     );
     let (mut terminal, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
-    let state_of = |id: String| {
-        let client = client.clone();
-        async move {
-            client
-                .call("GET", &format!("/sandboxes/{id}"), None)
-                .await
-                .body["data"]["state"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let mut idle_state = String::new();
-    for _ in 0..100 {
-        idle_state = state_of(idle.clone()).await;
-        if idle_state == "stopped" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     assert_eq!(
-        idle_state, "stopped",
+        client.wait_for_state(&idle, "stopped", 10).await,
+        "stopped",
         "no activity for 3 s stops the sandbox"
     );
     assert_eq!(
-        state_of(watched.clone()).await,
+        client.state(&watched).await,
         "running",
         "an open terminal is activity"
     );
@@ -239,21 +198,11 @@ async fn a_create_whose_task_died_is_started_by_the_reaper() {
         panic!("expected a new sandbox")
     };
     let id = record.id.to_string();
-    let mut state = String::new();
-    for _ in 0..150 {
-        state = client
-            .call("GET", &format!("/sandboxes/{id}"), None)
-            .await
-            .body["data"]["state"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if state == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(state, "running", "the reaper started it");
+    assert_eq!(
+        client.wait_for_state(&id, "running", 15).await,
+        "running",
+        "the reaper started it"
+    );
     assert_eq!(client.exec(&id, "echo up").await.1, "up\n");
     server.stop().await;
 }

@@ -86,20 +86,10 @@ async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
     );
 
     // The tenant sees it created and running, like any other.
-    let record = server
-        .state
-        .store
-        .get_sandbox_any(&id.parse().unwrap())
-        .await
-        .unwrap();
-    let events = server
-        .state
-        .store
-        .events_after(&record.tenant_id, 0, 100)
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(kinds, ["sandbox.created", "sandbox.running"]);
+    assert_eq!(
+        server.event_types(&id).await,
+        ["sandbox.created", "sandbox.running"]
+    );
 
     // With env it cannot come from the pool: it starts on its own.
     let reply = client
