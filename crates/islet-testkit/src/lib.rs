@@ -106,7 +106,7 @@ impl TestServer {
     }
 
     /// The lifecycle events recorded for one sandbox, oldest first.
-    pub async fn event_types(&self, sandbox_id: &str) -> Vec<String> {
+    pub async fn events(&self, sandbox_id: &str) -> Vec<islet_store::EventRow> {
         let record = self
             .state
             .store
@@ -122,6 +122,14 @@ impl TestServer {
         events
             .into_iter()
             .filter(|e| e.sandbox_id.as_deref() == Some(sandbox_id))
+            .collect()
+    }
+
+    /// Just their types.
+    pub async fn event_types(&self, sandbox_id: &str) -> Vec<String> {
+        self.events(sandbox_id)
+            .await
+            .into_iter()
             .map(|e| e.event_type)
             .collect()
     }

@@ -111,23 +111,7 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
             "sandbox.destroyed"
         ]
     );
-    let record = server
-        .state
-        .store
-        .get_sandbox_any(&short.parse().unwrap())
-        .await
-        .unwrap();
-    let events = server
-        .state
-        .store
-        .events_after(&record.tenant_id, 0, 100)
-        .await
-        .unwrap();
-    let payload = &events
-        .iter()
-        .find(|e| e.sandbox_id.as_deref() == Some(short.as_str()))
-        .unwrap()
-        .payload;
+    let payload = &server.events(&short).await[0].payload;
     assert_eq!(payload["type"], "sandbox.created");
     assert_eq!(payload["data"]["id"], short.as_str());
     server.stop().await;
