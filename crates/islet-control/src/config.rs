@@ -1,14 +1,23 @@
+use std::str::FromStr;
+
+use islet_types::domain::DomainName;
 use islet_types::sandbox::Isolation;
+
+use crate::domain_verify::VerifyTarget;
 
 /// Control-plane settings (filled in by the binary from flags and environment).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Isolation of sandboxes whose tenant has no setting of its own.
     pub default_isolation: Isolation,
-    /// Domain previews are served under (`<port>-<sandbox>.<domain>`).
-    pub preview_domain: String,
+    /// Domain previews are served under (`<port>-sbx-<id>.<domain>`).
+    pub preview_domain: DomainName,
     /// Scheme of preview URLs (`https` behind TLS, `http` for local use).
     pub preview_scheme: String,
+    /// Port preview URLs name, when the edge is not on the scheme's default port.
+    pub preview_public_port: Option<u16>,
+    /// Where custom-domain verification probes connect.
+    pub domain_verify: VerifyTarget,
     /// How often the reaper looks for expired and idle sandboxes.
     pub reap_interval: std::time::Duration,
     /// Sandboxes kept started ahead of demand (default size, default template, the default
@@ -23,8 +32,11 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             default_isolation: Isolation::Container,
-            preview_domain: "preview.localhost".into(),
+            preview_domain: DomainName::from_str("preview.localhost")
+                .expect("the default preview domain is valid"),
             preview_scheme: "http".into(),
+            preview_public_port: None,
+            domain_verify: VerifyTarget::Dns { port: 80 },
             reap_interval: std::time::Duration::from_secs(1),
             warm_pool: 0,
             stuck_create_after: std::time::Duration::from_secs(120),

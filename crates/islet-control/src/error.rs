@@ -27,6 +27,8 @@ pub enum ApiError {
     Starting,
     #[error("Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
+    #[error("scope must be `read` or `interact`")]
+    InvalidScope,
     #[error("no capacity left on this node")]
     Capacity,
     #[error("the sandbox's agent is unreachable")]
@@ -56,6 +58,7 @@ impl ApiError {
                 "IDEMPOTENCY_KEY_REUSED",
                 false,
             ),
+            ApiError::InvalidScope => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SCOPE", false),
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),

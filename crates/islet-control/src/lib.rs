@@ -7,9 +7,11 @@
 
 pub mod api;
 mod config;
+pub mod domain_verify;
 mod error;
 pub mod lifecycle;
 mod pool;
+mod preview_urls;
 mod reaper;
 mod reconcile;
 mod state;

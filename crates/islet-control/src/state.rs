@@ -11,17 +11,26 @@ pub struct AppState {
     pub store: Store,
     pub runtime: Arc<Runtime>,
     pub config: Arc<Config>,
+    /// Signs preview tokens (the edge verifies them with the same store secret).
+    pub signer: islet_tokens::Signer,
     /// The warm pool, once `run` has set it up (only with `Config::warm_pool` > 0).
     pub pool: Arc<OnceLock<islet_store::Pool>>,
 }
 
 impl AppState {
-    pub fn new(store: Store, runtime: Runtime, config: Config) -> Self {
-        Self {
+    /// State over `store`; loads (or creates) the token signing secret.
+    pub async fn new(
+        store: Store,
+        runtime: Runtime,
+        config: Config,
+    ) -> Result<Self, islet_store::StoreError> {
+        let signer = islet_tokens::Signer::new(&store.secret(islet_tokens::SECRET_NAME).await?);
+        Ok(Self {
+            signer,
             store,
             runtime: Arc::new(runtime),
             config: Arc::new(config),
             pool: Arc::default(),
-        }
+        })
     }
 }

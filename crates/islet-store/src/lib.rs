@@ -1,5 +1,6 @@
-//! Islet's store: tenants, API keys, sandboxes and their state machine, idempotency keys and
-//! the lifecycle event outbox, in one SQLite file (WAL, `synchronous=FULL`).
+//! Islet's store: tenants, API keys, sandboxes and their state machine, idempotency keys, the
+//! lifecycle event outbox, previews, preview tokens and their revocations, tenant settings
+//! (branding, preview domains, certificates), in one SQLite file (WAL, `synchronous=FULL`).
 //!
 //! This is the only crate that contains SQL. Every write that changes a sandbox's state also
 //! writes its event row in the same transaction, so an event is never lost nor invented.
@@ -9,12 +10,16 @@ mod error;
 mod events;
 mod idempotency;
 mod migrate;
+mod previews;
 mod sandboxes;
+mod tenant_settings;
 mod tenants;
 
 pub use connection::Store;
 pub use error::StoreError;
 pub use events::EventRow;
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
+pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
+pub use tenant_settings::{CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};

@@ -72,7 +72,7 @@ const COLUMNS: &str = "id, tenant_id, name, state, template_id, isolation, exter
     disk_mb, timeout_sec, idle_timeout_sec, net_index, created_at, started_at, ready_at, \
     destroyed_at, expires_at, last_activity_at, boot_ms, error";
 
-fn parse<T: std::str::FromStr>(s: String) -> rusqlite::Result<T>
+pub(crate) fn parse<T: std::str::FromStr>(s: String) -> rusqlite::Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -85,7 +85,7 @@ where
     })
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
     serde_json::from_str(&s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })

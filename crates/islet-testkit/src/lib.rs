@@ -3,13 +3,17 @@
 //! cgroups and an HTTP server on an ephemeral port. Tests need root and a built template.
 #![allow(clippy::unwrap_used)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
+use islet_control::domain_verify::VerifyTarget;
 use islet_control::{AppState, Config};
 use islet_runtime::{firewall, Runtime};
 use islet_store::Store;
 use islet_types::sandbox::Isolation;
+use islet_types::time::now_millis;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +64,12 @@ pub fn data_dir(tag: &str) -> PathBuf {
 pub struct TestServer {
     pub base: String,
     pub state: AppState,
+    /// The preview edge's plain-HTTP and TLS listeners (TLS with a self-signed certificate for
+    /// `*.preview.localhost`, in [`TestServer::platform_cert_pem`]).
+    pub preview_http: SocketAddr,
+    pub preview_https: SocketAddr,
+    pub platform_cert_pem: String,
+    pub edge: Arc<islet_proxy::Edge>,
     pub data_dir: PathBuf,
     prefix: String,
     shutdown: CancellationToken,
@@ -71,8 +81,18 @@ impl TestServer {
         Self::start_with(Config::default()).await
     }
 
-    /// A control plane with these settings.
+    /// A control plane with these settings, and an edge with the default settings.
     pub async fn start_with(control: Config) -> Self {
+        Self::start_full(control, |_| {}).await
+    }
+
+    /// A control plane with these settings and an edge adjusted by `edge`. Preview URLs name
+    /// the plain-HTTP listener unless `control.preview_scheme` is `https`; domain verification
+    /// probes go to the edge.
+    pub async fn start_full(
+        mut control: Config,
+        edge: impl FnOnce(&mut islet_proxy::Config),
+    ) -> Self {
         let (prefix, octet) = network_identity();
         let data_dir = data_dir(&prefix);
         let store = Store::open(&data_dir.join("islet.db")).unwrap();
@@ -86,10 +106,47 @@ impl TestServer {
         config.subnet_octet = octet;
         config.nameservers = firewall::host_nameservers();
         let runtime = Runtime::start(config).await.unwrap();
-        let state = AppState::new(store, runtime, control);
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let https = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (preview_http, preview_https) =
+            (http.local_addr().unwrap(), https.local_addr().unwrap());
+        if control.preview_public_port.is_none() {
+            control.preview_public_port = Some(if control.preview_scheme == "https" {
+                preview_https.port()
+            } else {
+                preview_http.port()
+            });
+        }
+        control.domain_verify = VerifyTarget::Fixed(preview_http);
+        let domain = control.preview_domain.clone();
+        let state = AppState::new(store.clone(), runtime, control)
+            .await
+            .unwrap();
+        let (platform_cert_pem, key_pem) =
+            islet_tls::self_signed(&[format!("*.{domain}"), domain.to_string()]).unwrap();
+        let platform = islet_tls::parse_pair(&platform_cert_pem, &key_pem, &domain, now_millis())
+            .unwrap()
+            .key;
+        let mut edge_config = islet_proxy::Config::new(domain);
+        edge(&mut edge_config);
+        let runtime = state.runtime.clone();
+        let edge = islet_proxy::Edge::new(
+            store,
+            edge_config,
+            Arc::new(move |slot| IpAddr::V4(runtime.sandbox_ip(slot))),
+            Some(platform),
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
+        tokio::spawn(islet_proxy::run(
+            edge.clone(),
+            Some(http),
+            Some(https),
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(islet_control::run(
             listener,
             state.clone(),
@@ -98,6 +155,10 @@ impl TestServer {
         Self {
             base,
             state,
+            preview_http,
+            preview_https,
+            platform_cert_pem,
+            edge,
             data_dir,
             prefix: config_prefix,
             shutdown,
@@ -351,4 +412,61 @@ impl Client {
         let (code, _, err) = self.exec(id, &format!("chmod 755 {remote}")).await;
         assert_eq!(code, 0, "{err}");
     }
+
+    /// Start the test app (`fixtures/preview_app.py`) on `port` inside the sandbox and wait
+    /// until it answers.
+    pub async fn start_preview_app(&self, id: &str, port: u16) {
+        let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/preview_app.py");
+        self.upload(id, &app, "/opt/preview_app.py").await;
+        let reply = self
+            .call(
+                "POST",
+                &format!("/sandboxes/{id}/processes"),
+                Some(
+                    serde_json::json!({ "command": format!("python3 /opt/preview_app.py {port}") }),
+                ),
+            )
+            .await;
+        assert!(
+            reply.status < 300,
+            "starting the app failed: {:?}",
+            reply.body
+        );
+        let probe = format!(
+            "for i in $(seq 100); do curl -sf http://127.0.0.1:{port}/echo >/dev/null && exit 0; sleep 0.05; done; exit 1"
+        );
+        let (code, _, err) = self.exec(id, &probe).await;
+        assert_eq!(code, 0, "the app did not start: {err}");
+    }
+
+    /// Mint a preview token for the sandbox; returns (token, url).
+    pub async fn preview_token(&self, id: &str, body: Value) -> (String, String) {
+        let reply = self
+            .call(
+                "POST",
+                &format!("/sandboxes/{id}/preview-token"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "preview-token failed: {:?}", reply.body);
+        let data = &reply.body["data"];
+        (
+            data["token"].as_str().unwrap().to_owned(),
+            data["url"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// An HTTP client that sends every request for `host` to `address` (as DNS for the preview
+/// domain would), trusting `roots` (PEM) only, never following redirects.
+pub fn edge_client(host: &str, address: SocketAddr, roots: &[&str]) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .resolve(host, address)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_built_in_root_certs(false);
+    for pem in roots {
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
 }

@@ -1,4 +1,4 @@
-//! Prefixed, random, validated identifiers (`sbx_…`, `ten_…`, `key_…`).
+//! Prefixed, random, validated identifiers (`sbx_…`, `ten_…`, `key_…`, `pv_…`, `pvt_…`).
 //!
 //! The body after the prefix is 20 characters of lowercase base32 (RFC 4648 alphabet, lowercase),
 //! which keeps IDs safe inside DNS labels, paths and file names.
@@ -52,6 +52,15 @@ macro_rules! typed_id {
             pub fn body(&self) -> &str {
                 &self.0[$prefix.len()..]
             }
+
+            /// The ID whose random part is `body` (the inverse of [`Self::body`]).
+            pub fn from_body(body: &str) -> Result<Self, IdError> {
+                if valid_body(body) {
+                    Ok(Self(format!("{}{}", $prefix, body)))
+                } else {
+                    Err(IdError { kind: $kind, prefix: $prefix })
+                }
+            }
         }
 
         impl FromStr for $name {
@@ -102,6 +111,14 @@ typed_id!(
 typed_id!(
     /// An API key's public identifier (never the secret): `key_…`.
     ApiKeyId, "key_", "api key"
+);
+typed_id!(
+    /// A preview: one exposed port of a sandbox, `pv_…`.
+    PreviewId, "pv_", "preview"
+);
+typed_id!(
+    /// A minted preview token or share link (the token's `jti`), `pvt_…`.
+    PreviewTokenId, "pvt_", "preview token"
 );
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //! Everything here is plain data: no I/O, no SQL, no HTTP. A value of one of these types has
 //! already been validated, so code past the edge never re-checks it.
 
+pub mod branding;
+pub mod domain;
 pub mod ids;
+pub mod preview;
 pub mod sandbox;
 pub mod size;
 pub mod time;
 
-pub use ids::{ApiKeyId, IdError, SandboxId, TenantId};
+pub use ids::{ApiKeyId, IdError, PreviewId, PreviewTokenId, SandboxId, TenantId};
 pub use sandbox::{CreateSandbox, SandboxState, TransitionError};
 pub use size::{Resources, SizeError};

@@ -33,7 +33,7 @@ impl DataArgs {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the API, the node runtime and the preview listener on this host.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -55,9 +55,30 @@ pub struct ServeArgs {
     /// Address of the API.
     #[arg(long, env = "ISLET_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Address of the preview listener.
+    /// Address of the preview listener (plain HTTP; HTTP/1.1 and h2c).
     #[arg(long, env = "ISLET_PREVIEW_LISTEN", default_value = "127.0.0.1:8081")]
     pub preview_listen: String,
+    /// Address of the TLS preview listener (off unless set). Preview URLs then use https.
+    #[arg(long, env = "ISLET_PREVIEW_TLS_LISTEN")]
+    pub preview_tls_listen: Option<String>,
+    /// PEM certificate chain for `*.<preview-domain>` (default with TLS: a self-signed one).
+    #[arg(long, env = "ISLET_PREVIEW_TLS_CERT", requires = "preview_tls_key")]
+    pub preview_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--preview-tls-cert`.
+    #[arg(long, env = "ISLET_PREVIEW_TLS_KEY", requires = "preview_tls_cert")]
+    pub preview_tls_key: Option<PathBuf>,
+    /// Port preview URLs name (default: the preview listener's, left out when 80 or 443;
+    /// set it when a load balancer in front listens elsewhere).
+    #[arg(long, env = "ISLET_PREVIEW_PUBLIC_PORT")]
+    pub preview_public_port: Option<u16>,
+    /// Requests per second each sandbox's previews may serve (0 = no limit); bursts may reach
+    /// twice that.
+    #[arg(long, env = "ISLET_PREVIEW_RATE_LIMIT", default_value_t = 0)]
+    pub preview_rate_limit: u32,
+    /// Send custom-domain verification probes to this address instead of the domain's DNS
+    /// (for a load balancer in front, or tests).
+    #[arg(long, env = "ISLET_DOMAIN_VERIFY_CONNECT")]
+    pub domain_verify_connect: Option<std::net::SocketAddr>,
     /// Domain previews are served under.
     #[arg(
         long,
@@ -132,7 +153,7 @@ pub enum TemplateCommand {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Tenant {
             command:
                 TenantCommand::Create {

@@ -1,11 +1,15 @@
 //! `islet serve`: everything on one host.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
+use islet_control::domain_verify::VerifyTarget;
 use islet_control::{AppState, Config};
 use islet_runtime::{firewall, template, Runtime};
 use islet_store::Store;
+use islet_types::domain::DomainName;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
@@ -38,7 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut runtime_config = islet_runtime::Config::new(
         data_dir.clone(),
         template_dir.clone(),
-        agent_binary(args.agent_binary)?,
+        agent_binary(args.agent_binary.clone())?,
     );
     runtime_config.nameservers = firewall::host_nameservers();
     runtime_config.allow_private_egress = args.allow_private_egress;
@@ -48,7 +52,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             && args.net_prefix.bytes().all(|b| b.is_ascii_lowercase()),
         "--net-prefix must be 1..=5 lowercase letters"
     );
-    runtime_config.net_prefix = args.net_prefix;
+    runtime_config.net_prefix = args.net_prefix.clone();
     runtime_config.subnet_octet = args.subnet_octet;
     if !template::is_built(&template_dir, template::DEFAULT_TEMPLATE) {
         eprintln!("building the default template (first start only)...");
@@ -65,16 +69,45 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("preparing the host")?;
 
-    let config = Config {
-        default_isolation: args.isolation,
-        preview_domain: args.preview_domain,
-        warm_pool: args.warm_pool,
-        ..Config::default()
-    };
+    let preview_domain: DomainName = args
+        .preview_domain
+        .parse()
+        .context("--preview-domain must be a domain name such as preview.example.com")?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let address = listener.local_addr()?;
+    let preview_listener = tokio::net::TcpListener::bind(&args.preview_listen)
+        .await
+        .with_context(|| format!("binding {}", args.preview_listen))?;
+    let preview_tls_listener = match &args.preview_tls_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    let (scheme, url_listener) = match &preview_tls_listener {
+        Some(l) => ("https", l.local_addr()?),
+        None => ("http", preview_listener.local_addr()?),
+    };
+    let public_port = args
+        .preview_public_port
+        .or(Some(url_listener.port()))
+        .filter(|p| *p != 80 && *p != 443);
+    let config = Config {
+        default_isolation: args.isolation,
+        preview_domain: preview_domain.clone(),
+        preview_scheme: scheme.into(),
+        preview_public_port: public_port,
+        domain_verify: match args.domain_verify_connect {
+            Some(addr) => VerifyTarget::Fixed(addr),
+            None => VerifyTarget::Dns { port: 80 },
+        },
+        warm_pool: args.warm_pool,
+        ..Config::default()
+    };
     if args.bootstrap_tenant {
         let key = bootstrap_key(&store, &data_dir).await?;
         println!("Islet is running.");
@@ -90,9 +123,57 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         signal.cancel();
     });
-    let state = AppState::new(store, runtime, config);
-    islet_control::run(listener, state, shutdown).await?;
+    let state = AppState::new(store.clone(), runtime, config).await?;
+    let platform_certificate = match &preview_tls_listener {
+        Some(_) => Some(platform_certificate(&args, &preview_domain)?),
+        None => None,
+    };
+    let runtime = state.runtime.clone();
+    let mut edge_config = islet_proxy::Config::new(preview_domain.clone());
+    edge_config.rate_limit_per_sec = args.preview_rate_limit;
+    edge_config.rate_limit_burst = args.preview_rate_limit.saturating_mul(2);
+    let edge = islet_proxy::Edge::new(
+        store,
+        edge_config,
+        Arc::new(move |slot| IpAddr::V4(runtime.sandbox_ip(slot))),
+        platform_certificate,
+    )
+    .await?;
+    let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
+    println!("  Previews: {scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
+    let edge_task = tokio::spawn(islet_proxy::run(
+        edge,
+        Some(preview_listener),
+        preview_tls_listener,
+        shutdown.clone(),
+    ));
+    islet_control::run(listener, state, shutdown.clone()).await?;
+    shutdown.cancel();
+    edge_task.await??;
     Ok(())
+}
+
+/// The platform's certificate for `*.<preview-domain>`: the operator's files, else a
+/// self-signed one (browsers will warn; fine for local use).
+fn platform_certificate(
+    args: &ServeArgs,
+    domain: &DomainName,
+) -> anyhow::Result<Arc<islet_tls::CertifiedKey>> {
+    let (cert, key) = match (&args.preview_tls_cert, &args.preview_tls_key) {
+        (Some(cert), Some(key)) => (
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        ),
+        _ => {
+            eprintln!(
+                "no --preview-tls-cert given: serving previews with a self-signed certificate"
+            );
+            islet_tls::self_signed(&[format!("*.{domain}"), domain.to_string()])?
+        }
+    };
+    let parsed = islet_tls::parse_pair(&cert, &key, domain, islet_types::time::now_millis())
+        .context("the preview TLS certificate")?;
+    Ok(parsed.key)
 }
 
 /// The quick start's tenant: created on first start; its key is kept in a 0600 file in the

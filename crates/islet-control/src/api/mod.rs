@@ -5,13 +5,16 @@ mod auth;
 mod body;
 mod create_body;
 pub mod forward;
+mod preview_tokens;
+mod previews;
 mod readiness;
 pub mod request_id;
 mod sandboxes;
+mod tenant;
 mod terminal;
 pub mod view;
 
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 use crate::state::AppState;
@@ -46,10 +49,54 @@ pub fn app(state: AppState) -> Router {
         .route("/{id}/processes", any(forward::forward))
         .route("/{id}/processes/{*rest}", any(forward::forward))
         .route("/{id}/terminal", any(forward::forward))
-        .route("/{id}/terminal/{*rest}", any(forward::forward));
+        .route("/{id}/terminal/{*rest}", any(forward::forward))
+        .route("/{id}/expose", post(previews::expose))
+        .route("/{id}/previews", get(previews::list).post(previews::create))
+        .route(
+            "/{id}/previews/{pid}",
+            get(previews::get).delete(previews::delete),
+        )
+        .route(
+            "/{id}/previews/{pid}/share",
+            post(previews::share).delete(previews::revoke_share),
+        )
+        .route("/{id}/preview-token", post(preview_tokens::create))
+        .route("/{id}/preview-tokens", get(preview_tokens::list))
+        .route(
+            "/{id}/preview-tokens/{token_id}",
+            delete(preview_tokens::revoke),
+        )
+        .route(
+            "/{id}/shares",
+            get(preview_tokens::list_shares).post(preview_tokens::create_share),
+        )
+        .route("/{id}/shares/{token_id}", delete(preview_tokens::revoke));
+    let tenant_routes = Router::new()
+        .route(
+            "/branding",
+            get(tenant::get_branding)
+                .put(tenant::put_branding)
+                .delete(tenant::delete_branding),
+        )
+        .route(
+            "/preview-domain",
+            get(tenant::get_domain)
+                .put(tenant::put_domain)
+                .delete(tenant::delete_domain),
+        )
+        .route("/preview-domain/verify", post(tenant::verify_domain))
+        .route(
+            "/preview-domain/certificate",
+            put(tenant::put_certificate).delete(tenant::delete_certificate),
+        );
     let api = Router::new()
         .route("/health", get(health))
         .nest("/sandboxes", sandbox_routes)
+        .nest("/tenant", tenant_routes)
+        .route(
+            "/settings/branding",
+            get(tenant::get_branding).put(tenant::put_branding_flat),
+        )
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)

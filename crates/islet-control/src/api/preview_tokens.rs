@@ -1,0 +1,288 @@
+//! Preview tokens and sandbox share links (contract §8): minted here, verified by the edge.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use islet_store::{SandboxRecord, TokenKind, TokenRecord};
+use islet_tokens::Claims;
+use islet_types::preview::{valid_port, Scope};
+use islet_types::time::{now_millis, rfc3339};
+use islet_types::{PreviewId, PreviewTokenId};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::body;
+use super::previews::live_sandbox;
+use crate::error::ApiError;
+use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
+use crate::state::AppState;
+
+pub const DEFAULT_TTL_SECS: u64 = 3600;
+/// Share links live longer than a session token, but not for ever.
+pub const MAX_SHARE_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// What to mint.
+pub struct Mint<'a> {
+    pub ttl_secs: Option<u64>,
+    pub scope: Option<&'a str>,
+    pub default_scope: Scope,
+    pub port: Option<u16>,
+    pub kind: TokenKind,
+    pub preview_id: Option<PreviewId>,
+    pub max_ttl_secs: u64,
+}
+
+pub struct Minted {
+    pub token: String,
+    pub record: TokenRecord,
+}
+
+/// Sign a token for `sandbox` and record it (for listing and revocation).
+pub async fn mint(
+    state: &AppState,
+    sandbox: &SandboxRecord,
+    m: Mint<'_>,
+) -> Result<Minted, ApiError> {
+    let ttl = m.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
+    if ttl == 0 || ttl > m.max_ttl_secs {
+        return Err(ApiError::validation(
+            format!("expires_in must be 1..={} seconds", m.max_ttl_secs),
+            "expires_in",
+        ));
+    }
+    let scope = match m.scope {
+        None => m.default_scope,
+        Some(s) => s.parse().map_err(|()| ApiError::InvalidScope)?,
+    };
+    let now = now_millis();
+    let expires_secs = u64::try_from(now / 1000).unwrap_or(0) + ttl;
+    let claims = Claims {
+        id: PreviewTokenId::generate(),
+        tenant_id: sandbox.tenant_id.clone(),
+        sandbox_id: sandbox.id.clone(),
+        port: m.port,
+        scope,
+        expires_at: expires_secs,
+    };
+    let token = state.signer.sign(&claims);
+    let record = TokenRecord {
+        id: claims.id,
+        tenant_id: claims.tenant_id,
+        sandbox_id: claims.sandbox_id,
+        port: m.port,
+        scope,
+        preview_id: m.preview_id,
+        prefix: token.chars().take(12).collect(),
+        created_at: now,
+        expires_at: i64::try_from(expires_secs * 1000).unwrap_or(i64::MAX),
+        revoked_at: None,
+    };
+    state.store.record_token(record.clone(), m.kind).await?;
+    Ok(Minted { token, record })
+}
+
+/// The port a URL names: the asked one, else the sandbox's first exposed port, else the default.
+async fn url_port(
+    state: &AppState,
+    sandbox: &SandboxRecord,
+    asked: Option<u16>,
+) -> Result<u16, ApiError> {
+    if let Some(p) = asked {
+        return Ok(p);
+    }
+    let previews = state
+        .store
+        .list_previews(&sandbox.tenant_id, &sandbox.id)
+        .await?;
+    Ok(previews.first().map_or(DEFAULT_PORT, |p| p.port))
+}
+
+fn parse_port(port: Option<u64>) -> Result<Option<u16>, ApiError> {
+    port.map(|p| {
+        valid_port(p).ok_or_else(|| ApiError::validation("port must be 1..=65535", "port"))
+    })
+    .transpose()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    expires_in: Option<u64>,
+    scope: Option<String>,
+    port: Option<u64>,
+}
+
+/// `POST /sandboxes/{id}/preview-token`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body::parse::<TokenBody>(&bytes)?;
+    let port = parse_port(b.port)?;
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let minted = mint(
+        &state,
+        &sandbox,
+        Mint {
+            ttl_secs: b.expires_in,
+            scope: b.scope.as_deref(),
+            default_scope: Scope::Read,
+            port,
+            kind: TokenKind::Token,
+            preview_id: None,
+            max_ttl_secs: islet_tokens::MAX_TTL_SECS,
+        },
+    )
+    .await?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    let url_port = url_port(&state, &sandbox, port).await?;
+    Ok(Json(serde_json::json!({ "data": {
+        "id": minted.record.id,
+        "token": minted.token,
+        "url": urls.url_with_token(&sandbox.id, url_port, "mt", &minted.token),
+        "expires_at": rfc3339(minted.record.expires_at),
+        "scope": minted.record.scope.as_str(),
+        "port": port,
+        "sandbox_id": sandbox.id,
+    }})))
+}
+
+fn token_view(t: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "sandbox_id": t.sandbox_id,
+        "port": t.port,
+        "scope": t.scope.as_str(),
+        "token_prefix": t.prefix,
+        "created_at": rfc3339(t.created_at),
+        "expires_at": rfc3339(t.expires_at),
+    })
+}
+
+/// `GET /sandboxes/{id}/preview-tokens` (Islet extension): live tokens, never their secrets.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let tokens = state
+        .store
+        .list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Token)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() }),
+    ))
+}
+
+fn parse_token_id(raw: &str) -> Result<PreviewTokenId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("token"))
+}
+
+/// `DELETE /sandboxes/{id}/preview-tokens/{token_id}` and `DELETE …/shares/{share_id}`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    state
+        .store
+        .revoke_token(
+            &caller.0.tenant_id,
+            &sandbox.id,
+            &parse_token_id(&token_id)?,
+        )
+        .await
+        .map_err(|e| match e {
+            islet_store::StoreError::NotFound => ApiError::NotFound("token"),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShareBody {
+    scope: Option<String>,
+    expires_in: Option<u64>,
+    port: Option<u64>,
+}
+
+fn share_view(
+    urls: &PreviewUrls,
+    t: &TokenRecord,
+    url_port: u16,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let mut view = serde_json::json!({
+        "share_id": t.id,
+        "id": t.id,
+        "scope": t.scope.as_str(),
+        "expires_at": rfc3339(t.expires_at),
+        "created_at": rfc3339(t.created_at),
+        "token_prefix": t.prefix,
+    });
+    if let Some(token) = token {
+        view["share_url"] = urls
+            .url_with_token(&t.sandbox_id, url_port, "ms", token)
+            .into();
+        view["token"] = token.into();
+    }
+    view
+}
+
+/// `POST /sandboxes/{id}/shares`.
+pub async fn create_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b = body::parse::<ShareBody>(&bytes)?;
+    let port = parse_port(b.port)?;
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let minted = mint(
+        &state,
+        &sandbox,
+        Mint {
+            ttl_secs: b.expires_in,
+            scope: b.scope.as_deref(),
+            default_scope: Scope::Read,
+            port,
+            kind: TokenKind::Share,
+            preview_id: None,
+            max_ttl_secs: MAX_SHARE_TTL_SECS,
+        },
+    )
+    .await?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    let url_port = url_port(&state, &sandbox, port).await?;
+    let view = share_view(&urls, &minted.record, url_port, Some(&minted.token));
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "data": view })),
+    )
+        .into_response())
+}
+
+/// `GET /sandboxes/{id}/shares`: live shares (their URLs are shown only at creation).
+pub async fn list_shares(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let shares = state
+        .store
+        .list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Share)
+        .await?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    let views: Vec<_> = shares
+        .iter()
+        .map(|s| share_view(&urls, s, DEFAULT_PORT, None))
+        .collect();
+    Ok(Json(serde_json::json!({ "data": views })))
+}

@@ -1,0 +1,320 @@
+//! Previews (contract §8): `expose`, the previews resource and a preview's share link.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use islet_store::{PreviewRecord, PreviewRequest, SandboxRecord, TokenKind};
+use islet_types::preview::{valid_port, Scope, Visibility};
+use islet_types::time::{now_millis, rfc3339};
+use islet_types::PreviewId;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::body;
+use super::preview_tokens::{mint, Mint};
+use super::sandboxes::parse_id;
+use crate::error::ApiError;
+use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
+use crate::state::AppState;
+
+const MAX_LABEL: usize = 100;
+const MAX_PREVIEW_TTL_SEC: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewBody {
+    port: Option<u64>,
+    visibility: Option<String>,
+    label: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    expires_in: Option<u64>,
+}
+
+impl PreviewBody {
+    fn validate(self, port_required: bool) -> Result<PreviewRequest, ApiError> {
+        let port = match self.port {
+            Some(p) => valid_port(p)
+                .ok_or_else(|| ApiError::validation("port must be 1..=65535", "port"))?,
+            None if port_required => return Err(ApiError::validation("port is required", "port")),
+            None => DEFAULT_PORT,
+        };
+        let visibility = self
+            .visibility
+            .map(|v| {
+                v.parse::<Visibility>().map_err(|()| {
+                    ApiError::validation("visibility must be `public` or `private`", "visibility")
+                })
+            })
+            .transpose()?;
+        if let Some(label) = &self.label {
+            if label.chars().count() > MAX_LABEL || label.chars().any(char::is_control) {
+                return Err(ApiError::validation(
+                    "label must be at most 100 printable characters",
+                    "label",
+                ));
+            }
+        }
+        if self
+            .metadata
+            .as_ref()
+            .is_some_and(|m| serde_json::Value::Object(m.clone()).to_string().len() > 16 * 1024)
+        {
+            return Err(ApiError::validation(
+                "metadata must be under 16 KiB",
+                "metadata",
+            ));
+        }
+        let expires_at = match self.expires_in {
+            None => None,
+            Some(s) if (1..=MAX_PREVIEW_TTL_SEC).contains(&s) => {
+                Some(now_millis() + i64::try_from(s * 1000).unwrap_or(i64::MAX))
+            }
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "expires_in must be 1..=2592000 seconds",
+                    "expires_in",
+                ))
+            }
+        };
+        Ok(PreviewRequest {
+            port,
+            visibility,
+            label: self.label,
+            metadata: self.metadata,
+            expires_at,
+        })
+    }
+}
+
+/// The preview object (`types.SandboxPreviewData`) plus the fields `expose` callers read.
+pub fn preview_view(
+    urls: &PreviewUrls,
+    p: &PreviewRecord,
+    sandbox: &SandboxRecord,
+) -> serde_json::Value {
+    let now = now_millis();
+    let state = if p.deleted_at.is_some() {
+        "deleted"
+    } else if p.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    let url = urls.url(&p.sandbox_id, p.port);
+    let public = p.visibility == Visibility::Public;
+    serde_json::json!({
+        "id": p.id,
+        "sandbox_id": p.sandbox_id,
+        "port": p.port,
+        "url": url,
+        "preview_url": url,
+        "host": url.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/'),
+        "visibility": p.visibility.as_str(),
+        "state": state,
+        "label": p.label,
+        "metadata": p.metadata,
+        "expires_at": p.expires_at.map(rfc3339),
+        "created_at": rfc3339(p.created_at),
+        "share_token_prefix": p.share.as_ref().map(|s| s.prefix.clone()),
+        "share_token_expires_at": p.share.as_ref().map(|s| rfc3339(s.expires_at)),
+        "external_user_id": sandbox.external_user_id,
+        "external_workspace_id": sandbox.external_workspace_id,
+        "external_project_id": sandbox.external_project_id,
+        "url_class": "temporary_preview",
+        "stable_for_embedding": public,
+        "requires_token": !public,
+        "recommended_next_action": if public { "embed" } else { "mint_preview_token" },
+    })
+}
+
+pub(crate) async fn live_sandbox(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<SandboxRecord, ApiError> {
+    let record = state
+        .store
+        .get_sandbox(&caller.0.tenant_id, &parse_id(raw)?)
+        .await?;
+    if record.state == islet_types::SandboxState::Destroyed {
+        return Err(ApiError::NotFound("sandbox"));
+    }
+    Ok(record)
+}
+
+fn parse_preview_id(raw: &str) -> Result<PreviewId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("preview"))
+}
+
+fn preview_not_found(e: islet_store::StoreError) -> ApiError {
+    match e {
+        islet_store::StoreError::NotFound => ApiError::NotFound("preview"),
+        other => other.into(),
+    }
+}
+
+async fn upsert(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    bytes: &Bytes,
+    port_required: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req = body::parse::<PreviewBody>(bytes)?.validate(port_required)?;
+    let sandbox = live_sandbox(state, caller, raw_id).await?;
+    let preview = state
+        .store
+        .upsert_preview(&caller.0.tenant_id, &sandbox.id, req)
+        .await?;
+    let urls = PreviewUrls::for_tenant(state, &caller.0.tenant_id).await?;
+    Ok(Json(
+        serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) }),
+    ))
+}
+
+/// `POST /sandboxes/{id}/expose`: idempotent per port.
+pub async fn expose(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    upsert(&state, &caller, &id, &bytes, false).await
+}
+
+/// `POST /sandboxes/{id}/previews`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let json = upsert(&state, &caller, &id, &bytes, true).await?;
+    Ok((StatusCode::CREATED, json).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let previews = state
+        .store
+        .list_previews(&caller.0.tenant_id, &sandbox.id)
+        .await?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    let views: Vec<_> = previews
+        .iter()
+        .map(|p| preview_view(&urls, p, &sandbox))
+        .collect();
+    Ok(Json(serde_json::json!({ "data": views })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let preview = state
+        .store
+        .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
+        .await
+        .map_err(preview_not_found)?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    Ok(Json(
+        serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) }),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    state
+        .store
+        .delete_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
+        .await
+        .map_err(preview_not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShareBody {
+    ttl_seconds: Option<u64>,
+    expires_in_sec: Option<u64>,
+    expires_in: Option<u64>,
+    scope: Option<String>,
+}
+
+/// `POST /sandboxes/{id}/previews/{pid}/share`: a share link for the preview's port. The body
+/// has three top-level keys so the SDK keeps the token (contract §8).
+pub async fn share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, pid)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body::parse::<ShareBody>(&bytes)?;
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let preview_id = parse_preview_id(&pid)?;
+    let preview = state
+        .store
+        .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
+        .await
+        .map_err(preview_not_found)?;
+    let minted = mint(
+        &state,
+        &sandbox,
+        Mint {
+            ttl_secs: b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in),
+            scope: b.scope.as_deref(),
+            default_scope: Scope::Read,
+            port: Some(preview.port),
+            kind: TokenKind::PreviewShare,
+            preview_id: Some(preview_id.clone()),
+            max_ttl_secs: super::preview_tokens::MAX_SHARE_TTL_SECS,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("preview"),
+        other => other,
+    })?;
+    let preview = state
+        .store
+        .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
+        .await
+        .map_err(preview_not_found)?;
+    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
+    let share_url = urls.url_with_token(&sandbox.id, preview.port, "ms", &minted.token);
+    Ok(Json(serde_json::json!({
+        "data": preview_view(&urls, &preview, &sandbox),
+        "preview_token": minted.token,
+        "share_url": share_url,
+    })))
+}
+
+pub async fn revoke_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let preview = state
+        .store
+        .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
+        .await
+        .map_err(preview_not_found)?;
+    if let Some(share) = preview.share {
+        state
+            .store
+            .revoke_token(&caller.0.tenant_id, &sandbox.id, &share.id)
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,269 @@
+//! Tenant settings the preview edge serves (contract §9): branding, the custom preview domain,
+//! its verification and its certificate.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use islet_store::{CertificateRow, PreviewDomain};
+use islet_types::branding::Branding;
+use islet_types::domain::DomainName;
+use islet_types::time::{now_millis, rfc3339};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::body;
+use crate::domain_verify::{self, PROBE_LABEL};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn parse_branding(value: serde_json::Value) -> Result<Branding, ApiError> {
+    let branding: Branding = serde_json::from_value(value).map_err(|e| ApiError::Validation {
+        message: format!("invalid branding: {e}"),
+        field: Some("branding"),
+    })?;
+    branding.validate().map_err(|e| ApiError::Validation {
+        message: e.to_string(),
+        field: Some(e.field),
+    })?;
+    Ok(branding)
+}
+
+fn branding_json(b: Option<Branding>) -> serde_json::Value {
+    serde_json::to_value(b.unwrap_or_default()).unwrap_or_else(|_| serde_json::json!({}))
+}
+
+pub async fn get_branding(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = state.store.branding(&caller.tenant_id).await?;
+    Ok(Json(serde_json::json!({ "data": branding_json(b) })))
+}
+
+#[derive(Deserialize)]
+struct BrandingBody {
+    branding: Option<serde_json::Value>,
+}
+
+/// `PUT /tenant/branding` with `{"branding": {...}}`.
+pub async fn put_branding(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body::parse::<BrandingBody>(&bytes)?
+        .branding
+        .ok_or_else(|| ApiError::validation("branding is required", "branding"))?;
+    let branding = parse_branding(b)?;
+    state
+        .store
+        .set_branding(&caller.tenant_id, Some(branding.clone()))
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "data": branding_json(Some(branding)) }),
+    ))
+}
+
+/// `PUT /settings/branding` with the fields at the top level.
+pub async fn put_branding_flat(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let branding = parse_branding(body::parse(&bytes)?)?;
+    state
+        .store
+        .set_branding(&caller.tenant_id, Some(branding.clone()))
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "data": branding_json(Some(branding)) }),
+    ))
+}
+
+pub async fn delete_branding(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<StatusCode, ApiError> {
+    state.store.set_branding(&caller.tenant_id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value {
+    let target = state.config.preview_domain.to_string();
+    let Some(d) = d else {
+        return serde_json::json!({
+            "domain": null, "verified": false, "verified_at": null, "cname_target": target,
+        });
+    };
+    serde_json::json!({
+        "domain": d.domain,
+        "preview_domain": d.domain,
+        "verified": d.verified_at.is_some(),
+        "verified_at": d.verified_at.map(rfc3339),
+        "cname_target": target,
+        "target": target,
+        "records": [
+            { "type": "CNAME", "name": format!("*.{}", d.domain), "value": target },
+        ],
+        "verification": {
+            "method": "http",
+            "url": format!("http://{PROBE_LABEL}.{}{}{}", d.domain,
+                islet_types::domain::CHALLENGE_PATH, d.challenge),
+            "expected_body": d.challenge,
+        },
+        "certificate": d.certificate_expires_at.map(|at| serde_json::json!({
+            "not_after": rfc3339(at),
+            "source": d.certificate_source,
+        })),
+    })
+}
+
+pub async fn get_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = state.store.preview_domain(&caller.tenant_id).await?;
+    Ok(Json(
+        serde_json::json!({ "data": domain_view(&state, d.as_ref()) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DomainBody {
+    preview_domain: Option<String>,
+    domain: Option<String>,
+}
+
+pub async fn put_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body::parse::<DomainBody>(&bytes)?;
+    let raw = b
+        .preview_domain
+        .or(b.domain)
+        .ok_or_else(|| ApiError::validation("preview_domain is required", "preview_domain"))?;
+    let domain: DomainName = raw.parse().map_err(|e: islet_types::domain::DomainError| {
+        ApiError::validation(e.to_string(), "preview_domain")
+    })?;
+    let platform = &state.config.preview_domain;
+    if domain == *platform || platform.strip_from(domain.as_str()).is_some() {
+        return Err(ApiError::validation(
+            "preview_domain must be a domain of your own, not under the platform's",
+            "preview_domain",
+        ));
+    }
+    let d = state
+        .store
+        .set_preview_domain(&caller.tenant_id, Some(domain))
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "data": domain_view(&state, d.as_ref()) }),
+    ))
+}
+
+pub async fn delete_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .set_preview_domain(&caller.tenant_id, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /tenant/preview-domain/verify`: probe the domain; `verified: false` with the reason
+/// when it does not reach this edge yet (not an error: DNS takes time).
+pub async fn verify_domain(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = state
+        .store
+        .preview_domain(&caller.tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound("preview domain"))?;
+    let (record, error) =
+        match domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await {
+            Ok(()) => (
+                state
+                    .store
+                    .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
+                    .await
+                    .map_err(|e| match e {
+                        islet_store::StoreError::NameTaken(_) => {
+                            ApiError::Conflict("this domain is verified by another account".into())
+                        }
+                        other => other.into(),
+                    })?,
+                None,
+            ),
+            Err(reason) => (d, Some(reason)),
+        };
+    let mut view = domain_view(&state, Some(&record));
+    view["error"] = error.into();
+    Ok(Json(serde_json::json!({ "data": view })))
+}
+
+#[derive(Deserialize)]
+struct CertificateBody {
+    certificate_pem: Option<String>,
+    private_key_pem: Option<String>,
+}
+
+/// `PUT /tenant/preview-domain/certificate` (Islet extension): a certificate covering
+/// `*.<domain>`, served by SNI once the domain is verified.
+pub async fn put_certificate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = body::parse::<CertificateBody>(&bytes)?;
+    let cert = b
+        .certificate_pem
+        .ok_or_else(|| ApiError::validation("certificate_pem is required", "certificate_pem"))?;
+    let key = b
+        .private_key_pem
+        .ok_or_else(|| ApiError::validation("private_key_pem is required", "private_key_pem"))?;
+    if cert.len() > 64 * 1024 || key.len() > 16 * 1024 {
+        return Err(ApiError::validation(
+            "certificate or key too large",
+            "certificate_pem",
+        ));
+    }
+    let d = state
+        .store
+        .preview_domain(&caller.tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound("preview domain"))?;
+    let parsed = islet_tls::parse_pair(&cert, &key, &d.domain, now_millis())
+        .map_err(|e| ApiError::validation(e.to_string(), "certificate_pem"))?;
+    state
+        .store
+        .put_certificate(CertificateRow {
+            domain: d.domain.clone(),
+            tenant_id: caller.tenant_id.clone(),
+            cert_pem: cert,
+            key_pem: key,
+            not_after: parsed.not_after,
+            source: "upload".into(),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "data": {
+        "domain": d.domain,
+        "dns_names": parsed.dns_names,
+        "not_after": rfc3339(parsed.not_after),
+        "source": "upload",
+    }})))
+}
+
+pub async fn delete_certificate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_certificate(&caller.tenant_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

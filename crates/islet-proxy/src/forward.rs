@@ -1,0 +1,187 @@
+//! Passing a request to the app inside the sandbox and its answer back: hop-by-hop headers
+//! dropped, `X-Forwarded-*` set by us alone, bodies streamed, WebSocket upgrades spliced.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::pages::Failure;
+use crate::Body;
+
+pub type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Headers a client may not forge: the edge sets its own.
+const FORWARDING: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+];
+
+pub fn client(connect_timeout: std::time::Duration) -> Client {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(connector)
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+        && headers.contains_key(header::UPGRADE)
+}
+
+/// Remove hop-by-hop headers, including those the `Connection` header names. An upgrade keeps
+/// its `Connection: upgrade` and `Upgrade` pair.
+fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Facts about the visitor's connection that the app may learn.
+pub struct Forwarded<'a> {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub public_host: &'a str,
+    pub public_port: u16,
+}
+
+/// Send `request` (already stripped of credentials, `path_and_query` without tokens) to
+/// `ip:port` and stream the answer back.
+pub async fn forward(
+    client: &Client,
+    mut request: Request<hyper::body::Incoming>,
+    ip: IpAddr,
+    port: u16,
+    path_and_query: &str,
+    facts: Forwarded<'_>,
+    response_timeout: std::time::Duration,
+) -> Result<Response<Body>, Failure> {
+    let upgrade = is_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let headers = &mut parts.headers;
+    drop_hop_by_hop(headers, upgrade);
+    for name in FORWARDING {
+        headers.remove(name);
+    }
+    let insert = |headers: &mut HeaderMap, name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    insert(headers, "x-forwarded-for", facts.peer.ip().to_string());
+    insert(
+        headers,
+        "x-forwarded-proto",
+        if facts.tls { "https" } else { "http" }.into(),
+    );
+    insert(headers, "x-forwarded-host", facts.public_host.to_owned());
+    insert(headers, "x-forwarded-port", facts.public_port.to_string());
+    // Dev servers (Vite and others) only answer hosts they know; the public name travels in
+    // X-Forwarded-Host.
+    insert(headers, "host", format!("localhost:{port}"));
+
+    let uri: http::Uri = format!("http://{}{path_and_query}", SocketAddr::new(ip, port))
+        .parse()
+        .map_err(|_| Failure::BadRequest)?;
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let upstream = Request::from_parts(parts, body.boxed());
+
+    let mut response = match tokio::time::timeout(response_timeout, client.request(upstream)).await
+    {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, connect = error.is_connect(), "upstream request failed");
+            return Err(Failure::PortClosed);
+        }
+        Ok(Ok(response)) => response,
+    };
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(Failure::PortClosed);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) else {
+                return;
+            };
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+        let (parts, _) = response.into_parts();
+        return Ok(Response::from_parts(parts, crate::empty()));
+    }
+
+    let (mut parts, body) = response.into_parts();
+    drop_hop_by_hop(&mut parts.headers, false);
+    drop_edge_cookie(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The app may not set (or clear) the edge's own cookie.
+fn drop_edge_cookie(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            !v.to_str().is_ok_and(|s| {
+                s.trim_start()
+                    .starts_with(&format!("{}=", crate::credentials::COOKIE_NAME))
+            })
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
+    }
+}

@@ -1,0 +1,36 @@
+//! The preview edge: serves `<port>-sbx-<id>.<domain>` from that port inside that sandbox.
+//!
+//! One request, in order (see [`edge::Edge::handle`]): framing check → host → site (platform
+//! domain or a tenant's) → sandbox route → token, cookie or public preview → scope → sandbox
+//! running → rate limit → forward. Every refusal is a [`pages::Failure`], rendered with the
+//! tenant's branding. Tokens are verified by signature; the revocation list, tenants' domains,
+//! branding and certificates are kept in memory and refreshed every second, so a request costs
+//! no store round trip unless its sandbox's route is not cached.
+
+mod activity;
+pub mod credentials;
+mod directory;
+mod edge;
+mod forward;
+mod framing;
+mod host;
+mod limit;
+mod listen;
+pub mod pages;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+
+pub use edge::{Config, Edge, Upstream};
+pub use listen::run;
+
+/// Response bodies: the app's, streamed, or the edge's own.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+pub(crate) fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}

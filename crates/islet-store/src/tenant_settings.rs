@@ -1,0 +1,334 @@
+//! Per-tenant settings the preview edge serves from: branding, the custom preview domain and its
+//! TLS certificate. Plus server-wide secrets (token signing keys).
+
+use islet_types::branding::Branding;
+use islet_types::domain::DomainName;
+use islet_types::time::{now_millis, UnixMillis};
+use islet_types::TenantId;
+use rand::RngCore;
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::sandboxes::{json, parse};
+use crate::{Store, StoreError};
+
+/// A tenant's custom preview domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewDomain {
+    pub domain: DomainName,
+    /// What the domain must serve to prove control (see the control plane's verifier).
+    pub challenge: String,
+    pub verified_at: Option<UnixMillis>,
+    /// `not_after` of the domain's certificate, if it has one.
+    pub certificate_expires_at: Option<UnixMillis>,
+    pub certificate_source: Option<String>,
+}
+
+/// A certificate for `*.<domain>` and `<domain>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateRow {
+    pub domain: DomainName,
+    pub tenant_id: TenantId,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub not_after: UnixMillis,
+    pub source: String,
+}
+
+/// Everything per tenant the edge needs, loaded in one go (these tables hold a row or two per
+/// tenant).
+#[derive(Debug, Clone, Default)]
+pub struct EdgeSettings {
+    pub domains: Vec<(DomainName, TenantId, String, bool)>,
+    pub branding: Vec<(TenantId, Branding)>,
+    pub certificates: Vec<CertificateRow>,
+}
+
+fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO tenant_settings (tenant_id, updated_at) VALUES (?1, ?2)
+         ON CONFLICT (tenant_id) DO NOTHING",
+        params![tenant, now_millis()],
+    )?;
+    Ok(())
+}
+
+fn challenge() -> String {
+    let mut bytes = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// domain, challenge, verified_at, certificate not_after, certificate source.
+type DomainRow = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn preview_domain_tx(
+    tx: &Transaction<'_>,
+    tenant: &str,
+) -> Result<Option<PreviewDomain>, StoreError> {
+    let row: Option<DomainRow> = tx
+        .query_row(
+            "SELECT s.preview_domain, s.preview_domain_challenge, s.preview_domain_verified_at,
+                    c.not_after, c.source
+             FROM tenant_settings s
+             LEFT JOIN certificates c ON c.domain = s.preview_domain AND c.tenant_id = s.tenant_id
+             WHERE s.tenant_id = ?1",
+            [tenant],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let Some((Some(domain), Some(challenge), verified_at, not_after, source)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(PreviewDomain {
+        domain: parse(domain)?,
+        challenge,
+        verified_at,
+        certificate_expires_at: not_after,
+        certificate_source: source,
+    }))
+}
+
+impl Store {
+    pub async fn branding(&self, tenant_id: &TenantId) -> Result<Option<Branding>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let raw: Option<Option<String>> = conn
+                .query_row(
+                    "SELECT branding FROM tenant_settings WHERE tenant_id = ?1",
+                    [&tenant],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(raw.flatten().map(json).transpose()?)
+        })
+        .await
+    }
+
+    /// Replace (or with `None`, remove) the tenant's branding.
+    pub async fn set_branding(
+        &self,
+        tenant_id: &TenantId,
+        branding: Option<Branding>,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant_id.to_string();
+        let raw = branding
+            .map(|b| serde_json::to_string(&b))
+            .transpose()
+            .map_err(StoreError::corrupt)?;
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            ensure_row(&tx, &tenant)?;
+            tx.execute(
+                "UPDATE tenant_settings SET branding = ?2, updated_at = ?3 WHERE tenant_id = ?1",
+                params![tenant, raw, now_millis()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn preview_domain(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<PreviewDomain>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            preview_domain_tx(&tx, &tenant)
+        })
+        .await
+    }
+
+    /// Claim a custom preview domain (unverified, with a fresh challenge), or with `None` drop
+    /// the tenant's claim. Setting the domain it already has keeps its state. A certificate of
+    /// a domain the tenant no longer claims is deleted.
+    pub async fn set_preview_domain(
+        &self,
+        tenant_id: &TenantId,
+        domain: Option<DomainName>,
+    ) -> Result<Option<PreviewDomain>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            ensure_row(&tx, &tenant)?;
+            let current = preview_domain_tx(&tx, &tenant)?;
+            if current.as_ref().map(|c| &c.domain) != domain.as_ref() {
+                tx.execute(
+                    "UPDATE tenant_settings SET preview_domain = ?2,
+                         preview_domain_challenge = ?3, preview_domain_verified_at = NULL,
+                         updated_at = ?4
+                     WHERE tenant_id = ?1",
+                    params![
+                        tenant,
+                        domain.as_ref().map(DomainName::as_str),
+                        domain.as_ref().map(|_| challenge()),
+                        now_millis()
+                    ],
+                )?;
+                tx.execute("DELETE FROM certificates WHERE tenant_id = ?1", [&tenant])?;
+            }
+            let now = preview_domain_tx(&tx, &tenant)?;
+            tx.commit()?;
+            Ok(now)
+        })
+        .await
+    }
+
+    /// Mark the tenant's claim verified. `NameTaken` if another tenant verified it first.
+    pub async fn mark_preview_domain_verified(
+        &self,
+        tenant_id: &TenantId,
+        domain: &DomainName,
+    ) -> Result<PreviewDomain, StoreError> {
+        let (tenant, domain) = (tenant_id.to_string(), domain.to_string());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let taken: Option<String> = tx
+                .query_row(
+                    "SELECT tenant_id FROM tenant_settings
+                     WHERE preview_domain = ?1 AND preview_domain_verified_at IS NOT NULL
+                       AND tenant_id != ?2",
+                    [&domain, &tenant],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::NameTaken(domain));
+            }
+            let changed = tx.execute(
+                "UPDATE tenant_settings SET
+                     preview_domain_verified_at = COALESCE(preview_domain_verified_at, ?3),
+                     updated_at = ?3
+                 WHERE tenant_id = ?1 AND preview_domain = ?2",
+                params![tenant, domain, now_millis()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let record = preview_domain_tx(&tx, &tenant)?.ok_or(StoreError::NotFound)?;
+            tx.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// Store the certificate of the tenant's current preview domain.
+    pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let current = preview_domain_tx(&tx, row.tenant_id.as_str())?;
+            if current.map(|c| c.domain) != Some(row.domain.clone()) {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "INSERT INTO certificates (domain, tenant_id, cert_pem, key_pem, not_after, source,
+                     updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (domain) DO UPDATE SET tenant_id = ?2, cert_pem = ?3, key_pem = ?4,
+                     not_after = ?5, source = ?6, updated_at = ?7",
+                params![
+                    row.domain.as_str(),
+                    row.tenant_id.as_str(),
+                    row.cert_pem,
+                    row.key_pem,
+                    row.not_after,
+                    row.source,
+                    now_millis()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_certificate(&self, tenant_id: &TenantId) -> Result<(), StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM certificates WHERE tenant_id = ?1", [&tenant])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Domains, branding and certificates of every tenant: what the preview edge keeps in memory.
+    pub async fn edge_settings(&self) -> Result<EdgeSettings, StoreError> {
+        self.with(|conn| {
+            let mut settings = EdgeSettings::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant_id, branding, preview_domain, preview_domain_challenge,
+                        preview_domain_verified_at
+                 FROM tenant_settings",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (tenant, branding, domain, challenge, verified) = row?;
+                let tenant: TenantId = parse(tenant)?;
+                if let Some(b) = branding {
+                    settings.branding.push((tenant.clone(), json(b)?));
+                }
+                if let (Some(d), Some(c)) = (domain, challenge) {
+                    settings
+                        .domains
+                        .push((parse(d)?, tenant, c, verified.is_some()));
+                }
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT c.domain, c.tenant_id, c.cert_pem, c.key_pem, c.not_after, c.source
+                 FROM certificates c JOIN tenant_settings s
+                   ON s.tenant_id = c.tenant_id AND s.preview_domain = c.domain
+                 WHERE s.preview_domain_verified_at IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(CertificateRow {
+                    domain: parse(r.get(0)?)?,
+                    tenant_id: parse(r.get(1)?)?,
+                    cert_pem: r.get(2)?,
+                    key_pem: r.get(3)?,
+                    not_after: r.get(4)?,
+                    source: r.get(5)?,
+                })
+            })?;
+            for row in rows {
+                settings.certificates.push(row?);
+            }
+            Ok(settings)
+        })
+        .await
+    }
+
+    /// A server-wide secret of 32 random bytes, created on first use and the same ever after
+    /// (for every process sharing this store).
+    pub async fn secret(&self, name: &'static str) -> Result<Vec<u8>, StoreError> {
+        self.with(move |conn| {
+            let mut fresh = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut fresh);
+            conn.execute(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, fresh, now_millis()],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM server_secrets WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+}
