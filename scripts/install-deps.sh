@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Islet needs on a Debian bookworm host (idempotent). Run as root.
 set -euo pipefail
-# nginx: the preview benchmark's baseline; chromium (with Node.js below): the browser tests.
-packages=(runc runsc mmdebstrap e2fsprogs iproute2 iptables ca-certificates python3-venv nginx-light chromium)
+# nginx: the preview benchmark's baseline; chromium (with Node.js below): the browser tests;
+# pebble: the ACME test CA.
+packages=(runc runsc mmdebstrap e2fsprogs iproute2 iptables ca-certificates python3-venv nginx-light chromium pebble)
 # Node.js and npm may come from outside Debian (as on these build machines); only a host
 # without them gets Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use islet_store::{EdgeRoute, Store, StoreError};
+use islet_store::{CertificateKind, EdgeRoute, Store, StoreError};
 use islet_tls::SniResolver;
 use islet_types::branding::Branding;
 use islet_types::domain::DomainName;
@@ -47,6 +47,17 @@ pub struct Directory {
     certificates: Arc<SniResolver>,
     /// Fingerprint of the certificates last loaded, so the resolver is rebuilt only on change.
     certificate_version: Mutex<Vec<(String, i64, usize)>>,
+    /// ACME-issued host certificates and when each expires.
+    host_expiry: Mutex<Vec<HostCertificate>>,
+}
+
+/// An issued host certificate, for renewal.
+#[derive(Debug, Clone)]
+pub struct HostCertificate {
+    pub host: String,
+    pub domain: DomainName,
+    pub tenant_id: TenantId,
+    pub not_after: i64,
 }
 
 impl Directory {
@@ -59,6 +70,7 @@ impl Directory {
             routes: Mutex::default(),
             certificates,
             certificate_version: Mutex::default(),
+            host_expiry: Mutex::default(),
         }
     }
 
@@ -115,25 +127,52 @@ impl Directory {
             })
             .unwrap_or(true);
         if changed {
-            let mut keys = HashMap::new();
+            let expiry = loaded
+                .certificates
+                .iter()
+                .filter(|c| c.kind == CertificateKind::Host)
+                .map(|c| HostCertificate {
+                    host: c.name.clone(),
+                    domain: c.domain.clone(),
+                    tenant_id: c.tenant_id.clone(),
+                    not_after: c.not_after,
+                })
+                .collect();
+            if let Ok(mut slot) = self.host_expiry.lock() {
+                *slot = expiry;
+            }
+            let (mut domains, mut hosts) = (HashMap::new(), HashMap::new());
             for cert in loaded.certificates {
-                match islet_tls::parse_pair(
-                    &cert.cert_pem,
-                    &cert.key_pem,
-                    &cert.domain,
-                    now_millis(),
-                ) {
+                let (name, map) = match cert.kind {
+                    CertificateKind::Wildcard => (format!("*.{}", cert.domain), &mut domains),
+                    CertificateKind::Host => (cert.name.clone(), &mut hosts),
+                };
+                match islet_tls::parse_for(&cert.cert_pem, &cert.key_pem, &name, now_millis()) {
                     Ok(parsed) => {
-                        keys.insert(cert.domain.to_string(), parsed.key);
+                        map.insert(cert.name, parsed.key);
                     }
                     Err(error) => {
-                        tracing::warn!(domain = %cert.domain, %error, "stored certificate not loaded");
+                        tracing::warn!(name = %cert.name, %error, "stored certificate not loaded");
                     }
                 }
             }
-            self.certificates.set_domains(keys);
+            self.certificates.set_domains(domains);
+            self.certificates.set_hosts(hosts);
         }
         Ok(())
+    }
+
+    /// Issued host certificates expiring before `deadline` (Unix ms).
+    pub fn hosts_expiring_before(&self, deadline: i64) -> Vec<HostCertificate> {
+        self.host_expiry
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|c| c.not_after < deadline)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The claims of `domain`, if any tenant claims it.

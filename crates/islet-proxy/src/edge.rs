@@ -14,6 +14,7 @@ use islet_types::domain::DomainName;
 use islet_types::preview::{PreviewLabel, Scope};
 use islet_types::SandboxState;
 
+use crate::acme::{AcmeConfig, Issuer};
 use crate::activity::Activity;
 use crate::credentials::{self, Presented};
 use crate::directory::Directory;
@@ -40,6 +41,8 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// Preview traffic touches a sandbox's activity at most this often.
     pub activity_interval: Duration,
+    /// Issue certificates for previews on tenants' domains (off when `None`).
+    pub acme: Option<AcmeConfig>,
 }
 
 impl Config {
@@ -53,6 +56,7 @@ impl Config {
             route_ttl: Duration::from_secs(1),
             refresh_interval: Duration::from_secs(1),
             activity_interval: Duration::from_secs(5),
+            acme: None,
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct Edge {
     upstream: Upstream,
     client: forward::Client,
     certificates: Arc<SniResolver>,
+    pub(crate) acme: Option<Issuer>,
+    /// When each host's certificate was last renewed (so a renewal is not started twice while
+    /// the store catches up).
+    renewals: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// The connection a request arrived on.
@@ -129,6 +137,11 @@ impl Edge {
         let directory = Directory::new(store.clone(), config.route_ttl, certificates.clone());
         directory.refresh().await?;
         Ok(Arc::new(Self {
+            acme: config
+                .acme
+                .clone()
+                .map(|acme| Issuer::new(acme, store.clone())),
+            renewals: std::sync::Mutex::default(),
             activity: Arc::new(Activity::new(store, config.activity_interval)),
             limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
             client: forward::client(config.connect_timeout),
@@ -144,10 +157,82 @@ impl Edge {
         self.certificates.clone()
     }
 
-    /// Reload what the edge keeps in memory (called every `refresh_interval`).
-    pub async fn refresh(&self) {
+    /// Reload what the edge keeps in memory (called every `refresh_interval`), and start
+    /// renewing certificates that expire soon.
+    pub async fn refresh(self: &Arc<Self>) {
         if let Err(error) = self.directory.refresh().await {
             tracing::warn!(%error, "preview edge could not refresh its settings");
+        }
+        let Some(acme) = &self.acme else {
+            return;
+        };
+        let deadline = islet_types::time::now_millis()
+            + i64::try_from(acme.renew_before().as_millis()).unwrap_or(i64::MAX);
+        for due in self.directory.hosts_expiring_before(deadline) {
+            let start = self.renewals.lock().is_ok_and(|mut r| {
+                let recent = r
+                    .get(&due.host)
+                    .is_some_and(|at| at.elapsed() < Duration::from_secs(300));
+                if !recent {
+                    r.insert(due.host.clone(), std::time::Instant::now());
+                }
+                !recent
+            });
+            if !start {
+                continue;
+            }
+            let edge = self.clone();
+            tokio::spawn(async move {
+                let Some(acme) = &edge.acme else { return };
+                match acme
+                    .issue(&due.host, &due.domain, &due.tenant_id, || None)
+                    .await
+                {
+                    Ok(key) => edge.certificates.set_host(&due.host, key),
+                    Err(error) => {
+                        tracing::warn!(host = %due.host, %error, "certificate renewal failed")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Make sure a tenant preview host named in a TLS handshake has a certificate, issuing one
+    /// by ACME if needed (and allowed). Returns quietly otherwise: the handshake then gets
+    /// whatever the resolver has.
+    pub(crate) async fn ensure_certificate(&self, server_name: &str) {
+        let Some(acme) = &self.acme else { return };
+        if self.certificates.for_name(server_name).is_some() {
+            return;
+        }
+        let Some(host) = host::normalise(server_name) else {
+            return;
+        };
+        let Some((first, rest)) = host::first_label(&host) else {
+            return;
+        };
+        let Some((domain, claims)) = self.directory.domain(rest) else {
+            return;
+        };
+        let Some(owner) = claims.into_iter().find(|c| c.verified) else {
+            return;
+        };
+        let Some(label) = host::label(first) else {
+            return;
+        };
+        let exists = match self.directory.route(&label.sandbox_id).await {
+            Ok(Some(route)) => {
+                route.tenant_id == owner.tenant_id && route.state != SandboxState::Destroyed
+            }
+            _ => false,
+        };
+        if !exists {
+            return;
+        }
+        let fresh = || self.certificates.for_name(&host);
+        match acme.issue(&host, &domain, &owner.tenant_id, fresh).await {
+            Ok(key) => self.certificates.set_host(&host, key),
+            Err(error) => tracing::warn!(%host, %error, "certificate issuance failed"),
         }
     }
 
@@ -164,6 +249,9 @@ impl Edge {
             label: None,
         };
         let label_slot;
+        if let Some(response) = self.acme_http01(&request) {
+            return response;
+        }
         let outcome = if ambiguous_framing(&request, &conn) {
             Err(Failure::BadRequest)
         } else {
@@ -208,6 +296,21 @@ impl Edge {
                 response
             }
         }
+    }
+
+    /// The answer to an ACME HTTP-01 validation request, on any host.
+    fn acme_http01(&self, request: &Request<hyper::body::Incoming>) -> Option<Response<Body>> {
+        let acme = self.acme.as_ref()?;
+        let token = request
+            .uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/")?;
+        let body = acme.http_response(token)?;
+        let mut response = Response::new(crate::full(Bytes::from(body)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Some(response)
     }
 
     fn resolve(&self, request: &Request<hyper::body::Incoming>) -> Result<Resolved, Failure> {

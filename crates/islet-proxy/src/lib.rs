@@ -7,6 +7,7 @@
 //! branding and certificates are kept in memory and refreshed every second, so a request costs
 //! no store round trip unless its sandbox's route is not cached.
 
+mod acme;
 mod activity;
 pub mod credentials;
 mod directory;
@@ -21,6 +22,7 @@ pub mod pages;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 
+pub use acme::{AcmeConfig, Challenge};
 pub use edge::{Config, Edge, Upstream};
 pub use listen::run;
 

@@ -37,11 +37,10 @@ pub async fn run(
         Some(listener) => {
             let config =
                 islet_tls::server_config(edge.certificates()).map_err(std::io::Error::other)?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
             Some(tokio::spawn(accept(
                 edge.clone(),
                 listener,
-                Some(acceptor),
+                Some(Arc::new(config)),
                 shutdown.clone(),
             )))
         }
@@ -62,7 +61,7 @@ pub async fn run(
 async fn accept(
     edge: Arc<Edge>,
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -80,6 +79,7 @@ async fn accept(
         };
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
+        let edge_for_tls = edge.clone();
         let tls = tls.clone();
         let ambiguous = Arc::new(AtomicBool::new(false));
         let conn = Connection {
@@ -95,8 +95,8 @@ async fn accept(
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
+                Some(config) => match handshake(&edge_for_tls, stream, config).await {
+                    Some(stream) => {
                         builder
                             .serve_connection_with_upgrades(
                                 TokioIo::new(Guarded::new(stream, ambiguous)),
@@ -104,10 +104,7 @@ async fn accept(
                             )
                             .await
                     }
-                    Err(error) => {
-                        tracing::debug!(%error, "TLS handshake failed");
-                        return;
-                    }
+                    None => return,
                 },
                 None => {
                     builder
@@ -124,3 +121,40 @@ async fn accept(
         });
     }
 }
+
+/// The TLS handshake, with a look at the ClientHello first: a CA's TLS-ALPN-01 probe gets its
+/// challenge certificate (and nothing else), and a tenant preview host without a certificate
+/// gets one issued before the handshake goes on.
+async fn handshake(
+    edge: &Edge,
+    stream: tokio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+        .await
+        .map_err(|error| tracing::debug!(%error, "TLS ClientHello unreadable"))
+        .ok()?;
+    let hello = start.client_hello();
+    let name = hello.server_name().map(str::to_owned);
+    let acme_probe = hello
+        .alpn()
+        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+    if acme_probe {
+        let key = edge.acme.as_ref()?.alpn_certificate(name.as_deref()?)?;
+        let config = islet_tls::single_certificate_config(key, ACME_TLS_ALPN).ok()?;
+        // The CA only completes the handshake; the connection then closes.
+        let _ = start.into_stream(Arc::new(config)).await;
+        return None;
+    }
+    if let Some(name) = &name {
+        edge.ensure_certificate(name).await;
+    }
+    start
+        .into_stream(config)
+        .await
+        .map_err(|error| tracing::debug!(%error, "TLS handshake failed"))
+        .ok()
+}
+
+/// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";

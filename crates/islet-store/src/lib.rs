@@ -21,5 +21,5 @@ pub use events::EventRow;
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
-pub use tenant_settings::{CertificateRow, EdgeSettings, PreviewDomain};
+pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};

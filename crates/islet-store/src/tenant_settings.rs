@@ -23,10 +23,31 @@ pub struct PreviewDomain {
     pub certificate_source: Option<String>,
 }
 
-/// A certificate for `*.<domain>` and `<domain>`.
+/// Which names a stored certificate covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateKind {
+    /// `*.<domain>`, uploaded by the tenant.
+    Wildcard,
+    /// One preview host, issued by ACME.
+    Host,
+}
+
+impl CertificateKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CertificateKind::Wildcard => "wildcard",
+            CertificateKind::Host => "host",
+        }
+    }
+}
+
+/// A certificate on a tenant's preview domain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CertificateRow {
+    /// The domain for a wildcard, the host for a host certificate.
+    pub name: String,
     pub domain: DomainName,
+    pub kind: CertificateKind,
     pub tenant_id: TenantId,
     pub cert_pem: String,
     pub key_pem: String,
@@ -76,7 +97,7 @@ fn preview_domain_tx(
             "SELECT s.preview_domain, s.preview_domain_challenge, s.preview_domain_verified_at,
                     c.not_after, c.source
              FROM tenant_settings s
-             LEFT JOIN certificates c ON c.domain = s.preview_domain AND c.tenant_id = s.tenant_id
+             LEFT JOIN certificates c ON c.name = s.preview_domain AND c.tenant_id = s.tenant_id
              WHERE s.tenant_id = ?1",
             [tenant],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -219,7 +240,7 @@ impl Store {
         .await
     }
 
-    /// Store the certificate of the tenant's current preview domain.
+    /// Store a certificate under the tenant's current preview domain.
     pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
@@ -228,14 +249,16 @@ impl Store {
                 return Err(StoreError::NotFound);
             }
             tx.execute(
-                "INSERT INTO certificates (domain, tenant_id, cert_pem, key_pem, not_after, source,
-                     updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (domain) DO UPDATE SET tenant_id = ?2, cert_pem = ?3, key_pem = ?4,
-                     not_after = ?5, source = ?6, updated_at = ?7",
+                "INSERT INTO certificates (name, domain, tenant_id, kind, cert_pem, key_pem,
+                     not_after, source, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (name) DO UPDATE SET domain = ?2, tenant_id = ?3, kind = ?4,
+                     cert_pem = ?5, key_pem = ?6, not_after = ?7, source = ?8, updated_at = ?9",
                 params![
+                    row.name,
                     row.domain.as_str(),
                     row.tenant_id.as_str(),
+                    row.kind.as_str(),
                     row.cert_pem,
                     row.key_pem,
                     row.not_after,
@@ -249,10 +272,46 @@ impl Store {
         .await
     }
 
+    /// Remove the tenant's uploaded (wildcard) certificate.
     pub async fn delete_certificate(&self, tenant_id: &TenantId) -> Result<(), StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
-            conn.execute("DELETE FROM certificates WHERE tenant_id = ?1", [&tenant])?;
+            conn.execute(
+                "DELETE FROM certificates WHERE tenant_id = ?1 AND kind = 'wildcard'",
+                [&tenant],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Saved ACME account credentials for a directory.
+    pub async fn acme_account(&self, directory: &str) -> Result<Option<String>, StoreError> {
+        let directory = directory.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT credentials FROM acme_accounts WHERE directory = ?1",
+                    [&directory],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn save_acme_account(
+        &self,
+        directory: &str,
+        credentials: String,
+    ) -> Result<(), StoreError> {
+        let directory = directory.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (directory) DO UPDATE SET credentials = ?2",
+                params![directory, credentials, now_millis()],
+            )?;
             Ok(())
         })
         .await
@@ -289,19 +348,27 @@ impl Store {
                 }
             }
             let mut stmt = conn.prepare_cached(
-                "SELECT c.domain, c.tenant_id, c.cert_pem, c.key_pem, c.not_after, c.source
+                "SELECT c.name, c.domain, c.kind, c.tenant_id, c.cert_pem, c.key_pem, c.not_after,
+                        c.source
                  FROM certificates c JOIN tenant_settings s
                    ON s.tenant_id = c.tenant_id AND s.preview_domain = c.domain
                  WHERE s.preview_domain_verified_at IS NOT NULL",
             )?;
             let rows = stmt.query_map([], |r| {
+                let kind: String = r.get(2)?;
                 Ok(CertificateRow {
-                    domain: parse(r.get(0)?)?,
-                    tenant_id: parse(r.get(1)?)?,
-                    cert_pem: r.get(2)?,
-                    key_pem: r.get(3)?,
-                    not_after: r.get(4)?,
-                    source: r.get(5)?,
+                    name: r.get(0)?,
+                    domain: parse(r.get(1)?)?,
+                    kind: if kind == "host" {
+                        CertificateKind::Host
+                    } else {
+                        CertificateKind::Wildcard
+                    },
+                    tenant_id: parse(r.get(3)?)?,
+                    cert_pem: r.get(4)?,
+                    key_pem: r.get(5)?,
+                    not_after: r.get(6)?,
+                    source: r.get(7)?,
                 })
             })?;
             for row in rows {

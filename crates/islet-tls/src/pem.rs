@@ -19,7 +19,7 @@ pub enum CertError {
     BadKey,
     #[error("the private key does not belong to the certificate")]
     KeyMismatch,
-    #[error("the certificate does not cover `*.{0}`")]
+    #[error("the certificate does not cover `{0}`")]
     WrongName(String),
     #[error("the certificate has expired or is not valid yet")]
     NotCurrent,
@@ -36,16 +36,22 @@ pub struct ParsedCertificate {
     pub dns_names: Vec<String>,
 }
 
-fn covers(names: &[String], domain: &DomainName) -> bool {
-    let wildcard = format!("*.{domain}");
-    names.iter().any(|n| n.eq_ignore_ascii_case(&wildcard))
-}
-
 /// Parse and check a certificate chain (leaf first) and its key for `*.<domain>` at `now_ms`.
 pub fn parse_pair(
     cert_pem: &str,
     key_pem: &str,
     domain: &DomainName,
+    now_ms: i64,
+) -> Result<ParsedCertificate, CertError> {
+    parse_for(cert_pem, key_pem, &format!("*.{domain}"), now_ms)
+}
+
+/// Parse and check a certificate chain and its key for exactly `name` (a host, or `*.<domain>`)
+/// at `now_ms`.
+pub fn parse_for(
+    cert_pem: &str,
+    key_pem: &str,
+    name: &str,
     now_ms: i64,
 ) -> Result<ParsedCertificate, CertError> {
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
@@ -78,8 +84,8 @@ pub fn parse_pair(
                 .collect()
         })
         .unwrap_or_default();
-    if !covers(&dns_names, domain) {
-        return Err(CertError::WrongName(domain.to_string()));
+    if !dns_names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return Err(CertError::WrongName(name.to_owned()));
     }
     let provider = crate::provider();
     let signing = provider
@@ -93,6 +99,41 @@ pub fn parse_pair(
         not_after,
         dns_names,
     })
+}
+
+/// The self-signed certificate that answers an ACME TLS-ALPN-01 challenge for `name`
+/// (RFC 8737): it carries the SHA-256 of the key authorisation in a critical extension.
+pub fn acme_challenge_certificate(
+    name: &str,
+    digest: &[u8],
+) -> Result<Arc<CertifiedKey>, CertError> {
+    let generate = |e: rcgen::Error| CertError::Generate(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(generate)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(generate)?;
+    let der = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| CertError::Generate(e.to_string()))?;
+    let signing = crate::provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| CertError::Generate(e.to_string()))?;
+    // Not `CertifiedKey::from_der`: that refuses the critical ACME extension.
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
+/// A fresh key and a CSR for `names` (PEM key, DER request): what an ACME order is finalised
+/// with.
+pub fn key_and_csr(names: &[String]) -> Result<(String, Vec<u8>), CertError> {
+    let generate = |e: rcgen::Error| CertError::Generate(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(generate)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(generate)?;
+    Ok((key.serialize_pem(), csr.der().to_vec()))
 }
 
 /// A self-signed certificate (PEM chain, PEM key) for `names`.

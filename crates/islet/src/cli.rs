@@ -75,6 +75,20 @@ pub struct ServeArgs {
     /// twice that.
     #[arg(long, env = "ISLET_PREVIEW_RATE_LIMIT", default_value_t = 0)]
     pub preview_rate_limit: u32,
+    /// ACME directory to obtain certificates from for previews on tenants' domains that have
+    /// no uploaded certificate (off unless set).
+    #[arg(long, env = "ISLET_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM file of the CA to trust for the ACME directory (test CAs); system roots otherwise.
+    #[arg(long, env = "ISLET_ACME_CA_FILE")]
+    pub acme_ca_file: Option<PathBuf>,
+    /// How the CA checks control of a host: `tls-alpn-01` (port 443 must reach the TLS
+    /// listener) or `http-01` (port 80 must reach the plain listener).
+    #[arg(long, env = "ISLET_ACME_CHALLENGE", default_value = "tls-alpn-01", value_parser = ["tls-alpn-01", "http-01"])]
+    pub acme_challenge: String,
+    /// Renew ACME certificates this many days before they expire.
+    #[arg(long, env = "ISLET_ACME_RENEW_DAYS", default_value_t = 30)]
+    pub acme_renew_days: u64,
     /// Send custom-domain verification probes to this address instead of the domain's DNS
     /// (for a load balancer in front, or tests).
     #[arg(long, env = "ISLET_DOMAIN_VERIFY_CONNECT")]

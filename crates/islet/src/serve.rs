@@ -132,6 +132,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut edge_config = islet_proxy::Config::new(preview_domain.clone());
     edge_config.rate_limit_per_sec = args.preview_rate_limit;
     edge_config.rate_limit_burst = args.preview_rate_limit.saturating_mul(2);
+    edge_config.acme = args
+        .acme_directory
+        .clone()
+        .map(|directory_url| islet_proxy::AcmeConfig {
+            directory_url,
+            root_ca: args.acme_ca_file.clone(),
+            challenge: if args.acme_challenge == "http-01" {
+                islet_proxy::Challenge::Http01
+            } else {
+                islet_proxy::Challenge::TlsAlpn01
+            },
+            renew_before: std::time::Duration::from_secs(args.acme_renew_days * 86_400),
+            issue_timeout: std::time::Duration::from_secs(60),
+        });
     let edge = islet_proxy::Edge::new(
         store,
         edge_config,

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use islet_store::{CertificateRow, PreviewDomain};
+use islet_store::{CertificateKind, CertificateRow, PreviewDomain};
 use islet_types::branding::Branding;
 use islet_types::domain::DomainName;
 use islet_types::time::{now_millis, rfc3339};
@@ -244,7 +244,9 @@ pub async fn put_certificate(
     state
         .store
         .put_certificate(CertificateRow {
+            name: d.domain.to_string(),
             domain: d.domain.clone(),
+            kind: CertificateKind::Wildcard,
             tenant_id: caller.tenant_id.clone(),
             cert_pem: cert,
             key_pem: key,

@@ -2,6 +2,7 @@
 //! test app (`islet-testkit/fixtures/preview_app.py`) inside a sandbox, real HTTP clients.
 #![allow(clippy::unwrap_used)]
 
+mod acme;
 mod browser;
 mod domains;
 mod forwarding;

@@ -52,15 +52,28 @@ CREATE TABLE tenant_settings (
 CREATE UNIQUE INDEX tenant_settings_verified_domain ON tenant_settings(preview_domain)
     WHERE preview_domain_verified_at IS NOT NULL;
 
--- TLS certificates for tenants' preview domains (covering `*.<domain>`), uploaded or issued.
+-- TLS certificates on tenants' preview domains: uploaded ones cover `*.<domain>` (`name` is
+-- the domain), ACME-issued ones one preview host each (`name` is the host).
 CREATE TABLE certificates (
-    domain      TEXT PRIMARY KEY,
+    name        TEXT PRIMARY KEY,
+    -- The tenant's preview domain the certificate serves under.
+    domain      TEXT NOT NULL,
     tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    -- `wildcard` (uploaded) or `host` (ACME).
+    kind        TEXT NOT NULL,
     cert_pem    TEXT NOT NULL,
     key_pem     TEXT NOT NULL,
     not_after   INTEGER NOT NULL,
     source      TEXT NOT NULL,
     updated_at  INTEGER NOT NULL
+);
+CREATE INDEX certificates_domain ON certificates(domain);
+
+-- ACME accounts by directory URL (the credentials instant-acme restores an account from).
+CREATE TABLE acme_accounts (
+    directory    TEXT PRIMARY KEY,
+    credentials  TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
 );
 
 -- Server-wide secrets (token signing keys), created on first use.
