@@ -4,6 +4,9 @@
 //! - `bench [--quick] [--isolation container|gvisor|both] [--no-build] [--warm-pool N]`: measure Islet
 //!   against a bare `runc run` of the same rootfs and print (and write
 //!   `target/bench/report.json`) a report. See `bench/mod.rs`.
+//! - `bench-preview [--quick] [--no-build] [--backend-processes N]`: Islet's preview edge next
+//!   to nginx proxying the same in-sandbox backend; prints (and writes
+//!   `target/bench/preview.json`) a report. See `bench/preview/mod.rs`.
 
 mod bench;
 
@@ -25,10 +28,18 @@ fn main() -> anyhow::Result<()> {
             }
             bench::run(&options)
         }
+        Some("bench-preview") => {
+            let options = bench::preview::Options::parse(&args[1..])?;
+            if options.help {
+                println!("{}", bench::preview::USAGE);
+                return Ok(());
+            }
+            bench::preview::run(&options)
+        }
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", bench::preview::USAGE);
             Ok(())
         }
-        _ => anyhow::bail!("{USAGE}"),
+        _ => anyhow::bail!("{USAGE}\n\n{}", bench::preview::USAGE),
     }
 }

@@ -24,6 +24,19 @@ pub struct Created {
     pub boot_ms: Option<f64>,
 }
 
+/// What `POST /sandboxes/{id}/exec` answered.
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A request body.
+enum Payload<'a> {
+    Json(Value),
+    Bytes(&'a [u8]),
+}
+
 fn shorten(text: &str) -> String {
     let text = text.trim();
     match text.char_indices().nth(300) {
@@ -50,12 +63,24 @@ impl Client {
 
     /// Send a request; any HTTP status is `Ok`, transport failures are errors.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        self.send(method, path, body.map(Payload::Json))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Payload<'_>>,
+    ) -> anyhow::Result<(u16, Value)> {
         let request = self
             .agent
             .request(method, &format!("{}{path}", self.base))
             .set("Authorization", &self.auth);
         let result = match body {
-            Some(body) => request.send_json(body),
+            Some(Payload::Json(body)) => request.send_json(body),
+            Some(Payload::Bytes(bytes)) => request
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(bytes),
             None => request.call(),
         };
         let response = match result {
@@ -76,7 +101,12 @@ impl Client {
 
     /// `POST /sandboxes` with `{}`; returns once the server answers (the agent is up).
     pub fn create(&self) -> anyhow::Result<Created> {
-        let (status, body) = self.call("POST", "/sandboxes", Some(json!({})))?;
+        self.create_with(json!({}))
+    }
+
+    /// `POST /sandboxes` with `request` (size, CPU count, …).
+    pub fn create_with(&self, request: Value) -> anyhow::Result<Created> {
+        let (status, body) = self.call("POST", "/sandboxes", Some(request))?;
         let data = &body["data"];
         // Remember it before any check, so that a half-made sandbox is deleted too.
         if let Some(id) = data["id"].as_str() {
@@ -122,6 +152,47 @@ impl Client {
                 shorten(&body.to_string())
             ),
         }
+    }
+
+    /// `POST /sandboxes/{id}/exec` of `command`: its exit code and output, whatever the code.
+    pub fn exec(&self, id: &str, command: &str) -> anyhow::Result<ExecOutput> {
+        let data = self.post(
+            &format!("/sandboxes/{id}/exec"),
+            json!({ "command": command, "timeout": 60 }),
+        )?;
+        Ok(ExecOutput {
+            exit_code: data["exit_code"].as_i64().with_context(|| {
+                format!(
+                    "exec in {id}: no exit_code in {}",
+                    shorten(&data.to_string())
+                )
+            })?,
+            stdout: data["stdout"].as_str().unwrap_or_default().to_owned(),
+            stderr: data["stderr"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// `POST path` with a JSON body; fails unless the answer is 2xx. Returns its `data`.
+    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, mut answer) = self.call("POST", path, Some(body))?;
+        ensure!(
+            (200..300).contains(&status),
+            "POST {path}: HTTP {status}: {}",
+            shorten(&answer.to_string())
+        );
+        Ok(answer["data"].take())
+    }
+
+    /// `PUT /sandboxes/{id}/fs/upload?path=…` of `bytes`.
+    pub fn upload(&self, id: &str, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let url = format!("/sandboxes/{id}/fs/upload?path={path}");
+        let (status, answer) = self.send("PUT", &url, Some(Payload::Bytes(bytes)))?;
+        ensure!(
+            (200..300).contains(&status),
+            "PUT {url}: HTTP {status}: {}",
+            shorten(&answer.to_string())
+        );
+        Ok(())
     }
 
     /// `DELETE /sandboxes/{id}`; a sandbox that is already gone counts as deleted.

@@ -18,6 +18,7 @@
 mod http;
 mod islet;
 mod memory;
+pub mod preview;
 mod report;
 mod runc_baseline;
 mod server;
@@ -174,17 +175,54 @@ fn host(cgroup: &str) -> report::Host {
     }
 }
 
-fn cargo_build(root: &Path) -> anyhow::Result<()> {
+/// `cargo build --release -p <package>…`.
+fn cargo_build(root: &Path, packages: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: cargo build --release -p islet -p islet-agent");
+    let mut args = vec!["build", "--release"];
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    eprintln!("bench: cargo {}", args.join(" "));
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "islet", "-p", "islet-agent"])
+        .args(&args)
         .current_dir(root)
         .stdin(Stdio::null())
         .status()
         .context("run cargo build")?;
     anyhow::ensure!(status.success(), "cargo build failed: {status}");
     Ok(())
+}
+
+/// `target/release/islet`, once it and `islet-agent` beside it are known to exist.
+fn release_islet(target: &Path) -> anyhow::Result<PathBuf> {
+    let islet = target.join("release").join("islet");
+    for binary in [&islet, &target.join("release").join("islet-agent")] {
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: run `cargo build --release -p islet -p islet-agent`",
+            binary.display()
+        );
+    }
+    Ok(islet)
+}
+
+fn template_dir() -> PathBuf {
+    std::env::var_os("ISLET_TEMPLATE_DIR")
+        .map_or_else(|| PathBuf::from(DEFAULT_TEMPLATE_DIR), PathBuf::from)
+}
+
+fn cgroup_version() -> &'static str {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1"
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The template rootfs, built with `islet template build default` if missing.
@@ -237,32 +275,18 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     );
     let root = workspace_root();
     if options.build {
-        cargo_build(&root)?;
+        cargo_build(&root, &["islet", "islet-agent"])?;
     }
     let target = target_dir(&root);
-    let islet = target.join("release").join("islet");
-    for binary in [&islet, &target.join("release").join("islet-agent")] {
-        anyhow::ensure!(
-            binary.exists(),
-            "{} is missing: run `cargo build --release -p islet -p islet-agent`",
-            binary.display()
-        );
-    }
-    let template_dir = std::env::var_os("ISLET_TEMPLATE_DIR")
-        .map_or_else(|| PathBuf::from(DEFAULT_TEMPLATE_DIR), PathBuf::from);
+    let islet = release_islet(&target)?;
+    let template_dir = template_dir();
     let rootfs = template_rootfs(&islet, &template_dir)?;
     let scratch = Scratch::new()?;
     let sizes = Sizes::new(options.quick);
-    let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "v2"
-    } else {
-        "v1"
-    };
+    let cgroup = cgroup_version();
 
     let mut report = report::Report {
-        generated_unix_s: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        generated_unix_s: unix_now(),
         mode: if options.quick { "quick" } else { "full" },
         warm_pool: options.warm_pool,
         sizes: sizes.clone(),

@@ -78,16 +78,18 @@ fn judged(value: String, met: Option<bool>) -> String {
     }
 }
 
-struct Table {
+/// Rows of cells printed in aligned columns (also used by `bench-preview`).
+#[derive(Default)]
+pub struct Table {
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn row(&mut self, cells: Vec<String>) {
+    pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn print(&self) {
+    pub fn print(&self) {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
@@ -242,7 +244,7 @@ impl Report {
 
     fn print_table(&self, t: &Targets) {
         let runs = &self.islet;
-        let mut table = Table { rows: Vec::new() };
+        let mut table = Table::default();
         let mut header = vec!["Islet".to_owned(), String::new()];
         header.extend(runs.iter().map(|r| r.isolation.as_str().to_owned()));
         header.push("target".to_owned());

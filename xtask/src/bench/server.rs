@@ -26,6 +26,8 @@ pub struct Server {
     child: Child,
     pub pid: u32,
     pub data_dir: PathBuf,
+    /// The preview edge's port on 127.0.0.1.
+    pub preview_port: u16,
     log: PathBuf,
     /// Where the server's log is copied when it stops.
     keep_log_at: PathBuf,
@@ -57,6 +59,13 @@ fn create_tenant(islet: &Path, data_dir: &Path, isolation: Isolation) -> anyhow:
         .to_owned())
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (the server binds it right after; the
+/// API's own port is the server's pick, read from its output).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// Whether anything is mounted at or below `dir`.
 fn has_mounts_under(dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -86,6 +95,7 @@ impl Server {
         for &isolation in isolations {
             keys.push((isolation, create_tenant(islet, &data_dir, isolation)?));
         }
+        let preview_port = free_port()?;
         let log = data_dir.join("server.log");
         let log_file = std::fs::File::create(&log).context("create the server log")?;
         let mut child = Command::new(islet)
@@ -94,7 +104,8 @@ impl Server {
             .arg(&data_dir)
             .arg("--template-dir")
             .arg(template_dir)
-            .args(["--listen", "127.0.0.1:0", "--preview-listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--preview-listen"])
+            .arg(format!("127.0.0.1:{preview_port}"))
             .args(["--net-prefix", NET_PREFIX])
             .args(["--subnet-octet", &SUBNET_OCTET.to_string()])
             .args(["--warm-pool", &warm_pool.to_string()])
@@ -110,6 +121,7 @@ impl Server {
             pid: child.id(),
             child,
             data_dir,
+            preview_port,
             log,
             keep_log_at,
             tenants: Vec::new(),
