@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,12 @@ async fn accept(
     shutdown: CancellationToken,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let slots = Arc::new(tokio::sync::Semaphore::new(edge.config.max_connections));
     loop {
+        // At the cap, stop accepting: further clients wait in the kernel's backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -88,24 +93,34 @@ async fn accept(
             local_port,
             ambiguous: ambiguous.clone(),
         };
+        let header_timeout = edge.config.header_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| {
                 let (edge, conn) = (edge.clone(), conn.clone());
                 async move { Ok::<_, std::convert::Infallible>(edge.handle(request, conn).await) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(crate::framing::MAX_HEAD);
+            builder.http2().timer(TokioTimer::new());
             let result = match tls {
-                Some(config) => match handshake(&edge_for_tls, stream, config).await {
-                    Some(stream) => {
-                        builder
-                            .serve_connection_with_upgrades(
-                                TokioIo::new(Guarded::new(stream, ambiguous)),
-                                service,
-                            )
-                            .await
+                Some(config) => {
+                    match handshake(&edge_for_tls, stream, config, header_timeout).await {
+                        Some(stream) => {
+                            builder
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(Guarded::new(stream, ambiguous)),
+                                    service,
+                                )
+                                .await
+                        }
+                        None => return,
                     }
-                    None => return,
-                },
+                }
                 None => {
                     builder
                         .serve_connection_with_upgrades(
@@ -129,9 +144,12 @@ async fn handshake(
     edge: &Edge,
     stream: tokio::net::TcpStream,
     config: Arc<rustls::ServerConfig>,
+    timeout: std::time::Duration,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+    let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = tokio::time::timeout(timeout, hello)
         .await
+        .ok()?
         .map_err(|error| tracing::debug!(%error, "TLS ClientHello unreadable"))
         .ok()?;
     let hello = start.client_hello();
@@ -143,15 +161,15 @@ async fn handshake(
         let key = edge.acme.as_ref()?.alpn_certificate(name.as_deref()?)?;
         let config = islet_tls::single_certificate_config(key, ACME_TLS_ALPN).ok()?;
         // The CA only completes the handshake; the connection then closes.
-        let _ = start.into_stream(Arc::new(config)).await;
+        let _ = tokio::time::timeout(timeout, start.into_stream(Arc::new(config))).await;
         return None;
     }
     if let Some(name) = &name {
         edge.ensure_certificate(name).await;
     }
-    start
-        .into_stream(config)
+    tokio::time::timeout(timeout, start.into_stream(config))
         .await
+        .ok()?
         .map_err(|error| tracing::debug!(%error, "TLS handshake failed"))
         .ok()
 }

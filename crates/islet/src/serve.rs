@@ -101,10 +101,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         preview_domain: preview_domain.clone(),
         preview_scheme: scheme.into(),
         preview_public_port: public_port,
-        domain_verify: match args.domain_verify_connect {
-            Some(addr) => VerifyTarget::Fixed(addr),
-            None => VerifyTarget::Dns { port: 80 },
+        domain_verify: match args.domain_verify_nameserver {
+            Some(addr) => VerifyTarget::Nameserver(addr),
+            None => VerifyTarget::System,
         },
+        preview_acme: args.acme_directory.is_some(),
         warm_pool: args.warm_pool,
         ..Config::default()
     };
@@ -132,6 +133,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut edge_config = islet_proxy::Config::new(preview_domain.clone());
     edge_config.rate_limit_per_sec = args.preview_rate_limit;
     edge_config.rate_limit_burst = args.preview_rate_limit.saturating_mul(2);
+    // With TLS, the plain listener only redirects (and answers ACME HTTP-01 probes).
+    edge_config.https_redirect_port = match &preview_tls_listener {
+        Some(l) => Some(args.preview_public_port.unwrap_or(l.local_addr()?.port())),
+        None => None,
+    };
     edge_config.acme = args
         .acme_directory
         .clone()
