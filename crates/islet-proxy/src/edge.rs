@@ -15,9 +15,9 @@ use islet_types::SandboxState;
 use crate::acme::{AcmeConfig, Issuer};
 use crate::activity::Activity;
 use crate::directory::Directory;
-use crate::forward;
 use crate::host;
 use crate::limit::RateLimiter;
+use crate::upstream;
 
 /// Edge settings (filled in by the binary).
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub struct Edge {
     pub(crate) activity: Arc<Activity>,
     pub(crate) limiter: RateLimiter,
     pub(crate) upstream: Upstream,
-    pub(crate) client: forward::Client,
+    pub(crate) pool: upstream::Pool,
     certificates: Arc<SniResolver>,
     pub(crate) acme: Option<Issuer>,
     /// When each host's certificate was last renewed (so a renewal is not started twice while
@@ -97,6 +97,8 @@ pub struct Connection {
     pub local_port: u16,
     /// Set by the connection's framing guard when a request head was ambiguous.
     pub ambiguous: Arc<AtomicBool>,
+    /// This connection's own upstream connection (used for HTTP/1 visitors).
+    pub pinned: Arc<upstream::Pinned>,
 }
 
 impl Edge {
@@ -122,7 +124,7 @@ impl Edge {
             renewals: Mutex::default(),
             activity: Arc::new(Activity::new(store, config.activity_interval)),
             limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
-            client: forward::client(config.connect_timeout),
+            pool: upstream::pool(config.connect_timeout),
             signer,
             directory,
             upstream,

@@ -10,10 +10,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::activity::Hold;
 use crate::pages::Failure;
+use crate::upstream::{Pinned, Pool, UpstreamError};
 use crate::Body;
-
-pub type Client =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -40,16 +38,6 @@ const FORWARDING: [&str; 6] = [
 
 fn forged_forwarding(name: &HeaderName) -> bool {
     name.as_str().starts_with("x-forwarded-") || FORWARDING.contains(&name.as_str())
-}
-
-pub fn client(connect_timeout: std::time::Duration) -> Client {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build(connector)
 }
 
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -87,6 +75,14 @@ fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Where upstream requests go: the visitor connection's own upstream connection (HTTP/1
+/// visitors) or the shared pool.
+pub struct Upstreams<'a> {
+    pub pool: &'a Pool,
+    pub pinned: Option<&'a Pinned>,
+    pub connect_timeout: std::time::Duration,
+}
+
 /// Facts about the visitor's connection that the app may learn.
 pub struct Forwarded<'a> {
     pub peer: SocketAddr,
@@ -100,7 +96,7 @@ pub struct Forwarded<'a> {
 /// WebSocket or an event stream lasts.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
-    client: &Client,
+    upstreams: Upstreams<'_>,
     mut request: Request<hyper::body::Incoming>,
     ip: IpAddr,
     port: u16,
@@ -139,26 +135,43 @@ pub async fn forward(
     // X-Forwarded-Host.
     insert(headers, "host", format!("localhost:{port}"));
 
-    let uri: http::Uri = format!("http://{}{path_and_query}", SocketAddr::new(ip, port))
-        .parse()
-        .map_err(|_| Failure::BadRequest)?;
-    parts.uri = uri;
+    let address = SocketAddr::new(ip, port);
     parts.version = http::Version::HTTP_11;
-    let upstream = Request::from_parts(parts, body.boxed());
-
-    let mut response = match tokio::time::timeout(response_timeout, client.request(upstream)).await
-    {
-        Err(_) => return Err(Failure::Timeout),
-        Ok(Err(error)) => {
-            tracing::debug!(%error, connect = error.is_connect(), "upstream request failed");
-            return Err(if error.is_connect() {
-                Failure::PortClosed
-            } else {
-                Failure::UpstreamFailed
-            });
+    let exchange = async {
+        match upstreams.pinned {
+            Some(pinned) => {
+                parts.uri = path_and_query.parse().map_err(|_| Failure::BadRequest)?;
+                let upstream = Request::from_parts(parts, body.boxed());
+                pinned
+                    .send(address, upstream, upstreams.connect_timeout)
+                    .await
+                    .map_err(|error| match error {
+                        UpstreamError::Connect => Failure::PortClosed,
+                        UpstreamError::Exchange(error) => {
+                            tracing::debug!(%error, "upstream exchange failed");
+                            Failure::UpstreamFailed
+                        }
+                    })
+            }
+            None => {
+                parts.uri = format!("http://{address}{path_and_query}")
+                    .parse()
+                    .map_err(|_| Failure::BadRequest)?;
+                let upstream = Request::from_parts(parts, body.boxed());
+                upstreams.pool.request(upstream).await.map_err(|error| {
+                    tracing::debug!(%error, "upstream request failed");
+                    if error.is_connect() {
+                        Failure::PortClosed
+                    } else {
+                        Failure::UpstreamFailed
+                    }
+                })
+            }
         }
-        Ok(Ok(response)) => response,
     };
+    let mut response = tokio::time::timeout(response_timeout, exchange)
+        .await
+        .map_err(|_| Failure::Timeout)??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {

@@ -86,7 +86,6 @@ impl Edge {
         if let Some(response) = self.acme_http01(&request) {
             return response;
         }
-        let request_id = request_id();
         let html = wants_html(&request);
         let http1 = request.version() < http::Version::HTTP_2;
         let mut known = Known::default();
@@ -101,6 +100,7 @@ impl Edge {
             Ok(response) => return response,
             Err(failure) => failure,
         };
+        let request_id = request_id();
         if failure.fault() != pages::Fault::Client {
             tracing::debug!(%request_id, ?failure, "preview request failed");
         }
@@ -274,8 +274,13 @@ impl Edge {
         };
         let activity = self.activity.clone();
         let sandbox = label.sandbox_id.clone();
+        let pinned = (request.version() < http::Version::HTTP_2).then_some(&*conn.pinned);
         forward::forward(
-            &self.client,
+            forward::Upstreams {
+                pool: &self.pool,
+                pinned,
+                connect_timeout: self.config.connect_timeout,
+            },
             request,
             (self.upstream)(net_index),
             label.port,

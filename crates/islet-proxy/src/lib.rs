@@ -19,6 +19,7 @@ mod host;
 mod limit;
 mod listen;
 pub mod pages;
+mod upstream;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};

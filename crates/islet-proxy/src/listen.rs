@@ -92,6 +92,7 @@ async fn accept(
             tls: tls.is_some(),
             local_port,
             ambiguous: ambiguous.clone(),
+            pinned: Arc::default(),
         };
         let header_timeout = edge.config.header_timeout;
         tokio::spawn(async move {
