@@ -1,5 +1,6 @@
 //! `islet serve`: everything on one host.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,15 +110,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warm_pool: args.warm_pool,
         ..Config::default()
     };
-    if args.bootstrap_tenant {
+    let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
+    let previews = format!("{scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
+    let banner = if args.bootstrap_tenant {
         let key = bootstrap_key(&store, &data_dir).await?;
-        println!("Islet is running.");
-        println!("  API:      http://{address}/api/v1");
-        println!("  API key:  {key}");
-        println!("  Try:      MIOSA_BASE_URL=http://{address} MIOSA_API_KEY={key} python3 -c \"import miosa; ...\"");
+        format!(
+            "Islet is running.\n  API:      http://{address}/api/v1\n  API key:  {key}\n  \
+             Previews: {previews}\n  Try:      MIOSA_BASE_URL=http://{address} \
+             MIOSA_API_KEY={key} python3 -c \"import miosa; ...\""
+        )
     } else {
-        println!("Islet API listening on http://{address}/api/v1");
-    }
+        format!("Islet API listening on http://{address}/api/v1\n  Previews: {previews}")
+    };
+    // One write, and a closed stdout (a supervisor that read the first line and left) is not
+    // a reason to stop serving.
+    let _ = writeln!(std::io::stdout(), "{banner}");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -159,8 +166,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         platform_certificate,
     )
     .await?;
-    let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
-    println!("  Previews: {scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
     let edge_task = tokio::spawn(islet_proxy::run(
         edge,
         Some(preview_listener),
