@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs test_flow.py with the real miosa SDK against a fresh `islet serve` on a free port, its
 # preview edge on another free port (ISLET_PREVIEW_ADDR for the test). Custom preview domains are
-# verified by probing that edge, as if their wildcard DNS pointed at it.
+# verified against a DNS server the test runs itself on ISLET_DNS_ADDR (the TXT record a tenant
+# would publish).
 # Usage: tests/sdk/run.sh container|gvisor
 set -euo pipefail
 isolation="${1:-container}"
@@ -20,9 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 preview_addr="127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+dns_addr="127.0.0.1:$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 key=$("$root/target/debug/islet" tenant create --name sdk-test --isolation "$isolation" --data-dir "$data" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 "$root/target/debug/islet" serve --data-dir "$data" --template-dir "${ISLET_TEMPLATE_DIR:-/var/lib/islet/templates}" \
-  --listen 127.0.0.1:0 --preview-listen "$preview_addr" --domain-verify-connect "$preview_addr" \
+  --listen 127.0.0.1:0 --preview-listen "$preview_addr" --domain-verify-nameserver "$dns_addr" \
   --net-prefix sdk --subnet-octet 212 >"$data/stdout" 2>"$log" &
 server=$!
 for _ in $(seq 1 600); do
@@ -33,6 +35,6 @@ done
 url=$(sed -n 's#.*listening on \(http://[^/]*\)/api/v1.*#\1#p' "$data/stdout")
 echo "islet ($isolation) at $url, previews at $preview_addr"
 if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolation" \
-  ISLET_PREVIEW_ADDR="$preview_addr" "$venv/bin/python" "$here/test_flow.py"; then
+  ISLET_PREVIEW_ADDR="$preview_addr" ISLET_DNS_ADDR="$dns_addr" "$venv/bin/python" "$here/test_flow.py"; then
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi

@@ -10,6 +10,9 @@ import http.client
 import json
 import os
 import shlex
+import socket
+import struct
+import threading
 import time
 from datetime import datetime, timezone
 from http.cookies import SimpleCookie
@@ -56,6 +59,34 @@ def visit(url, method="GET", headers=None):
         return Reply(r.status, r.headers, r.read().decode("utf-8", "replace"))
     finally:
         conn.close()
+
+
+class FakeDns:
+    """A DNS server answering TXT queries from `records` (what a tenant would publish) and
+    nothing else: the server asks it when verifying a custom preview domain."""
+
+    def __init__(self, addr):
+        host, port = addr.rsplit(":", 1)
+        self.records = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, int(port)))
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            query, peer = self.sock.recvfrom(1500)
+            labels, at = [], 12
+            while query[at]:
+                labels.append(query[at + 1:at + 1 + query[at]].decode().lower())
+                at += 1 + query[at]
+            qtype = struct.unpack(">H", query[at + 1:at + 3])[0]
+            values = self.records.get(".".join(labels), []) if qtype == 16 else []
+            answer = query[:2] + bytes([0x84 | (query[2] & 1), 0]) + struct.pack(">HHHH", 1, len(values), 0, 0)
+            answer += query[12:at + 5]
+            for value in values:
+                data = bytes([len(value)]) + value.encode()
+                answer += b"\xc0\x0c" + struct.pack(">HHIH", 16, 1, 30, len(data)) + data
+            self.sock.sendto(answer, peer)
 
 
 def eventually(what, probe, ok, timeout=15.0):
@@ -280,12 +311,17 @@ try:
     eventually("the page is unbranded again", lambda: visit(url, headers=as_browser),
                lambda r: r.status == 401 and "Acme" not in r.body)
 
-    # A custom preview domain: claimed, verified through the edge, then URLs move to it.
+    # A custom preview domain: claimed, verified by its DNS TXT record, then URLs move to it.
+    dns = FakeDns(os.environ["ISLET_DNS_ADDR"])
     d = client.tenant.preview_domain.set("preview.acme.test")
     check(d["domain"] == "preview.acme.test" and d["verified_at"] is None and d["cname_target"] == "preview.localhost",
           "preview_domain.set claims it unverified, CNAME to the platform domain")
     check(sb.expose(8000) == url, "URLs stay on the platform domain until it is verified")
-    eventually("preview_domain.verify succeeds once the edge answers for the domain",
+    unverified = client.tenant.preview_domain.verify()
+    check(unverified.get("verified") is False and "TXT" in (unverified.get("error") or ""),
+          f"verify fails while the TXT record is missing ({unverified.get('error')})")
+    dns.records["_preview-verify.preview.acme.test"] = [d["verification"]["value"]]
+    eventually("preview_domain.verify succeeds once the TXT record holds the challenge",
                client.tenant.preview_domain.verify, lambda v: v.get("verified") is True)
     check(client.tenant.preview_domain.get()["verified_at"] is not None, "preview_domain.get shows it verified")
     custom_url = sb.expose(8000)

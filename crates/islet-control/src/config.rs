@@ -16,8 +16,11 @@ pub struct Config {
     pub preview_scheme: String,
     /// Port preview URLs name, when the edge is not on the scheme's default port.
     pub preview_public_port: Option<u16>,
-    /// Where custom-domain verification probes connect.
+    /// Which DNS resolver custom-domain verification asks.
     pub domain_verify: VerifyTarget,
+    /// The edge obtains certificates for tenants' domains by ACME: a verified domain is used in
+    /// https URLs even before the tenant uploads a certificate.
+    pub preview_acme: bool,
     /// How often the reaper looks for expired and idle sandboxes.
     pub reap_interval: std::time::Duration,
     /// Sandboxes kept started ahead of demand (default size, default template, the default
@@ -36,7 +39,8 @@ impl Default for Config {
                 .expect("the default preview domain is valid"),
             preview_scheme: "http".into(),
             preview_public_port: None,
-            domain_verify: VerifyTarget::Dns { port: 80 },
+            domain_verify: VerifyTarget::System,
+            preview_acme: false,
             reap_interval: std::time::Duration::from_secs(1),
             warm_pool: 0,
             stuck_create_after: std::time::Duration::from_secs(120),

@@ -1,85 +1,90 @@
-//! Proving a tenant controls its preview domain: the edge answers
-//! `/.well-known/preview-domain-verification/<challenge>` for a claimed domain, so fetching that
-//! through the domain (`preview-verify.<domain>`) shows its wildcard DNS reaches this edge.
+//! Proving a tenant controls its preview domain: a DNS TXT record
+//! `_preview-verify.<domain>` holding the tenant's challenge. Only whoever runs the domain's
+//! DNS can publish it, and the challenge is the tenant's own, so pointing a domain at the edge
+//! does not let another tenant claim it.
 //!
-//! Where the probe connects is pluggable ([`VerifyTarget`]): the domain's own DNS in production,
-//! a fixed address in tests or behind a load balancer.
+//! Which resolver answers is pluggable ([`VerifyTarget`]): the host's in production, a given
+//! nameserver in tests or split-horizon setups.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use islet_types::domain::{DomainName, CHALLENGE_PATH};
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::TokioAsyncResolver;
+use islet_types::domain::DomainName;
 
-/// Label the probe uses under the tenant's domain.
-pub const PROBE_LABEL: &str = "preview-verify";
-const MAX_BODY: usize = 1024;
+/// Label of the TXT record under the tenant's domain.
+pub const RECORD_LABEL: &str = "_preview-verify";
 
-/// Where verification probes connect.
+/// Which DNS resolver verification asks.
 #[derive(Debug, Clone)]
 pub enum VerifyTarget {
-    /// Resolve `preview-verify.<domain>` and connect to it on this port (80 in production).
-    Dns { port: u16 },
-    /// Connect here whatever the domain resolves to.
-    Fixed(SocketAddr),
+    /// The host's resolvers (`/etc/resolv.conf`).
+    System,
+    /// This nameserver (UDP and TCP).
+    Nameserver(SocketAddr),
 }
 
-/// Why verification did not succeed, in words for the tenant.
-pub type Failure = String;
+/// Why verification did not succeed (shown to the tenant).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("no TXT record {0} yet: create it with the value shown, then verify again")]
+    Missing(String),
+    #[error("the TXT record {0} does not hold this account's challenge")]
+    Mismatch(String),
+    #[error("DNS lookup failed: {0}")]
+    Lookup(String),
+}
+
+/// The record name the tenant must create.
+pub fn record_name(domain: &DomainName) -> String {
+    format!("{RECORD_LABEL}.{domain}")
+}
 
 pub async fn verify(
     target: &VerifyTarget,
     domain: &DomainName,
     challenge: &str,
-) -> Result<(), Failure> {
-    let host = format!("{PROBE_LABEL}.{domain}");
-    let addresses: Vec<SocketAddr> = match target {
-        VerifyTarget::Fixed(addr) => vec![*addr],
-        VerifyTarget::Dns { port } => tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(|_| format!("{host} does not resolve: create the DNS records shown"))?
-            .collect(),
-    };
-    let address = addresses
-        .first()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let probe = async {
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|_| format!("could not connect to {host}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| format!("{host} did not speak HTTP"))?;
-        tokio::spawn(connection);
-        let request = http::Request::get(format!("{CHALLENGE_PATH}{challenge}"))
-            .header(http::header::HOST, &host)
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|_| format!("{host} did not answer"))?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "{host} answered {} instead of the challenge",
-                response.status()
-            ));
-        }
-        let body = Limited::new(response.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|_| format!("{host} answered with something else"))?
-            .to_bytes();
-        if body.as_ref() == challenge.as_bytes() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{host} answered with something else than the challenge"
-            ))
+) -> Result<(), VerifyError> {
+    let mut options = ResolverOpts::default();
+    options.timeout = Duration::from_secs(3);
+    options.attempts = 2;
+    // Fresh answers: a tenant who just created the record should not wait for a cache.
+    options.cache_size = 0;
+    let resolver = match target {
+        VerifyTarget::System => TokioAsyncResolver::tokio_from_system_conf()
+            .map_err(|e| VerifyError::Lookup(e.to_string()))?,
+        VerifyTarget::Nameserver(address) => {
+            let servers =
+                NameServerConfigGroup::from_ips_clear(&[address.ip()], address.port(), true);
+            TokioAsyncResolver::tokio(ResolverConfig::from_parts(None, vec![], servers), options)
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), probe)
-        .await
-        .map_err(|_| format!("{host} timed out"))?
+    // A fully qualified name: no search domains appended.
+    let name = format!("{}.", record_name(domain));
+    let lookup = match resolver.txt_lookup(name.as_str()).await {
+        Ok(lookup) => lookup,
+        Err(e)
+            if matches!(
+                e.kind(),
+                hickory_resolver::error::ResolveErrorKind::NoRecordsFound { .. }
+            ) =>
+        {
+            return Err(VerifyError::Missing(record_name(domain)))
+        }
+        Err(e) => return Err(VerifyError::Lookup(e.to_string())),
+    };
+    let found = lookup.iter().any(|txt| {
+        let value: Vec<u8> = txt
+            .txt_data()
+            .iter()
+            .flat_map(|part| part.iter().copied())
+            .collect();
+        value == challenge.as_bytes()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch(record_name(domain)))
+    }
 }

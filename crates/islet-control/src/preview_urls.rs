@@ -20,11 +20,15 @@ pub struct PreviewUrls {
 
 impl PreviewUrls {
     pub async fn for_tenant(state: &AppState, tenant: &TenantId) -> Result<Self, ApiError> {
+        // A verified domain, and over https only once it can present a certificate (its own,
+        // or one the edge obtains by ACME on the first visit).
+        let tls = state.config.preview_scheme == "https";
         let domain = state
             .store
             .preview_domain(tenant)
             .await?
             .filter(|d| d.verified_at.is_some())
+            .filter(|d| !tls || state.config.preview_acme || d.certificate_expires_at.is_some())
             .map(|d| d.domain)
             .unwrap_or_else(|| state.config.preview_domain.clone());
         Ok(Self {

@@ -53,14 +53,24 @@ impl Activity {
         }
     }
 
-    /// Keep touching while a long-lived connection (WebSocket, SSE) is open.
-    pub fn hold(self: &Arc<Self>, sandbox: SandboxId) -> tokio::task::JoinHandle<()> {
+    /// Keep touching while a long-lived exchange (WebSocket, event stream) lasts: until the
+    /// returned guard is dropped.
+    pub fn hold(self: &Arc<Self>, sandbox: SandboxId) -> Hold {
         let activity = self.clone();
-        tokio::spawn(async move {
+        Hold(tokio::spawn(async move {
             loop {
                 activity.touch(&sandbox);
                 tokio::time::sleep(activity.interval).await;
             }
-        })
+        }))
+    }
+}
+
+/// Ends a [`Activity::hold`] when dropped.
+pub struct Hold(tokio::task::JoinHandle<()>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

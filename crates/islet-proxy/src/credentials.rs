@@ -7,8 +7,16 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
-/// The edge's cookie. Its name says nothing about who runs the edge.
+/// The edge's cookie over plain HTTP. Its name says nothing about who runs the edge.
 pub const COOKIE_NAME: &str = "pv_session";
+/// The edge's cookie behind TLS: the `__Host-` prefix makes browsers refuse it unless it is
+/// host-only, `Secure` and `Path=/`, so a page on a sibling preview host cannot plant one with
+/// a `Domain` attribute (cookie tossing).
+pub const SECURE_COOKIE_NAME: &str = "__Host-pv_session";
+
+fn is_edge_cookie(name: &str) -> bool {
+    name == COOKIE_NAME || name == SECURE_COOKIE_NAME
+}
 /// Query parameters that carry tokens.
 pub const QUERY_PARAMS: [&str; 2] = ["mt", "ms"];
 /// Header for API clients.
@@ -17,12 +25,13 @@ pub const TOKEN_HEADER: &str = "x-preview-token";
 /// Prefixes of every credential the platform issues.
 const PLATFORM_PREFIXES: [&str; 4] = ["mp_", "msk_", "mst_", "miosa_pv_"];
 
-/// Where the request's token came from.
+/// The token(s) a request presents. Only the most explicit kind counts: a URL token alone
+/// decides, else a header token, else any of the edge's cookies that verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
     Query(String),
     Header(String),
-    Cookie(String),
+    Cookies(Vec<String>),
     Nothing,
 }
 
@@ -86,17 +95,20 @@ pub fn presented(headers: &HeaderMap, query_token: Option<String>) -> Presented 
     {
         return Presented::Header(token.to_owned());
     }
-    let cookie = cookie_pairs(headers).find_map(|pair| {
-        pair.strip_prefix(COOKIE_NAME)
-            .and_then(|rest| rest.strip_prefix('='))
-    });
-    match cookie {
-        Some(token) => Presented::Cookie(token.to_owned()),
-        None => Presented::Nothing,
+    let cookies: Vec<String> = cookie_pairs(headers)
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| is_edge_cookie(name))
+        .map(|(_, value)| value.to_owned())
+        .collect();
+    if cookies.is_empty() {
+        Presented::Nothing
+    } else {
+        Presented::Cookies(cookies)
     }
 }
 
-/// Remove the edge's cookie, the token header and platform bearer credentials.
+/// Remove the edge's cookies, the token header, platform bearer credentials and tokens in the
+/// `Referer`.
 pub fn strip(headers: &mut HeaderMap) {
     headers.remove(TOKEN_HEADER);
     let platform_bearer = headers
@@ -112,7 +124,7 @@ pub fn strip(headers: &mut HeaderMap) {
         let kept: Vec<String> = cookie_pairs(headers)
             .filter(|pair| {
                 let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-                !pair.is_empty() && name != COOKIE_NAME
+                !pair.is_empty() && !is_edge_cookie(name)
             })
             .map(str::to_owned)
             .collect();
@@ -123,6 +135,43 @@ pub fn strip(headers: &mut HeaderMap) {
             }
         }
     }
+    strip_referer(headers);
+}
+
+/// A `Referer` without the token parameters (a page may have been opened with one).
+pub fn strip_referer(headers: &mut HeaderMap) {
+    let Some(referer) = headers
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let Some((base, query)) = referer.split_once('?') else {
+        return;
+    };
+    let (token, kept) = split_query(Some(query));
+    if token.is_none() {
+        return;
+    }
+    let cleaned = match kept {
+        Some(q) => format!("{base}?{q}"),
+        None => base.to_owned(),
+    };
+    match cleaned.parse() {
+        Ok(value) => {
+            headers.insert(http::header::REFERER, value);
+        }
+        Err(_) => {
+            headers.remove(http::header::REFERER);
+        }
+    }
+}
+
+/// Whether a `Set-Cookie` value from the app names one of the edge's cookies.
+pub fn sets_edge_cookie(value: &str) -> bool {
+    value
+        .split_once('=')
+        .is_some_and(|(name, _)| is_edge_cookie(name.trim()))
 }
 
 /// The `Set-Cookie` value handing a verified token to the browser. Host-only (no `Domain`),
@@ -130,12 +179,12 @@ pub fn strip(headers: &mut HeaderMap) {
 /// works inside another site's iframe; over plain HTTP browsers refuse such cookies, so it is
 /// `SameSite=Lax` there (local use only).
 pub fn set_cookie(token: &str, max_age_secs: u64, tls: bool) -> String {
-    let attributes = if tls {
-        "Secure; SameSite=None; Partitioned"
+    let (name, attributes) = if tls {
+        (SECURE_COOKIE_NAME, "Secure; SameSite=None; Partitioned")
     } else {
-        "SameSite=Lax"
+        (COOKIE_NAME, "SameSite=Lax")
     };
-    format!("{COOKIE_NAME}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; {attributes}")
+    format!("{name}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; {attributes}")
 }
 
 #[cfg(test)]
@@ -161,10 +210,17 @@ mod tests {
             COOKIE,
             "a=1; pv_session=mp_secret; b=2".parse().expect("value"),
         );
-        h.append(COOKIE, "pv_session=mp_other".parse().expect("value"));
+        h.append(COOKIE, "__Host-pv_session=mp_other".parse().expect("value"));
         h.insert(AUTHORIZATION, "Bearer mp_secret".parse().expect("value"));
         h.insert(TOKEN_HEADER, "mp_secret".parse().expect("value"));
         assert_eq!(presented(&h, None), Presented::Header("mp_secret".into()));
+        let mut only_cookies = h.clone();
+        only_cookies.remove(AUTHORIZATION);
+        only_cookies.remove(TOKEN_HEADER);
+        assert_eq!(
+            presented(&only_cookies, None),
+            Presented::Cookies(vec!["mp_secret".into(), "mp_other".into()])
+        );
         strip(&mut h);
         assert_eq!(
             h.get(COOKIE).and_then(|v| v.to_str().ok()),
@@ -181,5 +237,29 @@ mod tests {
         key.insert(AUTHORIZATION, "Bearer msk_live_abc".parse().expect("value"));
         strip(&mut key);
         assert!(key.get(AUTHORIZATION).is_none());
+    }
+}
+
+#[cfg(test)]
+mod referer_tests {
+    use super::*;
+
+    #[test]
+    fn referer_loses_only_the_token() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::REFERER,
+            "https://a.b/p?x=1&mt=mp_secret".parse().expect("value"),
+        );
+        strip_referer(&mut h);
+        assert_eq!(h[http::header::REFERER], "https://a.b/p?x=1");
+        h.insert(
+            http::header::REFERER,
+            "https://a.b/p?ms=mp_secret".parse().expect("value"),
+        );
+        strip_referer(&mut h);
+        assert_eq!(h[http::header::REFERER], "https://a.b/p");
+        assert!(sets_edge_cookie("__Host-pv_session=x; Path=/"));
+        assert!(!sets_edge_cookie("theme=dark"));
     }
 }

@@ -13,26 +13,20 @@ use islet_types::domain::DomainName;
 use islet_types::time::now_millis;
 use islet_types::{PreviewTokenId, SandboxId, TenantId};
 
-/// A tenant's custom preview domain as the edge sees it.
-#[derive(Debug, Clone)]
-pub struct DomainEntry {
-    pub tenant_id: TenantId,
-    pub challenge: String,
-    pub verified: bool,
-}
-
 #[derive(Debug, Default)]
 struct Settings {
-    /// Every claim of a domain: several tenants may claim one, at most one has verified it.
-    domains: HashMap<DomainName, Vec<DomainEntry>>,
+    /// Verified tenant domains and their tenants.
+    domains: HashMap<DomainName, TenantId>,
     branding: HashMap<TenantId, Arc<Branding>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Revoked {
     after_seq: i64,
     /// Token id → its expiry (after which it cannot verify anyway and is dropped).
     ids: HashMap<PreviewTokenId, i64>,
+    /// When the list was last brought up to date.
+    synced_at: Instant,
 }
 
 /// A route and when it was looked up (`None`: the sandbox does not exist).
@@ -45,11 +39,16 @@ pub struct Directory {
     revoked: RwLock<Revoked>,
     routes: Mutex<HashMap<SandboxId, CachedRoute>>,
     certificates: Arc<SniResolver>,
-    /// Fingerprint of the certificates last loaded, so the resolver is rebuilt only on change.
-    certificate_version: Mutex<Vec<(String, i64, usize)>>,
+    /// The store's certificate version last loaded, so certificates are read and the resolver
+    /// rebuilt only on change.
+    certificate_version: Mutex<Option<(i64, i64)>>,
     /// ACME-issued host certificates and when each expires.
     host_expiry: Mutex<Vec<HostCertificate>>,
 }
+
+/// The revocation list is too old to trust.
+#[derive(Debug, Clone, Copy)]
+pub struct Stale;
 
 /// An issued host certificate, for renewal.
 #[derive(Debug, Clone)]
@@ -66,7 +65,12 @@ impl Directory {
             store,
             route_ttl,
             settings: RwLock::default(),
-            revoked: RwLock::default(),
+            revoked: RwLock::new(Revoked {
+                after_seq: 0,
+                ids: HashMap::new(),
+                // Not synced yet: `refresh` runs before the edge serves.
+                synced_at: Instant::now() - Duration::from_secs(3600),
+            }),
             routes: Mutex::default(),
             certificates,
             certificate_version: Mutex::default(),
@@ -74,7 +78,8 @@ impl Directory {
         }
     }
 
-    /// Reload settings and certificates and follow the revocation log.
+    /// Follow the revocation log, then reload settings and (when changed) certificates. Each
+    /// part fails on its own: a bad settings row never holds revocations back.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let after = self.revoked.read().map(|r| r.after_seq).unwrap_or(0);
         let revocations = self.store.revocations_after(after).await?;
@@ -85,18 +90,16 @@ impl Directory {
                 revoked.after_seq = revoked.after_seq.max(r.seq);
                 revoked.ids.insert(r.token_id, r.expires_at);
             }
+            revoked.synced_at = Instant::now();
         }
         let loaded = self.store.edge_settings().await?;
-        let mut domains: HashMap<DomainName, Vec<DomainEntry>> = HashMap::new();
-        for (domain, tenant_id, challenge, verified) in loaded.domains {
-            domains.entry(domain).or_default().push(DomainEntry {
-                tenant_id,
-                challenge,
-                verified,
-            });
-        }
         let settings = Settings {
-            domains,
+            domains: loaded
+                .domains
+                .into_iter()
+                .filter(|(_, _, _, verified)| *verified)
+                .map(|(domain, tenant, _, _)| (domain, tenant))
+                .collect(),
             branding: loaded
                 .branding
                 .into_iter()
@@ -106,60 +109,52 @@ impl Directory {
         if let Ok(mut slot) = self.settings.write() {
             *slot = Arc::new(settings);
         }
-        let version: Vec<(String, i64, usize)> = loaded
-            .certificates
-            .iter()
-            .map(|c| {
-                (
-                    c.domain.to_string(),
-                    c.not_after,
-                    c.cert_pem.len() + c.key_pem.len(),
-                )
-            })
-            .collect();
+        let version = self.store.certificates_version().await?;
         let changed = self
             .certificate_version
             .lock()
-            .map(|mut v| {
-                let changed = *v != version;
-                *v = version;
-                changed
-            })
+            .map(|v| *v != Some(version))
             .unwrap_or(true);
         if changed {
-            let expiry = loaded
-                .certificates
-                .iter()
-                .filter(|c| c.kind == CertificateKind::Host)
-                .map(|c| HostCertificate {
-                    host: c.name.clone(),
-                    domain: c.domain.clone(),
-                    tenant_id: c.tenant_id.clone(),
-                    not_after: c.not_after,
-                })
-                .collect();
-            if let Ok(mut slot) = self.host_expiry.lock() {
-                *slot = expiry;
+            self.load_certificates(loaded.certificates);
+            if let Ok(mut v) = self.certificate_version.lock() {
+                *v = Some(version);
             }
-            let (mut domains, mut hosts) = (HashMap::new(), HashMap::new());
-            for cert in loaded.certificates {
-                let (name, map) = match cert.kind {
-                    CertificateKind::Wildcard => (format!("*.{}", cert.domain), &mut domains),
-                    CertificateKind::Host => (cert.name.clone(), &mut hosts),
-                };
-                match islet_tls::parse_for(&cert.cert_pem, &cert.key_pem, &name, now_millis()) {
-                    Ok(parsed) => {
-                        map.insert(cert.name, parsed.key);
-                    }
-                    Err(error) => {
-                        tracing::warn!(name = %cert.name, %error, "stored certificate not loaded");
-                    }
-                }
-            }
-            self.certificates.set_domains(domains);
-            self.certificates.set_hosts(hosts);
         }
         Ok(())
+    }
+
+    fn load_certificates(&self, certificates: Vec<islet_store::CertificateRow>) {
+        let expiry = certificates
+            .iter()
+            .filter(|c| c.kind == CertificateKind::Host)
+            .map(|c| HostCertificate {
+                host: c.name.clone(),
+                domain: c.domain.clone(),
+                tenant_id: c.tenant_id.clone(),
+                not_after: c.not_after,
+            })
+            .collect();
+        if let Ok(mut slot) = self.host_expiry.lock() {
+            *slot = expiry;
+        }
+        let (mut domains, mut hosts) = (HashMap::new(), HashMap::new());
+        for cert in certificates {
+            let (name, map) = match cert.kind {
+                CertificateKind::Wildcard => (format!("*.{}", cert.domain), &mut domains),
+                CertificateKind::Host => (cert.name.clone(), &mut hosts),
+            };
+            match islet_tls::parse_for(&cert.cert_pem, &cert.key_pem, &name, now_millis()) {
+                Ok(parsed) => {
+                    map.insert(cert.name, parsed.key);
+                }
+                Err(error) => {
+                    tracing::warn!(name = %cert.name, %error, "stored certificate not loaded");
+                }
+            }
+        }
+        self.certificates.set_domains(domains);
+        self.certificates.set_hosts(hosts);
     }
 
     /// Issued host certificates expiring before `deadline` (Unix ms).
@@ -175,23 +170,25 @@ impl Directory {
             .unwrap_or_default()
     }
 
-    /// The claims of `domain`, if any tenant claims it.
-    pub fn domain(&self, domain: &str) -> Option<(DomainName, Vec<DomainEntry>)> {
+    /// The verified tenant domain `domain` is, and its tenant.
+    pub fn domain(&self, domain: &str) -> Option<(DomainName, TenantId)> {
         let settings = self.settings.read().ok()?.clone();
         let name: DomainName = domain.parse().ok()?;
-        settings.domains.get(&name).map(|e| (name, e.clone()))
+        settings.domains.get(&name).map(|t| (name, t.clone()))
     }
 
     pub fn branding(&self, tenant: &TenantId) -> Option<Arc<Branding>> {
         self.settings.read().ok()?.branding.get(tenant).cloned()
     }
 
-    pub fn is_revoked(&self, token: &PreviewTokenId) -> bool {
-        // A poisoned lock fails closed.
-        self.revoked
-            .read()
-            .map(|r| r.ids.contains_key(token))
-            .unwrap_or(true)
+    /// Whether the token must be refused as revoked. Fails closed: a poisoned lock, or a list
+    /// not synced for longer than `max_age`, refuses every token.
+    pub fn is_revoked(&self, token: &PreviewTokenId, max_age: Duration) -> Result<bool, Stale> {
+        let revoked = self.revoked.read().map_err(|_| Stale)?;
+        if revoked.synced_at.elapsed() > max_age {
+            return Err(Stale);
+        }
+        Ok(revoked.ids.contains_key(token))
     }
 
     /// The sandbox's route, from the cache when fresh.

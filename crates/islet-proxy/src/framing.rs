@@ -5,7 +5,7 @@
 //! the ambiguity. The edge refuses such requests outright instead, so this wrapper follows the
 //! request stream's framing itself: it parses each request head as it is read, marks the
 //! connection when a head carries both headers or two lengths, and skips bodies by their
-//! declared framing to find the next head. HTTP/2 and upgraded connections are passed through.
+//! declared framing to find the next head. HTTP/2 is passed through (its framing is binary).
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +15,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const MAX_HEAD: usize = 64 * 1024;
+/// Largest request head followed (and accepted: hyper's buffer is set to the same size).
+pub const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Debug)]
 enum State {
@@ -25,7 +26,7 @@ enum State {
     ChunkData(u64),
     ChunkEnd(u8),
     Trailers(Vec<u8>),
-    /// HTTP/2, an upgrade, or something hyper will reject anyway: stop following.
+    /// HTTP/2, or something hyper will reject anyway: stop following.
     Passthrough,
 }
 
@@ -55,6 +56,9 @@ impl Tracker {
                     match self.parse_head() {
                         Some(head_len) => head_len - before,
                         None if room == 0 => {
+                            // A head this large is refused by hyper (its buffer is this size
+                            // too); marking it ambiguous keeps that true should hyper change.
+                            self.ambiguous.store(true, Ordering::SeqCst);
                             self.state = State::Passthrough;
                             return;
                         }
@@ -184,7 +188,6 @@ fn inspect(buf: &[u8]) -> Inspected {
     let mut lengths = Vec::new();
     let mut chunked = false;
     let mut transfer_encoding = false;
-    let mut upgrade = false;
     for h in request.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             lengths.push(String::from_utf8_lossy(h.value).trim().parse::<u64>().ok());
@@ -194,13 +197,13 @@ fn inspect(buf: &[u8]) -> Inspected {
                 .rsplit(',')
                 .next()
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = true;
         }
     }
     let ambiguous = lengths.len() > 1 || (!lengths.is_empty() && transfer_encoding);
-    let connect = request.method == Some("CONNECT");
-    let next = if upgrade || connect || (transfer_encoding && !chunked) {
+    // After an upgrade or CONNECT the bytes are another protocol's, but whether one happens
+    // is up to the answer; following on is harmless (after a real switch nothing reaches the
+    // handler any more) and keeps a declined upgrade from blinding the guard.
+    let next = if transfer_encoding && !chunked {
         State::Passthrough
     } else if chunked {
         State::ChunkSize(Vec::new())
@@ -309,8 +312,23 @@ mod tests {
         stream.extend_from_slice(two_cl);
         let pieces: Vec<&[u8]> = stream.chunks(7).collect();
         assert!(ambiguous(&pieces));
-        // A body that looks like a smuggled head is skipped as a body.
-        let body_with_head = b"POST / HTTP/1.1\r\nContent-Length: 46\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        // A body that looks like a smuggled head is skipped as a body, and the guard still
+        // follows the connection afterwards.
+        let fake_head = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut body_with_head = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            fake_head.len()
+        )
+        .into_bytes();
+        body_with_head.extend_from_slice(fake_head);
         assert!(!ambiguous(&[&body_with_head[..]]));
+        assert!(ambiguous(&[&body_with_head[..], two_cl]));
+        // A declined upgrade does not stop the guard.
+        let upgrade = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n";
+        assert!(ambiguous(&[upgrade, two_cl]));
+        // Nor does an oversized head pass unnoticed.
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
+        assert!(ambiguous(&[&huge[..]]));
     }
 }

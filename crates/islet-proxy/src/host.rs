@@ -1,21 +1,4 @@
-//! From the request's host to what it names: a preview on the platform's domain or on a
-//! tenant's domain.
-
-use islet_types::domain::DomainName;
-use islet_types::preview::PreviewLabel;
-use islet_types::TenantId;
-
-/// Which domain a request came in on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Site {
-    /// The operator's preview domain.
-    Platform,
-    /// A tenant's verified custom preview domain.
-    Tenant {
-        domain: DomainName,
-        tenant_id: TenantId,
-    },
-}
+//! Request hosts, normalised.
 
 /// The host with any port removed, lowercased; `None` if it is not a plausible host name.
 pub fn normalise(host: &str) -> Option<String> {
@@ -32,16 +15,6 @@ pub fn normalise(host: &str) -> Option<String> {
     .then_some(host)
 }
 
-/// Split `host` into its first label and the domain under it.
-pub fn first_label(host: &str) -> Option<(&str, &str)> {
-    host.split_once('.')
-}
-
-/// The preview label, if the first label is one.
-pub fn label(first: &str) -> Option<PreviewLabel> {
-    first.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +28,5 @@ mod tests {
         assert_eq!(normalise("a.b.").as_deref(), Some("a.b"));
         assert_eq!(normalise("a b.c"), None);
         assert_eq!(normalise(""), None);
-        assert_eq!(first_label("a.b.c"), Some(("a", "b.c")));
     }
 }

@@ -1,8 +1,8 @@
 //! The preview edge: serves `<port>-sbx-<id>.<domain>` from that port inside that sandbox.
 //!
-//! One request, in order (see [`edge::Edge::handle`]): framing check → host → site (platform
-//! domain or a tenant's) → sandbox route → token, cookie or public preview → scope → sandbox
-//! running → rate limit → forward. Every refusal is a [`pages::Failure`], rendered with the
+//! One request, in order (see `handler.rs`): framing check → host → site (platform domain or
+//! a tenant's verified one) → sandbox route → token, cookie or public preview → scope →
+//! sandbox running → rate limit → forward. Every refusal is a [`pages::Failure`], rendered with the
 //! tenant's branding. Tokens are verified by signature; the revocation list, tenants' domains,
 //! branding and certificates are kept in memory and refreshed every second, so a request costs
 //! no store round trip unless its sandbox's route is not cached.
@@ -14,10 +14,12 @@ mod directory;
 mod edge;
 mod forward;
 mod framing;
+mod handler;
 mod host;
 mod limit;
 mod listen;
 pub mod pages;
+mod upstream;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};

@@ -26,6 +26,10 @@ pub enum Failure {
     PortClosed,
     /// The app accepted but did not answer in time.
     Timeout,
+    /// The app broke off the exchange (reset, malformed answer).
+    UpstreamFailed,
+    /// The edge itself cannot decide right now (store unreachable, revocations stale).
+    Unavailable,
     /// A private preview and no token or cookie.
     TokenMissing,
     /// A token or cookie that is malformed, forged, expired, revoked or for another target:
@@ -119,6 +123,22 @@ impl Failure {
                 "The app did not answer in time.",
                 true,
                 Fault::Sandbox,
+            ),
+            Failure::UpstreamFailed => m(
+                StatusCode::BAD_GATEWAY,
+                "UPSTREAM_FAILED",
+                "Connection lost",
+                "The app closed the connection unexpectedly. Reload to try again.",
+                true,
+                Fault::Sandbox,
+            ),
+            Failure::Unavailable => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "Temporarily unavailable",
+                "Previews are briefly unavailable. Reload in a moment.",
+                true,
+                Fault::Platform,
             ),
             Failure::TokenMissing => m(
                 StatusCode::UNAUTHORIZED,

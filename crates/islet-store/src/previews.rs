@@ -434,13 +434,14 @@ impl Store {
         .await
     }
 
-    /// Revoke one token of the tenant's sandbox. `NotFound` if there is no such token; revoking
-    /// twice is fine.
+    /// Revoke one token of `kind` of the tenant's sandbox. `NotFound` if there is no such
+    /// token; revoking twice is fine.
     pub async fn revoke_token(
         &self,
         tenant_id: &TenantId,
         sandbox_id: &SandboxId,
         token_id: &PreviewTokenId,
+        kind: TokenKind,
     ) -> Result<(), StoreError> {
         let ids = (
             tenant_id.to_string(),
@@ -451,8 +452,9 @@ impl Store {
             let tx = conn.transaction()?;
             let exists: Option<i64> = tx
                 .query_row(
-                    "SELECT 1 FROM preview_tokens WHERE id = ?1 AND sandbox_id = ?2 AND tenant_id = ?3",
-                    [&ids.2, &ids.1, &ids.0],
+                    "SELECT 1 FROM preview_tokens
+                     WHERE id = ?1 AND sandbox_id = ?2 AND tenant_id = ?3 AND kind = ?4",
+                    params![ids.2, ids.1, ids.0, kind.as_str()],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -487,18 +489,6 @@ impl Store {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
-        })
-        .await
-    }
-
-    /// The newest revocation's `seq` (0 when there is none).
-    pub async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
-        self.with(|conn| {
-            Ok(conn.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM token_revocations",
-                [],
-                |r| r.get(0),
-            )?)
         })
         .await
     }

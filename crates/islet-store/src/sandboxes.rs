@@ -134,27 +134,51 @@ pub(crate) fn get_tx(tx: &Transaction<'_>, id: &str) -> Result<Option<SandboxRec
         .optional()?)
 }
 
-/// The lowest free network slot, or an error when the node is full.
+/// How long a released network slot stays out of use: well past the preview edge's route
+/// cache lifetime (1 s), so cached routes to a slot die before another sandbox gets it.
+pub const NET_SLOT_HOLD_MS: i64 = 10_000;
+
+/// The lowest network slot neither in use nor recently released, or an error when the node is
+/// full.
 fn free_net_index(tx: &Transaction<'_>) -> Result<u32, StoreError> {
-    let taken_one: bool = tx
-        .query_row(
-            "SELECT 1 FROM sandboxes WHERE net_index = 1",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !taken_one {
+    let now = now_millis();
+    tx.execute("DELETE FROM net_slot_holds WHERE until <= ?1", [now])?;
+    let taken = |slot: i64| -> Result<bool, StoreError> {
+        Ok(tx
+            .query_row(
+                "SELECT 1 FROM sandboxes WHERE net_index = ?1
+                 UNION ALL SELECT 1 FROM net_slot_holds WHERE net_index = ?1",
+                [slot],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    };
+    if !taken(1)? {
         return Ok(1);
     }
     let next: Option<i64> = tx.query_row(
-        "SELECT MIN(s.net_index + 1) FROM sandboxes s
-         WHERE s.net_index IS NOT NULL AND s.net_index + 1 <= ?1
-           AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.net_index = s.net_index + 1)",
+        "SELECT MIN(c.slot + 1) FROM (
+             SELECT net_index AS slot FROM sandboxes WHERE net_index IS NOT NULL
+             UNION ALL SELECT net_index FROM net_slot_holds
+         ) c
+         WHERE c.slot + 1 <= ?1
+           AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.net_index = c.slot + 1)
+           AND NOT EXISTS (SELECT 1 FROM net_slot_holds h WHERE h.net_index = c.slot + 1)",
         [NET_SLOTS],
         |r| r.get(0),
     )?;
     next.map(|n| n as u32).ok_or(StoreError::NoNetworkSlot)
+}
+
+/// Keep a released slot out of use for [`NET_SLOT_HOLD_MS`].
+fn hold_net_index(tx: &Transaction<'_>, slot: u32) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO net_slot_holds (net_index, until) VALUES (?1, ?2)
+         ON CONFLICT (net_index) DO UPDATE SET until = ?2",
+        params![slot, now_millis() + NET_SLOT_HOLD_MS],
+    )?;
+    Ok(())
 }
 
 /// Insert a new sandbox in `creating` with its `sandbox.created` event.
@@ -436,6 +460,7 @@ impl Store {
             let from = record.state;
             let next = from.transition(t)?;
             let now = now_millis();
+            let before_net_index = record.net_index;
             record.state = next;
             match t {
                 Transition::Started => {
@@ -460,6 +485,9 @@ impl Store {
             }
             if from == SandboxState::Stopped && t == Transition::Resume {
                 record.net_index = Some(free_net_index(&tx)?);
+            }
+            if let (Some(released), None) = (before_net_index, record.net_index) {
+                hold_net_index(&tx, released)?;
             }
             tx.execute(
                 "UPDATE sandboxes SET state = ?2, started_at = ?3, ready_at = ?4, boot_ms = ?5,

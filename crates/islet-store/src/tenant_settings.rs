@@ -240,20 +240,23 @@ impl Store {
         .await
     }
 
-    /// Store a certificate under the tenant's current preview domain.
+    /// Store a certificate under the tenant's current preview domain, which it must have
+    /// verified (`NotFound` otherwise). A certificate of the same name held by another tenant
+    /// is never replaced (`NameTaken`).
     pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let current = preview_domain_tx(&tx, row.tenant_id.as_str())?;
-            if current.map(|c| c.domain) != Some(row.domain.clone()) {
+            if !current.is_some_and(|c| c.domain == row.domain && c.verified_at.is_some()) {
                 return Err(StoreError::NotFound);
             }
-            tx.execute(
+            let changed = tx.execute(
                 "INSERT INTO certificates (name, domain, tenant_id, kind, cert_pem, key_pem,
                      not_after, source, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (name) DO UPDATE SET domain = ?2, tenant_id = ?3, kind = ?4,
-                     cert_pem = ?5, key_pem = ?6, not_after = ?7, source = ?8, updated_at = ?9",
+                 ON CONFLICT (name) DO UPDATE SET domain = ?2, kind = ?4, cert_pem = ?5,
+                     key_pem = ?6, not_after = ?7, source = ?8, updated_at = ?9
+                 WHERE certificates.tenant_id = ?3",
                 params![
                     row.name,
                     row.domain.as_str(),
@@ -266,6 +269,9 @@ impl Store {
                     now_millis()
                 ],
             )?;
+            if changed == 0 {
+                return Err(StoreError::NameTaken(row.name));
+            }
             tx.commit()?;
             Ok(())
         })
@@ -313,6 +319,19 @@ impl Store {
                 params![directory, credentials, now_millis()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Changes whenever any certificate is stored or removed: the edge reloads certificates
+    /// only when it does.
+    pub async fn certificates_version(&self) -> Result<(i64, i64), StoreError> {
+        self.with(|conn| {
+            Ok(conn.query_row(
+                "SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM certificates",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
         })
         .await
     }

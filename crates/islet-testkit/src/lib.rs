@@ -3,6 +3,8 @@
 //! cgroups and an HTTP server on an ephemeral port. Tests need root and a built template.
 #![allow(clippy::unwrap_used)]
 
+pub mod dns;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -70,6 +72,8 @@ pub struct TestServer {
     pub preview_https: SocketAddr,
     pub platform_cert_pem: String,
     pub edge: Arc<islet_proxy::Edge>,
+    /// The DNS server custom-domain verification asks (and that answers 127.0.0.1 for any A).
+    pub dns: dns::FakeDns,
     pub data_dir: PathBuf,
     prefix: String,
     shutdown: CancellationToken,
@@ -88,7 +92,7 @@ impl TestServer {
 
     /// A control plane with these settings and an edge adjusted by `edge`. Preview URLs name
     /// the plain-HTTP listener unless `control.preview_scheme` is `https`; domain verification
-    /// probes go to the edge.
+    /// asks [`TestServer::dns`].
     pub async fn start_full(
         mut control: Config,
         edge: impl FnOnce(&mut islet_proxy::Config),
@@ -117,7 +121,8 @@ impl TestServer {
                 preview_http.port()
             });
         }
-        control.domain_verify = VerifyTarget::Fixed(preview_http);
+        let dns = dns::FakeDns::start().await;
+        control.domain_verify = VerifyTarget::Nameserver(dns.address);
         let domain = control.preview_domain.clone();
         let state = AppState::new(store.clone(), runtime, control)
             .await
@@ -159,6 +164,7 @@ impl TestServer {
             preview_https,
             platform_cert_pem,
             edge,
+            dns,
             data_dir,
             prefix: config_prefix,
             shutdown,

@@ -89,10 +89,10 @@ pub struct ServeArgs {
     /// Renew ACME certificates this many days before they expire.
     #[arg(long, env = "ISLET_ACME_RENEW_DAYS", default_value_t = 30)]
     pub acme_renew_days: u64,
-    /// Send custom-domain verification probes to this address instead of the domain's DNS
-    /// (for a load balancer in front, or tests).
-    #[arg(long, env = "ISLET_DOMAIN_VERIFY_CONNECT")]
-    pub domain_verify_connect: Option<std::net::SocketAddr>,
+    /// Ask this DNS server (ip:port) for custom-domain verification records instead of the
+    /// host's resolvers (split-horizon DNS, tests).
+    #[arg(long, env = "ISLET_DOMAIN_VERIFY_NAMESERVER")]
+    pub domain_verify_nameserver: Option<std::net::SocketAddr>,
     /// Domain previews are served under.
     #[arg(
         long,

@@ -1,5 +1,6 @@
 //! `islet serve`: everything on one host.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,22 +102,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         preview_domain: preview_domain.clone(),
         preview_scheme: scheme.into(),
         preview_public_port: public_port,
-        domain_verify: match args.domain_verify_connect {
-            Some(addr) => VerifyTarget::Fixed(addr),
-            None => VerifyTarget::Dns { port: 80 },
+        domain_verify: match args.domain_verify_nameserver {
+            Some(addr) => VerifyTarget::Nameserver(addr),
+            None => VerifyTarget::System,
         },
+        preview_acme: args.acme_directory.is_some(),
         warm_pool: args.warm_pool,
         ..Config::default()
     };
-    if args.bootstrap_tenant {
+    let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
+    let previews = format!("{scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
+    let banner = if args.bootstrap_tenant {
         let key = bootstrap_key(&store, &data_dir).await?;
-        println!("Islet is running.");
-        println!("  API:      http://{address}/api/v1");
-        println!("  API key:  {key}");
-        println!("  Try:      MIOSA_BASE_URL=http://{address} MIOSA_API_KEY={key} python3 -c \"import miosa; ...\"");
+        format!(
+            "Islet is running.\n  API:      http://{address}/api/v1\n  API key:  {key}\n  \
+             Previews: {previews}\n  Try:      MIOSA_BASE_URL=http://{address} \
+             MIOSA_API_KEY={key} python3 -c \"import miosa; ...\""
+        )
     } else {
-        println!("Islet API listening on http://{address}/api/v1");
-    }
+        format!("Islet API listening on http://{address}/api/v1\n  Previews: {previews}")
+    };
+    // One write, and a closed stdout (a supervisor that read the first line and left) is not
+    // a reason to stop serving.
+    let _ = writeln!(std::io::stdout(), "{banner}");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -132,6 +140,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut edge_config = islet_proxy::Config::new(preview_domain.clone());
     edge_config.rate_limit_per_sec = args.preview_rate_limit;
     edge_config.rate_limit_burst = args.preview_rate_limit.saturating_mul(2);
+    // With TLS, the plain listener only redirects (and answers ACME HTTP-01 probes).
+    edge_config.https_redirect_port = match &preview_tls_listener {
+        Some(l) => Some(args.preview_public_port.unwrap_or(l.local_addr()?.port())),
+        None => None,
+    };
     edge_config.acme = args
         .acme_directory
         .clone()
@@ -153,8 +166,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         platform_certificate,
     )
     .await?;
-    let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
-    println!("  Previews: {scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
     let edge_task = tokio::spawn(islet_proxy::run(
         edge,
         Some(preview_listener),

@@ -64,13 +64,16 @@ pub fn app(state: AppState) -> Router {
         .route("/{id}/preview-tokens", get(preview_tokens::list))
         .route(
             "/{id}/preview-tokens/{token_id}",
-            delete(preview_tokens::revoke),
+            delete(preview_tokens::revoke_token),
         )
         .route(
             "/{id}/shares",
             get(preview_tokens::list_shares).post(preview_tokens::create_share),
         )
-        .route("/{id}/shares/{token_id}", delete(preview_tokens::revoke));
+        .route(
+            "/{id}/shares/{share_id}",
+            delete(preview_tokens::revoke_share),
+        );
     let tenant_routes = Router::new()
         .route(
             "/branding",

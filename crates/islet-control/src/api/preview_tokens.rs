@@ -182,19 +182,21 @@ fn parse_token_id(raw: &str) -> Result<PreviewTokenId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("token"))
 }
 
-/// `DELETE /sandboxes/{id}/preview-tokens/{token_id}` and `DELETE …/shares/{share_id}`.
-pub async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((id, token_id)): Path<(String, String)>,
+async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    token_id: &str,
+    kind: TokenKind,
 ) -> Result<StatusCode, ApiError> {
-    let sandbox = live_sandbox(&state, &caller, &id).await?;
+    let sandbox = live_sandbox(state, caller, id).await?;
     state
         .store
         .revoke_token(
             &caller.0.tenant_id,
             &sandbox.id,
-            &parse_token_id(&token_id)?,
+            &parse_token_id(token_id)?,
+            kind,
         )
         .await
         .map_err(|e| match e {
@@ -204,6 +206,24 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `DELETE /sandboxes/{id}/preview-tokens/{token_id}` (Islet extension).
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    revoke(&state, &caller, &id, &token_id, TokenKind::Token).await
+}
+
+/// `DELETE /sandboxes/{id}/shares/{share_id}`.
+pub async fn revoke_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, share_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    revoke(&state, &caller, &id, &share_id, TokenKind::Share).await
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ShareBody {
     scope: Option<String>,
@@ -211,25 +231,19 @@ pub struct ShareBody {
     port: Option<u64>,
 }
 
-fn share_view(
-    urls: &PreviewUrls,
-    t: &TokenRecord,
-    url_port: u16,
-    token: Option<&str>,
-) -> serde_json::Value {
+/// A share as listed; `share_url` only when the token is at hand (at creation).
+fn share_view(t: &TokenRecord, share_url: Option<String>) -> serde_json::Value {
     let mut view = serde_json::json!({
         "share_id": t.id,
         "id": t.id,
         "scope": t.scope.as_str(),
+        "port": t.port,
         "expires_at": rfc3339(t.expires_at),
         "created_at": rfc3339(t.created_at),
         "token_prefix": t.prefix,
     });
-    if let Some(token) = token {
-        view["share_url"] = urls
-            .url_with_token(&t.sandbox_id, url_port, "ms", token)
-            .into();
-        view["token"] = token.into();
+    if let Some(url) = share_url {
+        view["share_url"] = url.into();
     }
     view
 }
@@ -260,7 +274,8 @@ pub async fn create_share(
     .await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     let url_port = url_port(&state, &sandbox, port).await?;
-    let view = share_view(&urls, &minted.record, url_port, Some(&minted.token));
+    let share_url = urls.url_with_token(&sandbox.id, url_port, "ms", &minted.token);
+    let view = share_view(&minted.record, Some(share_url));
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "data": view })),
@@ -279,10 +294,6 @@ pub async fn list_shares(
         .store
         .list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Share)
         .await?;
-    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    let views: Vec<_> = shares
-        .iter()
-        .map(|s| share_view(&urls, s, DEFAULT_PORT, None))
-        .collect();
+    let views: Vec<_> = shares.iter().map(|s| share_view(s, None)).collect();
     Ok(Json(serde_json::json!({ "data": views })))
 }

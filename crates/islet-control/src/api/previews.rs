@@ -262,16 +262,32 @@ pub async fn share(
     let b = body::parse::<ShareBody>(&bytes)?;
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let preview_id = parse_preview_id(&pid)?;
-    let preview = state
+    let mut preview = state
         .store
         .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
         .await
         .map_err(preview_not_found)?;
+    let asked = b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in);
+    // A share link does not outlive its preview.
+    let ttl_secs = match preview.expires_at {
+        None => asked,
+        Some(at) => {
+            let left = u64::try_from((at - now_millis()) / 1000).unwrap_or(0);
+            if left == 0 {
+                return Err(ApiError::NotFound("preview"));
+            }
+            Some(
+                asked
+                    .unwrap_or(super::preview_tokens::DEFAULT_TTL_SECS)
+                    .min(left),
+            )
+        }
+    };
     let minted = mint(
         &state,
         &sandbox,
         Mint {
-            ttl_secs: b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in),
+            ttl_secs,
             scope: b.scope.as_deref(),
             default_scope: Scope::Read,
             port: Some(preview.port),
@@ -285,11 +301,7 @@ pub async fn share(
         ApiError::NotFound(_) => ApiError::NotFound("preview"),
         other => other,
     })?;
-    let preview = state
-        .store
-        .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
-        .await
-        .map_err(preview_not_found)?;
+    preview.share = Some(minted.record);
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     let share_url = urls.url_with_token(&sandbox.id, preview.port, "ms", &minted.token);
     Ok(Json(serde_json::json!({
@@ -313,7 +325,12 @@ pub async fn revoke_share(
     if let Some(share) = preview.share {
         state
             .store
-            .revoke_token(&caller.0.tenant_id, &sandbox.id, &share.id)
+            .revoke_token(
+                &caller.0.tenant_id,
+                &sandbox.id,
+                &share.id,
+                TokenKind::PreviewShare,
+            )
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::body;
-use crate::domain_verify::{self, PROBE_LABEL};
+use crate::domain_verify;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,23 +46,31 @@ struct BrandingBody {
     branding: Option<serde_json::Value>,
 }
 
+async fn save_branding(
+    state: &AppState,
+    tenant: &islet_types::TenantId,
+    value: serde_json::Value,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let branding = parse_branding(value)?;
+    state
+        .store
+        .set_branding(tenant, Some(branding.clone()))
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "data": branding_json(Some(branding)) }),
+    ))
+}
+
 /// `PUT /tenant/branding` with `{"branding": {...}}`.
 pub async fn put_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let b = body::parse::<BrandingBody>(&bytes)?
+    let value = body::parse::<BrandingBody>(&bytes)?
         .branding
         .ok_or_else(|| ApiError::validation("branding is required", "branding"))?;
-    let branding = parse_branding(b)?;
-    state
-        .store
-        .set_branding(&caller.tenant_id, Some(branding.clone()))
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "data": branding_json(Some(branding)) }),
-    ))
+    save_branding(&state, &caller.tenant_id, value).await
 }
 
 /// `PUT /settings/branding` with the fields at the top level.
@@ -71,14 +79,7 @@ pub async fn put_branding_flat(
     Caller(caller): Caller,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let branding = parse_branding(body::parse(&bytes)?)?;
-    state
-        .store
-        .set_branding(&caller.tenant_id, Some(branding.clone()))
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "data": branding_json(Some(branding)) }),
-    ))
+    save_branding(&state, &caller.tenant_id, body::parse(&bytes)?).await
 }
 
 pub async fn delete_branding(
@@ -96,6 +97,7 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value
             "domain": null, "verified": false, "verified_at": null, "cname_target": target,
         });
     };
+    let txt_name = domain_verify::record_name(&d.domain);
     serde_json::json!({
         "domain": d.domain,
         "preview_domain": d.domain,
@@ -104,14 +106,11 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value
         "cname_target": target,
         "target": target,
         "records": [
-            { "type": "CNAME", "name": format!("*.{}", d.domain), "value": target },
+            { "type": "CNAME", "name": format!("*.{}", d.domain), "value": target,
+              "purpose": "routing" },
+            { "type": "TXT", "name": txt_name, "value": d.challenge, "purpose": "verification" },
         ],
-        "verification": {
-            "method": "http",
-            "url": format!("http://{PROBE_LABEL}.{}{}{}", d.domain,
-                islet_types::domain::CHALLENGE_PATH, d.challenge),
-            "expected_body": d.challenge,
-        },
+        "verification": { "method": "dns-txt", "name": txt_name, "value": d.challenge },
         "certificate": d.certificate_expires_at.map(|at| serde_json::json!({
             "not_after": rfc3339(at),
             "source": d.certificate_source,
@@ -149,9 +148,14 @@ pub async fn put_domain(
         ApiError::validation(e.to_string(), "preview_domain")
     })?;
     let platform = &state.config.preview_domain;
-    if domain == *platform || platform.strip_from(domain.as_str()).is_some() {
+    // Neither the platform's domain, nor below it, nor above it (a parent of the platform's
+    // domain would put tenant content where the platform's own cookies live).
+    if domain == *platform
+        || platform.strip_from(domain.as_str()).is_some()
+        || domain.strip_from(platform.as_str()).is_some()
+    {
         return Err(ApiError::validation(
-            "preview_domain must be a domain of your own, not under the platform's",
+            "preview_domain must be a domain of your own, not the platform's nor one above or below it",
             "preview_domain",
         ));
     }
@@ -175,8 +179,8 @@ pub async fn delete_domain(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /tenant/preview-domain/verify`: probe the domain; `verified: false` with the reason
-/// when it does not reach this edge yet (not an error: DNS takes time).
+/// `POST /tenant/preview-domain/verify`: look for the TXT record; `verified: false` with the
+/// reason while it is not there yet (not an error: DNS takes time).
 pub async fn verify_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -186,23 +190,23 @@ pub async fn verify_domain(
         .preview_domain(&caller.tenant_id)
         .await?
         .ok_or(ApiError::NotFound("preview domain"))?;
-    let (record, error) =
-        match domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await {
-            Ok(()) => (
-                state
-                    .store
-                    .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
-                    .await
-                    .map_err(|e| match e {
-                        islet_store::StoreError::NameTaken(_) => {
-                            ApiError::Conflict("this domain is verified by another account".into())
-                        }
-                        other => other.into(),
-                    })?,
-                None,
-            ),
-            Err(reason) => (d, Some(reason)),
-        };
+    let checked = domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await;
+    let (record, error) = match checked {
+        Ok(()) => (
+            state
+                .store
+                .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
+                .await
+                .map_err(|e| match e {
+                    islet_store::StoreError::NameTaken(_) => {
+                        ApiError::Conflict("this domain is verified by another account".into())
+                    }
+                    other => other.into(),
+                })?,
+            None,
+        ),
+        Err(reason) => (d, Some(reason.to_string())),
+    };
     let mut view = domain_view(&state, Some(&record));
     view["error"] = error.into();
     Ok(Json(serde_json::json!({ "data": view })))
@@ -239,6 +243,11 @@ pub async fn put_certificate(
         .preview_domain(&caller.tenant_id)
         .await?
         .ok_or(ApiError::NotFound("preview domain"))?;
+    if d.verified_at.is_none() {
+        return Err(ApiError::Conflict(
+            "verify the preview domain before uploading its certificate".into(),
+        ));
+    }
     let parsed = islet_tls::parse_pair(&cert, &key, &d.domain, now_millis())
         .map_err(|e| ApiError::validation(e.to_string(), "certificate_pem"))?;
     state
@@ -253,7 +262,16 @@ pub async fn put_certificate(
             not_after: parsed.not_after,
             source: "upload".into(),
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            islet_store::StoreError::NameTaken(_) => {
+                ApiError::Conflict("this domain is verified by another account".into())
+            }
+            islet_store::StoreError::NotFound => ApiError::Conflict(
+                "verify the preview domain before uploading its certificate".into(),
+            ),
+            other => other.into(),
+        })?;
     Ok(Json(serde_json::json!({ "data": {
         "domain": d.domain,
         "dns_names": parsed.dns_names,

@@ -19,6 +19,8 @@ fn spawn(data: &Path, prefix: &str, octet: u8) -> Server {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--preview-listen",
+            "127.0.0.1:0",
             "--net-prefix",
             prefix,
             "--subnet-octet",

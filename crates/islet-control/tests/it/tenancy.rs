@@ -9,7 +9,65 @@ async fn a_second_tenant_gets_404_on_every_route() {
     let owner = server.tenant(None).await;
     let intruder = server.tenant(None).await;
     let id = owner.sandbox(json!({"name": "mine"})).await;
+    // The owner's preview objects, which the intruder must not find either.
+    let preview = owner
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/expose"),
+            Some(json!({"port": 8000})),
+        )
+        .await;
+    let pid = preview.body["data"]["id"].as_str().unwrap().to_owned();
+    let token = owner
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/preview-token"),
+            Some(json!({})),
+        )
+        .await;
+    let tid = token.body["data"]["id"].as_str().unwrap().to_owned();
+    let share = owner
+        .call("POST", &format!("/sandboxes/{id}/shares"), Some(json!({})))
+        .await;
+    let sid = share.body["data"]["share_id"].as_str().unwrap().to_owned();
     let routes: Vec<(&str, String, Option<serde_json::Value>)> = vec![
+        (
+            "POST",
+            format!("/sandboxes/{id}/expose"),
+            Some(json!({"port": 8000})),
+        ),
+        ("GET", format!("/sandboxes/{id}/previews"), None),
+        (
+            "POST",
+            format!("/sandboxes/{id}/previews"),
+            Some(json!({"port": 9000})),
+        ),
+        ("GET", format!("/sandboxes/{id}/previews/{pid}"), None),
+        (
+            "POST",
+            format!("/sandboxes/{id}/previews/{pid}/share"),
+            Some(json!({})),
+        ),
+        (
+            "DELETE",
+            format!("/sandboxes/{id}/previews/{pid}/share"),
+            None,
+        ),
+        ("DELETE", format!("/sandboxes/{id}/previews/{pid}"), None),
+        (
+            "POST",
+            format!("/sandboxes/{id}/preview-token"),
+            Some(json!({})),
+        ),
+        ("GET", format!("/sandboxes/{id}/preview-tokens"), None),
+        (
+            "DELETE",
+            format!("/sandboxes/{id}/preview-tokens/{tid}"),
+            None,
+        ),
+        ("GET", format!("/sandboxes/{id}/shares"), None),
+        ("POST", format!("/sandboxes/{id}/shares"), Some(json!({}))),
+        ("DELETE", format!("/sandboxes/{id}/shares/{sid}"), None),
         ("GET", format!("/sandboxes/{id}"), None),
         (
             "PATCH",
@@ -78,6 +136,24 @@ async fn a_second_tenant_gets_404_on_every_route() {
     }
     let listed = intruder.call("GET", "/sandboxes", None).await;
     assert!(listed.body["data"].as_array().unwrap().is_empty());
+    // The owner's preview objects are untouched.
+    let previews = owner
+        .call("GET", &format!("/sandboxes/{id}/previews"), None)
+        .await;
+    assert_eq!(
+        previews.body["data"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        previews.body
+    );
+    let tokens = owner
+        .call("GET", &format!("/sandboxes/{id}/preview-tokens"), None)
+        .await;
+    assert_eq!(tokens.body["data"][0]["id"], tid.as_str());
+    let shares = owner
+        .call("GET", &format!("/sandboxes/{id}/shares"), None)
+        .await;
+    assert_eq!(shares.body["data"][0]["share_id"], sid.as_str());
     // The owner's sandbox is untouched.
     let mine = owner.call("GET", &format!("/sandboxes/{id}"), None).await;
     assert_eq!(mine.body["data"]["state"], "running");

@@ -8,56 +8,8 @@ use std::time::{Duration, Instant};
 
 use islet_proxy::{AcmeConfig, Challenge};
 use islet_testkit::{edge_client, TestServer};
-use tokio::net::UdpSocket;
 
 use crate::{preview, APP_PORT};
-
-/// Answers every A query with 127.0.0.1 and everything else with no records, so the CA's
-/// validation connects to this machine for any name.
-async fn dns_to_loopback() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 512];
-        loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-                continue;
-            };
-            let query = &buf[..n];
-            // Header (12 bytes), then the question: labels up to a zero byte, type, class.
-            let mut end = 12;
-            while end < n && query[end] != 0 {
-                end += 1 + usize::from(query[end]);
-            }
-            if n < 12 || end + 5 > n {
-                continue;
-            }
-            let question_end = end + 5;
-            let is_a = query[end + 1..end + 3] == [0, 1];
-            let mut answer = Vec::with_capacity(question_end + 16);
-            answer.extend_from_slice(&query[..2]);
-            answer.extend_from_slice(&[
-                0x84 | (query[2] & 1),
-                0,
-                0,
-                1,
-                0,
-                u8::from(is_a),
-                0,
-                0,
-                0,
-                0,
-            ]);
-            answer.extend_from_slice(&query[12..question_end]);
-            if is_a {
-                answer
-                    .extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
-            }
-            let _ = socket.send_to(&answer, peer).await;
-        }
-    });
-    address
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -95,7 +47,13 @@ fn write_listener_ca(dir: &Path) {
 
 impl Pebble {
     /// Validate on the edge's ports (`http_port` for HTTP-01, `tls_port` for TLS-ALPN-01).
-    async fn start(dir: &Path, listen: SocketAddr, http_port: u16, tls_port: u16) -> Self {
+    async fn start(
+        dir: &Path,
+        listen: SocketAddr,
+        dns: SocketAddr,
+        http_port: u16,
+        tls_port: u16,
+    ) -> Self {
         write_listener_ca(dir);
         let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = serde_json::json!({ "pebble": {
@@ -109,7 +67,6 @@ impl Pebble {
             "externalAccountBindingRequired": false,
         }});
         std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
-        let dns = dns_to_loopback().await;
         let process = tokio::process::Command::new("pebble")
             .arg("-config")
             .arg(dir.join("pebble.json"))
@@ -167,6 +124,7 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     let server = TestServer::start_full(
         islet_control::Config {
             preview_scheme: "https".into(),
+            preview_acme: true,
             ..islet_control::Config::default()
         },
         |edge| {
@@ -181,9 +139,11 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
         },
     )
     .await;
+    // The test DNS answers 127.0.0.1 for every name, so validation reaches this edge.
     let pebble = Pebble::start(
         &dir,
         pebble_listen,
+        server.dns.address,
         server.preview_http.port(),
         server.preview_https.port(),
     )
@@ -191,14 +151,20 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     assert!(pebble.directory.ends_with("/dir"));
     let client = server.tenant(None).await;
     let p = preview(&client).await;
-    client
+    let claimed = client
         .call(
             "PUT",
             "/tenant/preview-domain",
             Some(serde_json::json!({ "preview_domain": "preview.acme.test" })),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let challenge = claimed.body["data"]["verification"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .dns
+        .set_txt("_preview-verify.preview.acme.test", &challenge);
     let verified = client
         .call("POST", "/tenant/preview-domain/verify", None)
         .await;

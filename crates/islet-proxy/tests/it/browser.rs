@@ -57,6 +57,8 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser/iframe.mjs");
     let mut child = tokio::process::Command::new("node")
         .arg(harness)
+        // Third-party cookies blocked, as browsers are heading: only a Partitioned cookie works.
+        .env("EXTRA_CHROMIUM_ARGS", "--test-third-party-cookie-phaseout")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -95,7 +97,7 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "pv_session")
+        .find(|c| c["name"] == "__Host-pv_session")
         .unwrap_or_else(|| panic!("no preview cookie: {show}"));
     assert_eq!(cookie["secure"], true, "{show}");
     assert_eq!(cookie["httpOnly"], true, "{show}");

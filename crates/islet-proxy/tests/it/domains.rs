@@ -22,6 +22,8 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         "a..b",
         "x.preview.localhost",
         "preview.localhost",
+        "pReview.localhost.",
+        "localhost.preview.localhost",
     ] {
         let reply = client
             .call(
@@ -32,6 +34,16 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
             .await;
         assert_eq!(reply.status, 400, "{bad}: {:?}", reply.body);
     }
+    for fine in ["localhost.test", "preview.localhost.evil"] {
+        let reply = rival
+            .call(
+                "PUT",
+                "/tenant/preview-domain",
+                Some(serde_json::json!({ "preview_domain": fine })),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{fine}: {:?}", reply.body);
+    }
     let reply = client
         .call(
             "PUT",
@@ -40,29 +52,66 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.body["data"]["domain"], "preview.acme.test");
-    assert_eq!(reply.body["data"]["verified"], false);
+    let data = &reply.body["data"];
+    assert_eq!(data["domain"], "preview.acme.test");
+    assert_eq!(data["verified"], false);
+    assert_eq!(data["records"][0]["name"], "*.preview.acme.test");
     assert_eq!(
-        reply.body["data"]["records"][0]["name"],
-        "*.preview.acme.test"
+        data["verification"]["name"],
+        "_preview-verify.preview.acme.test"
     );
-    // A rival may claim it too, but cannot verify what it does not serve... (see below)
-    rival
+    let challenge = data["verification"]["value"].as_str().unwrap().to_owned();
+
+    // A rival claims the same domain and tries to verify it before the owner: the domain's DNS
+    // holds only the owner's challenge, so it cannot, before or after.
+    let claim = rival
         .call(
             "PUT",
             "/tenant/preview-domain",
             Some(serde_json::json!({ "preview_domain": "preview.acme.test" })),
         )
         .await;
+    assert_ne!(
+        claim.body["data"]["verification"]["value"],
+        challenge.as_str()
+    );
+    let early = rival
+        .call("POST", "/tenant/preview-domain/verify", None)
+        .await;
+    assert_eq!(early.body["data"]["verified"], false, "{:?}", early.body);
+    server
+        .dns
+        .set_txt("_preview-verify.preview.acme.test", &challenge);
+    let takeover = rival
+        .call("POST", "/tenant/preview-domain/verify", None)
+        .await;
+    assert_eq!(
+        takeover.body["data"]["verified"], false,
+        "{:?}",
+        takeover.body
+    );
+    assert!(takeover.body["data"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not hold"));
 
-    // Verification fetches the challenge through the domain; the edge answers it.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let verified = client
+    // No certificate before verification.
+    let names = [
+        "*.preview.acme.test".to_owned(),
+        "preview.acme.test".to_owned(),
+    ];
+    let (cert, key) = islet_tls::self_signed(&names).unwrap();
+    let early_cert = client
         .call(
-            "POST",
-            "/tenant/preview-domain/verify",
-            Some(serde_json::json!({})),
+            "PUT",
+            "/tenant/preview-domain/certificate",
+            Some(serde_json::json!({ "certificate_pem": cert, "private_key_pem": key })),
         )
+        .await;
+    assert_eq!(early_cert.status, 409, "{:?}", early_cert.body);
+
+    let verified = client
+        .call("POST", "/tenant/preview-domain/verify", None)
         .await;
     assert_eq!(verified.status, 200, "{:?}", verified.body);
     assert_eq!(
@@ -70,22 +119,24 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         "{:?}",
         verified.body
     );
-    // ...and once verified by one tenant, nobody else can.
+    // Now the rival can neither verify it nor put a certificate on it.
     let second = rival
+        .call("POST", "/tenant/preview-domain/verify", None)
+        .await;
+    assert_eq!(second.body["data"]["verified"], false, "{:?}", second.body);
+    let (rival_cert, rival_key) = islet_tls::self_signed(&names).unwrap();
+    let overwrite = rival
         .call(
-            "POST",
-            "/tenant/preview-domain/verify",
-            Some(serde_json::json!({})),
+            "PUT",
+            "/tenant/preview-domain/certificate",
+            Some(
+                serde_json::json!({ "certificate_pem": rival_cert, "private_key_pem": rival_key }),
+            ),
         )
         .await;
-    assert_eq!(second.status, 409, "{:?}", second.body);
+    assert_eq!(overwrite.status, 409, "{:?}", overwrite.body);
 
     // A certificate for *.preview.acme.test: checked, then served by SNI.
-    let names = [
-        "*.preview.acme.test".to_owned(),
-        "preview.acme.test".to_owned(),
-    ];
-    let (cert, key) = islet_tls::self_signed(&names).unwrap();
     let (_, other_key) = islet_tls::self_signed(&names).unwrap();
     let mismatch = client
         .call(
@@ -133,6 +184,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         .to_str()
         .unwrap()
         .to_owned();
+    assert!(cookie.starts_with("__Host-pv_session="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=None", "Partitioned"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }

@@ -273,3 +273,121 @@ async fn ambiguous_framing_is_refused_and_traffic_is_activity() {
     assert!(after > before, "preview traffic did not count as activity");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_in_urls_stay_at_the_edge() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let p = preview(&client).await;
+    let (token, _) = client
+        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
+        .await;
+    let edge = http(&server, &p.host);
+
+    // The exchange never redirects off the host, however the path is spelled.
+    for (path, location) in [
+        ("//evil.example/x", "/evil.example/x"),
+        ("/%2F/evil.example", "/%2F/evil.example"),
+        ("/a/b", "/a/b"),
+    ] {
+        let response = edge
+            .get(url(&server, &p.host, &format!("{path}?mt={token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], location, "{path}");
+    }
+
+    // A Referer carrying the token reaches the app without it.
+    let seen: Value = edge
+        .get(url(&server, &p.host, "/echo"))
+        .header("x-preview-token", &token)
+        .header("referer", format!("http://{}/page?x=1&mt={token}", p.host))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["headers"]["referer"],
+        format!("http://{}/page?x=1", p.host)
+    );
+
+    // A WebSocket may carry the token in its URL (browsers cannot set headers on one); it is
+    // used, not exchanged, and the app does not see it.
+    let ws_url = format!(
+        "ws://{}:{}/ws?mt={token}",
+        p.host,
+        server.preview_http.port()
+    );
+    let stream = tokio::net::TcpStream::connect(server.preview_http)
+        .await
+        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(ws_url, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "hi"
+    );
+
+    // A read-only token may not open a WebSocket (a channel for input).
+    let (read, _) = client
+        .preview_token(&p.id, serde_json::json!({ "scope": "read" }))
+        .await;
+    let stream = tokio::net::TcpStream::connect(server.preview_http)
+        .await
+        .unwrap();
+    let refused = tokio_tungstenite::client_async(
+        format!(
+            "ws://{}:{}/ws?mt={read}",
+            p.host,
+            server.preview_http.port()
+        ),
+        stream,
+    )
+    .await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a read token opened a WebSocket: {other:?}"),
+    }
+
+    // A public port: a token in the URL is still taken out of it.
+    client
+        .call(
+            "POST",
+            &format!("/sandboxes/{}/expose", p.id),
+            Some(serde_json::json!({ "port": APP_PORT, "visibility": "public" })),
+        )
+        .await;
+    server.edge.refresh().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // route cache
+    let open = edge
+        .get(url(&server, &p.host, "/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200, "a public port needs no token");
+    let response = edge
+        .get(url(&server, &p.host, &format!("/echo?mt={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/echo");
+    server.stop().await;
+}

@@ -82,3 +82,10 @@ CREATE TABLE server_secrets (
     value       BLOB NOT NULL,
     created_at  INTEGER NOT NULL
 );
+
+-- Network slots given back recently: not handed out again until `until`, so a preview edge
+-- whose route cache still points at a slot never reaches the next sandbox behind it.
+CREATE TABLE net_slot_holds (
+    net_index  INTEGER PRIMARY KEY,
+    until      INTEGER NOT NULL
+);
