@@ -56,7 +56,8 @@ pub enum Rejected {
 /// token signed for another purpose can never verify here.
 #[derive(Clone)]
 pub struct Signer {
-    key: [u8; 32],
+    /// HMAC state already keyed (the key's pads hashed once, not per token).
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for Signer {
@@ -70,13 +71,14 @@ impl Signer {
     pub fn new(secret: &[u8]) -> Self {
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
         mac.update(b"islet preview token v1");
+        let key: [u8; 32] = mac.finalize().into_bytes().into();
         Self {
-            key: mac.finalize().into_bytes().into(),
+            keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length"),
         }
     }
 
     fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+        self.keyed.clone()
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
