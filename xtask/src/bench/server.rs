@@ -1,8 +1,10 @@
 //! A private `islet serve` for the benchmark: its own data dir under /var/tmp, one tenant per
 //! isolation level, a free port, and its own network prefix and subnet so that it never
-//! meets another server on this host. Dropping the [`Server`] deletes the sandboxes its
+//! meets another server on this host (a host-wide lock keeps a second bench from starting
+//! alongside: it would use the same prefix and subnet). Dropping the [`Server`] deletes the sandboxes its
 //! clients created, stops the server and removes the data dir.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -32,6 +36,32 @@ pub struct Server {
     /// Where the server's log is copied when it stops.
     keep_log_at: PathBuf,
     tenants: Vec<(Isolation, Client)>,
+    /// Released only after the cleanup in `drop`.
+    _host_lock: Flock<File>,
+}
+
+/// Held while a bench server runs. Two at once would share the network prefix and subnet, and
+/// each one's start-up reconcile would remove the other's links.
+const HOST_LOCK: &str = "/run/islet-bench.lock";
+
+fn lock_host() -> anyhow::Result<Flock<File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(HOST_LOCK)
+        .with_context(|| format!("open {HOST_LOCK}"))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == Errno::EWOULDBLOCK {
+            anyhow!(
+                "another `cargo xtask bench` or `bench-preview` is running on this host (it \
+                 holds {HOST_LOCK}); they cannot share the {NET_PREFIX} network prefix, so wait \
+                 for it to finish"
+            )
+        } else {
+            anyhow!("lock {HOST_LOCK}: {errno}")
+        }
+    })
 }
 
 /// `islet tenant create`, returning the API key.
@@ -89,6 +119,7 @@ impl Server {
         keep_log_at: PathBuf,
         warm_pool: usize,
     ) -> anyhow::Result<Self> {
+        let host_lock = lock_host()?;
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("mkdir {}", data_dir.display()))?;
         let mut keys = Vec::new();
@@ -125,6 +156,7 @@ impl Server {
             log,
             keep_log_at,
             tenants: Vec::new(),
+            _host_lock: host_lock,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -106,11 +106,46 @@ fn parse_port(port: Option<u64>) -> Result<Option<u16>, ApiError> {
     .transpose()
 }
 
+/// The body of `POST …/preview-token` and `POST …/shares`.
 #[derive(Debug, Deserialize)]
-pub struct TokenBody {
+pub struct MintBody {
     expires_in: Option<u64>,
     scope: Option<String>,
     port: Option<u64>,
+}
+
+/// Mint a token of `kind` for the caller's sandbox from a request body; returns the token and
+/// the URL that carries it (`?mt=` for tokens, `?ms=` for share links).
+async fn mint_from_body(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    bytes: &Bytes,
+    kind: TokenKind,
+    max_ttl_secs: u64,
+) -> Result<(SandboxRecord, Minted, String), ApiError> {
+    let b = body::parse::<MintBody>(bytes)?;
+    let port = parse_port(b.port)?;
+    let sandbox = live_sandbox(state, caller, id).await?;
+    let minted = mint(
+        state,
+        &sandbox,
+        Mint {
+            ttl_secs: b.expires_in,
+            scope: b.scope.as_deref(),
+            default_scope: Scope::Read,
+            port,
+            kind,
+            preview_id: None,
+            max_ttl_secs,
+        },
+    )
+    .await?;
+    let urls = PreviewUrls::for_tenant(state, &caller.0.tenant_id).await?;
+    let url_port = url_port(state, &sandbox, port).await?;
+    let param = if kind == TokenKind::Share { "ms" } else { "mt" };
+    let url = urls.url_with_token(&sandbox.id, url_port, param, &minted.token);
+    Ok((sandbox, minted, url))
 }
 
 /// `POST /sandboxes/{id}/preview-token`.
@@ -120,32 +155,22 @@ pub async fn create(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let b = body::parse::<TokenBody>(&bytes)?;
-    let port = parse_port(b.port)?;
-    let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let minted = mint(
+    let (sandbox, minted, url) = mint_from_body(
         &state,
-        &sandbox,
-        Mint {
-            ttl_secs: b.expires_in,
-            scope: b.scope.as_deref(),
-            default_scope: Scope::Read,
-            port,
-            kind: TokenKind::Token,
-            preview_id: None,
-            max_ttl_secs: islet_tokens::MAX_TTL_SECS,
-        },
+        &caller,
+        &id,
+        &bytes,
+        TokenKind::Token,
+        islet_tokens::MAX_TTL_SECS,
     )
     .await?;
-    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    let url_port = url_port(&state, &sandbox, port).await?;
     Ok(Json(serde_json::json!({ "data": {
         "id": minted.record.id,
         "token": minted.token,
-        "url": urls.url_with_token(&sandbox.id, url_port, "mt", &minted.token),
+        "url": url,
         "expires_at": rfc3339(minted.record.expires_at),
         "scope": minted.record.scope.as_str(),
-        "port": port,
+        "port": minted.record.port,
         "sandbox_id": sandbox.id,
     }})))
 }
@@ -224,13 +249,6 @@ pub async fn revoke_share(
     revoke(&state, &caller, &id, &share_id, TokenKind::Share).await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ShareBody {
-    scope: Option<String>,
-    expires_in: Option<u64>,
-    port: Option<u64>,
-}
-
 /// A share as listed; `share_url` only when the token is at hand (at creation).
 fn share_view(t: &TokenRecord, share_url: Option<String>) -> serde_json::Value {
     let mut view = serde_json::json!({
@@ -255,26 +273,15 @@ pub async fn create_share(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let b = body::parse::<ShareBody>(&bytes)?;
-    let port = parse_port(b.port)?;
-    let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let minted = mint(
+    let (_, minted, share_url) = mint_from_body(
         &state,
-        &sandbox,
-        Mint {
-            ttl_secs: b.expires_in,
-            scope: b.scope.as_deref(),
-            default_scope: Scope::Read,
-            port,
-            kind: TokenKind::Share,
-            preview_id: None,
-            max_ttl_secs: MAX_SHARE_TTL_SECS,
-        },
+        &caller,
+        &id,
+        &bytes,
+        TokenKind::Share,
+        MAX_SHARE_TTL_SECS,
     )
     .await?;
-    let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    let url_port = url_port(&state, &sandbox, port).await?;
-    let share_url = urls.url_with_token(&sandbox.id, url_port, "ms", &minted.token);
     let view = share_view(&minted.record, Some(share_url));
     Ok((
         StatusCode::CREATED,
