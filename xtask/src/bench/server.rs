@@ -140,7 +140,9 @@ impl Server {
             .args(["--net-prefix", NET_PREFIX])
             .args(["--subnet-octet", &SUBNET_OCTET.to_string()])
             .args(["--warm-pool", &warm_pool.to_string()])
-            .stdin(Stdio::null())
+            // A duplicate of the locked descriptor, never read: should this bench die without
+            // stopping the server, the server keeps the lock until it exits too.
+            .stdin(host_lock.try_clone().context("duplicate the host lock")?)
             .stdout(Stdio::piped())
             .stderr(log_file)
             // Not in our process group: a Ctrl-C reaches us, and we stop it in order.
