@@ -30,7 +30,12 @@ struct Revoked {
 }
 
 /// A route and when it was looked up (`None`: the sandbox does not exist).
-type CachedRoute = (Instant, Option<Arc<EdgeRoute>>);
+struct CachedRoute {
+    at: Instant,
+    route: Option<Arc<EdgeRoute>>,
+    /// A request is reloading it; others keep using this copy meanwhile.
+    refreshing: bool,
+}
 
 pub struct Directory {
     store: Store,
@@ -192,22 +197,49 @@ impl Directory {
     }
 
     /// The sandbox's route, from the cache when fresh.
+    /// The sandbox's route, from the cache when fresh. Once it is older than `route_ttl`, one
+    /// request reloads it while the others go on with the old copy (for at most another
+    /// `route_ttl`), so a busy sandbox never sends a burst of requests to the store at once.
     pub async fn route(&self, sandbox: &SandboxId) -> Result<Option<Arc<EdgeRoute>>, StoreError> {
-        if let Ok(routes) = self.routes.lock() {
-            if let Some((at, route)) = routes.get(sandbox) {
-                if at.elapsed() < self.route_ttl {
-                    return Ok(route.clone());
+        if let Ok(mut routes) = self.routes.lock() {
+            if let Some(cached) = routes.get_mut(sandbox) {
+                let age = cached.at.elapsed();
+                if age < self.route_ttl {
+                    return Ok(cached.route.clone());
+                }
+                if age < 2 * self.route_ttl {
+                    if cached.refreshing {
+                        return Ok(cached.route.clone());
+                    }
+                    cached.refreshing = true;
                 }
             }
         }
-        let route = self.store.edge_route(sandbox).await?.map(Arc::new);
-        if let Ok(mut routes) = self.routes.lock() {
-            if routes.len() > 100_000 {
-                let ttl = self.route_ttl;
-                routes.retain(|_, (at, _)| at.elapsed() < ttl);
+        let loaded = self.store.edge_route(sandbox).await;
+        let Ok(mut routes) = self.routes.lock() else {
+            return loaded.map(|r| r.map(Arc::new));
+        };
+        let route = match loaded {
+            Ok(route) => route.map(Arc::new),
+            Err(error) => {
+                if let Some(cached) = routes.get_mut(sandbox) {
+                    cached.refreshing = false;
+                }
+                return Err(error);
             }
-            routes.insert(sandbox.clone(), (Instant::now(), route.clone()));
+        };
+        if routes.len() > 100_000 {
+            let keep = 2 * self.route_ttl;
+            routes.retain(|_, cached| cached.at.elapsed() < keep);
         }
+        routes.insert(
+            sandbox.clone(),
+            CachedRoute {
+                at: Instant::now(),
+                route: route.clone(),
+                refreshing: false,
+            },
+        );
         Ok(route)
     }
 }

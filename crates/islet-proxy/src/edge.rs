@@ -35,7 +35,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Open connections the edge accepts at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// How long a sandbox's route is cached (bounds how late the edge notices a state change).
+    /// How long a sandbox's route is cached; it may be served up to twice this old while one
+    /// request reloads it (bounds how late the edge notices a state change).
     pub route_ttl: Duration,
     /// How often revocations, domains, branding and certificates are reloaded.
     pub refresh_interval: Duration,
