@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use islet_store::EdgeRoute;
 use islet_tokens::Claims;
-use islet_types::branding::Branding;
 use islet_types::preview::{PreviewLabel, Scope};
 use islet_types::{SandboxState, TenantId};
 
@@ -70,10 +69,11 @@ enum Site {
     Tenant(TenantId),
 }
 
-/// Who the page is for, once known.
+/// Who a refusal page is for, once known. Only the tenant is noted on the way: its branding is
+/// looked up when a page is rendered, never for a request that succeeds.
 #[derive(Default)]
 struct Known {
-    branding: Option<Arc<Branding>>,
+    tenant: Option<TenantId>,
     label: Option<PreviewLabel>,
 }
 
@@ -101,13 +101,14 @@ impl Edge {
             Err(failure) => failure,
         };
         let request_id = request_id();
+        let branding = known.tenant.and_then(|t| self.directory.branding(&t));
         if failure.fault() != pages::Fault::Client {
             tracing::debug!(%request_id, ?failure, "preview request failed");
         }
         let mut response = pages::render(
             failure,
             &PageContext {
-                branding: known.branding.as_deref(),
+                branding: branding.as_deref(),
                 label: known.label.as_ref(),
                 wants_html: html,
                 request_id: &request_id,
@@ -178,7 +179,7 @@ impl Edge {
         let (site, label) = self.site(&host)?;
         known.label = Some(label.clone());
         if let Site::Tenant(tenant) = &site {
-            known.branding = self.directory.branding(tenant);
+            known.tenant = Some(tenant.clone());
         }
         let route = self
             .directory
@@ -192,7 +193,7 @@ impl Edge {
         match &site {
             Site::Tenant(tenant) if *tenant != route.tenant_id => return Err(Failure::NotFound),
             Site::Tenant(_) => {}
-            Site::Platform => known.branding = self.directory.branding(&route.tenant_id),
+            Site::Platform => known.tenant = Some(route.tenant_id.clone()),
         }
         if !serves(route.state) {
             return Err(Failure::NotFound);
