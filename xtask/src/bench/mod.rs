@@ -107,26 +107,17 @@ impl Options {
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_owned())),
-                None => (arg.as_str(), None),
-            };
+            let (flag, inline) = split_flag(arg);
             match flag {
                 "--quick" => options.quick = true,
                 "--no-build" => options.build = false,
                 "--warm-pool" => {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => args.next().context("--warm-pool needs a value")?.clone(),
-                    };
+                    let value = flag_value(flag, inline, &mut args)?;
                     options.warm_pool = value.parse().context("--warm-pool: a number")?;
                 }
                 "-h" | "--help" => options.help = true,
                 "--isolation" => {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => args.next().context("--isolation needs a value")?.clone(),
-                    };
+                    let value = flag_value(flag, inline, &mut args)?;
                     options.isolations = match value.as_str() {
                         "container" => vec![Isolation::Container],
                         "gvisor" => vec![Isolation::Gvisor],
@@ -139,6 +130,38 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// `--flag=value` or `--flag value`: split an argument into its flag and inline value.
+pub(crate) fn split_flag(arg: &str) -> (&str, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) => (f, Some(v.to_owned())),
+        None => (arg, None),
+    }
+}
+
+/// The value of `flag`: inline, or the next argument.
+pub(crate) fn flag_value<'a>(
+    flag: &str,
+    inline: Option<String>,
+    rest: &mut impl Iterator<Item = &'a String>,
+) -> anyhow::Result<String> {
+    match inline {
+        Some(v) => Ok(v),
+        None => Ok(rest
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .clone()),
+    }
+}
+
+/// Write a report as pretty JSON, creating its directory.
+pub(crate) fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)?;
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
@@ -350,7 +373,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     report.finish();
     report.print();
     let json = target.join("bench").join("report.json");
-    report.write_json(&json)?;
+    write_json(&json, &report)?;
     println!("\nreport written to {}", json.display());
     signals::check()
 }

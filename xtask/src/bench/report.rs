@@ -1,7 +1,5 @@
 //! The report: a table on stdout, and the same figures as JSON.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::islet::{CreateSeries, IsolationResult};
@@ -140,14 +138,6 @@ impl Report {
                 })
             })
             .collect();
-    }
-
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
-        Ok(())
     }
 
     pub fn print(&self) {

@@ -61,22 +61,13 @@ impl Options {
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_owned())),
-                None => (arg.as_str(), None),
-            };
+            let (flag, inline) = super::split_flag(arg);
             match flag {
                 "--quick" => options.quick = true,
                 "--no-build" => options.build = false,
                 "-h" | "--help" => options.help = true,
                 "--backend-processes" => {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => args
-                            .next()
-                            .context("--backend-processes needs a value")?
-                            .clone(),
-                    };
+                    let value = super::flag_value(flag, inline, &mut args)?;
                     options.backend_processes = value
                         .parse()
                         .ok()
@@ -154,7 +145,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .push(format!("server log: {}", server_log.display()));
     report.print();
     let json = target.join("bench").join("preview.json");
-    report.write_json(&json)?;
+    super::write_json(&json, &report)?;
     println!("\nreport written to {}", json.display());
     signals::check()
 }

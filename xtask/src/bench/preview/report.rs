@@ -1,8 +1,6 @@
 //! The preview report: a table of edge, nginx and edge ÷ nginx on stdout, and the same figures
 //! in `target/bench/preview.json`.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::super::report::{Host, Table};
@@ -61,14 +59,6 @@ fn judged(applies: bool, bound: &str, met: Option<bool>) -> String {
 }
 
 impl Report {
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
-        Ok(())
-    }
-
     pub fn print(&self) {
         let h = &self.host;
         println!();
