@@ -151,34 +151,13 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     assert!(pebble.directory.ends_with("/dir"));
     let client = server.tenant(None).await;
     let p = preview(&client).await;
-    let claimed = client
-        .call(
-            "PUT",
-            "/tenant/preview-domain",
-            Some(serde_json::json!({ "preview_domain": "preview.acme.test" })),
-        )
-        .await;
-    let challenge = claimed.body["data"]["verification"]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .dns
-        .set_txt("_preview-verify.preview.acme.test", &challenge);
-    let verified = client
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
-    assert_eq!(
-        verified.body["data"]["verified"], true,
-        "{:?}",
-        verified.body
-    );
+    crate::verified_domain(&server, &client, "preview.acme.test").await;
     let (token, url) = client
         .preview_token(&p.id, serde_json::json!({ "port": APP_PORT }))
         .await;
     let host = crate::host_of(&url);
     assert!(host.ends_with(".preview.acme.test"), "{url}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.edge.refresh().await; // the verified domain reaches the edge
 
     // The first handshake waits for the certificate; it verifies against the CA's root.
     let root = pebble.issuing_root().await;
@@ -216,7 +195,7 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(renewed.is_some(), "the certificate was not renewed");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.edge.refresh().await; // the renewed certificate reaches the edge
     let again = edge_client(&host, server.preview_https, &[&root]);
     let response = again
         .get(&target)

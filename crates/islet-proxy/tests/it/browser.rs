@@ -45,7 +45,7 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
         expires_at: 1,
     });
     let expired_url = preview_url.replace(&token, &expired);
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // branding reaches the edge
+    server.edge.refresh().await; // branding reaches the edge
 
     let config = serde_json::json!({
         "preview_url": preview_url,

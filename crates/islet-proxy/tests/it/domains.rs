@@ -162,7 +162,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     let host = crate::host_of(&token_url);
     assert!(host.ends_with(".preview.acme.test"), "{token_url}");
     assert!(token_url.starts_with("https://"), "{token_url}");
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    server.edge.refresh().await; // the domain and its certificate reach the edge
 
     // Trusting only the tenant's certificate, the tenant's host works over TLS...
     let tenant_only = edge_client(&host, server.preview_https, &[&cert]);

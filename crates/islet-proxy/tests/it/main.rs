@@ -56,3 +56,29 @@ pub fn http(server: &TestServer, host: &str) -> reqwest::Client {
 pub fn url(server: &TestServer, host: &str, path: &str) -> String {
     format!("http://{host}:{}{path}", server.preview_http.port())
 }
+
+/// Claim `domain` for the client's tenant, publish its challenge on the test DNS, verify it.
+pub async fn verified_domain(server: &TestServer, client: &Client, domain: &str) {
+    let claimed = client
+        .call(
+            "PUT",
+            "/tenant/preview-domain",
+            Some(serde_json::json!({ "preview_domain": domain })),
+        )
+        .await;
+    let challenge = claimed.body["data"]["verification"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .dns
+        .set_txt(&format!("_preview-verify.{domain}"), &challenge);
+    let verified = client
+        .call("POST", "/tenant/preview-domain/verify", None)
+        .await;
+    assert_eq!(
+        verified.body["data"]["verified"], true,
+        "{:?}",
+        verified.body
+    );
+}

@@ -81,7 +81,7 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     let (token, _) = client
         .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // the edge's refresh
+    server.edge.refresh().await; // branding reaches the edge
     let html = "text/html,application/xhtml+xml";
 
     // Port not listening: 502.
