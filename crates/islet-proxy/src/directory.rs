@@ -99,12 +99,7 @@ impl Directory {
         }
         let loaded = self.store.edge_settings().await?;
         let settings = Settings {
-            domains: loaded
-                .domains
-                .into_iter()
-                .filter(|(_, _, _, verified)| *verified)
-                .map(|(domain, tenant, _, _)| (domain, tenant))
-                .collect(),
+            domains: loaded.domains.into_iter().collect(),
             branding: loaded
                 .branding
                 .into_iter()

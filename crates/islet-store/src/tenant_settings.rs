@@ -59,7 +59,8 @@ pub struct CertificateRow {
 /// tenant).
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSettings {
-    pub domains: Vec<(DomainName, TenantId, String, bool)>,
+    /// Verified preview domains and their tenants (unverified claims route nothing).
+    pub domains: Vec<(DomainName, TenantId)>,
     pub branding: Vec<(TenantId, Branding)>,
     pub certificates: Vec<CertificateRow>,
 }
@@ -341,8 +342,8 @@ impl Store {
         self.with(|conn| {
             let mut settings = EdgeSettings::default();
             let mut stmt = conn.prepare_cached(
-                "SELECT tenant_id, branding, preview_domain, preview_domain_challenge,
-                        preview_domain_verified_at
+                "SELECT tenant_id, branding,
+                        CASE WHEN preview_domain_verified_at IS NOT NULL THEN preview_domain END
                  FROM tenant_settings",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -350,20 +351,16 @@ impl Store {
                     r.get::<_, String>(0)?,
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
                 ))
             })?;
             for row in rows {
-                let (tenant, branding, domain, challenge, verified) = row?;
+                let (tenant, branding, verified_domain) = row?;
                 let tenant: TenantId = parse(tenant)?;
                 if let Some(b) = branding {
                     settings.branding.push((tenant.clone(), json(b)?));
                 }
-                if let (Some(d), Some(c)) = (domain, challenge) {
-                    settings
-                        .domains
-                        .push((parse(d)?, tenant, c, verified.is_some()));
+                if let Some(d) = verified_domain {
+                    settings.domains.push((parse(d)?, tenant));
                 }
             }
             let mut stmt = conn.prepare_cached(

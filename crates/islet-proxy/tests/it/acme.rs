@@ -22,7 +22,6 @@ fn free_port() -> u16 {
 /// A pebble CA whose own HTTPS listener presents a certificate from a CA written to `dir`.
 struct Pebble {
     _process: tokio::process::Child,
-    directory: String,
     management: SocketAddr,
     ca_file: std::path::PathBuf,
 }
@@ -89,7 +88,6 @@ impl Pebble {
         }
         Pebble {
             _process: process,
-            directory: format!("https://{listen}/dir"),
             management,
             ca_file: dir.join("ca.pem"),
         }
@@ -148,7 +146,6 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
         server.preview_https.port(),
     )
     .await;
-    assert!(pebble.directory.ends_with("/dir"));
     let client = server.tenant(None).await;
     let p = preview(&client).await;
     crate::verified_domain(&server, &client, "preview.acme.test").await;
