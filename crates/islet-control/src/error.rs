@@ -95,7 +95,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::NotFound("sandbox"),
+            StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::NameTaken(name) => {
                 ApiError::Conflict(format!("a sandbox named `{name}` already exists"))
             }

@@ -6,8 +6,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("not found")]
-    NotFound,
+    /// No such object (of the kind named) for this tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
     #[error("a live sandbox named `{0}` already exists")]
     NameTaken(String),
     #[error("no free network slot on this node")]

@@ -77,7 +77,7 @@ impl Store {
                     if seen_hash != hash {
                         return Ok(BeginCreate::Mismatch);
                     }
-                    let sandbox = get_tx(&tx, &sandbox_id)?.ok_or(StoreError::NotFound)?;
+                    let sandbox = get_tx(&tx, &sandbox_id)?.ok_or(StoreError::NotFound("sandbox"))?;
                     let response = status.zip(response);
                     return Ok(BeginCreate::Replay { sandbox, response });
                 }

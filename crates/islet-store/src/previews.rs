@@ -154,7 +154,7 @@ fn live_sandbox(tx: &Transaction<'_>, tenant: &str, sandbox: &str) -> Result<(),
         )
         .optional()?;
     match state.as_deref() {
-        Some("destroyed") | None => Err(StoreError::NotFound),
+        Some("destroyed") | None => Err(StoreError::NotFound("sandbox")),
         Some(_) => Ok(()),
     }
 }
@@ -174,7 +174,7 @@ fn get_preview_tx(
         preview_from_row,
     )
     .optional()?
-    .ok_or(StoreError::NotFound)
+    .ok_or(StoreError::NotFound("preview"))
 }
 
 fn revoke_tx(tx: &Transaction<'_>, token_id: &str) -> Result<bool, StoreError> {
@@ -354,7 +354,7 @@ impl Store {
                 )
                 .optional()?;
             let Some(share) = share else {
-                return Err(StoreError::NotFound);
+                return Err(StoreError::NotFound("preview"));
             };
             if let Some(token) = share {
                 revoke_tx(&tx, &token)?;
@@ -391,7 +391,7 @@ impl Store {
                     )
                     .optional()?;
                 let Some(previous) = previous else {
-                    return Err(StoreError::NotFound);
+                    return Err(StoreError::NotFound("preview"));
                 };
                 if let Some(previous) = previous {
                     revoke_tx(&tx, &previous)?;
@@ -459,7 +459,7 @@ impl Store {
                 )
                 .optional()?;
             if exists.is_none() {
-                return Err(StoreError::NotFound);
+                return Err(StoreError::NotFound("token"));
             }
             revoke_tx(&tx, &ids.2)?;
             tx.execute(

@@ -311,7 +311,7 @@ pub(crate) fn claim_tx(
         }
         other => other?,
     };
-    let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound)?;
+    let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
     insert_event(tx, &record, "sandbox.created")?;
     insert_event(tx, &record, "sandbox.running")?;
     Ok(Some(record))
@@ -355,7 +355,7 @@ impl Store {
                 from_row,
             )
             .optional()?
-            .ok_or(StoreError::NotFound)
+            .ok_or(StoreError::NotFound("sandbox"))
         })
         .await
     }
@@ -365,7 +365,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            get_tx(&tx, &id)?.ok_or(StoreError::NotFound)
+            get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))
         })
         .await
     }
@@ -387,7 +387,7 @@ impl Store {
                 from_row,
             )
             .optional()?
-            .ok_or(StoreError::NotFound)
+            .ok_or(StoreError::NotFound("sandbox"))
         })
         .await
     }
@@ -456,7 +456,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let mut record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound)?;
+            let mut record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
             let from = record.state;
             let next = from.transition(t)?;
             let now = now_millis();
@@ -525,7 +525,7 @@ impl Store {
             let tx = conn.transaction()?;
             let mut record = get_tx(&tx, &id)?
                 .filter(|r| r.tenant_id.as_str() == tenant && r.state != SandboxState::Destroyed)
-                .ok_or(StoreError::NotFound)?;
+                .ok_or(StoreError::NotFound("sandbox"))?;
             if let Some(name) = patch.name {
                 record.name = name;
             }

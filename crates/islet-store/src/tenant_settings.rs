@@ -232,9 +232,10 @@ impl Store {
                 params![tenant, domain, now_millis()],
             )?;
             if changed == 0 {
-                return Err(StoreError::NotFound);
+                return Err(StoreError::NotFound("preview domain"));
             }
-            let record = preview_domain_tx(&tx, &tenant)?.ok_or(StoreError::NotFound)?;
+            let record =
+                preview_domain_tx(&tx, &tenant)?.ok_or(StoreError::NotFound("preview domain"))?;
             tx.commit()?;
             Ok(record)
         })
@@ -249,7 +250,7 @@ impl Store {
             let tx = conn.transaction()?;
             let current = preview_domain_tx(&tx, row.tenant_id.as_str())?;
             if !current.is_some_and(|c| c.domain == row.domain && c.verified_at.is_some()) {
-                return Err(StoreError::NotFound);
+                return Err(StoreError::NotFound("preview domain"));
             }
             let changed = tx.execute(
                 "INSERT INTO certificates (name, domain, tenant_id, kind, cert_pem, key_pem,

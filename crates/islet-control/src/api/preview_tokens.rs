@@ -223,11 +223,7 @@ async fn revoke(
             &parse_token_id(token_id)?,
             kind,
         )
-        .await
-        .map_err(|e| match e {
-            islet_store::StoreError::NotFound => ApiError::NotFound("token"),
-            other => other.into(),
-        })?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -147,13 +147,6 @@ fn parse_preview_id(raw: &str) -> Result<PreviewId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("preview"))
 }
 
-fn preview_not_found(e: islet_store::StoreError) -> ApiError {
-    match e {
-        islet_store::StoreError::NotFound => ApiError::NotFound("preview"),
-        other => other.into(),
-    }
-}
-
 async fn upsert(
     state: &AppState,
     caller: &Caller,
@@ -221,8 +214,7 @@ pub async fn get(
     let preview = state
         .store
         .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await
-        .map_err(preview_not_found)?;
+        .await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     Ok(Json(
         serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) }),
@@ -238,8 +230,7 @@ pub async fn delete(
     state
         .store
         .delete_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await
-        .map_err(preview_not_found)?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -265,8 +256,7 @@ pub async fn share(
     let mut preview = state
         .store
         .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
-        .await
-        .map_err(preview_not_found)?;
+        .await?;
     let asked = b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in);
     // A share link does not outlive its preview.
     let ttl_secs = match preview.expires_at {
@@ -296,11 +286,7 @@ pub async fn share(
             max_ttl_secs: super::preview_tokens::MAX_SHARE_TTL_SECS,
         },
     )
-    .await
-    .map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::NotFound("preview"),
-        other => other,
-    })?;
+    .await?;
     preview.share = Some(minted.record);
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     let share_url = urls.url_with_token(&sandbox.id, preview.port, "ms", &minted.token);
@@ -320,8 +306,7 @@ pub async fn revoke_share(
     let preview = state
         .store
         .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await
-        .map_err(preview_not_found)?;
+        .await?;
     if let Some(share) = preview.share {
         state
             .store

@@ -267,7 +267,7 @@ pub async fn put_certificate(
             islet_store::StoreError::NameTaken(_) => {
                 ApiError::Conflict("this domain is verified by another account".into())
             }
-            islet_store::StoreError::NotFound => ApiError::Conflict(
+            islet_store::StoreError::NotFound(_) => ApiError::Conflict(
                 "verify the preview domain before uploading its certificate".into(),
             ),
             other => other.into(),
