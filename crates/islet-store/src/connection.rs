@@ -1,9 +1,12 @@
 //! Opening the database and running blocking SQL off the async runtime.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rusqlite::hooks::Action;
 use rusqlite::Connection;
+use tokio::sync::watch;
 
 use crate::migrate::migrate;
 use crate::StoreError;
@@ -15,6 +18,11 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Set by SQLite when a statement inserts into `events`; turned into a signal after the
+    /// statement's closure returns (by then committed or rolled back).
+    event_written: Arc<AtomicBool>,
+    /// Bumped after any store call that wrote an event, for outbox readers that wait.
+    events: Arc<watch::Sender<u64>>,
 }
 
 impl Store {
@@ -27,9 +35,24 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
+        let event_written = Arc::new(AtomicBool::new(false));
+        let flag = event_written.clone();
+        conn.update_hook(Some(move |action, _db: &str, table: &str, _row| {
+            if action == Action::SQLITE_INSERT && table == "events" {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }));
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            event_written,
+            events: Arc::new(watch::channel(0).0),
         })
+    }
+
+    /// Changes whenever this handle has written an event to the outbox. Readers wait on it
+    /// instead of polling tightly; a missed change costs them only their fallback poll.
+    pub fn event_signal(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
     }
 
     /// Run `f` with the connection on the blocking pool.
@@ -39,11 +62,16 @@ impl Store {
         R: Send + 'static,
     {
         let conn = self.conn.clone();
+        let (written, events) = (self.event_written.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Join("store mutex poisoned".into()))?;
-            f(&mut guard)
+            let result = f(&mut guard);
+            if written.swap(false, Ordering::Relaxed) {
+                events.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            result
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?

@@ -11,6 +11,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("a live sandbox named `{0}` already exists")]
     NameTaken(String),
+    /// A uniqueness rule refused the write (the message says which).
+    #[error("{0}")]
+    Conflict(String),
     #[error("no free network slot on this node")]
     NoNetworkSlot,
     #[error(transparent)]

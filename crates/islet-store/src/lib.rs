@@ -1,11 +1,12 @@
 //! Islet's store: tenants, API keys, sandboxes and their state machine, idempotency keys, the
 //! lifecycle event outbox, previews, preview tokens and their revocations, tenant settings
-//! (branding, preview domains, certificates), in one SQLite file (WAL, `synchronous=FULL`).
+//! (branding, preview domains, certificates), webhook endpoints and their deliveries, in one SQLite file (WAL, `synchronous=FULL`).
 //!
 //! This is the only crate that contains SQL. Every write that changes a sandbox's state also
 //! writes its event row in the same transaction, so an event is never lost nor invented.
 
 mod connection;
+mod deliveries;
 mod error;
 mod events;
 mod idempotency;
@@ -14,12 +15,18 @@ mod previews;
 mod sandboxes;
 mod tenant_settings;
 mod tenants;
+mod webhooks;
 
 pub use connection::Store;
+pub use deliveries::{
+    AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRecord, NewDelivery, OutboxBatch, Verdict,
+    DISABLED_FAILING, DISABLED_GONE,
+};
 pub use error::StoreError;
-pub use events::EventRow;
+pub use events::{EventRow, NewEvent};
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
 pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};
+pub use webhooks::{NewWebhook, WebhookPatch, WebhookRecord};

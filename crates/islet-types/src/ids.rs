@@ -121,6 +121,19 @@ typed_id!(
     PreviewTokenId, "pvt_", "preview token"
 );
 
+typed_id!(
+    /// A webhook endpoint: `wh_…`.
+    WebhookId, "wh_", "webhook"
+);
+typed_id!(
+    /// One delivery of one event to one webhook endpoint, the same on every attempt: `dlv_…`.
+    DeliveryId, "dlv_", "delivery"
+);
+typed_id!(
+    /// A lifecycle event in the outbox: `evt_…`.
+    EventId, "evt_", "event"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,9 @@ pub mod sandbox;
 pub mod size;
 pub mod time;
 
-pub use ids::{ApiKeyId, IdError, PreviewId, PreviewTokenId, SandboxId, TenantId};
+pub use ids::{
+    ApiKeyId, DeliveryId, EventId, IdError, PreviewId, PreviewTokenId, SandboxId, TenantId,
+    WebhookId,
+};
 pub use sandbox::{CreateSandbox, SandboxState, TransitionError};
 pub use size::{Resources, SizeError};
