@@ -1,5 +1,6 @@
 //! Islet's control plane: the MIOSA-compatible HTTP API under `/api/v1`, the sandbox lifecycle
-//! (admission, idempotency, start, stop, destroy), timeouts and reconciliation after restarts.
+//! (admission, idempotency, start, stop, destroy), timeouts and reconciliation after restarts,
+//! and the webhook dispatcher's place in the process.
 //!
 //! Handlers translate HTTP into calls of [`lifecycle`]; the lifecycle talks to the store and the
 //! node runtime. Requests for a sandbox's processes, files and terminals are forwarded to the
@@ -15,6 +16,7 @@ mod preview_urls;
 mod reaper;
 mod reconcile;
 mod state;
+mod webhook_links;
 
 pub use config::Config;
 pub use error::ApiError;
@@ -32,6 +34,14 @@ pub async fn run(
     reconcile::reconcile(&state).await;
     let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
     let pool = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
+    let dispatcher = islet_webhooks::Dispatcher::new(
+        state.store.clone(),
+        state.config.webhooks.clone(),
+        std::sync::Arc::new(webhook_links::ControlLinks(state.clone())),
+        state.webhooks.clone(),
+    )
+    .map_err(std::io::Error::other)?;
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
     let app = api::app(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -39,5 +49,6 @@ pub async fn run(
     shutdown.cancel();
     let _ = reaper.await;
     let _ = pool.await;
+    let _ = dispatcher.await;
     served
 }

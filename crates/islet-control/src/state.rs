@@ -15,6 +15,8 @@ pub struct AppState {
     pub signer: islet_tokens::Signer,
     /// The warm pool, once `run` has set it up (only with `Config::warm_pool` > 0).
     pub pool: Arc<OnceLock<islet_store::Pool>>,
+    /// Wakes the webhook dispatcher when a delivery is written outside the outbox.
+    pub webhooks: islet_webhooks::DispatchHandle,
 }
 
 impl AppState {
@@ -31,6 +33,7 @@ impl AppState {
             runtime: Arc::new(runtime),
             config: Arc::new(config),
             pool: Arc::default(),
+            webhooks: islet_webhooks::DispatchHandle::default(),
         })
     }
 }

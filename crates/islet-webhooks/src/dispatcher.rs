@@ -110,6 +110,7 @@ impl Dispatcher {
         store: Store,
         config: DispatcherConfig,
         links: Arc<dyn PreviewLinks>,
+        handle: DispatchHandle,
     ) -> reqwest::Result<Self> {
         let deliverer = Deliverer::new(config.policy, config.timeout, &config.extra_roots)?;
         Ok(Self {
@@ -117,7 +118,7 @@ impl Dispatcher {
             config: Arc::new(config),
             links,
             deliverer,
-            handle: DispatchHandle::default(),
+            handle,
         })
     }
 

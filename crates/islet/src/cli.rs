@@ -130,6 +130,20 @@ pub struct ServeArgs {
     /// Create a tenant named "default" on first start and print its API key.
     #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
     pub bootstrap_tenant: bool,
+    /// Let webhook endpoints be on loopback, private, link-local or ULA addresses, and plain
+    /// http (local receivers, development). Cloud metadata addresses stay refused.
+    #[arg(long, env = "ISLET_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// Seconds one webhook attempt may take, connect to last byte.
+    #[arg(long, env = "ISLET_WEBHOOK_TIMEOUT", default_value_t = 10)]
+    pub webhook_timeout: u64,
+    /// Multiply the webhook retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) by this
+    /// factor; below 1 for soak tests and staging only.
+    #[arg(long, env = "ISLET_WEBHOOK_RETRY_SCALE", default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+    /// PEM file of CA certificates trusted for webhook endpoints besides the system's.
+    #[arg(long, env = "ISLET_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -32,6 +32,33 @@ fn agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+fn webhook_config(args: &ServeArgs) -> anyhow::Result<islet_webhooks::DispatcherConfig> {
+    anyhow::ensure!(
+        (1..=300).contains(&args.webhook_timeout),
+        "--webhook-timeout must be 1..=300 seconds"
+    );
+    anyhow::ensure!(
+        args.webhook_retry_scale.is_finite()
+            && args.webhook_retry_scale > 0.0
+            && args.webhook_retry_scale <= 1.0,
+        "--webhook-retry-scale must be in (0, 1]"
+    );
+    let extra_roots = match &args.webhook_ca_file {
+        Some(path) => vec![std::fs::read(path)
+            .with_context(|| format!("reading --webhook-ca-file {}", path.display()))?],
+        None => Vec::new(),
+    };
+    Ok(islet_webhooks::DispatcherConfig {
+        policy: islet_webhooks::TargetPolicy {
+            allow_private: args.webhook_allow_private,
+        },
+        timeout: std::time::Duration::from_secs(args.webhook_timeout),
+        schedule: islet_webhooks::schedule::RetrySchedule::scaled(args.webhook_retry_scale),
+        extra_roots,
+        ..Default::default()
+    })
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)?;
     let data_dir = args.data.data_dir.canonicalize()?;
@@ -108,6 +135,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         preview_acme: args.acme_directory.is_some(),
         warm_pool: args.warm_pool,
+        webhooks: webhook_config(&args)?,
         ..Config::default()
     };
     let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();

@@ -4,6 +4,7 @@
 mod auth;
 mod body;
 mod create_body;
+mod event_stream;
 pub mod forward;
 mod preview_tokens;
 mod previews;
@@ -13,6 +14,7 @@ mod sandboxes;
 mod tenant;
 mod terminal;
 pub mod view;
+mod webhooks;
 
 use axum::routing::{any, delete, get, post, put};
 use axum::Router;
@@ -88,12 +90,33 @@ pub fn app(state: AppState) -> Router {
                 .delete(tenant::delete_domain),
         )
         .route("/preview-domain/verify", post(tenant::verify_domain))
+        .route("/events/stream", get(event_stream::stream))
         .route(
             "/preview-domain/certificate",
             put(tenant::put_certificate).delete(tenant::delete_certificate),
         );
+    let webhook_routes = Router::new()
+        .route("/", post(webhooks::create).get(webhooks::list))
+        // Before `/{id}`: `events` is not an id.
+        .route("/events", get(webhooks::catalogue))
+        .route(
+            "/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/{id}/test", post(webhooks::test))
+        .route("/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/{id}/deliveries", get(webhooks::deliveries))
+        .route("/{id}/deliveries/{delivery}", get(webhooks::get_delivery))
+        .route(
+            "/{id}/deliveries/{delivery}/replay",
+            post(webhooks::replay),
+        );
     let api = Router::new()
         .route("/health", get(health))
+        .nest("/webhooks", webhook_routes)
+        .route("/events/stream", get(event_stream::stream))
         .nest("/sandboxes", sandbox_routes)
         .nest("/tenant", tenant_routes)
         .route(

@@ -1,0 +1,534 @@
+//! Webhook endpoints (contract §10.1): create (the secret is shown once), list, get, update,
+//! delete, rotate the secret, send a test event, the delivery log and replays, and the event
+//! catalogue.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use islet_store::{DeliveryRecord, NewDelivery, NewWebhook, WebhookPatch, WebhookRecord};
+use islet_types::time::{now_millis, rfc3339};
+use islet_types::{DeliveryId, WebhookId};
+use islet_webhooks::deliver::RESERVED_HEADERS;
+use islet_webhooks::signing::Secret;
+use islet_webhooks::target::{check_url, resolve_checked, TargetError};
+use islet_webhooks::{catalogue, payload, schedule};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const MAX_HEADERS: usize = 20;
+const MAX_HEADER_VALUE: usize = 1024;
+const MAX_NAME: usize = 200;
+const MAX_EVENTS: usize = 50;
+const MAX_URL: usize = 2048;
+/// How long the previous secret keeps signing after a rotation, unless the caller says.
+const DEFAULT_GRACE_SEC: u64 = 24 * 3600;
+const MAX_GRACE_SEC: u64 = 7 * 24 * 3600;
+
+fn parse_id(raw: &str) -> Result<WebhookId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("webhook"))
+}
+
+fn parse_delivery(raw: &str) -> Result<DeliveryId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("delivery"))
+}
+
+/// The endpoint as a tenant sees it: never the secret, only its first characters.
+pub fn view(w: &WebhookRecord) -> Value {
+    let status = if w.active {
+        "active"
+    } else if w.disabled_reason.is_some() {
+        "disabled"
+    } else {
+        "paused"
+    };
+    let preview: String = w.secret.chars().take(10).collect();
+    json!({
+        "id": w.id,
+        "url": w.url,
+        "name": w.name,
+        "events": w.events,
+        "headers": w.headers,
+        "metadata": w.metadata,
+        "retry_count": w.retry_count,
+        "active": w.active,
+        "status": status,
+        "disabled_reason": w.disabled_reason,
+        "secret_preview": format!("{preview}…"),
+        "previous_secret_expires_at": w.previous_secret_until.filter(|u| *u > now_millis()).map(rfc3339),
+        "failing_since": w.failing_since.map(rfc3339),
+        "last_success_at": w.last_success_at.map(rfc3339),
+        "last_failure_at": w.last_failure_at.map(rfc3339),
+        "created_at": rfc3339(w.created_at),
+        "updated_at": rfc3339(w.updated_at),
+    })
+}
+
+fn delivery_view(d: &DeliveryRecord) -> Value {
+    let attempts: Vec<Value> = d
+        .attempt_log
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt,
+                "started_at": rfc3339(a.started_at),
+                "duration_ms": a.duration_ms,
+                "status_code": a.status,
+                "error": a.error,
+                "response": a.response,
+            })
+        })
+        .collect();
+    json!({
+        "id": d.id,
+        "webhook_id": d.webhook_id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "event": d.event_type,
+        "status": d.state,
+        "attempts": d.attempts,
+        "max_attempts": d.max_attempts,
+        "next_attempt_at": d.next_attempt_at.map(rfc3339),
+        "status_code": d.last_status,
+        "error": d.last_error,
+        "replay_of": d.replay_of,
+        "created_at": rfc3339(d.created_at),
+        "delivered_at": d.finished_at.filter(|_| d.state == "delivered").map(rfc3339),
+        "finished_at": d.finished_at.map(rfc3339),
+        "attempt_log": attempts,
+    })
+}
+
+/// The fields create and update accept. `Option<Option<…>>` tells "absent" from `null`.
+#[derive(Debug, Default, Deserialize)]
+pub struct WebhookBody {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    headers: Option<BTreeMap<String, String>>,
+    metadata: Option<serde_json::Map<String, Value>>,
+    retry_count: Option<i64>,
+    active: Option<bool>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    if raw.len() > MAX_URL {
+        return Err(ApiError::validation("url must be at most 2048 bytes", "url"));
+    }
+    let policy = state.config.webhooks.policy;
+    let url = check_url(raw, policy).map_err(|e| ApiError::validation(e.to_string(), "url"))?;
+    if let Some(url::Host::Domain(host)) = url.host() {
+        // Refused now when it can only reach private addresses; a name that does not resolve
+        // yet is accepted and checked again on every delivery.
+        if let Err(e @ TargetError::ResolvesPrivate(_)) = resolve_checked(host, policy).await {
+            return Err(ApiError::validation(e.to_string(), "url"));
+        }
+    }
+    Ok(url.to_string())
+}
+
+fn checked_events(events: &[String]) -> Result<Vec<String>, ApiError> {
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(ApiError::validation(
+            "events must list 1 to 50 event names or patterns",
+            "events",
+        ));
+    }
+    catalogue::validate(events).map_err(|e| ApiError::validation(e.to_string(), "events"))
+}
+
+fn checked_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::validation("at most 20 headers", "headers"));
+    }
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        let parsed = http::HeaderName::try_from(name.as_str())
+            .map_err(|_| ApiError::validation(format!("`{name}` is not a header name"), "headers"))?;
+        if RESERVED_HEADERS.contains(&parsed.as_str()) || parsed.as_str().starts_with("x-miosa-") {
+            return Err(ApiError::validation(
+                format!("header `{name}` is set by the dispatcher and cannot be replaced"),
+                "headers",
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE || http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(ApiError::validation(
+                format!("header `{name}` has an invalid value (at most 1024 visible characters)"),
+                "headers",
+            ));
+        }
+        out.insert(parsed.as_str().to_owned(), value);
+    }
+    Ok(out)
+}
+
+fn checked_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    match name {
+        Some(n) if n.chars().count() > MAX_NAME || n.chars().any(char::is_control) => Err(
+            ApiError::validation("name must be at most 200 printable characters", "name"),
+        ),
+        other => Ok(other),
+    }
+}
+
+fn checked_metadata(
+    metadata: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if Value::Object(metadata.clone()).to_string().len() > 16 * 1024 {
+        return Err(ApiError::validation("metadata must be under 16 KiB", "metadata"));
+    }
+    Ok(metadata)
+}
+
+fn checked_retries(retry_count: i64) -> Result<u32, ApiError> {
+    u32::try_from(retry_count)
+        .ok()
+        .filter(|r| *r <= schedule::MAX_RETRIES)
+        .ok_or_else(|| ApiError::validation("retry_count must be 0..=10", "retry_count"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: WebhookBody = body::parse(&bytes)?;
+    let raw_url = b
+        .url
+        .ok_or_else(|| ApiError::validation("url is required", "url"))?;
+    let url = checked_url(&state, &raw_url).await?;
+    let events = checked_events(&b.events.unwrap_or_else(|| vec!["*".into()]))?;
+    let secret = Secret::generate();
+    let new = NewWebhook {
+        url,
+        name: checked_name(b.name.flatten())?,
+        events,
+        headers: checked_headers(b.headers.unwrap_or_default())?,
+        metadata: checked_metadata(b.metadata.unwrap_or_default())?,
+        retry_count: b
+            .retry_count
+            .map(checked_retries)
+            .transpose()?
+            .unwrap_or(schedule::DEFAULT_RETRIES),
+        active: b.active.unwrap_or(true),
+        secret: secret.expose().to_owned(),
+    };
+    let record = state.store.create_webhook(&caller.tenant_id, new).await?;
+    let mut data = view(&record);
+    data["secret"] = json!(secret.expose());
+    let body = json!({ "data": data, "secret": secret.expose() });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let all = state.store.list_webhooks(&caller.tenant_id).await?;
+    let data: Vec<Value> = all.iter().map(view).collect();
+    Ok(Json(json!({ "data": data, "total": data.len() })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let w = state.store.get_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
+    Ok(Json(json!({ "data": view(&w) })))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    // The endpoint must exist (for this tenant) before its new values are judged.
+    state.store.get_webhook(&caller.tenant_id, &id).await?;
+    let b: WebhookBody = body::parse(&bytes)?;
+    let url = match b.url {
+        Some(raw) => Some(checked_url(&state, &raw).await?),
+        None => None,
+    };
+    let patch = WebhookPatch {
+        url,
+        name: b.name.map(checked_name).transpose()?,
+        events: b.events.as_deref().map(checked_events).transpose()?,
+        headers: b.headers.map(checked_headers).transpose()?,
+        metadata: b.metadata.map(checked_metadata).transpose()?,
+        retry_count: b.retry_count.map(checked_retries).transpose()?,
+        active: b.active,
+    };
+    let w = state
+        .store
+        .update_webhook(&caller.tenant_id, &id, patch)
+        .await?;
+    if w.active {
+        state.webhooks.wake();
+    }
+    Ok(Json(json!({ "data": view(&w) })))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .delete_webhook(&caller.tenant_id, &parse_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RotateBody {
+    grace_period_sec: Option<u64>,
+}
+
+/// `POST /webhooks/{id}/rotate-secret`: a new secret, shown once; the old one keeps signing
+/// (`X-Miosa-Signature-Previous`, and a second `webhook-signature` entry) for the grace period.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    state.store.get_webhook(&caller.tenant_id, &id).await?;
+    let b: RotateBody = body::parse(&bytes)?;
+    let grace = b.grace_period_sec.unwrap_or(DEFAULT_GRACE_SEC);
+    if grace > MAX_GRACE_SEC {
+        return Err(ApiError::validation(
+            "grace_period_sec must be 0..=604800",
+            "grace_period_sec",
+        ));
+    }
+    let secret = Secret::generate();
+    let until = now_millis() + (grace * 1000) as i64;
+    let w = state
+        .store
+        .rotate_webhook_secret(&caller.tenant_id, &id, secret.expose().to_owned(), until)
+        .await?;
+    let mut data = view(&w);
+    data["secret"] = json!(secret.expose());
+    Ok(Json(json!({ "data": data, "secret": secret.expose() })))
+}
+
+/// `POST /webhooks/{id}/test`: one `webhook.test` delivery, attempted once, and its result.
+pub async fn test(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
+    if !w.active {
+        return Err(ApiError::Conflict(
+            "the webhook is not active; set active=true first".into(),
+        ));
+    }
+    let delivery = DeliveryId::generate();
+    let body = payload::test_body(&caller.tenant_id, &id, &delivery, now_millis());
+    state
+        .store
+        .insert_delivery(NewDelivery {
+            id: delivery.clone(),
+            webhook_id: id.clone(),
+            tenant_id: caller.tenant_id.clone(),
+            event_id: body["event_id"].as_str().unwrap_or_default().to_owned(),
+            event_type: "webhook.test".into(),
+            order_key: None,
+            body: body.to_string(),
+            max_attempts: 1,
+            replay_of: None,
+            replay_id: None,
+        })
+        .await?;
+    state.webhooks.wake();
+    let deadline = tokio::time::Instant::now() + state.config.webhooks.timeout + Duration::from_secs(5);
+    loop {
+        let d = state
+            .store
+            .get_delivery(&caller.tenant_id, &id, &delivery)
+            .await?;
+        if d.state != "pending" || tokio::time::Instant::now() >= deadline {
+            let last = d.attempt_log.last();
+            return Ok(Json(json!({ "data": {
+                "delivered": d.state == "delivered",
+                "delivery_id": d.id,
+                "status": d.state,
+                "status_code": d.last_status,
+                "error": d.last_error,
+                "duration_ms": last.map(|a| a.duration_ms),
+                "response": last.and_then(|a| a.response.clone()),
+            }})));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=200).contains(l))
+            .ok_or_else(|| ApiError::validation("limit must be 1..=200", "limit"))?,
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .map_err(|_| ApiError::validation("cursor is not one this API returned", "cursor"))?,
+        ),
+    };
+    let (rows, next) = state
+        .store
+        .list_deliveries(&caller.tenant_id, &id, limit, before)
+        .await?;
+    let data: Vec<Value> = rows.iter().map(delivery_view).collect();
+    Ok(Json(json!({
+        "data": data,
+        "next_cursor": next.map(|n| n.to_string()),
+    })))
+}
+
+pub async fn get_delivery(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let d = state
+        .store
+        .get_delivery(&caller.tenant_id, &parse_id(&id)?, &parse_delivery(&delivery)?)
+        .await?;
+    Ok(Json(json!({ "data": delivery_view(&d) })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayBody {
+    replay_id: Option<String>,
+}
+
+/// `POST /webhooks/{id}/deliveries/{delivery}/replay`: send the event again as a new delivery
+/// (its own id, `replay_of` naming the original). A `replay_id` makes the call idempotent:
+/// reusing one is a 409.
+pub async fn replay(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, delivery)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let of = parse_delivery(&delivery)?;
+    let b: ReplayBody = body::parse(&bytes)?;
+    if let Some(r) = &b.replay_id {
+        if r.is_empty() || r.len() > 200 || r.chars().any(char::is_control) {
+            return Err(ApiError::validation(
+                "replay_id must be 1 to 200 printable characters",
+                "replay_id",
+            ));
+        }
+    }
+    let webhook = state.store.get_webhook(&caller.tenant_id, &id).await?;
+    let original = state.store.get_delivery(&caller.tenant_id, &id, &of).await?;
+    let new_id = DeliveryId::generate();
+    let body = payload::replay_body(&original.body, &new_id, &of)
+        .ok_or_else(|| ApiError::Internal(format!("stored body of {of} is not JSON")))?;
+    state
+        .store
+        .insert_delivery(NewDelivery {
+            id: new_id.clone(),
+            webhook_id: id.clone(),
+            tenant_id: caller.tenant_id.clone(),
+            event_id: original.event_id.clone(),
+            event_type: original.event_type.clone(),
+            order_key: None,
+            body,
+            max_attempts: webhook.retry_count + 1,
+            replay_of: Some(of.clone()),
+            replay_id: b.replay_id.clone(),
+        })
+        .await?;
+    state.webhooks.wake();
+    let data = json!({
+        "id": new_id,
+        "delivery_id": new_id,
+        "replay_of": of,
+        "replay_id": b.replay_id,
+        "webhook_id": id,
+        "event_id": original.event_id,
+        "status": "pending",
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({ "data": data }))).into_response())
+}
+
+/// `GET /webhooks/events`: what can be subscribed to and how deliveries are signed.
+pub async fn catalogue(Caller(_caller): Caller) -> Json<Value> {
+    let categories: serde_json::Map<String, Value> = catalogue::CATEGORIES
+        .iter()
+        .map(|(c, events)| ((*c).to_owned(), json!(events)))
+        .collect();
+    let events: Vec<&str> = catalogue::all_events().collect();
+    let mut retry = vec![0u64];
+    retry.extend(schedule::STEPS.iter().map(|d| d.as_secs()));
+    Json(json!({
+        "data": categories,
+        "events": events,
+        "aliases": { catalogue::READY_ALIAS.0: catalogue::READY_ALIAS.1 },
+        "patterns": ["<category>.*", "*"],
+        "workspace_scoped_categories": [],
+        "signing": {
+            "header": "x-miosa-signature",
+            "algorithm": "hmac-sha256",
+            "format": "sha256=<hex>",
+            "key": "the endpoint secret's UTF-8 bytes, verbatim",
+            "previous_secret_header": "x-miosa-signature-previous",
+            "standard_webhooks": {
+                "headers": ["webhook-id", "webhook-timestamp", "webhook-signature"],
+                "format": "v1,<base64 HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<body>`>",
+                "key": "base64-decoded part of the secret after `whsec_`",
+            },
+        },
+        "delivery_headers": [
+            "x-miosa-event", "x-miosa-delivery", "x-miosa-signature", "miosa-signature",
+            "webhook-id", "webhook-timestamp", "webhook-signature",
+        ],
+        "retry_schedule_seconds": retry,
+        "success": "any 2xx; 3xx is not followed; 410 disables the endpoint",
+    }))
+}
