@@ -397,8 +397,9 @@ impl Store {
     }
 
     /// Record attempts and apply their verdicts, in one transaction. An endpoint that has
-    /// failed for `disable_after_ms` with no success in between is disabled. Returns the
-    /// endpoints this disabled.
+    /// failed for `disable_after_ms` with no success in between is disabled; an endpoint's
+    /// first success after failing brings its waiting retries forward. Returns the endpoints
+    /// this disabled.
     pub async fn record_attempts(
         &self,
         attempts: Vec<AttemptRecord>,
@@ -449,11 +450,25 @@ impl Store {
                     a.response,
                 ])?;
                 if a.verdict == Verdict::Delivered {
+                    let was_failing: Option<i64> = tx
+                        .prepare_cached("SELECT failing_since FROM webhooks WHERE id = ?1")?
+                        .query_row([a.webhook_id.as_str()], |r| r.get(0))
+                        .optional()?
+                        .flatten();
                     tx.prepare_cached(
                         "UPDATE webhooks SET last_success_at = ?2, failing_since = NULL
                          WHERE id = ?1",
                     )?
                     .execute(params![a.webhook_id.as_str(), now])?;
+                    if was_failing.is_some() {
+                        // The endpoint is back: what waits in back-off goes now rather than
+                        // at its next step (hours away, late in the schedule).
+                        tx.prepare_cached(
+                            "UPDATE webhook_deliveries SET next_attempt_at = ?2
+                             WHERE webhook_id = ?1 AND state = 'pending' AND next_attempt_at > ?2",
+                        )?
+                        .execute(params![a.webhook_id.as_str(), now])?;
+                    }
                     continue;
                 }
                 tx.prepare_cached(

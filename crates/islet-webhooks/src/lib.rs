@@ -10,6 +10,7 @@
 //! - [`schedule`]: when a failed delivery is tried again.
 //! - [`deliver`]: one attempt.
 //! - [`dispatcher`]: fan-out from the outbox, claims, attempts, recording.
+//! - [`verify`]: reference verifiers of both schemes, as a receiver runs them.
 
 pub mod catalogue;
 pub mod deliver;
@@ -18,6 +19,7 @@ pub mod payload;
 pub mod schedule;
 pub mod signing;
 pub mod target;
+pub mod verify;
 
 pub use dispatcher::{DispatchHandle, Dispatcher, DispatcherConfig};
 pub use target::TargetPolicy;

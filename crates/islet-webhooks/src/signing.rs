@@ -61,14 +61,14 @@ impl Secret {
         &self.0
     }
 
-    fn standard_key(&self) -> Vec<u8> {
+    pub(crate) fn standard_key(&self) -> Vec<u8> {
         STANDARD
             .decode(&self.0[SECRET_PREFIX.len()..])
             .unwrap_or_default()
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);

@@ -112,7 +112,9 @@ fn start_after(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<i64>, ApiE
             .ok()
             .filter(|n| *n >= 0)
             .map(Some)
-            .ok_or_else(|| ApiError::validation("Last-Event-ID / after must be an event position", "after")),
+            .ok_or_else(|| {
+                ApiError::validation("Last-Event-ID / after must be an event position", "after")
+            }),
     }
 }
 
@@ -129,7 +131,8 @@ pub async fn stream(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(follow(state, caller.tenant_id, filter, after, tx));
-    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    let sse = Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(sse.into_response())
 }
 

@@ -109,10 +109,7 @@ pub fn app(state: AppState) -> Router {
         .route("/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/{id}/deliveries", get(webhooks::deliveries))
         .route("/{id}/deliveries/{delivery}", get(webhooks::get_delivery))
-        .route(
-            "/{id}/deliveries/{delivery}/replay",
-            post(webhooks::replay),
-        );
+        .route("/{id}/deliveries/{delivery}/replay", post(webhooks::replay));
     let api = Router::new()
         .route("/health", get(health))
         .nest("/webhooks", webhook_routes)

@@ -131,7 +131,10 @@ where
 
 async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
     if raw.len() > MAX_URL {
-        return Err(ApiError::validation("url must be at most 2048 bytes", "url"));
+        return Err(ApiError::validation(
+            "url must be at most 2048 bytes",
+            "url",
+        ));
     }
     let policy = state.config.webhooks.policy;
     let url = check_url(raw, policy).map_err(|e| ApiError::validation(e.to_string(), "url"))?;
@@ -155,14 +158,17 @@ fn checked_events(events: &[String]) -> Result<Vec<String>, ApiError> {
     catalogue::validate(events).map_err(|e| ApiError::validation(e.to_string(), "events"))
 }
 
-fn checked_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+fn checked_headers(
+    headers: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     if headers.len() > MAX_HEADERS {
         return Err(ApiError::validation("at most 20 headers", "headers"));
     }
     let mut out = BTreeMap::new();
     for (name, value) in headers {
-        let parsed = http::HeaderName::try_from(name.as_str())
-            .map_err(|_| ApiError::validation(format!("`{name}` is not a header name"), "headers"))?;
+        let parsed = http::HeaderName::try_from(name.as_str()).map_err(|_| {
+            ApiError::validation(format!("`{name}` is not a header name"), "headers")
+        })?;
         if RESERVED_HEADERS.contains(&parsed.as_str()) || parsed.as_str().starts_with("x-miosa-") {
             return Err(ApiError::validation(
                 format!("header `{name}` is set by the dispatcher and cannot be replaced"),
@@ -193,7 +199,10 @@ fn checked_metadata(
     metadata: serde_json::Map<String, Value>,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     if Value::Object(metadata.clone()).to_string().len() > 16 * 1024 {
-        return Err(ApiError::validation("metadata must be under 16 KiB", "metadata"));
+        return Err(ApiError::validation(
+            "metadata must be under 16 KiB",
+            "metadata",
+        ));
     }
     Ok(metadata)
 }
@@ -252,7 +261,10 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let w = state.store.get_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
+    let w = state
+        .store
+        .get_webhook(&caller.tenant_id, &parse_id(&id)?)
+        .await?;
     Ok(Json(json!({ "data": view(&w) })))
 }
 
@@ -366,7 +378,8 @@ pub async fn test(
         })
         .await?;
     state.webhooks.wake();
-    let deadline = tokio::time::Instant::now() + state.config.webhooks.timeout + Duration::from_secs(5);
+    let deadline =
+        tokio::time::Instant::now() + state.config.webhooks.timeout + Duration::from_secs(5);
     loop {
         let d = state
             .store
@@ -409,13 +422,13 @@ pub async fn deliveries(
             .filter(|l| (1..=200).contains(l))
             .ok_or_else(|| ApiError::validation("limit must be 1..=200", "limit"))?,
     };
-    let before = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .map_err(|_| ApiError::validation("cursor is not one this API returned", "cursor"))?,
-        ),
-    };
+    let before =
+        match q.cursor.as_deref() {
+            None | Some("") => None,
+            Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+                ApiError::validation("cursor is not one this API returned", "cursor")
+            })?),
+        };
     let (rows, next) = state
         .store
         .list_deliveries(&caller.tenant_id, &id, limit, before)
@@ -434,7 +447,11 @@ pub async fn get_delivery(
 ) -> Result<Json<Value>, ApiError> {
     let d = state
         .store
-        .get_delivery(&caller.tenant_id, &parse_id(&id)?, &parse_delivery(&delivery)?)
+        .get_delivery(
+            &caller.tenant_id,
+            &parse_id(&id)?,
+            &parse_delivery(&delivery)?,
+        )
         .await?;
     Ok(Json(json!({ "data": delivery_view(&d) })))
 }
@@ -465,7 +482,10 @@ pub async fn replay(
         }
     }
     let webhook = state.store.get_webhook(&caller.tenant_id, &id).await?;
-    let original = state.store.get_delivery(&caller.tenant_id, &id, &of).await?;
+    let original = state
+        .store
+        .get_delivery(&caller.tenant_id, &id, &of)
+        .await?;
     let new_id = DeliveryId::generate();
     let body = payload::replay_body(&original.body, &new_id, &of)
         .ok_or_else(|| ApiError::Internal(format!("stored body of {of} is not JSON")))?;
