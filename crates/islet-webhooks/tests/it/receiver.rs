@@ -123,7 +123,8 @@ impl Receiver {
         *self.inner.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode.clone();
         match (was_refusing, matches!(mode, Mode::Refuse)) {
             (false, true) => {
-                if let Some(task) = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let task = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(task) = task {
                     task.abort();
                     let _ = task.await;
                 }
