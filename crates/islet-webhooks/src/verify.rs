@@ -158,7 +158,9 @@ mod tests {
             .unwrap_or_default();
         let mut changed = BODY.to_vec();
         changed[10] ^= 1;
-        let miosa: Vec<(&str, String, Vec<u8>, String, u64)> = vec![
+        // (case, header, body, secret, now)
+        type MiosaCase<'a> = (&'a str, String, Vec<u8>, String, u64);
+        let miosa: Vec<MiosaCase> = vec![
             (
                 "empty header",
                 String::new(),
@@ -392,7 +394,9 @@ mod tests {
         let sig = standard_signature(&[&s], "dlv_x", NOW, BODY);
         let raw = sig.trim_start_matches("v1,").to_owned();
         let other = Secret::generate();
-        let standard: Vec<(&str, String, String, String, Vec<u8>, u64)> = vec![
+        // (case, webhook-id, webhook-timestamp, webhook-signature, body, now)
+        type Case<'a> = (&'a str, String, String, String, Vec<u8>, u64);
+        let standard: Vec<Case> = vec![
             (
                 "empty v1,",
                 "dlv_x".into(),
