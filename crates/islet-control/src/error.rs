@@ -99,6 +99,7 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken(name) => {
                 ApiError::Conflict(format!("a sandbox named `{name}` already exists"))
             }
+            StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::NoNetworkSlot => ApiError::Capacity,
             StoreError::Transition(t) => ApiError::Conflict(t.to_string()),
             other => ApiError::Internal(other.to_string()),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod dns;
+pub mod receiver;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -12,3 +12,4 @@ mod limits;
 mod pool;
 mod tenancy;
 mod terminal_and_files;
+mod webhooks;

@@ -10,7 +10,7 @@ use islet_store::{WebhookPatch, DISABLED_FAILING, DISABLED_GONE};
 use islet_webhooks::{DispatcherConfig, TargetPolicy};
 use sha2::Sha256;
 
-use crate::receiver::{Mode, Receiver};
+use islet_testkit::receiver::{Mode, Receiver};
 use crate::{config, Harness};
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -2,7 +2,6 @@
 
 mod behaviour;
 mod outage;
-mod receiver;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

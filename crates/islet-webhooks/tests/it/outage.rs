@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::receiver::{Mode, Receiver};
+use islet_testkit::receiver::{Mode, Receiver};
 use crate::{config, Harness};
 
 const ENDPOINTS: usize = 50;
