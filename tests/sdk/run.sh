@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs test_flow.py with the real miosa SDK against a fresh `islet serve` on a free port, its
-# preview edge on another free port (ISLET_PREVIEW_ADDR for the test). Custom preview domains are
+# Runs test_flow.py and test_webhooks.py with the real miosa SDK against a fresh `islet serve`
+# on a free port (local webhook receivers allowed), its preview edge on another free port (ISLET_PREVIEW_ADDR for the test). Custom preview domains are
 # verified against a DNS server the test runs itself on ISLET_DNS_ADDR (the TXT record a tenant
 # would publish).
 # Usage: tests/sdk/run.sh container|gvisor
@@ -12,6 +12,9 @@ venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import miosa" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "miosa==2.19.2"
+fi
+if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+  "$venv/bin/pip" install -q "standardwebhooks==1.1.0"
 fi
 data="$(mktemp -d /var/tmp/islet-sdk.XXXXXX)"
 log="$data/server.log"
@@ -25,7 +28,7 @@ dns_addr="127.0.0.1:$(python3 -c 'import socket; s = socket.socket(socket.AF_INE
 key=$("$root/target/debug/islet" tenant create --name sdk-test --isolation "$isolation" --data-dir "$data" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 "$root/target/debug/islet" serve --data-dir "$data" --template-dir "${ISLET_TEMPLATE_DIR:-/var/lib/islet/templates}" \
   --listen 127.0.0.1:0 --preview-listen "$preview_addr" --domain-verify-nameserver "$dns_addr" \
-  --net-prefix sdk --subnet-octet 212 >"$data/stdout" 2>"$log" &
+  --net-prefix sdk --subnet-octet 212 --webhook-allow-private >"$data/stdout" 2>"$log" &
 server=$!
 for _ in $(seq 1 600); do
   grep -q "listening on" "$data/stdout" 2>/dev/null && break
@@ -36,5 +39,8 @@ url=$(sed -n 's#.*listening on \(http://[^/]*\)/api/v1.*#\1#p' "$data/stdout")
 echo "islet ($isolation) at $url, previews at $preview_addr"
 if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolation" \
   ISLET_PREVIEW_ADDR="$preview_addr" ISLET_DNS_ADDR="$dns_addr" "$venv/bin/python" "$here/test_flow.py"; then
+  echo "--- server log ---"; tail -50 "$log"; exit 1
+fi
+if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" "$venv/bin/python" "$here/test_webhooks.py"; then
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi

@@ -99,6 +99,25 @@ pub fn delivered_as(patterns: &[String], event: &str) -> Vec<&'static str> {
     names
 }
 
+/// Whether `pattern` is well formed (`a.b`, `a.*`, `*`; lower-case letters, digits and `_`),
+/// whether or not it names a known event. Event streams accept any such filter (a client may
+/// ask for names this server never emits, like `webhook.delivered`); subscriptions must name
+/// known events ([`validate`]).
+pub fn well_formed(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let name = pattern.strip_suffix(".*").unwrap_or(pattern);
+    !name.is_empty()
+        && name.len() <= 100
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
 /// Whether a stream filter (the same patterns, or none for everything) lets `event` through.
 pub fn filter_allows(patterns: &[String], event: &str) -> bool {
     patterns.is_empty()

@@ -60,8 +60,12 @@ impl Filter {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
-        let types = catalogue::validate(&types)
-            .map_err(|e| ApiError::validation(e.to_string(), "types"))?;
+        if let Some(bad) = types.iter().find(|t| !catalogue::well_formed(t)) {
+            return Err(ApiError::validation(
+                format!("`{bad}` is not an event name or pattern (`a.b`, `a.*`, `*`)"),
+                "types",
+            ));
+        }
         let mut scope = match q.scope.as_deref() {
             None | Some("") | Some("all") => Scope::All,
             Some(s) => match s.split_once(':') {

@@ -8,12 +8,17 @@ use std::time::Duration;
 use islet_testkit::{bin_dir, data_dir, network_identity, template_dir, Client};
 use serde_json::json;
 
-struct Server {
-    child: Child,
-    base: String,
+pub struct Server {
+    pub child: Child,
+    pub base: String,
 }
 
 fn spawn(data: &Path, prefix: &str, octet: u8) -> Server {
+    spawn_with(data, prefix, octet, &[])
+}
+
+/// `islet serve` on ephemeral ports with `extra` flags; returns once it printed its banner.
+pub fn spawn_with(data: &Path, prefix: &str, octet: u8, extra: &[&str]) -> Server {
     let mut child = Command::new(bin_dir().join("islet"))
         .args([
             "serve",
@@ -30,6 +35,7 @@ fn spawn(data: &Path, prefix: &str, octet: u8) -> Server {
         .arg(data)
         .arg("--template-dir")
         .arg(template_dir())
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

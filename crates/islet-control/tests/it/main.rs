@@ -12,4 +12,5 @@ mod limits;
 mod pool;
 mod tenancy;
 mod terminal_and_files;
+mod webhook_crash;
 mod webhooks;

@@ -10,8 +10,8 @@ use islet_store::{WebhookPatch, DISABLED_FAILING, DISABLED_GONE};
 use islet_webhooks::{DispatcherConfig, TargetPolicy};
 use sha2::Sha256;
 
-use islet_testkit::receiver::{Mode, Receiver};
 use crate::{config, Harness};
+use islet_testkit::receiver::{Mode, Receiver};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use islet_testkit::receiver::{Mode, Receiver};
 use crate::{config, Harness};
+use islet_testkit::receiver::{Mode, Receiver};
 
 const ENDPOINTS: usize = 50;
 const EVENTS: usize = 10_000;
