@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs test_flow.py and test_webhooks.py with the real miosa SDK against a fresh `islet serve`
-# on a free port (local webhook receivers allowed), its preview edge on another free port (ISLET_PREVIEW_ADDR for the test). Custom preview domains are
-# verified against a DNS server the test runs itself on ISLET_DNS_ADDR (the TXT record a tenant
-# would publish).
+# on a free port (local webhook receivers allowed), its preview edge on another free port
+# (ISLET_PREVIEW_ADDR for the test). Custom preview domains are verified against a DNS server the
+# test runs itself on ISLET_DNS_ADDR (the TXT record a tenant would publish).
 # Usage: tests/sdk/run.sh container|gvisor
 set -euo pipefail
 isolation="${1:-container}"
