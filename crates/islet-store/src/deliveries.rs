@@ -602,6 +602,48 @@ impl Store {
         .await
     }
 
+    /// Forget settled deliveries (with their attempts) that finished before `before`, and
+    /// outbox events written before it that every outbox reader has passed; at most `batch`
+    /// of each per call, so a large backlog never holds the write lock long. Returns how many
+    /// deliveries and events went.
+    pub async fn prune_webhook_history(
+        &self,
+        before: UnixMillis,
+        batch: u32,
+    ) -> Result<(usize, usize), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)",
+                [],
+            )?;
+            tx.execute("DELETE FROM prune_ids", [])?;
+            tx.execute(
+                "INSERT INTO prune_ids SELECT id FROM webhook_deliveries
+                 WHERE state != 'pending' AND finished_at < ?1 LIMIT ?2",
+                params![before, batch],
+            )?;
+            tx.execute(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM prune_ids)",
+                [],
+            )?;
+            let deliveries = tx.execute(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM prune_ids)",
+                [],
+            )?;
+            let events = tx.execute(
+                "DELETE FROM events WHERE seq IN (
+                     SELECT seq FROM events WHERE created_at < ?1
+                       AND seq <= (SELECT COALESCE(MIN(seq), 0) FROM outbox_cursors)
+                     ORDER BY seq LIMIT ?2)",
+                params![before, batch],
+            )?;
+            tx.commit()?;
+            Ok((deliveries, events))
+        })
+        .await
+    }
+
     /// How many deliveries are still pending (all endpoints): what a drain waits on.
     pub async fn pending_deliveries(&self) -> Result<u64, StoreError> {
         self.with(|conn| {

@@ -55,6 +55,8 @@ pub struct DispatcherConfig {
     pub sole_dispatcher: bool,
     /// PEM certificates trusted besides the system's.
     pub extra_roots: Vec<Vec<u8>>,
+    /// Settled deliveries and fanned-out events older than this are forgotten.
+    pub retention: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -70,6 +72,7 @@ impl Default for DispatcherConfig {
             fan_out_batch: 1000,
             sole_dispatcher: true,
             extra_roots: Vec::new(),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -140,6 +143,11 @@ impl Dispatcher {
             self.handle.clone(),
             shutdown.clone(),
         ));
+        let pruner = tokio::spawn(prune_loop(
+            self.store.clone(),
+            self.config.retention,
+            shutdown.clone(),
+        ));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_loop(
@@ -153,6 +161,33 @@ impl Dispatcher {
         // `claim_loop` dropped its sender; the recorder ends once every attempt has reported.
         let _ = recorder.await;
         let _ = fan_out.await;
+        let _ = pruner.await;
+    }
+}
+
+/// Once an hour (and at start), forget history older than the retention, a batch at a time.
+async fn prune_loop(store: Store, retention: Duration, shutdown: CancellationToken) {
+    loop {
+        let before = now_millis() - retention.as_millis() as i64;
+        loop {
+            match store.prune_webhook_history(before, 5000).await {
+                Ok((0, 0)) => break,
+                Ok((deliveries, events)) => {
+                    tracing::debug!(deliveries, events, "pruned webhook history");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning webhook history failed");
+                    break;
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
     }
 }
 

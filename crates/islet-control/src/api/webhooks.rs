@@ -30,6 +30,9 @@ const MAX_HEADER_VALUE: usize = 1024;
 const MAX_NAME: usize = 200;
 const MAX_EVENTS: usize = 50;
 const MAX_URL: usize = 2048;
+/// Endpoints one tenant may have: enough for environments and fan-out, and a bound on what one
+/// tenant's events cost the dispatcher.
+pub const MAX_WEBHOOKS_PER_TENANT: usize = 25;
 /// How long the previous secret keeps signing after a rotation, unless the caller says.
 const DEFAULT_GRACE_SEC: u64 = 24 * 3600;
 const MAX_GRACE_SEC: u64 = 7 * 24 * 3600;
@@ -220,6 +223,11 @@ pub async fn create(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let b: WebhookBody = body::parse(&bytes)?;
+    if state.store.list_webhooks(&caller.tenant_id).await?.len() >= MAX_WEBHOOKS_PER_TENANT {
+        return Err(ApiError::Conflict(format!(
+            "a tenant can have at most {MAX_WEBHOOKS_PER_TENANT} webhook endpoints"
+        )));
+    }
     let raw_url = b
         .url
         .ok_or_else(|| ApiError::validation("url is required", "url"))?;

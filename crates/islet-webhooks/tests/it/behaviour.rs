@@ -459,3 +459,45 @@ async fn private_targets_are_refused_at_delivery_time() {
     assert!(rx.hits().is_empty(), "a private target was reached");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn history_is_pruned_but_nothing_pending_is() {
+    let h = Harness::start(config()).await;
+    let (ok, down) = (Receiver::start().await, Receiver::start().await);
+    down.set(Mode::Status(503)).await;
+    let tenant = h.tenant().await;
+    let w_ok = h.webhook(&tenant, ok.url("/"), &["*"]).await;
+    let w_down = h.webhook(&tenant, down.url("/"), &["*"]).await;
+    h.emit(&tenant, None, "quota.exceeded", 0..10).await;
+    ok.wait_for(WAIT, |h| h.len() >= 10).await;
+    // Wait until the healthy endpoint's deliveries are recorded.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (log, _) = h
+            .store
+            .list_deliveries(&tenant, &w_ok.id, 100, None)
+            .await
+            .expect("log");
+        if log.len() == 10 && log.iter().all(|d| d.state == "delivered") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let future = islet_types::time::now_millis() + 60_000;
+    let (deliveries, events) = h
+        .store
+        .prune_webhook_history(future, 5000)
+        .await
+        .expect("prune");
+    assert_eq!(deliveries, 10, "the ten delivered ones go");
+    assert_eq!(events, 10, "fanned-out events go");
+    let (kept, _) = h
+        .store
+        .list_deliveries(&tenant, &w_down.id, 100, None)
+        .await
+        .expect("log");
+    assert_eq!(kept.len(), 10, "pending deliveries stay");
+    assert!(kept.iter().all(|d| d.state == "pending"));
+    h.stop().await;
+}
