@@ -33,6 +33,8 @@ pub enum ApiError {
     Capacity,
     #[error("the sandbox's agent is unreachable")]
     AgentUnavailable,
+    #[error("{0}")]
+    RateLimited(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -61,6 +63,7 @@ impl ApiError {
             ApiError::InvalidScope => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SCOPE", false),
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }
     }

@@ -32,6 +32,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     reconcile::reconcile(&state).await;
+    // Event streams watch the state's token; it follows this one.
+    let streams_end = {
+        let (outer, inner) = (shutdown.clone(), state.shutdown.clone());
+        tokio::spawn(async move {
+            outer.cancelled().await;
+            inner.cancel();
+        })
+    };
     let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
     let pool = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
     let dispatcher = islet_webhooks::Dispatcher::new(
@@ -50,5 +58,6 @@ pub async fn run(
     let _ = reaper.await;
     let _ = pool.await;
     let _ = dispatcher.await;
+    let _ = streams_end.await;
     served
 }

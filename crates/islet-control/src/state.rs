@@ -17,6 +17,10 @@ pub struct AppState {
     pub pool: Arc<OnceLock<islet_store::Pool>>,
     /// Wakes the webhook dispatcher when a delivery is written outside the outbox.
     pub webhooks: islet_webhooks::DispatchHandle,
+    /// Fires when the server shuts down: long-lived responses (event streams) end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Open event streams per tenant.
+    pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
 }
 
 impl AppState {
@@ -34,6 +38,8 @@ impl AppState {
             config: Arc::new(config),
             pool: Arc::default(),
             webhooks: islet_webhooks::DispatchHandle::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            streams: Arc::default(),
         })
     }
 }

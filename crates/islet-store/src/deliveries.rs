@@ -49,6 +49,8 @@ pub struct ClaimedDelivery {
     pub attempt: u32,
     pub max_attempts: u32,
     pub created_at: UnixMillis,
+    /// The lease this claim holds (its expiry); the attempt is recorded only while it does.
+    pub lease: UnixMillis,
 }
 
 /// What the dispatcher decided after an attempt.
@@ -68,6 +70,8 @@ pub struct AttemptRecord {
     pub delivery_id: DeliveryId,
     pub webhook_id: WebhookId,
     pub attempt: u32,
+    /// The claim's lease ([`ClaimedDelivery::lease`]).
+    pub lease: UnixMillis,
     pub started_at: UnixMillis,
     pub duration_ms: i64,
     pub status: Option<u16>,
@@ -137,11 +141,18 @@ fn insert_delivery_tx(
     ]);
     match result {
         Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && d.replay_id.is_some() =>
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && d.replay_id.is_some() =>
         {
             Err(StoreError::Conflict(
                 "this replay_id was already used for this webhook".into(),
             ))
+        }
+        // The endpoint was deleted meanwhile.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            Err(StoreError::NotFound("webhook"))
         }
         other => other.map(|_| ()).map_err(Into::into),
     }
@@ -387,6 +398,7 @@ impl Store {
                     attempt: attempts + 1,
                     max_attempts,
                     created_at,
+                    lease: now + lease_ms,
                 });
             }
             drop(lease);
@@ -420,7 +432,7 @@ impl Store {
                         "UPDATE webhook_deliveries SET state = ?2, attempts = ?3,
                             next_attempt_at = ?4, lease_until = 0, last_status = ?5,
                             last_error = ?6, finished_at = ?7
-                         WHERE id = ?1 AND state = 'pending'",
+                         WHERE id = ?1 AND state = 'pending' AND lease_until = ?8",
                     )?
                     .execute(params![
                         a.delivery_id.as_str(),
@@ -430,9 +442,11 @@ impl Store {
                         a.status,
                         a.error,
                         finished,
+                        a.lease,
                     ])?;
                 if changed == 0 {
-                    // Deleted with its endpoint, or already settled by another dispatcher.
+                    // Deleted with its endpoint, or its lease was lost (expired and claimed
+                    // again, or released at a restart): the holder of the new lease records.
                     continue;
                 }
                 tx.prepare_cached(
@@ -471,9 +485,16 @@ impl Store {
                     }
                     continue;
                 }
+                // The clock runs while failures keep coming: after a day with none (the
+                // schedule's longest wait is 10 h), a failure starts it again.
                 tx.prepare_cached(
-                    "UPDATE webhooks SET last_failure_at = ?2,
-                        failing_since = COALESCE(failing_since, ?2) WHERE id = ?1",
+                    "UPDATE webhooks SET
+                        failing_since = CASE
+                            WHEN failing_since IS NULL OR last_failure_at IS NULL
+                                 OR last_failure_at < ?2 - 86400000 THEN ?2
+                            ELSE failing_since END,
+                        last_failure_at = ?2
+                     WHERE id = ?1",
                 )?
                 .execute(params![a.webhook_id.as_str(), now])?;
                 let webhook: Option<WebhookRecord> = tx
@@ -517,20 +538,6 @@ impl Store {
                  WHERE state = 'pending' AND lease_until > 0",
                 [],
             )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Give leases back untried (a dispatcher shutting down).
-    pub async fn release_deliveries(&self, ids: Vec<DeliveryId>) -> Result<(), StoreError> {
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            for id in &ids {
-                tx.prepare_cached("UPDATE webhook_deliveries SET lease_until = 0 WHERE id = ?1")?
-                    .execute([id.as_str()])?;
-            }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -613,6 +620,14 @@ impl Store {
     ) -> Result<(usize, usize), StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
+            // A paused endpoint's deliveries wait for it, but not past the retention.
+            tx.execute(
+                "UPDATE webhook_deliveries SET state = 'failed', finished_at = ?2, lease_until = 0,
+                    last_error = 'expired while the endpoint was not active'
+                 WHERE state = 'pending' AND created_at < ?1
+                   AND webhook_id IN (SELECT id FROM webhooks WHERE active = 0)",
+                params![before, now_millis()],
+            )?;
             tx.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)",
                 [],
@@ -656,13 +671,13 @@ impl Store {
         .await
     }
 
-    /// When the earliest pending delivery that is not leased falls due, if any.
+    /// When the next pending delivery that is not yet due falls due, if any (an index seek).
     pub async fn next_delivery_due(&self) -> Result<Option<UnixMillis>, StoreError> {
         self.with(|conn| {
             Ok(conn.query_row(
-                "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM webhook_deliveries
-                 WHERE state = 'pending'",
-                [],
+                "SELECT MIN(next_attempt_at) FROM webhook_deliveries
+                 WHERE state = 'pending' AND next_attempt_at > ?1",
+                [now_millis()],
                 |r| r.get(0),
             )?)
         })

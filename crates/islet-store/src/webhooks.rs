@@ -137,16 +137,29 @@ pub(crate) fn active_for_tenant(
 }
 
 impl Store {
+    /// Store a new endpoint, unless the tenant already has `max` (then `Conflict`).
     pub async fn create_webhook(
         &self,
         tenant_id: &TenantId,
         new: NewWebhook,
+        max: usize,
     ) -> Result<WebhookRecord, StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?1",
+                [&tenant],
+                |r| r.get(0),
+            )?;
+            if count as usize >= max {
+                return Err(StoreError::Conflict(format!(
+                    "a tenant can have at most {max} webhook endpoints"
+                )));
+            }
             let id = WebhookId::generate();
             let now = now_millis();
-            conn.execute(
+            tx.execute(
                 "INSERT INTO webhooks (id, tenant_id, url, name, events, headers, metadata,
                     retry_count, active, secret, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
@@ -164,7 +177,9 @@ impl Store {
                     now,
                 ],
             )?;
-            get_tx(conn, &tenant, id.as_str())
+            let created = get_tx(&tx, &tenant, id.as_str())?;
+            tx.commit()?;
+            Ok(created)
         })
         .await
     }

@@ -192,6 +192,7 @@ async fn setup(addr: SocketAddr) -> Setup {
                     active: true,
                     secret: Secret::generate().expose().into(),
                 },
+                100,
             )
             .await
             .expect("webhook");

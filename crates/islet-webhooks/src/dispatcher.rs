@@ -78,9 +78,11 @@ impl Default for DispatcherConfig {
 }
 
 impl DispatcherConfig {
-    /// How long a claim holds a delivery: one attempt plus a margin for recording it.
+    /// How long a claim holds a delivery: one attempt plus a margin for recording it that is
+    /// longer than the recorder's retries (10 s) and the store's busy timeout (10 s). A lease
+    /// left by a dead process costs nothing in one-process mode: it is released at start.
     fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(5)
+        self.timeout + Duration::from_secs(60)
     }
 }
 
@@ -305,8 +307,11 @@ async fn claim_loop(
         if claimed_full {
             continue;
         }
+        // Work that is due but blocked (behind an earlier delivery of its sandbox, on a busy or
+        // paused endpoint) becomes claimable only when an attempt is recorded, and the recorder
+        // wakes this loop then; so only future retries set a deadline, never past ones.
         let wait = match dispatcher.store.next_delivery_due().await {
-            Ok(Some(at)) => Duration::from_millis((at - now_millis()).clamp(1, 60_000) as u64),
+            Ok(Some(at)) => Duration::from_millis((at - now_millis()).max(1) as u64),
             _ => config.poll,
         }
         .min(config.poll);
@@ -338,6 +343,7 @@ fn start_attempt(
             delivery_id: delivery.id.clone(),
             webhook_id: delivery.webhook.id.clone(),
             attempt: delivery.attempt,
+            lease: delivery.lease,
             started_at: outcome.started_at_ms,
             duration_ms: outcome.duration.as_millis() as i64,
             status: outcome.status,

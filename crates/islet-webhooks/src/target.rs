@@ -38,7 +38,14 @@ fn is_metadata(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            o == [169, 254, 169, 254] || o == [169, 254, 170, 2] || o == [100, 100, 100, 200]
+            // AWS/GCP/Azure/OpenStack, AWS ECS task metadata, AWS time and DNS, Oracle,
+            // Alibaba.
+            o == [169, 254, 169, 254]
+                || o == [169, 254, 170, 2]
+                || o == [169, 254, 169, 123]
+                || o == [169, 254, 169, 253]
+                || o == [192, 0, 0, 192]
+                || o == [100, 100, 100, 200]
         }
         IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254),
     }

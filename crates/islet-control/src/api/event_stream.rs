@@ -27,6 +27,43 @@ use crate::state::AppState;
 
 /// How often a quiet stream checks the outbox when no write signalled.
 const POLL: Duration = Duration::from_secs(1);
+/// Event streams one tenant may hold open at once.
+pub const MAX_STREAMS_PER_TENANT: usize = 20;
+
+/// A tenant's hold on one of its stream slots, given back on drop.
+struct Slot {
+    state: AppState,
+    tenant: TenantId,
+}
+
+impl Slot {
+    fn take(state: &AppState, tenant: &TenantId) -> Result<Self, ApiError> {
+        let mut open = state.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(tenant.clone()).or_default();
+        if *n >= MAX_STREAMS_PER_TENANT {
+            return Err(ApiError::RateLimited(format!(
+                "at most {MAX_STREAMS_PER_TENANT} event streams may be open at once"
+            )));
+        }
+        *n += 1;
+        Ok(Self {
+            state: state.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.state.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StreamQuery {
@@ -129,12 +166,13 @@ pub async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(&q)?;
+    let slot = Slot::take(&state, &caller.tenant_id)?;
     let after = match start_after(&headers, &q)? {
         Some(n) => n,
         None => state.store.latest_event_seq().await?,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
-    tokio::spawn(follow(state, caller.tenant_id, filter, after, tx));
+    tokio::spawn(follow(state, caller.tenant_id, filter, after, tx, slot));
     let sse = Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(sse.into_response())
@@ -147,6 +185,7 @@ async fn follow(
     filter: Filter,
     mut after: i64,
     tx: tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+    _slot: Slot,
 ) {
     let links = crate::webhook_links::ControlLinks(state.clone());
     let urls = links.for_tenant(&tenant).await;
@@ -179,6 +218,7 @@ async fn follow(
         }
         tokio::select! {
             _ = tx.closed() => return,
+            _ = state.shutdown.cancelled() => return,
             _ = signal.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
         }

@@ -114,14 +114,32 @@ fn delivery_view(d: &DeliveryRecord) -> Value {
 /// The fields create and update accept. `Option<Option<…>>` tells "absent" from `null`.
 #[derive(Debug, Default, Deserialize)]
 pub struct WebhookBody {
-    url: Option<String>,
-    events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     name: Option<Option<String>>,
-    headers: Option<BTreeMap<String, String>>,
-    metadata: Option<serde_json::Map<String, Value>>,
-    retry_count: Option<i64>,
-    active: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    headers: Option<Option<BTreeMap<String, String>>>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Option<serde_json::Map<String, Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    retry_count: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    active: Option<Option<bool>>,
+}
+
+/// A field that may be left out but not sent as `null` (only `name` can be cleared).
+fn not_null<T>(value: Option<Option<T>>, field: &'static str) -> Result<Option<T>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(Some(v)) => Ok(Some(v)),
+        Some(None) => Err(ApiError::validation(
+            format!("{field} cannot be null"),
+            field,
+        )),
+    }
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -223,32 +241,29 @@ pub async fn create(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let b: WebhookBody = body::parse(&bytes)?;
-    if state.store.list_webhooks(&caller.tenant_id).await?.len() >= MAX_WEBHOOKS_PER_TENANT {
-        return Err(ApiError::Conflict(format!(
-            "a tenant can have at most {MAX_WEBHOOKS_PER_TENANT} webhook endpoints"
-        )));
-    }
-    let raw_url = b
-        .url
-        .ok_or_else(|| ApiError::validation("url is required", "url"))?;
+    let raw_url =
+        not_null(b.url, "url")?.ok_or_else(|| ApiError::validation("url is required", "url"))?;
     let url = checked_url(&state, &raw_url).await?;
-    let events = checked_events(&b.events.unwrap_or_else(|| vec!["*".into()]))?;
+    let events = not_null(b.events, "events")?.unwrap_or_else(|| vec!["*".into()]);
+    let events = checked_events(&events)?;
     let secret = Secret::generate();
     let new = NewWebhook {
         url,
         name: checked_name(b.name.flatten())?,
         events,
-        headers: checked_headers(b.headers.unwrap_or_default())?,
-        metadata: checked_metadata(b.metadata.unwrap_or_default())?,
-        retry_count: b
-            .retry_count
+        headers: checked_headers(not_null(b.headers, "headers")?.unwrap_or_default())?,
+        metadata: checked_metadata(not_null(b.metadata, "metadata")?.unwrap_or_default())?,
+        retry_count: not_null(b.retry_count, "retry_count")?
             .map(checked_retries)
             .transpose()?
             .unwrap_or(schedule::DEFAULT_RETRIES),
-        active: b.active.unwrap_or(true),
+        active: not_null(b.active, "active")?.unwrap_or(true),
         secret: secret.expose().to_owned(),
     };
-    let record = state.store.create_webhook(&caller.tenant_id, new).await?;
+    let record = state
+        .store
+        .create_webhook(&caller.tenant_id, new, MAX_WEBHOOKS_PER_TENANT)
+        .await?;
     let mut data = view(&record);
     data["secret"] = json!(secret.expose());
     let body = json!({ "data": data, "secret": secret.expose() });
@@ -286,18 +301,27 @@ pub async fn update(
     // The endpoint must exist (for this tenant) before its new values are judged.
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: WebhookBody = body::parse(&bytes)?;
-    let url = match b.url {
+    let url = match not_null(b.url, "url")? {
         Some(raw) => Some(checked_url(&state, &raw).await?),
         None => None,
     };
     let patch = WebhookPatch {
         url,
         name: b.name.map(checked_name).transpose()?,
-        events: b.events.as_deref().map(checked_events).transpose()?,
-        headers: b.headers.map(checked_headers).transpose()?,
-        metadata: b.metadata.map(checked_metadata).transpose()?,
-        retry_count: b.retry_count.map(checked_retries).transpose()?,
-        active: b.active,
+        events: not_null(b.events, "events")?
+            .as_deref()
+            .map(checked_events)
+            .transpose()?,
+        headers: not_null(b.headers, "headers")?
+            .map(checked_headers)
+            .transpose()?,
+        metadata: not_null(b.metadata, "metadata")?
+            .map(checked_metadata)
+            .transpose()?,
+        retry_count: not_null(b.retry_count, "retry_count")?
+            .map(checked_retries)
+            .transpose()?,
+        active: not_null(b.active, "active")?,
     };
     let w = state
         .store
@@ -494,6 +518,11 @@ pub async fn replay(
         .store
         .get_delivery(&caller.tenant_id, &id, &of)
         .await?;
+    if !webhook.active {
+        return Err(ApiError::Conflict(
+            "the webhook is not active; set active=true first".into(),
+        ));
+    }
     let new_id = DeliveryId::generate();
     let body = payload::replay_body(&original.body, &new_id, &of)
         .ok_or_else(|| ApiError::Internal(format!("stored body of {of} is not JSON")))?;

@@ -40,6 +40,7 @@ async fn kill_9_twenty_times_during_ten_thousand_deliveries_loses_nothing() {
                 active: true,
                 secret: islet_webhooks::signing::Secret::generate().expose().into(),
             },
+            100,
         )
         .await
         .unwrap();

@@ -132,6 +132,24 @@ async fn management_api_validates_and_hides_the_secret() {
         .call("POST", &format!("/webhooks/{id}/test"), None)
         .await;
     assert_eq!(test.status, 409, "a paused endpoint cannot be tested");
+    for field in [
+        "url",
+        "events",
+        "headers",
+        "metadata",
+        "retry_count",
+        "active",
+    ] {
+        let reply = tenant
+            .call(
+                "PATCH",
+                &format!("/webhooks/{id}"),
+                Some(json!({ field: null })),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{field}: null accepted");
+        assert_eq!(reply.body["error"]["details"]["field"], field);
+    }
 
     let catalogue = tenant.call("GET", "/webhooks/events", None).await;
     assert_eq!(catalogue.status, 200);
@@ -290,6 +308,30 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
     assert_eq!(replayed["replay_of"], did);
     assert_eq!(replayed["event_id"], original["event_id"]);
 
+    // No replays to an endpoint that is paused.
+    tenant
+        .call(
+            "PATCH",
+            &format!("/webhooks/{wh}"),
+            Some(json!({"active": false})),
+        )
+        .await;
+    let paused = tenant
+        .call(
+            "POST",
+            &format!("/webhooks/{wh}/deliveries/{did}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(paused.status, 409);
+    tenant
+        .call(
+            "PATCH",
+            &format!("/webhooks/{wh}"),
+            Some(json!({"active": true})),
+        )
+        .await;
+
     // A test event, attempted once, answered synchronously.
     let test = tenant
         .call("POST", &format!("/webhooks/{wh}/test"), None)
@@ -365,6 +407,29 @@ async fn event_streams_filter_by_type_and_external_user() {
         .iter()
         .all(|e| e["data"]["external_user_id"] == "alice"));
     assert_eq!(alice_events[0]["type"], "sandbox.created");
+
+    // A tenant holds at most 20 streams at once; closing one frees its slot.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let r = open("/events/stream".into()).await;
+        assert_eq!(r.status(), 200);
+        held.push(r);
+    }
+    let over = open("/events/stream".into()).await;
+    assert_eq!(over.status(), 429);
+    held.pop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = open("/events/stream".into()).await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
 }
 

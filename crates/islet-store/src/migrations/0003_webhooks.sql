@@ -51,6 +51,7 @@ CREATE INDEX deliveries_due ON webhook_deliveries(next_attempt_at) WHERE state =
 CREATE INDEX deliveries_order ON webhook_deliveries(webhook_id, order_key, seq)
     WHERE state = 'pending';
 CREATE INDEX deliveries_webhook ON webhook_deliveries(webhook_id, seq);
+CREATE INDEX deliveries_finished ON webhook_deliveries(finished_at) WHERE state != 'pending';
 
 -- Every attempt of every delivery, as the receiver answered it.
 CREATE TABLE webhook_attempts (

@@ -76,6 +76,7 @@ impl Harness {
                     active: true,
                     secret: Secret::generate().expose().to_owned(),
                 },
+                100,
             )
             .await
             .expect("webhook")
