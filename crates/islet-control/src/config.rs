@@ -29,6 +29,8 @@ pub struct Config {
     /// A sandbox still `creating` this long after admission, with no operation in progress on
     /// it, is started again by the reaper (its creating task died).
     pub stuck_create_after: std::time::Duration,
+    /// How often every sandbox's usage is sampled.
+    pub meter_interval: std::time::Duration,
     /// The webhook dispatcher: target policy, timeouts, retry schedule.
     pub webhooks: islet_webhooks::DispatcherConfig,
 }
@@ -46,6 +48,7 @@ impl Default for Config {
             reap_interval: std::time::Duration::from_secs(1),
             warm_pool: 0,
             stuck_create_after: std::time::Duration::from_secs(120),
+            meter_interval: std::time::Duration::from_secs(10),
             webhooks: islet_webhooks::DispatcherConfig::default(),
         }
     }

@@ -35,11 +35,29 @@ pub enum ApiError {
     AgentUnavailable,
     #[error("{0}")]
     RateLimited(String),
+    #[error("{limit} for external user {external_user_id} is {max}; {current} in use, {requested} more requested")]
+    QuotaExceeded {
+        limit: &'static str,
+        max: u64,
+        current: u64,
+        requested: u64,
+        external_user_id: String,
+    },
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
+    pub fn quota(refusal: islet_types::policy::Refusal, external_user_id: String) -> Self {
+        ApiError::QuotaExceeded {
+            limit: refusal.limit,
+            max: refusal.max,
+            current: refusal.current,
+            requested: refusal.requested,
+            external_user_id,
+        }
+    }
+
     pub fn validation(message: impl Into<String>, field: &'static str) -> Self {
         ApiError::Validation {
             message: message.into(),
@@ -64,6 +82,7 @@ impl ApiError {
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
+            ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }
     }
@@ -87,6 +106,19 @@ impl IntoResponse for ApiError {
         {
             error["details"] = serde_json::json!({ "field": field });
         }
+        if let ApiError::QuotaExceeded {
+            limit,
+            max,
+            current,
+            requested,
+            external_user_id,
+        } = &self
+        {
+            error["details"] = serde_json::json!({
+                "limit": limit, "max": max, "current": current, "requested": requested,
+                "external_user_id": external_user_id,
+            });
+        }
         if matches!(self, ApiError::Starting) {
             error["retry_after_ms"] = serde_json::json!(500);
         }
@@ -103,6 +135,10 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict(format!("a sandbox named `{name}` already exists"))
             }
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::QuotaExceeded {
+                refusal,
+                external_user_id,
+            } => ApiError::quota(refusal, external_user_id),
             StoreError::NoNetworkSlot => ApiError::Capacity,
             StoreError::Transition(t) => ApiError::Conflict(t.to_string()),
             other => ApiError::Internal(other.to_string()),

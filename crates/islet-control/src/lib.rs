@@ -11,6 +11,7 @@ mod config;
 pub mod domain_verify;
 mod error;
 pub mod lifecycle;
+mod metering;
 mod pool;
 mod preview_urls;
 mod reaper;
@@ -42,6 +43,7 @@ pub async fn run(
     };
     let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
     let pool = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
+    let meter = tokio::spawn(metering::run(state.clone(), shutdown.clone()));
     let dispatcher = islet_webhooks::Dispatcher::new(
         state.store.clone(),
         state.config.webhooks.clone(),
@@ -57,6 +59,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = reaper.await;
     let _ = pool.await;
+    let _ = meter.await;
     let _ = dispatcher.await;
     let _ = streams_end.await;
     served

@@ -195,6 +195,10 @@ async fn create_attached(
             })
         }
         BeginCreate::Mismatch => Err(ApiError::IdempotencyMismatch),
+        BeginCreate::Refused {
+            refusal,
+            external_user_id,
+        } => Err(ApiError::quota(refusal, external_user_id)),
         BeginCreate::Replay {
             response: Some((status, body)),
             ..
@@ -334,6 +338,7 @@ pub(crate) async fn destroy_record(
         return Ok(record);
     }
     if record.state != SandboxState::Destroying {
+        crate::metering::sample(state, &record).await;
         let facts = TransitionFacts {
             timed_out,
             ..Default::default()
@@ -370,6 +375,7 @@ async fn stop_attached(
         return Ok(record);
     }
     record.state.transition(Transition::Stop)?;
+    crate::metering::sample(state, &record).await;
     state
         .runtime
         .stop(id, record.isolation, record.net_index)
@@ -391,6 +397,7 @@ async fn pause_attached(
         return Ok(record);
     }
     record.state.transition(Transition::Pause)?;
+    crate::metering::sample(state, &record).await;
     state.runtime.pause(id, record.isolation).await?;
     Ok(state
         .store

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::RuntimeError;
 
 const ROOT: &str = "/sys/fs/cgroup";
-const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Layout {
@@ -167,6 +167,49 @@ pub(crate) fn remove(layout: &Layout, name: &str) -> Result<(), RuntimeError> {
         last.map_err(RuntimeError::io(format!("rmdir {}", dir.display())))?;
     }
     Ok(())
+}
+
+/// What a sandbox's cgroup has used: cumulative CPU time and memory in use now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupUsage {
+    pub cpu_usec: u64,
+    pub memory_bytes: u64,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Read `name`'s usage; `None` when its cgroup is gone (or never existed).
+pub(crate) fn usage(layout: &Layout, name: &str) -> Option<CgroupUsage> {
+    match layout {
+        Layout::V1(dirs) => {
+            let dir = |controller: &str| {
+                dirs.iter()
+                    .find(|(c, _)| *c == controller)
+                    .map(|(_, d)| d.join(name))
+            };
+            let cpu_ns = read_u64(&dir("cpuacct")?.join("cpuacct.usage"))?;
+            let memory = read_u64(&dir("memory")?.join("memory.usage_in_bytes"))?;
+            Some(CgroupUsage {
+                cpu_usec: cpu_ns / 1000,
+                memory_bytes: memory,
+            })
+        }
+        Layout::V2(base) => {
+            let dir = base.join(name);
+            let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+            let cpu_usec = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .and_then(|v| v.trim().parse().ok())?;
+            let memory = read_u64(&dir.join("memory.current"))?;
+            Some(CgroupUsage {
+                cpu_usec,
+                memory_bytes: memory,
+            })
+        }
+    }
 }
 
 /// The `cgroup.procs` files a process must join to be inside `name`'s cgroups.

@@ -27,6 +27,7 @@ mod seccomp;
 pub mod template;
 
 pub use agent_client::{AgentClient, AgentError};
+pub use cgroups::CgroupUsage;
 pub use config::{Config, Layout as HostLayout};
 pub use error::RuntimeError;
 pub use runtime::{Leftovers, Runtime, SandboxSpec, Started};

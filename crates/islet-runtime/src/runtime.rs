@@ -88,6 +88,12 @@ impl Runtime {
         })
     }
 
+    /// What a sandbox's cgroup has used so far (CPU time, memory now); `None` when it has no
+    /// live cgroup (stopped, destroyed).
+    pub fn usage(&self, id: &SandboxId) -> Option<cgroups::CgroupUsage> {
+        cgroups::usage(&self.cgroups, &cgroup_name(id))
+    }
+
     /// Whether writes beyond a sandbox's `disk_mb` fail (false if the host cannot do it).
     pub fn disk_limits_enforced(&self) -> bool {
         self.disk_limits

@@ -14,6 +14,12 @@ pub enum StoreError {
     /// A uniqueness rule refused the write (the message says which).
     #[error("{0}")]
     Conflict(String),
+    /// Admitting would take an end user past a limit of their policy.
+    #[error("{} of {external_user_id} would exceed {} ({})", refusal.limit, refusal.max, refusal.limit)]
+    QuotaExceeded {
+        refusal: islet_types::policy::Refusal,
+        external_user_id: String,
+    },
     #[error("no free network slot on this node")]
     NoNetworkSlot,
     #[error(transparent)]

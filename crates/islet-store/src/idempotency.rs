@@ -7,8 +7,11 @@ use islet_types::{CreateSandbox, SandboxId, TenantId};
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use crate::events::insert_any;
+use crate::policies::{holding_tx, limits_tx, refusal_data};
 use crate::sandboxes::{claim_tx, get_tx, insert_tx, SandboxRecord};
 use crate::{Store, StoreError};
+use islet_types::policy::{admit, Holding};
 
 /// Keys are honoured for 24 hours.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -28,6 +31,12 @@ pub enum BeginCreate {
     Mismatch,
     /// A pre-started sandbox from the warm pool, now the tenant's and already `running`.
     Claimed(SandboxRecord),
+    /// The end user's policy does not allow another sandbox; a `quota.exceeded` event was
+    /// written.
+    Refused {
+        refusal: islet_types::policy::Refusal,
+        external_user_id: String,
+    },
 }
 
 /// The warm pool: pre-started sandboxes owned by `tenant_id`, handed to the first eligible
@@ -51,7 +60,7 @@ impl Store {
         &self,
         tenant_id: &TenantId,
         idempotency_key: Option<String>,
-        req: CreateSandbox,
+        mut req: CreateSandbox,
         isolation: Isolation,
         pool: Option<Pool>,
     ) -> Result<BeginCreate, StoreError> {
@@ -80,6 +89,32 @@ impl Store {
                     let sandbox = get_tx(&tx, &sandbox_id)?.ok_or(StoreError::NotFound("sandbox"))?;
                     let response = status.zip(response);
                     return Ok(BeginCreate::Replay { sandbox, response });
+                }
+            }
+            // The end user's limits, checked against what they hold in this same transaction:
+            // concurrent creates are serialised here, so none is admitted past a limit.
+            let limits =
+                limits_tx(&tx, tenant_id.as_str(), req.external_user_id.as_deref())?;
+            if let Some(cap) = limits.max_runtime_sec {
+                req.timeout_sec = req.timeout_sec.min(cap.max(1));
+            }
+            if let Some(user) = req.external_user_id.clone() {
+                let held = holding_tx(&tx, tenant_id.as_str(), &user, None)?;
+                let add = Holding {
+                    sandboxes: 1,
+                    concurrent: 1,
+                    cpu: u64::from(req.resources.cpu_count),
+                    memory_mb: u64::from(req.resources.memory_mb),
+                    storage_mb: u64::from(req.resources.disk_mb),
+                };
+                if let Err(refusal) = admit(&limits, &held, &add) {
+                    let data = refusal_data(&refusal, &user, "create", None);
+                    insert_any(&tx, &tenant_id, None, "quota.exceeded", data)?;
+                    tx.commit()?;
+                    return Ok(BeginCreate::Refused {
+                        refusal,
+                        external_user_id: user,
+                    });
                 }
             }
             let eligible = pool.filter(|p| {

@@ -11,10 +11,12 @@ mod error;
 mod events;
 mod idempotency;
 mod migrate;
+mod policies;
 mod previews;
 mod sandboxes;
 mod tenant_settings;
 mod tenants;
+mod usage;
 mod webhooks;
 
 pub use connection::Store;
@@ -25,8 +27,10 @@ pub use deliveries::{
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
+pub use policies::Subject;
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
 pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};
+pub use usage::{GroupBy, UsageQuery, UsageRow, UsageSample, UsageTotals};
 pub use webhooks::{NewWebhook, WebhookPatch, WebhookRecord};

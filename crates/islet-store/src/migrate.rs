@@ -8,6 +8,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_core.sql")),
     (2, include_str!("migrations/0002_previews.sql")),
     (3, include_str!("migrations/0003_webhooks.sql")),
+    (4, include_str!("migrations/0004_policies.sql")),
+    (5, include_str!("migrations/0005_usage.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -312,6 +312,11 @@ pub(crate) fn claim_tx(
         other => other?,
     };
     let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
+    // From now on its running time and storage are the tenant's.
+    tx.execute(
+        "UPDATE usage_meters SET run_at = ?2, storage_at = ?2 WHERE sandbox_id = ?1",
+        params![id, now],
+    )?;
     insert_event(tx, &record, "sandbox.created")?;
     insert_event(tx, &record, "sandbox.running")?;
     Ok(Some(record))
@@ -459,6 +464,35 @@ impl Store {
             let mut record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
             let from = record.state;
             let next = from.transition(t)?;
+            if from == SandboxState::Stopped && t == Transition::Resume {
+                // Resuming takes compute again: the same limits as a create.
+                if let Some(user) = record.external_user_id.clone() {
+                    let tenant = record.tenant_id.to_string();
+                    let limits = crate::policies::limits_tx(&tx, &tenant, Some(&user))?;
+                    let held = crate::policies::holding_tx(&tx, &tenant, &user, Some(&id))?;
+                    let add = islet_types::policy::Holding {
+                        sandboxes: 0,
+                        concurrent: 1,
+                        cpu: u64::from(record.resources.cpu_count),
+                        memory_mb: u64::from(record.resources.memory_mb),
+                        storage_mb: 0,
+                    };
+                    if let Err(refusal) = islet_types::policy::admit(&limits, &held, &add) {
+                        crate::events::insert_any(
+                            &tx,
+                            &record.tenant_id,
+                            None,
+                            "quota.exceeded",
+                            crate::policies::refusal_data(&refusal, &user, "resume", Some(&id)),
+                        )?;
+                        tx.commit()?;
+                        return Err(StoreError::QuotaExceeded {
+                            refusal,
+                            external_user_id: user,
+                        });
+                    }
+                }
+            }
             let now = now_millis();
             let before_net_index = record.net_index;
             record.state = next;
@@ -505,6 +539,16 @@ impl Store {
                     record.last_activity_at,
                 ],
             )?;
+            match t {
+                Transition::Started => crate::usage::mark_running(&tx, &record, now, true)?,
+                Transition::Resume => {
+                    crate::usage::mark_running(&tx, &record, now, from == SandboxState::Stopped)?
+                }
+                Transition::Pause | Transition::Stop | Transition::Failed | Transition::Destroy => {
+                    crate::usage::mark_not_running(&tx, &id)?
+                }
+                Transition::Destroyed => crate::usage::forget_meter(&tx, &id)?,
+            }
             if let Some(event) = event_for(from, t, facts.timed_out) {
                 insert_event(&tx, &record, event)?;
             }
@@ -537,7 +581,15 @@ impl Store {
             }
             if let Some(timeout) = patch.timeout_sec {
                 record.timeout_sec = timeout;
-                record.expires_at = Some(now_millis() + timeout as i64 * 1000);
+                let mut expires = now_millis() + timeout as i64 * 1000;
+                // Never past the user's runtime cap, counted from the sandbox's start.
+                let limits =
+                    crate::policies::limits_tx(&tx, &tenant, record.external_user_id.as_deref())?;
+                if let Some(cap) = limits.max_runtime_sec {
+                    let start = record.started_at.unwrap_or(record.created_at);
+                    expires = expires.min(start + cap as i64 * 1000);
+                }
+                record.expires_at = Some(expires);
             }
             if let Some(idle) = patch.idle_timeout_sec {
                 record.idle_timeout_sec = idle;

@@ -6,6 +6,7 @@
 pub mod branding;
 pub mod domain;
 pub mod ids;
+pub mod policy;
 pub mod preview;
 pub mod sandbox;
 pub mod size;

@@ -130,6 +130,9 @@ pub struct ServeArgs {
     /// Create a tenant named "default" on first start and print its API key.
     #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
     pub bootstrap_tenant: bool,
+    /// Seconds between usage samples of every sandbox (CPU time, memory, running time, storage).
+    #[arg(long, env = "ISLET_METER_INTERVAL", default_value_t = 10)]
+    pub meter_interval: u64,
     /// Let webhook endpoints be on loopback, private, link-local or ULA addresses, and plain
     /// http (local receivers, development). Cloud metadata addresses stay refused.
     #[arg(long, env = "ISLET_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]

@@ -136,6 +136,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         preview_acme: args.acme_directory.is_some(),
         warm_pool: args.warm_pool,
         webhooks: webhook_config(&args)?,
+        meter_interval: {
+            anyhow::ensure!(
+                (1..=3600).contains(&args.meter_interval),
+                "--meter-interval must be 1..=3600 seconds"
+            );
+            std::time::Duration::from_secs(args.meter_interval)
+        },
         ..Config::default()
     };
     let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();

@@ -61,6 +61,12 @@ fn env_key_ok(key: &str) -> bool {
 }
 
 impl CreateBody {
+    /// Whether the body leaves `timeout_sec` and `idle_timeout_sec` to the defaults (which an
+    /// end user's policy may set).
+    pub fn omits_timeouts(&self) -> (bool, bool) {
+        (self.timeout_sec.is_none(), self.idle_timeout_sec.is_none())
+    }
+
     pub fn validate(self) -> Result<CreateSandbox, ApiError> {
         let requested = self.template_id.or(self.image).unwrap_or_default();
         let template_id = template::resolve(&requested)

@@ -6,6 +6,7 @@ mod body;
 mod create_body;
 mod event_stream;
 pub mod forward;
+mod policy;
 mod preview_tokens;
 mod previews;
 mod readiness;
@@ -13,6 +14,7 @@ pub mod request_id;
 mod sandboxes;
 mod tenant;
 mod terminal;
+mod usage;
 pub mod view;
 mod webhooks;
 
@@ -41,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .route("/{id}/extend", post(sandboxes::extend))
         .route("/{id}/tags", axum::routing::patch(sandboxes::set_tags))
         .route("/{id}/readiness", get(readiness::readiness))
+        .route("/{id}/usage", get(usage::sandbox_usage))
         .route("/{id}/readiness/stream", get(readiness::stream))
         .route("/{id}/terminal/stream", get(terminal::stream))
         .route("/{id}/exec", any(forward::forward))
@@ -92,6 +95,12 @@ pub fn app(state: AppState) -> Router {
         .route("/preview-domain/verify", post(tenant::verify_domain))
         .route("/events/stream", get(event_stream::stream))
         .route(
+            "/policy",
+            get(policy::get_tenant_policy)
+                .put(policy::put_tenant_policy)
+                .delete(policy::delete_tenant_policy),
+        )
+        .route(
             "/preview-domain/certificate",
             put(tenant::put_certificate).delete(tenant::delete_certificate),
         );
@@ -113,6 +122,25 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
         .nest("/webhooks", webhook_routes)
+        .route("/usage", get(usage::usage))
+        .route("/usage/summary", get(usage::summary))
+        .route("/usage/export.csv", get(usage::export_csv))
+        .route(
+            "/quotas/external/{uid}",
+            get(policy::get_quota)
+                .put(policy::put_quota)
+                .delete(policy::delete_quota),
+        )
+        .route(
+            "/external-users/{uid}/policy",
+            get(policy::get_user_policy)
+                .put(policy::put_user_policy)
+                .delete(policy::delete_user_policy),
+        )
+        .route(
+            "/external-users/{uid}/effective-policy",
+            get(policy::effective_policy),
+        )
         .route("/events/stream", get(event_stream::stream))
         .nest("/sandboxes", sandbox_routes)
         .nest("/tenant", tenant_routes)

@@ -40,7 +40,19 @@ pub async fn create(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let req = body::parse::<CreateBody>(&bytes)?.validate()?;
+    let body = body::parse::<CreateBody>(&bytes)?;
+    let (no_timeout, no_idle) = body.omits_timeouts();
+    let mut req = body.validate()?;
+    // The end user's policy supplies the timeouts a create leaves out.
+    if let (Some(user), true) = (&req.external_user_id, no_timeout || no_idle) {
+        let (limits, _) = state.store.user_standing(&caller.tenant_id, user).await?;
+        if let (true, Some(t)) = (no_timeout, limits.default_timeout_sec) {
+            req.timeout_sec = t.clamp(1, MAX_TIMEOUT_SEC);
+        }
+        if let (true, Some(i)) = (no_idle, limits.default_idle_timeout_sec) {
+            req.idle_timeout_sec = (i > 0).then_some(i.min(MAX_TIMEOUT_SEC));
+        }
+    }
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

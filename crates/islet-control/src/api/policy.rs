@@ -1,0 +1,282 @@
+//! Per-user quotas and policy documents (contract §11): `/quotas/external/{uid}`,
+//! `/external-users/{uid}/policy`, `/external-users/{uid}/effective-policy` and
+//! `/tenant/policy`. Quotas are the `quotas` section of the user's policy document, so the
+//! two APIs read and write the same values; the tenant's document holds the defaults.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use islet_store::Subject;
+use islet_types::policy::{self, Holding, Limits, QUOTA_FIELDS};
+use serde_json::{json, Map, Value};
+
+use super::auth::Caller;
+use super::body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An external user id in a path: what `external_user_id` accepts on a sandbox.
+fn user_id(raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() || raw.len() > 200 || raw.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "external_user_id must be 1 to 200 printable characters",
+            "external_user_id",
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn limit_values(limits: &Limits) -> Map<String, Value> {
+    let values = [
+        limits.max_sandboxes,
+        limits.max_concurrent,
+        limits.max_cpu,
+        limits.max_memory_mb,
+        limits.max_storage_gb,
+        limits.max_runtime_sec,
+        limits.max_sandbox_seconds_per_day,
+        limits.max_credit_cents,
+    ];
+    QUOTA_FIELDS
+        .iter()
+        .zip(values)
+        .map(|(f, v)| ((*f).to_owned(), json!(v)))
+        .collect()
+}
+
+/// The quota view: effective limits flat and under `limits` (null = uncapped), where each
+/// came from, and what the user holds.
+fn quota_view(user: &str, limits: &Limits, held: &Holding, sources: Map<String, Value>) -> Value {
+    let values = limit_values(limits);
+    let mut view = json!({
+        "external_user_id": user,
+        "limits": values.clone(),
+        "sources": sources,
+        "usage": {
+            "sandboxes": held.sandboxes,
+            "total_sandboxes": held.sandboxes,
+            "concurrent": held.concurrent,
+            "cpu": held.cpu,
+            "memory_mb": held.memory_mb,
+            "storage_gb": held.storage_mb as f64 / 1024.0,
+        },
+    });
+    if let Some(obj) = view.as_object_mut() {
+        obj.extend(values);
+    }
+    view
+}
+
+async fn quota_answer(
+    state: &AppState,
+    tenant: &islet_types::TenantId,
+    user: &str,
+) -> Result<Value, ApiError> {
+    let (limits, held) = state.store.user_standing(tenant, user).await?;
+    let t = state
+        .store
+        .policy(tenant, Subject::Tenant)
+        .await?
+        .unwrap_or_default();
+    let u = state
+        .store
+        .policy(tenant, Subject::User(user.to_owned()))
+        .await?
+        .unwrap_or_default();
+    let sources: Map<String, Value> = policy::effective(&t, &u)
+        .into_iter()
+        .filter(|(section, _)| section == "quotas")
+        .flat_map(|(_, fields)| fields)
+        .map(|(f, e)| (f, json!(e.source.as_str())))
+        .collect();
+    Ok(json!({ "data": quota_view(user, &limits, &held, sources) }))
+}
+
+pub async fn get_quota(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
+}
+
+/// `PUT /quotas/external/{uid}`: the user's quotas become exactly the fields given; a field
+/// left out is not capped for this user (the tenant's default, if any, applies).
+pub async fn put_quota(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    let given: Map<String, Value> = body::parse(&bytes)?;
+    for field in given.keys() {
+        if !QUOTA_FIELDS.contains(&field.as_str()) {
+            return Err(ApiError::Validation {
+                message: format!(
+                    "unknown quota `{field}`; known: {}",
+                    QUOTA_FIELDS.join(", ")
+                ),
+                field: None,
+            });
+        }
+    }
+    policy::validate(&json!({ "quotas": given })).map_err(|e| ApiError::Validation {
+        message: e.0,
+        field: None,
+    })?;
+    let section: Map<String, Value> = given.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    state
+        .store
+        .set_policy_section(
+            &caller.tenant_id,
+            Subject::User(user.clone()),
+            "quotas",
+            Some(section),
+        )
+        .await?;
+    Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
+}
+
+pub async fn delete_quota(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = user_id(&uid)?;
+    state
+        .store
+        .set_policy_section(&caller.tenant_id, Subject::User(user), "quotas", None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn subject(uid: Option<String>) -> Result<Subject, ApiError> {
+    Ok(match uid {
+        Some(raw) => Subject::User(user_id(&raw)?),
+        None => Subject::Tenant,
+    })
+}
+
+async fn get_doc(
+    state: &AppState,
+    tenant: &islet_types::TenantId,
+    subject: Subject,
+) -> Result<Json<Value>, ApiError> {
+    let doc = state
+        .store
+        .policy(tenant, subject)
+        .await?
+        .unwrap_or_default();
+    Ok(Json(json!({ "data": doc })))
+}
+
+async fn put_doc(
+    state: &AppState,
+    tenant: &islet_types::TenantId,
+    subject: Subject,
+    bytes: &Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let raw: Value = body::parse(bytes)?;
+    // `{"policy": {...}}` is accepted as well as the bare document.
+    let raw = match raw.get("policy") {
+        Some(inner) if raw.as_object().is_some_and(|o| o.len() == 1) => inner.clone(),
+        _ => raw,
+    };
+    let doc = policy::validate(&raw).map_err(|e| ApiError::Validation {
+        message: e.0,
+        field: None,
+    })?;
+    state
+        .store
+        .set_policy(tenant, subject, Some(doc.clone()))
+        .await?;
+    Ok(Json(json!({ "data": doc })))
+}
+
+pub async fn get_user_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
+}
+
+pub async fn put_user_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
+}
+
+pub async fn delete_user_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .set_policy(&caller.tenant_id, subject(Some(uid))?, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_tenant_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    get_doc(&state, &caller.tenant_id, Subject::Tenant).await
+}
+
+pub async fn put_tenant_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    put_doc(&state, &caller.tenant_id, Subject::Tenant, &bytes).await
+}
+
+pub async fn delete_tenant_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .set_policy(&caller.tenant_id, Subject::Tenant, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
+pub async fn effective_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    let t = state
+        .store
+        .policy(&caller.tenant_id, Subject::Tenant)
+        .await?
+        .unwrap_or_default();
+    let u = state
+        .store
+        .policy(&caller.tenant_id, Subject::User(user))
+        .await?
+        .unwrap_or_default();
+    let doc: Map<String, Value> = policy::effective(&t, &u)
+        .into_iter()
+        .map(|(section, fields)| {
+            let fields: Map<String, Value> = fields
+                .into_iter()
+                .map(|(f, e)| (f, json!({ "value": e.value, "source": e.source.as_str() })))
+                .collect();
+            (section, Value::Object(fields))
+        })
+        .collect();
+    Ok(Json(json!({ "data": doc })))
+}

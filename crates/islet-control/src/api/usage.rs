@@ -1,0 +1,326 @@
+//! Usage (contract §11): one sandbox's meter, rollups by end user, project or workspace over a
+//! period (optionally in hourly or daily buckets), a tenant summary, and a CSV export.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Datelike, TimeZone, Utc};
+use islet_store::{GroupBy, UsageQuery, UsageRow, UsageTotals};
+use islet_types::time::{now_millis, rfc3339, UnixMillis};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::sandboxes::parse_id;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// The longest period one query covers.
+const MAX_PERIOD_MS: i64 = 366 * DAY_MS;
+
+pub async fn sandbox_usage(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let (record, t) = state.store.sandbox_usage(&caller.tenant_id, &id).await?;
+    let now = now_millis();
+    let remaining = record.expires_at.map(|e| (e - now).max(0));
+    Ok(Json(json!({ "data": {
+        "sandbox_id": record.id,
+        "state": record.state.as_str(),
+        "external_user_id": record.external_user_id,
+        "external_project_id": record.external_project_id,
+        "external_workspace_id": record.external_workspace_id,
+        "runtime_sec": t.sandbox_seconds,
+        "sandbox_seconds": t.sandbox_seconds,
+        "vcpu_seconds": t.vcpu_seconds,
+        "cpu_seconds": t.cpu_seconds,
+        "memory_gib_seconds": t.memory_gib_seconds,
+        "storage_gib_hours": t.storage_gib_hours,
+        "provisioned_vcpu_ms": (t.vcpu_seconds * 1000.0).round() as u64,
+        "provisioned_memory_mb_ms": (t.sandbox_seconds * 1000.0 * f64::from(record.resources.memory_mb)).round() as u64,
+        "active_cpu_ms": (t.cpu_seconds * 1000.0).round() as u64,
+        "creation_count": 1,
+        "network_ingress_bytes": null,
+        "network_egress_bytes": null,
+        "measurement_status": {
+            "cpu": "measured", "memory": "sampled", "runtime": "measured",
+            "storage": "allocated", "network": "not_measured",
+        },
+        "estimated_cost_cents": 0,
+        "timeout_sec": record.timeout_sec,
+        "timeout_remaining_ms": remaining,
+    }})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UsageParams {
+    external_user_id: Option<String>,
+    group_by: Option<String>,
+    period: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    period_start: Option<String>,
+    period_end: Option<String>,
+    granularity: Option<String>,
+}
+
+fn parse_time(raw: &str, field: &'static str) -> Result<UnixMillis, ApiError> {
+    if let Ok(secs) = raw.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis()));
+    }
+    Err(ApiError::validation(
+        format!("{field} must be RFC 3339, YYYY-MM-DD or unix seconds"),
+        field,
+    ))
+}
+
+fn month_start(now: UnixMillis) -> UnixMillis {
+    let today = Utc.timestamp_millis_opt(now).single().unwrap_or_default();
+    Utc.with_ymd_and_hms(today.year(), today.month(), 1, 0, 0, 0)
+        .single()
+        .map_or(now, |t| t.timestamp_millis())
+}
+
+/// `[start, end)` of the query. Default `30d`; `start`/`end` alone mean a custom period.
+fn period(p: &UsageParams, default: &str) -> Result<(UnixMillis, UnixMillis), ApiError> {
+    let now = now_millis();
+    let start = p.start.as_deref().or(p.period_start.as_deref());
+    let end = p.end.as_deref().or(p.period_end.as_deref());
+    let kind = p
+        .period
+        .as_deref()
+        .unwrap_or(if start.is_some() { "custom" } else { default });
+    let (s, e) = match kind {
+        "7d" => (now - 7 * DAY_MS, now),
+        "30d" => (now - 30 * DAY_MS, now),
+        "24h" | "1d" => (now - DAY_MS, now),
+        "mtd" | "month-to-date" => (month_start(now), now),
+        "custom" => {
+            let s = start
+                .ok_or_else(|| ApiError::validation("a custom period needs start", "start"))?;
+            let s = parse_time(s, "start")?;
+            let e = match end {
+                Some(e) => parse_time(e, "end")?,
+                None => now,
+            };
+            (s, e)
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "period must be 7d, 30d, mtd (month-to-date) or custom",
+                "period",
+            ))
+        }
+    };
+    if e <= s {
+        return Err(ApiError::validation("end must be after start", "end"));
+    }
+    if e - s > MAX_PERIOD_MS {
+        return Err(ApiError::validation(
+            "a period covers at most 366 days",
+            "start",
+        ));
+    }
+    Ok((s, e))
+}
+
+fn group_by(raw: Option<&str>) -> Result<(GroupBy, &'static str), ApiError> {
+    match raw.unwrap_or("external_user_id") {
+        "external_user_id" => Ok((GroupBy::ExternalUser, "external_user_id")),
+        "external_project_id" => Ok((GroupBy::ExternalProject, "external_project_id")),
+        "workspace_id" | "external_workspace_id" => Ok((GroupBy::Workspace, "workspace_id")),
+        _ => Err(ApiError::validation(
+            "group_by must be external_user_id, external_project_id or workspace_id",
+            "group_by",
+        )),
+    }
+}
+
+fn bucket(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw {
+        None | Some("") | Some("none") => Ok(None),
+        Some("hour") | Some("hourly") => Ok(Some(HOUR_MS)),
+        Some("day") | Some("daily") => Ok(Some(DAY_MS)),
+        Some(_) => Err(ApiError::validation(
+            "granularity must be hour or day",
+            "granularity",
+        )),
+    }
+}
+
+fn totals_json(t: &UsageTotals) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "sandbox_seconds": t.sandbox_seconds,
+        "computer_seconds": 0,
+        "vcpu_seconds": t.vcpu_seconds,
+        "cpu_seconds": t.cpu_seconds,
+        "memory_gib_seconds": t.memory_gib_seconds,
+        "storage_gib_hours": t.storage_gib_hours,
+        "storage_gb_hours": t.storage_gib_hours,
+        "credit_cents": 0,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn row_json(key: &str, row: &UsageRow) -> Value {
+    let mut m = totals_json(&row.totals);
+    m.insert(key.to_owned(), json!(row.group));
+    if let Some(b) = row.bucket {
+        m.insert("bucket_start".into(), json!(rfc3339(b)));
+    }
+    Value::Object(m)
+}
+
+async fn rollup(
+    state: &AppState,
+    caller: &islet_store::Principal,
+    p: &UsageParams,
+    default_period: &str,
+) -> Result<
+    (
+        UnixMillis,
+        UnixMillis,
+        &'static str,
+        Vec<UsageRow>,
+        Option<Vec<UsageRow>>,
+    ),
+    ApiError,
+> {
+    let (start, end) = period(p, default_period)?;
+    let (group, key) = group_by(p.group_by.as_deref())?;
+    let user = p.external_user_id.clone().filter(|u| !u.is_empty());
+    let query = UsageQuery {
+        start,
+        end,
+        group_by: group,
+        external_user_id: user,
+        bucket_ms: None,
+    };
+    let totals = state
+        .store
+        .usage_rollup(&caller.tenant_id, query.clone())
+        .await?;
+    let buckets = match bucket(p.granularity.as_deref())? {
+        Some(ms) => Some(
+            state
+                .store
+                .usage_rollup(
+                    &caller.tenant_id,
+                    UsageQuery {
+                        bucket_ms: Some(ms),
+                        ..query
+                    },
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((start, end, key, totals, buckets))
+}
+
+/// `GET /usage`: results per group, the largest first.
+pub async fn usage(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (start, end, key, mut totals, buckets) = rollup(&state, &caller, &p, "30d").await?;
+    totals.sort_by(|a, b| {
+        b.totals
+            .sandbox_seconds
+            .total_cmp(&a.totals.sandbox_seconds)
+    });
+    let mut data = json!({
+        "period_start": rfc3339(start),
+        "period_end": rfc3339(end),
+        "group_by": key,
+        "results": totals.iter().map(|r| row_json(key, r)).collect::<Vec<_>>(),
+    });
+    if let Some(b) = buckets {
+        data["buckets"] = json!(b.iter().map(|r| row_json(key, r)).collect::<Vec<_>>());
+        data["granularity"] = json!(p.granularity);
+    }
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `GET /usage/summary`: the tenant's totals (default: month to date).
+pub async fn summary(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (start, end, _, rows, _) = rollup(&state, &caller, &p, "mtd").await?;
+    let mut sum = UsageTotals::default();
+    for r in &rows {
+        sum.sandbox_seconds += r.totals.sandbox_seconds;
+        sum.vcpu_seconds += r.totals.vcpu_seconds;
+        sum.cpu_seconds += r.totals.cpu_seconds;
+        sum.memory_gib_seconds += r.totals.memory_gib_seconds;
+        sum.storage_gib_hours += r.totals.storage_gib_hours;
+    }
+    let mut data = totals_json(&sum);
+    data.insert("period_start".into(), json!(rfc3339(start)));
+    data.insert("period_end".into(), json!(rfc3339(end)));
+    data.insert(
+        "external_users".into(),
+        json!(rows.iter().filter(|r| r.group.is_some()).count()),
+    );
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `GET /usage/export.csv`: one line per group (and bucket, default daily) for billing
+/// systems.
+pub async fn export_csv(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(mut p): Query<UsageParams>,
+) -> Result<Response, ApiError> {
+    if p.granularity.is_none() {
+        p.granularity = Some("day".into());
+    }
+    let (start, end, key, _, buckets) = rollup(&state, &caller, &p, "30d").await?;
+    let mut out = format!(
+        "period_start,period_end,bucket_start,{key},sandbox_seconds,vcpu_seconds,cpu_seconds,memory_gib_seconds,storage_gib_hours\n"
+    );
+    for r in buckets.unwrap_or_default() {
+        let group = r.group.clone().unwrap_or_default();
+        // A value a spreadsheet would run as a formula is prefixed with `'`; a field with a
+        // comma, quote or line break is quoted, quotes doubled (RFC 4180).
+        let group = if group.starts_with(['=', '+', '-', '@']) {
+            format!("'{group}")
+        } else {
+            group
+        };
+        let group = if group.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", group.replace('"', "\"\""))
+        } else {
+            group
+        };
+        out.push_str(&format!(
+            "{},{},{},{group},{:.3},{:.3},{:.6},{:.6},{:.6}\n",
+            rfc3339(start),
+            rfc3339(end),
+            r.bucket.map(rfc3339).unwrap_or_default(),
+            r.totals.sandbox_seconds,
+            r.totals.vcpu_seconds,
+            r.totals.cpu_seconds,
+            r.totals.memory_gib_seconds,
+            r.totals.storage_gib_hours,
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+}

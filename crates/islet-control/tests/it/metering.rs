@@ -1,0 +1,262 @@
+//! Metering (contract §11): CPU time metered from the sandbox's cgroup matches the cgroup's own
+//! counter within 1 % across a `kill -9` and restart of the server; rollups, buckets, the
+//! summary and the CSV export agree with the per-sandbox meter.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use islet_control::Config;
+use islet_testkit::{bin_dir, data_dir, network_identity, Client, TestServer};
+use serde_json::json;
+
+use super::crash::spawn_with;
+
+/// The sandbox's cumulative CPU time, µs, read from its cgroup the way an operator would:
+/// the server's own cgroup (per `/proc/<pid>/cgroup`) + `islet/<id>`.
+fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (dir, file): (PathBuf, &str) = if v2 {
+        let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        (
+            Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
+            "cpu.stat",
+        )
+    } else {
+        let path = own
+            .lines()
+            .find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == "cpuacct")
+                    .then(|| path.to_owned())
+            })
+            .unwrap();
+        (
+            Path::new("/sys/fs/cgroup/cpuacct").join(path.trim_start_matches('/')),
+            "cpuacct.usage",
+        )
+    };
+    let text = std::fs::read_to_string(dir.join("islet").join(sandbox).join(file)).unwrap();
+    if v2 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    } else {
+        text.trim().parse::<u64>().unwrap() / 1000
+    }
+}
+
+async fn burn(client: &Client, id: &str, seconds: u32) {
+    let (code, _, err) = client
+        .exec(
+            id,
+            &format!("timeout {seconds} sh -c 'while :; do :; done'; true"),
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
+    let (prefix, octet) = network_identity();
+    let data = data_dir(&format!("meter-{prefix}"));
+    let key = {
+        let out = Command::new(bin_dir().join("islet"))
+            .args(["tenant", "create", "--name", "meter"])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        created["api_key"].as_str().unwrap().to_owned()
+    };
+    let flags = ["--meter-interval", "1"];
+    let mut server = spawn_with(&data, &prefix, octet, &flags);
+    let client = Client::new(&server.base, &key);
+    let started = Instant::now();
+    let id = client
+        .sandbox(json!({"external_user_id": "metered", "external_project_id": "p1"}))
+        .await;
+    burn(&client, &id, 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap(); // SIGKILL: no last sample, nothing flushed
+    server.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server = spawn_with(&data, &prefix, octet, &flags);
+    let client = Client::new(&server.base, &key);
+    assert_eq!(
+        client.state(&id).await,
+        "running",
+        "the sandbox survived the restart"
+    );
+    burn(&client, &id, 2).await;
+    let truth = cgroup_cpu_usec(server.child.id(), &id) as f64 / 1e6;
+    assert_eq!(
+        client
+            .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
+            .await
+            .status,
+        200
+    );
+    let wall = started.elapsed().as_secs_f64();
+    let usage = client
+        .call("GET", &format!("/sandboxes/{id}/usage"), None)
+        .await;
+    let u = &usage.body["data"];
+    let metered = u["cpu_seconds"].as_f64().unwrap();
+    println!("metering: cgroup {truth:.4} s, metered {metered:.4} s, running {:.2} s of {wall:.2} s wall", u["sandbox_seconds"]);
+    assert!(truth > 3.0, "the workload burned {truth} s");
+    assert!(
+        (metered - truth).abs() <= truth * 0.01,
+        "metered {metered} vs cgroup {truth}"
+    );
+    let running = u["sandbox_seconds"].as_f64().unwrap();
+    assert!(
+        running > 4.0 && running <= wall + 0.5,
+        "running {running} s of {wall} s"
+    );
+    assert!(u["memory_gib_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        u["active_cpu_ms"].as_u64().unwrap(),
+        (metered * 1000.0).round() as u64
+    );
+    // Stopped: running time no longer accrues.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = client
+        .call("GET", &format!("/sandboxes/{id}/usage"), None)
+        .await;
+    assert_eq!(
+        later.body["data"]["sandbox_seconds"].as_f64().unwrap(),
+        running
+    );
+    // The rollup by user carries the same totals.
+    let rollup = client
+        .call("GET", "/usage?external_user_id=metered&period=7d", None)
+        .await;
+    let row = &rollup.body["data"]["results"][0];
+    assert_eq!(row["external_user_id"], "metered");
+    assert!((row["cpu_seconds"].as_f64().unwrap() - metered).abs() < 1e-9);
+    client
+        .call("DELETE", &format!("/sandboxes/{id}"), None)
+        .await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_group_bucket_summarise_and_export() {
+    let server = TestServer::start_with(Config {
+        meter_interval: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let tenant = server.tenant(None).await;
+    let a = tenant
+        .sandbox(json!({"external_user_id": "ann", "external_project_id": "alpha", "external_workspace_id": "w1"}))
+        .await;
+    let b = tenant
+        .sandbox(json!({"external_user_id": "bob", "external_project_id": "alpha", "external_workspace_id": "w1"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for id in [&a, &b] {
+        assert_eq!(
+            tenant
+                .call("DELETE", &format!("/sandboxes/{id}"), None)
+                .await
+                .status,
+            204
+        );
+    }
+    let by_user = tenant.call("GET", "/usage", None).await;
+    assert_eq!(by_user.status, 200, "{:?}", by_user.body);
+    let results = by_user.body["data"]["results"].as_array().unwrap().clone();
+    let users: Vec<&str> = results
+        .iter()
+        .map(|r| r["external_user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2, "{results:?}");
+    assert!(users.contains(&"ann") && users.contains(&"bob"));
+    for r in &results {
+        assert!(r["sandbox_seconds"].as_f64().unwrap() > 1.0, "{r}");
+        assert!(r["storage_gib_hours"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["credit_cents"], 0);
+    }
+    let ann_meter = tenant
+        .call("GET", &format!("/sandboxes/{a}/usage"), None)
+        .await;
+    let ann_row = results
+        .iter()
+        .find(|r| r["external_user_id"] == "ann")
+        .unwrap();
+    assert!(
+        (ann_row["sandbox_seconds"].as_f64().unwrap()
+            - ann_meter.body["data"]["sandbox_seconds"].as_f64().unwrap())
+        .abs()
+            < 1e-9
+    );
+    let by_project = tenant
+        .call(
+            "GET",
+            "/usage?group_by=external_project_id&period=mtd",
+            None,
+        )
+        .await;
+    let rows = by_project.body["data"]["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["external_project_id"], "alpha");
+    let by_ws = tenant
+        .call("GET", "/usage?group_by=workspace_id&granularity=hour", None)
+        .await;
+    assert_eq!(by_ws.body["data"]["results"][0]["workspace_id"], "w1");
+    assert!(!by_ws.body["data"]["buckets"].as_array().unwrap().is_empty());
+    let summary = tenant.call("GET", "/usage/summary", None).await;
+    let total: f64 = results
+        .iter()
+        .map(|r| r["sandbox_seconds"].as_f64().unwrap())
+        .sum();
+    assert!((summary.body["data"]["sandbox_seconds"].as_f64().unwrap() - total).abs() < 1e-6);
+    assert_eq!(summary.body["data"]["external_users"], 2);
+    let csv = tenant.call("GET", "/usage/export.csv", None).await;
+    let text = String::from_utf8(csv.bytes).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0]
+        .starts_with("period_start,period_end,bucket_start,external_user_id,sandbox_seconds"));
+    assert_eq!(lines.len(), 3, "{text}");
+    for (query, field) in [
+        ("period=fortnight", "period"),
+        ("group_by=planet", "group_by"),
+        ("period=custom", "start"),
+        ("start=2026-01-02&end=2026-01-01", "end"),
+        ("start=2020-01-01&end=2026-01-01", "start"),
+        ("granularity=minute", "granularity"),
+        ("start=yesterday", "start"),
+    ] {
+        let r = tenant.call("GET", &format!("/usage?{query}"), None).await;
+        assert_eq!(r.status, 400, "{query}: {:?}", r.body);
+        assert_eq!(r.body["error"]["details"]["field"], field, "{query}");
+    }
+    // Another tenant sees none of it.
+    let other = server.tenant(None).await;
+    assert!(
+        other.call("GET", "/usage", None).await.body["data"]["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        other
+            .call("GET", &format!("/sandboxes/{a}/usage"), None)
+            .await
+            .status,
+        404
+    );
+    server.stop().await;
+}

@@ -1,0 +1,326 @@
+//! Per-user quotas and policy (contract §11): limits hold under any concurrency, refusals say
+//! which limit, runtime caps stop sandboxes on time, and the policy documents merge.
+
+use std::time::{Duration, Instant};
+
+use islet_testkit::{Client, TestServer};
+use serde_json::{json, Value};
+
+async fn tenant_id(server: &TestServer, client: &Client) -> islet_types::TenantId {
+    server
+        .state
+        .store
+        .authenticate(&client.key)
+        .await
+        .unwrap()
+        .unwrap()
+        .tenant_id
+}
+
+async fn quota_events(server: &TestServer, client: &Client) -> Vec<Value> {
+    let tenant = tenant_id(server, client).await;
+    let events = server
+        .state
+        .store
+        .events_after(&tenant, 0, 10_000)
+        .await
+        .unwrap();
+    events
+        .into_iter()
+        .filter(|e| e.event_type == "quota.exceeded")
+        .map(|e| e.payload)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_five() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let set = tenant
+        .call(
+            "PUT",
+            "/quotas/external/racer",
+            Some(json!({"max_sandboxes": 5})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    assert_eq!(set.body["data"]["max_sandboxes"], 5);
+    assert_eq!(set.body["data"]["limits"]["max_sandboxes"], 5);
+    assert!(set.body["data"]["limits"]["max_concurrent"].is_null());
+    let requests = (0..500).map(|_| {
+        tenant.call(
+            "POST",
+            "/sandboxes?wait=false",
+            Some(json!({"external_user_id": "racer"})),
+        )
+    });
+    let replies = futures::future::join_all(requests).await;
+    let admitted: Vec<&str> = replies
+        .iter()
+        .filter(|r| r.status == 201 || r.status == 202)
+        .map(|r| r.body["data"]["id"].as_str().unwrap())
+        .collect();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 403).collect();
+    assert_eq!(admitted.len(), 5, "admitted {}", admitted.len());
+    assert_eq!(refused.len(), 495);
+    for r in &refused {
+        assert_eq!(r.body["error"]["code"], "QUOTA_EXCEEDED");
+        assert_eq!(r.body["error"]["retryable"], false);
+        let d = &r.body["error"]["details"];
+        assert_eq!(
+            (
+                d["limit"].as_str(),
+                d["max"].as_u64(),
+                d["current"].as_u64()
+            ),
+            (Some("max_sandboxes"), Some(5), Some(5))
+        );
+        assert_eq!(d["external_user_id"], "racer");
+    }
+    let events = quota_events(&server, &tenant).await;
+    assert_eq!(events.len(), 495, "one quota.exceeded per refusal");
+    assert_eq!(events[0]["data"]["limit"], "max_sandboxes");
+    assert_eq!(events[0]["data"]["action"], "create");
+    // Another user is not affected; the quota's usage counts what exists.
+    assert_eq!(
+        tenant
+            .call(
+                "POST",
+                "/sandboxes?wait=false",
+                Some(json!({"external_user_id": "other"}))
+            )
+            .await
+            .status,
+        202
+    );
+    let got = tenant.call("GET", "/quotas/external/racer", None).await;
+    assert_eq!(got.body["data"]["usage"]["total_sandboxes"], 5);
+    assert_eq!(got.body["data"]["sources"]["max_sandboxes"], "user");
+    // Deleting the quota lifts it.
+    assert_eq!(
+        tenant
+            .call("DELETE", "/quotas/external/racer", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        tenant
+            .call(
+                "POST",
+                "/sandboxes?wait=false",
+                Some(json!({"external_user_id": "racer"}))
+            )
+            .await
+            .status,
+        202
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    tenant
+        .call(
+            "PUT",
+            "/tenant/policy",
+            Some(json!({"quotas": {"max_concurrent": 1, "max_cpu": 4}})),
+        )
+        .await;
+    let a = tenant.sandbox(json!({"external_user_id": "u1"})).await;
+    let second = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "u1"})),
+        )
+        .await;
+    assert_eq!(second.status, 403);
+    assert_eq!(second.body["error"]["details"]["limit"], "max_concurrent");
+    // A stopped sandbox holds no compute: the next one fits, and then `a` cannot resume.
+    assert_eq!(
+        tenant
+            .call("POST", &format!("/sandboxes/{a}/stop"), Some(json!({})))
+            .await
+            .status,
+        200
+    );
+    let b = tenant.sandbox(json!({"external_user_id": "u1"})).await;
+    let resume = tenant
+        .call("POST", &format!("/sandboxes/{a}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(resume.status, 403, "{:?}", resume.body);
+    assert_eq!(resume.body["error"]["code"], "QUOTA_EXCEEDED");
+    let events = quota_events(&server, &tenant).await;
+    assert_eq!(events.last().unwrap()["data"]["action"], "resume");
+    // The user's own document overrides the tenant default, field by field.
+    tenant
+        .call(
+            "PUT",
+            "/external-users/u1/policy",
+            Some(json!({"quotas": {"max_concurrent": 2}})),
+        )
+        .await;
+    let effective = tenant
+        .call("GET", "/external-users/u1/effective-policy", None)
+        .await;
+    assert_eq!(
+        effective.body["data"]["quotas"]["max_concurrent"],
+        json!({"value": 2, "source": "user"})
+    );
+    assert_eq!(
+        effective.body["data"]["quotas"]["max_cpu"],
+        json!({"value": 4, "source": "tenant"})
+    );
+    assert_eq!(
+        effective.body["data"]["quotas"]["max_sandboxes"],
+        json!({"value": null, "source": "platform"})
+    );
+    assert_eq!(
+        tenant
+            .call("POST", &format!("/sandboxes/{a}/resume"), Some(json!({})))
+            .await
+            .status,
+        200
+    );
+    for id in [&a, &b] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_documents_validate_merge_and_set_defaults() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let bad: Vec<(&str, &str, Value)> = vec![
+        ("PUT", "/quotas/external/u", json!({"max_sandboxes": -1})),
+        ("PUT", "/quotas/external/u", json!({"max_sandboxes": "5"})),
+        ("PUT", "/quotas/external/u", json!({"max_rockets": 5})),
+        ("PUT", "/tenant/policy", json!({"quotas": 5})),
+        ("PUT", "/tenant/policy", json!({"quotas": {"max_cpu": 1.5}})),
+        ("PUT", "/external-users/u/policy", json!([1, 2])),
+        (
+            "PUT",
+            "/external-users/u/policy",
+            json!({"lifecycle": {"default_timeout_sec": {"x": 1}}}),
+        ),
+    ];
+    for (method, path, body) in bad {
+        let r = tenant.call(method, path, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{path} {body}: {:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "VALIDATION_FAILED");
+    }
+    // Quotas are the user's `quotas` section; other sections stay.
+    let set = tenant
+        .call("PUT", "/external-users/u/policy", Some(json!({"lifecycle": {"default_timeout_sec": 120, "default_idle_timeout_sec": 60}, "billing": {"tier": "gold"}})))
+        .await;
+    assert_eq!(set.status, 200);
+    tenant
+        .call(
+            "PUT",
+            "/quotas/external/u",
+            Some(json!({"max_sandboxes": 3, "max_concurrent": 2})),
+        )
+        .await;
+    let doc = tenant.call("GET", "/external-users/u/policy", None).await;
+    assert_eq!(
+        doc.body["data"]["quotas"],
+        json!({"max_sandboxes": 3, "max_concurrent": 2})
+    );
+    assert_eq!(doc.body["data"]["billing"]["tier"], "gold");
+    // PUT replaces: a field left out is no longer capped for the user.
+    tenant
+        .call(
+            "PUT",
+            "/quotas/external/u",
+            Some(json!({"max_sandboxes": 4})),
+        )
+        .await;
+    let q = tenant.call("GET", "/quotas/external/u", None).await;
+    assert_eq!(q.body["data"]["max_sandboxes"], 4);
+    assert!(q.body["data"]["max_concurrent"].is_null());
+    // Lifecycle defaults apply to a create that leaves them out, not one that sets them.
+    let id = tenant.sandbox(json!({"external_user_id": "u"})).await;
+    let got = tenant.call("GET", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(got.body["data"]["timeout_sec"], 120, "{:?}", got.body);
+    let own = tenant
+        .sandbox(json!({"external_user_id": "u", "timeout_sec": 900}))
+        .await;
+    let got = tenant.call("GET", &format!("/sandboxes/{own}"), None).await;
+    assert_eq!(got.body["data"]["timeout_sec"], 900);
+    // Another tenant's documents are its own.
+    let other = server.tenant(None).await;
+    let theirs = other.call("GET", "/external-users/u/policy", None).await;
+    assert_eq!(theirs.body["data"], json!({}));
+    assert!(
+        other.call("GET", "/quotas/external/u", None).await.body["data"]["max_sandboxes"].is_null()
+    );
+    assert_eq!(
+        tenant
+            .call("DELETE", "/external-users/u/policy", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        tenant
+            .call("GET", "/external-users/u/policy", None)
+            .await
+            .body["data"],
+        json!({})
+    );
+    for id in [&id, &own] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_second_runtime_cap_stops_the_sandbox_on_time_with_one_event() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    tenant
+        .call(
+            "PUT",
+            "/tenant/policy",
+            Some(json!({"quotas": {"max_runtime_sec": 60}})),
+        )
+        .await;
+    let created = Instant::now();
+    let id = tenant
+        .sandbox(json!({"external_user_id": "capped", "timeout_sec": 3600}))
+        .await;
+    let got = tenant.call("GET", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(got.body["data"]["timeout_sec"], 60, "the timeout is capped");
+    // Extending cannot pass the cap either.
+    let extended = tenant
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/extend"),
+            Some(json!({"timeout_sec": 3600})),
+        )
+        .await;
+    assert_eq!(extended.status, 200, "{:?}", extended.body);
+    let state = tenant.wait_for_state(&id, "destroyed", 90).await;
+    let lived = created.elapsed();
+    assert_eq!(state, "destroyed");
+    assert!(
+        lived >= Duration::from_secs(59) && lived <= Duration::from_secs(62),
+        "stopped after {lived:?}"
+    );
+    let types = server.event_types(&id).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "sandbox.timeout").count(),
+        1,
+        "{types:?}"
+    );
+    println!("runtime cap 60 s: destroyed after {lived:.2?}");
+    server.stop().await;
+}

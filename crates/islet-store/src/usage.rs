@@ -1,0 +1,292 @@
+//! Metering: cgroup samples turned into usage per sandbox and hour, and the rollups billing
+//! reads (by end user, project or workspace, over a period, in hourly or daily buckets).
+//!
+//! `usage_meters` holds, per sandbox, the CPU counter already accounted for, since when its
+//! running time is accounted (`run_at`, null while it does not run) and its storage
+//! (`storage_at`). Lifecycle transitions move these marks in their own transactions; a sample
+//! adds the deltas since the marks to the hour's row and moves the marks, in one transaction.
+
+use islet_types::time::UnixMillis;
+use islet_types::{SandboxId, SandboxState, TenantId};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::sandboxes::{get_tx, SandboxRecord};
+use crate::{Store, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// One reading of a sandbox's cgroup (`None` when it has no live cgroup: stopped).
+#[derive(Debug, Clone)]
+pub struct UsageSample {
+    pub sandbox_id: SandboxId,
+    pub at: UnixMillis,
+    /// Cumulative CPU time of the sandbox's cgroup, microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory in use now, bytes.
+    pub memory_bytes: u64,
+}
+
+/// Usage totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageTotals {
+    pub sandbox_seconds: f64,
+    pub vcpu_seconds: f64,
+    pub cpu_seconds: f64,
+    pub memory_gib_seconds: f64,
+    pub storage_gib_hours: f64,
+}
+
+/// What rollups group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    ExternalUser,
+    ExternalProject,
+    Workspace,
+}
+
+impl GroupBy {
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::ExternalUser => "external_user_id",
+            GroupBy::ExternalProject => "external_project_id",
+            GroupBy::Workspace => "external_workspace_id",
+        }
+    }
+}
+
+/// A rollup query.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub start: UnixMillis,
+    pub end: UnixMillis,
+    pub group_by: GroupBy,
+    /// Only this end user.
+    pub external_user_id: Option<String>,
+    /// Bucket width (`HOUR_MS`, a day) or none.
+    pub bucket_ms: Option<i64>,
+}
+
+/// One row of a rollup: the group's value, the bucket start when bucketed, the totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub group: Option<String>,
+    pub bucket: Option<UnixMillis>,
+    pub totals: UsageTotals,
+}
+
+/// Mark a sandbox as running from `now` (start, resume, pool hand-over). `fresh_cgroup`: its
+/// CPU counter starts again from zero.
+pub(crate) fn mark_running(
+    tx: &Transaction<'_>,
+    record: &SandboxRecord,
+    now: UnixMillis,
+    fresh_cgroup: bool,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
+         VALUES (?1, 0, ?2, ?3)
+         ON CONFLICT(sandbox_id) DO UPDATE SET run_at = ?2,
+            cpu_usec = CASE WHEN ?4 THEN 0 ELSE cpu_usec END",
+        params![record.id.as_str(), now, record.created_at, fresh_cgroup],
+    )?;
+    Ok(())
+}
+
+/// Running time stops accruing (pause, stop, failure); storage goes on until destroyed.
+pub(crate) fn mark_not_running(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE usage_meters SET run_at = NULL WHERE sandbox_id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn forget_meter(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM usage_meters WHERE sandbox_id = ?1", [id])?;
+    Ok(())
+}
+
+fn add(
+    tx: &Transaction<'_>,
+    record: &SandboxRecord,
+    at: UnixMillis,
+    t: &UsageTotals,
+) -> Result<(), StoreError> {
+    let hour = at - at.rem_euclid(HOUR_MS);
+    tx.prepare_cached(
+        "INSERT INTO usage_hourly (sandbox_id, hour, tenant_id, external_user_id,
+            external_project_id, external_workspace_id, sandbox_seconds, vcpu_seconds,
+            cpu_seconds, memory_gib_seconds, storage_gib_hours)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(sandbox_id, hour) DO UPDATE SET
+            tenant_id = excluded.tenant_id,
+            external_user_id = excluded.external_user_id,
+            external_project_id = excluded.external_project_id,
+            external_workspace_id = excluded.external_workspace_id,
+            sandbox_seconds = sandbox_seconds + excluded.sandbox_seconds,
+            vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
+            cpu_seconds = cpu_seconds + excluded.cpu_seconds,
+            memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
+            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours",
+    )?
+    .execute(params![
+        record.id.as_str(),
+        hour,
+        record.tenant_id.as_str(),
+        record.external_user_id,
+        record.external_project_id,
+        record.external_workspace_id,
+        t.sandbox_seconds,
+        t.vcpu_seconds,
+        t.cpu_seconds,
+        t.memory_gib_seconds,
+        t.storage_gib_hours,
+    ])?;
+    Ok(())
+}
+
+/// Account one sample: the deltas since the sandbox's marks, then the marks move to it.
+fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
+    let Some(record) = get_tx(tx, s.sandbox_id.as_str())? else {
+        return Ok(());
+    };
+    if record.state == SandboxState::Destroyed {
+        return Ok(());
+    }
+    let meter: Option<(i64, Option<i64>, i64)> = tx
+        .prepare_cached(
+            "SELECT cpu_usec, run_at, storage_at FROM usage_meters WHERE sandbox_id = ?1",
+        )?
+        .query_row([record.id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let (cpu_mark, run_at, storage_at) = meter.unwrap_or((0, None, record.created_at));
+    let mut t = UsageTotals::default();
+    let mut cpu_now = cpu_mark;
+    if let (Some(run_at), Some(cpu)) = (run_at, s.cpu_usec) {
+        let seconds = (s.at - run_at).max(0) as f64 / 1000.0;
+        let cpu = cpu as i64;
+        // A counter below the mark belongs to a new cgroup: all of it is new.
+        let delta = if cpu >= cpu_mark { cpu - cpu_mark } else { cpu };
+        cpu_now = cpu;
+        t.sandbox_seconds = seconds;
+        t.vcpu_seconds = seconds * f64::from(record.resources.cpu_count);
+        t.cpu_seconds = delta as f64 / 1_000_000.0;
+        t.memory_gib_seconds = s.memory_bytes as f64 / GIB * seconds;
+    }
+    let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;
+    t.storage_gib_hours = f64::from(record.resources.disk_mb) / 1024.0 * storage_hours;
+    add(tx, &record, s.at, &t)?;
+    tx.prepare_cached(
+        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(sandbox_id) DO UPDATE SET cpu_usec = ?2, run_at = ?3, storage_at = ?4",
+    )?
+    .execute(params![
+        record.id.as_str(),
+        cpu_now,
+        run_at.map(|_| s.at),
+        s.at
+    ])?;
+    Ok(())
+}
+
+fn totals_of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTotals> {
+    Ok(UsageTotals {
+        sandbox_seconds: r.get(first)?,
+        vcpu_seconds: r.get(first + 1)?,
+        cpu_seconds: r.get(first + 2)?,
+        memory_gib_seconds: r.get(first + 3)?,
+        storage_gib_hours: r.get(first + 4)?,
+    })
+}
+
+const SUMS: &str = "COALESCE(SUM(sandbox_seconds), 0.0), COALESCE(SUM(vcpu_seconds), 0.0),
+    COALESCE(SUM(cpu_seconds), 0.0), COALESCE(SUM(memory_gib_seconds), 0.0),
+    COALESCE(SUM(storage_gib_hours), 0.0)";
+
+impl Store {
+    /// Account samples, each in the same transaction as the marks it moves.
+    pub async fn record_usage(&self, samples: Vec<UsageSample>) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for s in &samples {
+                account(&tx, s)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A sandbox's totals so far.
+    pub async fn sandbox_usage(
+        &self,
+        tenant_id: &TenantId,
+        id: &SandboxId,
+    ) -> Result<(SandboxRecord, UsageTotals), StoreError> {
+        let (tenant, id) = (tenant_id.to_string(), id.to_string());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let record = get_tx(&tx, &id)?
+                .filter(|r| r.tenant_id.as_str() == tenant)
+                .ok_or(StoreError::NotFound("sandbox"))?;
+            let totals = tx.query_row(
+                &format!("SELECT {SUMS} FROM usage_hourly WHERE sandbox_id = ?1"),
+                [&id],
+                |r| totals_of(r, 0),
+            )?;
+            tx.commit()?;
+            Ok((record, totals))
+        })
+        .await
+    }
+
+    /// Roll usage up by group (and bucket) over `[start, end)`.
+    pub async fn usage_rollup(
+        &self,
+        tenant_id: &TenantId,
+        q: UsageQuery,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let col = q.group_by.column();
+            let bucket = match q.bucket_ms {
+                Some(ms) => format!("(hour - (hour % {ms}))"),
+                None => "NULL".to_owned(),
+            };
+            let user_filter = if q.external_user_id.is_some() {
+                "AND external_user_id = ?4"
+            } else {
+                "AND ?4 IS NULL"
+            };
+            let sql = format!(
+                "SELECT {col}, {bucket} AS b, {SUMS} FROM usage_hourly
+                 WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 {user_filter}
+                 GROUP BY {col}, b ORDER BY b, {col}"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant,
+                        q.start - q.start.rem_euclid(HOUR_MS),
+                        q.end,
+                        q.external_user_id
+                    ],
+                    |r| {
+                        Ok(UsageRow {
+                            group: r.get(0)?,
+                            bucket: r.get(1)?,
+                            totals: totals_of(r, 2)?,
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
