@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs test_flow.py and test_webhooks.py with the real miosa SDK against a fresh `islet serve`
+# Runs test_flow.py, test_webhooks.py and test_usage.py with the real miosa SDK against a fresh `islet serve`
 # on a free port (local webhook receivers allowed), its preview edge on another free port
 # (ISLET_PREVIEW_ADDR for the test). Custom preview domains are verified against a DNS server the
 # test runs itself on ISLET_DNS_ADDR (the TXT record a tenant would publish).
@@ -28,7 +28,8 @@ dns_addr="127.0.0.1:$(python3 -c 'import socket; s = socket.socket(socket.AF_INE
 key=$("$root/target/debug/islet" tenant create --name sdk-test --isolation "$isolation" --data-dir "$data" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 "$root/target/debug/islet" serve --data-dir "$data" --template-dir "${ISLET_TEMPLATE_DIR:-/var/lib/islet/templates}" \
   --listen 127.0.0.1:0 --preview-listen "$preview_addr" --domain-verify-nameserver "$dns_addr" \
-  --net-prefix sdk --subnet-octet 212 --webhook-allow-private >"$data/stdout" 2>"$log" &
+  --net-prefix sdk --subnet-octet 212 --webhook-allow-private --meter-interval 1 \
+  >"$data/stdout" 2>"$log" &
 server=$!
 for _ in $(seq 1 600); do
   grep -q "listening on" "$data/stdout" 2>/dev/null && break
@@ -41,6 +42,8 @@ if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolati
   ISLET_PREVIEW_ADDR="$preview_addr" ISLET_DNS_ADDR="$dns_addr" "$venv/bin/python" "$here/test_flow.py"; then
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi
-if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" "$venv/bin/python" "$here/test_webhooks.py"; then
-  echo "--- server log ---"; tail -50 "$log"; exit 1
-fi
+for script in test_webhooks.py test_usage.py; do
+  if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" "$venv/bin/python" "$here/$script"; then
+    echo "--- server log ---"; tail -50 "$log"; exit 1
+  fi
+done
