@@ -1,8 +1,10 @@
-"""Quotas, policy and usage (contract §11) through the unmodified `miosa` 2.19.2 SDK.
+"""Quotas, policy and usage (contract §11), API keys and browser tokens (contract §12), through
+the unmodified `miosa` 2.19.2 SDK.
 
 Reads MIOSA_BASE_URL / MIOSA_API_KEY; run.sh starts the server with a one-second meter. A
 failure exits non-zero.
 """
+import os
 import time
 
 import miosa
@@ -79,3 +81,47 @@ try:
 except ValidationError:
     print("ok  an unknown period is refused (ValidationError)")
 print("usage: all checks passed")
+
+# --- keys and browser tokens (contract §12) ---------------------------------------------------
+url = os.environ["MIOSA_BASE_URL"]
+key = client.api_keys.create(name="sdk reader", scopes=["sandboxes:read"])
+check(key["token"].startswith("msk_live_") and key["scopes"] == ["sandboxes:read"], "api_keys.create returns the plaintext once, with its scopes")
+check(any(k["id"] == key["id"] for k in client.api_keys.list()), "api_keys.list finds it")
+reader = miosa.Miosa(api_key=key["token"], base_url=url)
+reader.sandboxes.list()
+try:
+    reader.sandboxes.create(external_user_id=user)
+    raise AssertionError("a read-only key created a sandbox")
+except MiosaPermissionError as e:
+    check(e.status_code == 403, "a read-only key cannot create (403)")
+rotated = client.api_keys.rotate(key["id"])
+check(rotated["token"] != key["token"], "api_keys.rotate returns a new secret")
+client.api_keys.delete(key["id"])
+
+mine = client.sandboxes.create(external_user_id=user)
+theirs = client.sandboxes.create(external_user_id=user + "_other")
+tok = client.tokens.create_scoped(user_id=user, workspace_id="ws_sdk", scopes=["sandboxes:read", "sandboxes:exec"])
+check(tok["token"].startswith("mst_") and tok["scopes"] == ["sandboxes:read", "sandboxes:exec"], "tokens.create_scoped mints a browser token")
+browser = miosa.Miosa(api_key=tok["token"], base_url=url)
+seen = [s.id for s in browser.sandboxes.list()]
+check(seen == [mine.id], "the browser token lists only its user's sandboxes")
+check(browser.sandboxes.get(mine.id).exec.run("echo hi").stdout.strip() == "hi", "the browser token runs commands in its user's sandbox")
+try:
+    browser.sandboxes.get(theirs.id)
+    raise AssertionError("the browser token reached another user's sandbox")
+except miosa.errors.NotFoundError:
+    print("ok  another user's sandbox is 404 to the browser token")
+check(any(t["id"] == tok["id"] for t in client.tokens.list_scoped()), "tokens.list_scoped finds it")
+client.tokens.delete_scoped(tok["id"])
+try:
+    browser.sandboxes.list()
+    raise AssertionError("a revoked browser token still works")
+except miosa.errors.AuthenticationError:
+    print("ok  a revoked browser token is refused (401)")
+scoped = client.api_keys.create_scoped(external_user_id=user, scopes=["sandboxes:read"])
+check(scoped["token"].startswith("msk_l2_"), "api_keys.create_scoped mints a user-bound key")
+l2 = miosa.Miosa(api_key=scoped["token"], base_url=url)
+check([s.id for s in l2.sandboxes.list()] == [mine.id], "the scoped key lists only its user's sandboxes")
+mine.destroy()
+theirs.destroy()
+print("keys and tokens: all checks passed")

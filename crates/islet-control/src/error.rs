@@ -35,6 +35,9 @@ pub enum ApiError {
     AgentUnavailable,
     #[error("{0}")]
     RateLimited(String),
+    /// The credential lacks the scope (or is bound to one end user).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{limit} for external user {external_user_id} is {max}; {current} in use, {requested} more requested")]
     QuotaExceeded {
         limit: &'static str,
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE", false),
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }

@@ -10,6 +10,7 @@ mod deliveries;
 mod error;
 mod events;
 mod idempotency;
+mod keys;
 mod migrate;
 mod policies;
 mod previews;
@@ -27,6 +28,9 @@ pub use deliveries::{
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
+pub use keys::{
+    BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, SCOPED_KEY_PREFIX,
+};
 pub use policies::Subject;
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};

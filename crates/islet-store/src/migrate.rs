@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_webhooks.sql")),
     (4, include_str!("migrations/0004_policies.sql")),
     (5, include_str!("migrations/0005_usage.sql")),
+    (6, include_str!("migrations/0006_keys.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

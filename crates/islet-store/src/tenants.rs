@@ -1,6 +1,7 @@
 //! Tenants and their API keys. A key's plaintext is shown once; only its SHA-256 is stored.
 
 use islet_types::sandbox::Isolation;
+use islet_types::scope::ScopeSet;
 use islet_types::time::now_millis;
 use islet_types::{ApiKeyId, TenantId};
 use rand::Rng;
@@ -9,12 +10,25 @@ use sha2::{Digest, Sha256};
 
 use crate::{Store, StoreError};
 
-/// Who is calling: the tenant, the key it used, and the tenant's isolation setting.
+/// Who is calling: the tenant, the key it used (for a browser token: the key that minted it),
+/// the tenant's isolation setting, what the credential may do, and the end user it is bound
+/// to (scoped keys and browser tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub tenant_id: TenantId,
     pub key_id: ApiKeyId,
     pub isolation: Option<Isolation>,
+    pub scopes: ScopeSet,
+    pub external_user_id: Option<String>,
+    /// The browser token used, when it was one.
+    pub token_id: Option<String>,
+}
+
+impl Principal {
+    /// Bound to one end user (a scoped key or a browser token).
+    pub fn user_bound(&self) -> bool {
+        self.external_user_id.is_some()
+    }
 }
 
 /// A freshly created key; `plaintext` exists only in this value.
@@ -25,17 +39,32 @@ pub struct ApiKeyCreated {
     pub plaintext: String,
 }
 
-fn hash_key(plaintext: &str) -> String {
+pub(crate) fn hash_key(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
-fn new_key_plaintext() -> String {
+/// `prefix` + 40 random alphanumerics (238 bits).
+pub(crate) fn new_secret(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::thread_rng();
     let body: String = (0..40)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect();
-    format!("msk_live_{body}")
+    format!("{prefix}{body}")
+}
+
+fn new_key_plaintext() -> String {
+    new_secret("msk_live_")
+}
+
+fn scopes_of(raw: Option<String>) -> Result<ScopeSet, StoreError> {
+    match raw {
+        None => Ok(ScopeSet::full()),
+        Some(json) => {
+            let names: Vec<String> = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
+            ScopeSet::parse(&names).map_err(StoreError::corrupt)
+        }
+    }
 }
 
 impl Store {
@@ -64,29 +93,70 @@ impl Store {
         .await
     }
 
-    /// Resolve a presented bearer token to its tenant, if it is a live key.
+    /// Resolve a presented bearer credential — an API key or a browser token — to its
+    /// principal, if it is live (not revoked, not expired).
     pub async fn authenticate(&self, plaintext: &str) -> Result<Option<Principal>, StoreError> {
         let hash = hash_key(plaintext);
+        let browser = plaintext.starts_with(crate::keys::BROWSER_TOKEN_PREFIX);
         self.with(move |conn| {
-            let row: Option<(String, String, Option<String>)> = conn
-                .query_row(
-                    "SELECT k.id, k.tenant_id, t.isolation FROM api_keys k
-                     JOIN tenants t ON t.id = k.tenant_id
-                     WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
-                    [&hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            row.map(|(key_id, tenant_id, isolation)| {
-                Ok(Principal {
-                    tenant_id: tenant_id.parse().map_err(StoreError::corrupt)?,
-                    key_id: key_id.parse().map_err(StoreError::corrupt)?,
-                    isolation: isolation
-                        .map(|i| i.parse().map_err(StoreError::corrupt))
-                        .transpose()?,
+            let now = now_millis();
+            type Row = (
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+            );
+            let sql = if browser {
+                "SELECT b.issued_by, b.tenant_id, t.isolation, b.scopes, b.external_user_id, b.id,
+                        b.created_at FROM browser_tokens b
+                 JOIN tenants t ON t.id = b.tenant_id
+                 JOIN api_keys k ON k.id = b.issued_by AND k.revoked_at IS NULL
+                 WHERE b.token_hash = ?1 AND b.revoked_at IS NULL AND b.expires_at > ?2"
+            } else {
+                "SELECT k.id, k.tenant_id, t.isolation, k.scopes, k.external_user_id, NULL,
+                        k.last_used_at FROM api_keys k
+                 JOIN tenants t ON t.id = k.tenant_id
+                 WHERE k.key_hash = ?1 AND k.revoked_at IS NULL
+                   AND (k.expires_at IS NULL OR k.expires_at > ?2)"
+            };
+            let row: Option<Row> = conn
+                .prepare_cached(sql)?
+                .query_row(rusqlite::params![&hash, now], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })
-            })
-            .transpose()
+                .optional()?;
+            let Some((key_id, tenant_id, isolation, scopes, user, token_id, last_used)) = row
+            else {
+                return Ok(None);
+            };
+            // When a key was last used, to the minute (one write per key per minute at most).
+            if !browser && last_used.is_none_or(|t| now - t > 60_000) {
+                conn.execute(
+                    "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+                    rusqlite::params![key_id, now],
+                )?;
+            }
+            Ok(Some(Principal {
+                tenant_id: tenant_id.parse().map_err(StoreError::corrupt)?,
+                key_id: key_id.parse().map_err(StoreError::corrupt)?,
+                isolation: isolation
+                    .map(|i| i.parse().map_err(StoreError::corrupt))
+                    .transpose()?,
+                scopes: scopes_of(scopes)?,
+                external_user_id: user,
+                token_id,
+            }))
         })
         .await
     }

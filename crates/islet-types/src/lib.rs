@@ -9,6 +9,7 @@ pub mod ids;
 pub mod policy;
 pub mod preview;
 pub mod sandbox;
+pub mod scope;
 pub mod size;
 pub mod time;
 

@@ -1,11 +1,13 @@
 //! The HTTP surface: routes, authentication, request IDs, and the translation between HTTP and
 //! lifecycle commands.
 
+mod access;
 mod auth;
 mod body;
 mod create_body;
 mod event_stream;
 pub mod forward;
+mod keys;
 mod policy;
 mod preview_tokens;
 mod previews;
@@ -125,6 +127,19 @@ pub fn app(state: AppState) -> Router {
         .route("/usage", get(usage::usage))
         .route("/usage/summary", get(usage::summary))
         .route("/usage/export.csv", get(usage::export_csv))
+        .route("/api-keys", get(keys::list).post(keys::create))
+        // Before `/{id}`: `scoped` is not an id.
+        .route("/api-keys/scoped", post(keys::create_scoped))
+        .route(
+            "/api-keys/{id}",
+            get(keys::get).patch(keys::update).delete(keys::revoke),
+        )
+        .route("/api-keys/{id}/rotate", post(keys::rotate))
+        .route(
+            "/tokens/scoped",
+            get(keys::list_tokens).post(keys::create_token),
+        )
+        .route("/tokens/scoped/{id}", delete(keys::revoke_token))
         .route(
             "/quotas/external/{uid}",
             get(policy::get_quota)
@@ -148,6 +163,12 @@ pub fn app(state: AppState) -> Router {
             "/settings/branding",
             get(tenant::get_branding).put(tenant::put_branding_flat),
         )
+        // Every route above: authenticated, scope-checked, end-user-bound credentials kept to
+        // their user's sandboxes. The fallback's 404 needs no credential.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::layer,
+        ))
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)

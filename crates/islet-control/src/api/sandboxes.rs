@@ -43,6 +43,17 @@ pub async fn create(
     let body = body::parse::<CreateBody>(&bytes)?;
     let (no_timeout, no_idle) = body.omits_timeouts();
     let mut req = body.validate()?;
+    // A credential bound to one end user creates for that user only.
+    if let Some(bound) = &caller.external_user_id {
+        match &req.external_user_id {
+            Some(asked) if asked != bound => {
+                return Err(ApiError::Forbidden(format!(
+                    "this credential creates sandboxes for `{bound}` only"
+                )))
+            }
+            _ => req.external_user_id = Some(bound.clone()),
+        }
+    }
     // The end user's policy supplies the timeouts a create leaves out.
     if let (Some(user), true) = (&req.external_user_id, no_timeout || no_idle) {
         let (limits, _) = state.store.user_standing(&caller.tenant_id, user).await?;
@@ -108,9 +119,20 @@ pub async fn list(
             "limit",
         ));
     }
+    // A credential bound to one end user lists that user's sandboxes only.
+    let external_user_id = match (&caller.external_user_id, q.external_user_id) {
+        (Some(bound), Some(asked)) if *bound != asked => {
+            return Ok(Json(serde_json::json!({
+                "data": [],
+                "page": { "limit": limit, "offset": q.offset.unwrap_or(0), "total": 0 },
+            })))
+        }
+        (Some(bound), _) => Some(bound.clone()),
+        (None, asked) => asked,
+    };
     let filter = ListFilter {
         state: sandbox_state,
-        external_user_id: q.external_user_id,
+        external_user_id,
         external_workspace_id: q.external_workspace_id,
         external_project_id: q.external_project_id,
         tags: q
@@ -159,6 +181,13 @@ pub async fn get_by_name(
         .store
         .get_sandbox_by_name(&caller.tenant_id, &name)
         .await?;
+    if caller
+        .external_user_id
+        .as_ref()
+        .is_some_and(|u| record.external_user_id.as_ref() != Some(u))
+    {
+        return Err(ApiError::NotFound("sandbox"));
+    }
     Ok(object(&state, &record))
 }
 

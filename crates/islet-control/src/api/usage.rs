@@ -202,7 +202,17 @@ async fn rollup(
 > {
     let (start, end) = period(p, default_period)?;
     let (group, key) = group_by(p.group_by.as_deref())?;
-    let user = p.external_user_id.clone().filter(|u| !u.is_empty());
+    let asked = p.external_user_id.clone().filter(|u| !u.is_empty());
+    // A credential bound to one end user sees that user's usage only.
+    let user = match (&caller.external_user_id, asked) {
+        (Some(bound), Some(asked)) if *bound != asked => {
+            return Err(ApiError::Forbidden(format!(
+                "this credential reads `{bound}`'s usage only"
+            )))
+        }
+        (Some(bound), _) => Some(bound.clone()),
+        (None, asked) => asked,
+    };
     let query = UsageQuery {
         start,
         end,

@@ -2,6 +2,7 @@
 //! template). One binary; each module is one concern.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod crash;
 mod disk;
 mod escapes;

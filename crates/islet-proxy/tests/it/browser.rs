@@ -55,15 +55,19 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
     });
     // Chromium aborts a load with ERR_NETWORK_CHANGED when any interface on the host changes,
     // and other tests create and remove sandbox links all the time: such a run says nothing
-    // about the edge, so it is repeated (at most three runs).
+    // about the edge, so it is repeated (at most five runs, a second apart).
     let mut output = run_harness(&config).await;
-    for _ in 0..2 {
+    for _ in 0..4 {
         if output.status.success()
             || !String::from_utf8_lossy(&output.stdout).contains("ERR_NETWORK_CHANGED")
         {
             break;
         }
-        eprintln!("browser run disturbed by a host network change; running it again");
+        eprintln!(
+            "browser run disturbed by a host network change; running it again: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         output = run_harness(&config).await;
     }
     assert!(

@@ -1,0 +1,380 @@
+//! API keys and browser tokens (contract §12): `/api-keys` (list, create, get, rename or
+//! rescope, rotate, revoke), `/api-keys/scoped` (a key bound to one end user, `msk_l2_…`) and
+//! `/tokens/scoped` (short-lived browser tokens, `mst_…`). Nothing minted here can do more than
+//! the credential that minted it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use islet_store::{BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, Principal};
+use islet_types::scope::{Scope, ScopeSet};
+use islet_types::time::{now_millis, rfc3339, UnixMillis};
+use islet_types::ApiKeyId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::body;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest a browser token lives, and its default.
+const MAX_TOKEN_TTL_SEC: u64 = 86_400;
+const DEFAULT_TOKEN_TTL_SEC: u64 = 3_600;
+
+/// What a browser token gets when the caller names no scopes: everything a credential bound to
+/// one end user can use (the SDK documents "inherits all"), cut to what the minter holds.
+const BROWSER_DEFAULT: [Scope; 3] = [
+    Scope::SandboxesWrite,
+    Scope::PreviewsWrite,
+    Scope::UsageRead,
+];
+
+fn parse_key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound("api key"))
+}
+
+fn key_view(k: &KeyRecord) -> Value {
+    let now = now_millis();
+    let status = if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    let scopes: Vec<&str> = if k.full { vec!["*"] } else { k.scopes.names() };
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "key_prefix": k.key_prefix,
+        "scopes": scopes,
+        "status": status,
+        "external_user_id": k.external_user_id,
+        "description": k.description,
+        "created_at": rfc3339(k.created_at),
+        "last_used_at": k.last_used_at.map(rfc3339),
+        "expires_at": k.expires_at.map(rfc3339),
+        "revoked_at": k.revoked_at.map(rfc3339),
+    })
+}
+
+fn with_secret(k: &KeyRecord, plaintext: &str) -> Value {
+    let mut v = key_view(k);
+    v["token"] = json!(plaintext);
+    v["key"] = json!(plaintext);
+    v
+}
+
+fn token_view(t: &BrowserTokenRecord) -> Value {
+    json!({
+        "id": t.id,
+        "external_user_id": t.external_user_id,
+        "user_id": t.external_user_id,
+        "workspace_id": t.workspace_id,
+        "scopes": t.scopes.names(),
+        "issued_by": t.issued_by,
+        "expires_at": rfc3339(t.expires_at),
+        "created_at": rfc3339(t.created_at),
+        "revoked_at": t.revoked_at.map(rfc3339),
+        "status": if t.revoked_at.is_some() { "revoked" } else { "active" },
+        "extra": t.extra,
+    })
+}
+
+/// Scopes asked for, which must all be held by the caller.
+fn granted(caller: &Principal, names: Option<Vec<String>>) -> Result<Option<ScopeSet>, ApiError> {
+    let Some(names) = names else { return Ok(None) };
+    if names.is_empty() {
+        return Err(ApiError::validation(
+            "scopes must name at least one scope",
+            "scopes",
+        ));
+    }
+    let set = ScopeSet::parse(&names).map_err(|e| ApiError::validation(e.to_string(), "scopes"))?;
+    if !set.is_subset_of(caller.scopes) {
+        return Err(ApiError::Forbidden(
+            "a credential cannot grant scopes it does not hold".into(),
+        ));
+    }
+    Ok(Some(set))
+}
+
+fn expiry(raw: Option<Value>) -> Result<Option<UnixMillis>, ApiError> {
+    let at = match raw {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(|s| s.saturating_mul(1000)).ok_or_else(|| {
+            ApiError::validation("expires_at must be unix seconds or RFC 3339", "expires_at")
+        })?,
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| {
+                ApiError::validation("expires_at must be unix seconds or RFC 3339", "expires_at")
+            })?,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "expires_at must be unix seconds or RFC 3339",
+                "expires_at",
+            ))
+        }
+    };
+    if at <= now_millis() {
+        return Err(ApiError::validation(
+            "expires_at must be in the future",
+            "expires_at",
+        ));
+    }
+    Ok(Some(at))
+}
+
+fn label(
+    raw: Option<String>,
+    field: &'static str,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match raw {
+        None if required => Err(ApiError::validation(format!("{field} is required"), field)),
+        Some(v) if v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control) => {
+            Err(ApiError::validation(
+                format!("{field} must be 1 to 200 printable characters"),
+                field,
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyBody {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<Value>,
+    description: Option<String>,
+    external_user_id: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let keys = state.store.list_api_keys(&caller.tenant_id).await?;
+    Ok(Json(
+        json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = state
+        .store
+        .get_api_key(&caller.tenant_id, &parse_key_id(&id)?)
+        .await?;
+    Ok(Json(json!({ "data": key_view(&key) })))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: KeyBody = body::parse(&bytes)?;
+    let new = NewKey {
+        name: label(b.name, "name", true)?.unwrap_or_default(),
+        scopes: granted(&caller, b.scopes)?
+            .or_else(|| (!caller.scopes.is_full()).then_some(caller.scopes)),
+        external_user_id: label(b.external_user_id, "external_user_id", false)?,
+        description: b.description,
+        expires_at: expiry(b.expires_at)?,
+    };
+    let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": with_secret(&key, &plaintext) })),
+    )
+        .into_response())
+}
+
+/// `POST /api-keys/scoped {"external_user_id", "scopes", "expires_at"?}`.
+pub async fn create_scoped(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: KeyBody = body::parse(&bytes)?;
+    let user = label(b.external_user_id, "external_user_id", true)?.unwrap_or_default();
+    let scopes = granted(&caller, b.scopes)?
+        .ok_or_else(|| ApiError::validation("scopes is required", "scopes"))?;
+    let new = NewKey {
+        name: b.name.unwrap_or_else(|| format!("scoped: {user}")),
+        scopes: Some(scopes),
+        external_user_id: Some(user),
+        description: b.description,
+        expires_at: expiry(b.expires_at)?,
+    };
+    let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": with_secret(&key, &plaintext) })),
+    )
+        .into_response())
+}
+
+/// `PATCH /api-keys/{id} {"name"?, "scopes"?, "status": "revoked"?}`.
+pub async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_key_id(&id)?;
+    state.store.get_api_key(&caller.tenant_id, &id).await?;
+    let b: KeyBody = body::parse(&bytes)?;
+    match b.status.as_deref() {
+        None | Some("active") => {}
+        Some("revoked") => {
+            state.store.revoke_api_key(&caller.tenant_id, &id).await?;
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "status can only be set to `revoked`",
+                "status",
+            ))
+        }
+    }
+    let key = state
+        .store
+        .update_api_key(
+            &caller.tenant_id,
+            &id,
+            label(b.name, "name", false)?,
+            granted(&caller, b.scopes)?,
+        )
+        .await;
+    let key = match key {
+        // Revoked just now: answer what it is.
+        Err(islet_store::StoreError::Conflict(_)) if b.status.as_deref() == Some("revoked") => {
+            state.store.get_api_key(&caller.tenant_id, &id).await?
+        }
+        other => other?,
+    };
+    Ok(Json(json!({ "data": key_view(&key) })))
+}
+
+pub async fn rotate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (key, plaintext) = state
+        .store
+        .rotate_api_key(&caller.tenant_id, &parse_key_id(&id)?)
+        .await?;
+    Ok(Json(json!({ "data": with_secret(&key, &plaintext) })))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .revoke_api_key(&caller.tenant_id, &parse_key_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenBody {
+    user_id: Option<String>,
+    external_user_id: Option<String>,
+    workspace_id: Option<String>,
+    expires_in_seconds: Option<u64>,
+    scopes: Option<Vec<String>>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
+/// `POST /tokens/scoped`: a browser token for one end user.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: TokenBody = body::parse(&bytes)?;
+    let user = label(b.user_id.or(b.external_user_id), "user_id", true)?.unwrap_or_default();
+    let workspace = label(b.workspace_id, "workspace_id", false)?;
+    let ttl = b.expires_in_seconds.unwrap_or(DEFAULT_TOKEN_TTL_SEC);
+    if !(1..=MAX_TOKEN_TTL_SEC).contains(&ttl) {
+        return Err(ApiError::validation(
+            "expires_in_seconds must be 1..=86400",
+            "expires_in_seconds",
+        ));
+    }
+    let scopes = match granted(&caller, b.scopes)? {
+        Some(s) => s,
+        None => ScopeSet::of(&BROWSER_DEFAULT).intersect(caller.scopes),
+    };
+    if Value::Object(b.extra.clone()).to_string().len() > 4096 {
+        return Err(ApiError::validation(
+            "extra fields must be under 4 KiB",
+            "extra",
+        ));
+    }
+    let expires_at = now_millis() + (ttl * 1000) as i64;
+    let (token, plaintext) = state
+        .store
+        .create_browser_token(
+            &caller.tenant_id,
+            NewBrowserToken {
+                issued_by: caller.key_id.clone(),
+                external_user_id: user,
+                workspace_id: workspace,
+                scopes,
+                extra: b.extra,
+                expires_at,
+            },
+        )
+        .await?;
+    let mut data = token_view(&token);
+    data["token"] = json!(plaintext);
+    Ok((StatusCode::CREATED, Json(json!({ "data": data }))).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenQuery {
+    user_id: Option<String>,
+    external_user_id: Option<String>,
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tokens = state
+        .store
+        .list_browser_tokens(&caller.tenant_id, q.user_id.or(q.external_user_id))
+        .await?;
+    Ok(Json(
+        json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .revoke_browser_token(&caller.tenant_id, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,427 @@
+//! Scoped credentials (contract §12): restricted keys, keys bound to one end user and browser
+//! tokens reach only what their scopes and their user allow (404 for other users' sandboxes,
+//! 403 for routes outside their scope), and never mint more than they hold.
+
+use std::time::Duration;
+
+use islet_testkit::{Client, TestServer};
+use serde_json::{json, Value};
+
+fn as_key(tenant: &Client, key: &str) -> Client {
+    Client::new(&tenant.base, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_carry_scopes_rotate_and_revoke() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let made = tenant
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "ci reader", "scopes": ["sandboxes:read"]})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let token = made.body["data"]["token"].as_str().unwrap().to_owned();
+    let id = made.body["data"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("msk_live_"));
+    assert_eq!(made.body["data"]["scopes"], json!(["sandboxes:read"]));
+    let reader = as_key(&tenant, &token);
+    assert_eq!(reader.call("GET", "/sandboxes", None).await.status, 200);
+    let denied = reader.call("POST", "/sandboxes", Some(json!({}))).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.body["error"]["code"], "INSUFFICIENT_SCOPE");
+    assert_eq!(reader.call("GET", "/webhooks", None).await.status, 403);
+    assert_eq!(reader.call("GET", "/api-keys", None).await.status, 403);
+    // A restricted key cannot mint a wider one.
+    let writer = tenant
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "w", "scopes": ["sandboxes:write", "keys:write"]})),
+        )
+        .await;
+    let writer = as_key(&tenant, writer.body["data"]["token"].as_str().unwrap());
+    let wider = writer
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "x", "scopes": ["webhooks:write"]})),
+        )
+        .await;
+    assert_eq!(wider.status, 403, "{:?}", wider.body);
+    let unscoped = writer
+        .call("POST", "/api-keys", Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(unscoped.status, 201);
+    assert_eq!(
+        unscoped.body["data"]["scopes"],
+        json!([
+            "sandboxes:read",
+            "sandboxes:create",
+            "sandboxes:exec",
+            "sandboxes:write",
+            "keys:read",
+            "keys:write"
+        ])
+    );
+    let bad = tenant
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "x", "scopes": ["sandboxes:fly"]})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    // Listed without secrets; rotation replaces the secret at once; revocation ends it.
+    let listed = tenant.call("GET", "/api-keys", None).await;
+    assert!(listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == id.as_str()));
+    assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
+    let rotated = tenant
+        .call("POST", &format!("/api-keys/{id}/rotate"), None)
+        .await;
+    let new_token = rotated.body["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        as_key(&tenant, &token)
+            .call("GET", "/sandboxes", None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        as_key(&tenant, &new_token)
+            .call("GET", "/sandboxes", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        tenant
+            .call("DELETE", &format!("/api-keys/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        as_key(&tenant, &new_token)
+            .call("GET", "/sandboxes", None)
+            .await
+            .status,
+        401
+    );
+    let got = tenant.call("GET", &format!("/api-keys/{id}"), None).await;
+    assert_eq!(got.body["data"]["status"], "revoked");
+    // The last full key cannot go.
+    let keys = tenant.call("GET", "/api-keys", None).await;
+    let own = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scopes"] == json!(["*"]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        tenant
+            .call("DELETE", &format!("/api-keys/{own}"), None)
+            .await
+            .status,
+        409
+    );
+    // Another tenant cannot see or touch these keys.
+    let other = server.tenant(None).await;
+    assert_eq!(
+        other
+            .call("GET", &format!("/api-keys/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        other
+            .call("POST", &format!("/api-keys/{own}/rotate"), None)
+            .await
+            .status,
+        404
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_bound_to_one_user_reaches_only_that_user() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let bobs = tenant
+        .sandbox(json!({"external_user_id": "bob", "name": "bobs"}))
+        .await;
+    let made = tenant
+        .call("POST", "/api-keys/scoped", Some(json!({"external_user_id": "alice", "scopes": ["sandboxes:write", "previews:write", "usage:read"]})))
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let token = made.body["data"]["token"].as_str().unwrap();
+    assert!(token.starts_with("msk_l2_"));
+    let alice = as_key(&tenant, token);
+    // Creates are Alice's whether she says so or not; nobody else's.
+    let mine = alice.sandbox(json!({})).await;
+    let got = alice.call("GET", &format!("/sandboxes/{mine}"), None).await;
+    assert_eq!(got.body["data"]["external_user_id"], "alice");
+    let for_bob = alice
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "bob"})),
+        )
+        .await;
+    assert_eq!(for_bob.status, 403);
+    let listed = alice.call("GET", "/sandboxes", None).await;
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![mine.as_str()]);
+    assert_eq!(
+        alice
+            .call("GET", "/sandboxes?external_user_id=bob", None)
+            .await
+            .body["data"],
+        json!([])
+    );
+    // Every sandbox route with Bob's sandbox: 404, as if it did not exist.
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/sandboxes/{bobs}"), None),
+        (
+            "PATCH",
+            format!("/sandboxes/{bobs}"),
+            Some(json!({"name": "x"})),
+        ),
+        ("POST", format!("/sandboxes/{bobs}/stop"), Some(json!({}))),
+        ("POST", format!("/sandboxes/{bobs}/pause"), Some(json!({}))),
+        ("POST", format!("/sandboxes/{bobs}/resume"), Some(json!({}))),
+        (
+            "POST",
+            format!("/sandboxes/{bobs}/extend"),
+            Some(json!({"timeout_sec": 60})),
+        ),
+        ("GET", format!("/sandboxes/{bobs}/usage"), None),
+        ("GET", format!("/sandboxes/{bobs}/readiness"), None),
+        (
+            "POST",
+            format!("/sandboxes/{bobs}/exec"),
+            Some(json!({"command": "id"})),
+        ),
+        (
+            "GET",
+            format!("/sandboxes/{bobs}/fs/download?path=/etc/hostname"),
+            None,
+        ),
+        ("GET", format!("/sandboxes/{bobs}/processes"), None),
+        (
+            "POST",
+            format!("/sandboxes/{bobs}/expose"),
+            Some(json!({"port": 3000})),
+        ),
+        ("GET", format!("/sandboxes/{bobs}/previews"), None),
+        (
+            "POST",
+            format!("/sandboxes/{bobs}/preview-token"),
+            Some(json!({})),
+        ),
+        ("POST", format!("/sandboxes/{bobs}/shares"), Some(json!({}))),
+        ("GET", "/sandboxes/by-name/bobs".to_owned(), None),
+        ("DELETE", format!("/sandboxes/{bobs}"), None),
+    ];
+    for (method, path, body) in &routes {
+        let r = alice.call(method, path, body.clone()).await;
+        assert_eq!(r.status, 404, "{method} {path}: {:?}", r.body);
+    }
+    // Tenant-level routes are not for a user's credential.
+    for (method, path) in [
+        ("GET", "/webhooks"),
+        ("GET", "/api-keys"),
+        ("POST", "/api-keys/scoped"),
+        ("POST", "/tokens/scoped"),
+        ("GET", "/quotas/external/alice"),
+        ("PUT", "/tenant/policy"),
+        ("GET", "/tenant/branding"),
+        ("GET", "/tenant/preview-domain"),
+        ("GET", "/events/stream"),
+    ] {
+        let r = alice.call(method, path, Some(json!({}))).await;
+        assert_eq!(r.status, 403, "{method} {path}: {:?}", r.body);
+    }
+    // Her usage, and nobody else's.
+    assert_eq!(alice.call("GET", "/usage", None).await.status, 200);
+    assert_eq!(
+        alice
+            .call("GET", "/usage?external_user_id=bob", None)
+            .await
+            .status,
+        403
+    );
+    // Bob's sandbox is untouched.
+    assert_eq!(
+        tenant
+            .call("GET", &format!("/sandboxes/{bobs}"), None)
+            .await
+            .body["data"]["state"],
+        "running"
+    );
+    for id in [&mine, &bobs] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_tokens_are_short_lived_scoped_and_revocable() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let sandbox = tenant.sandbox(json!({"external_user_id": "carol"})).await;
+    let minted = tenant
+        .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "ws_1", "scopes": ["sandboxes:read", "sandboxes:exec", "previews:write"], "external_project_id": "p9"})))
+        .await;
+    assert_eq!(minted.status, 201, "{:?}", minted.body);
+    let token = minted.body["data"]["token"].as_str().unwrap().to_owned();
+    let token_id = minted.body["data"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("mst_"));
+    assert_eq!(
+        minted.body["data"]["scopes"],
+        json!(["sandboxes:read", "sandboxes:exec", "previews:write"])
+    );
+    let browser = as_key(&tenant, &token);
+    let (code, out, _) = browser.exec(&sandbox, "echo from-the-browser").await;
+    assert_eq!((code, out.trim()), (0, "from-the-browser"));
+    let preview = browser
+        .call(
+            "POST",
+            &format!("/sandboxes/{sandbox}/preview-token"),
+            Some(json!({"scope": "read"})),
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{:?}", preview.body);
+    // Beyond its scopes: no create, no minting, no renewal.
+    assert_eq!(
+        browser
+            .call("POST", "/sandboxes", Some(json!({})))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        browser
+            .call(
+                "POST",
+                "/tokens/scoped",
+                Some(json!({"user_id": "carol", "workspace_id": "w"}))
+            )
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        browser
+            .call("DELETE", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        403
+    );
+    // Minting: TTL at most a day; never more scopes than the minting key holds.
+    let long = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "carol", "workspace_id": "w", "expires_in_seconds": 86401})),
+        )
+        .await;
+    assert_eq!(long.status, 400);
+    let reader = tenant
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "r", "scopes": ["sandboxes:read", "tokens:write"]})),
+        )
+        .await;
+    let reader = as_key(&tenant, reader.body["data"]["token"].as_str().unwrap());
+    let wider = reader
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "carol", "workspace_id": "w", "scopes": ["sandboxes:exec"]})),
+        )
+        .await;
+    assert_eq!(wider.status, 403);
+    let narrow = reader
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "carol", "workspace_id": "w"})),
+        )
+        .await;
+    assert_eq!(
+        narrow.body["data"]["scopes"],
+        json!(["sandboxes:read"]),
+        "defaults are cut to the minter's"
+    );
+    // Listed, then revoked: refused at once.
+    let listed = tenant
+        .call("GET", "/tokens/scoped?user_id=carol", None)
+        .await;
+    assert!(listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == token_id.as_str()));
+    assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
+    assert_eq!(
+        tenant
+            .call("DELETE", &format!("/tokens/scoped/{token_id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        browser
+            .call("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        401
+    );
+    // Expiry.
+    let short = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "carol", "workspace_id": "w", "expires_in_seconds": 1})),
+        )
+        .await;
+    let short = as_key(&tenant, short.body["data"]["token"].as_str().unwrap());
+    assert_eq!(
+        short
+            .call("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        short
+            .call("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        401
+    );
+    tenant
+        .call("DELETE", &format!("/sandboxes/{sandbox}"), None)
+        .await;
+    server.stop().await;
+}
