@@ -29,6 +29,11 @@ pub struct Config {
     /// A sandbox still `creating` this long after admission, with no operation in progress on
     /// it, is started again by the reaper (its creating task died).
     pub stuck_create_after: std::time::Duration,
+    /// Requests per second each API key (or browser token) may make, bursts to twice that;
+    /// 0 = no limit.
+    pub api_rate_limit: u32,
+    /// Requests per second all credentials bound to one end user may make together.
+    pub api_user_rate_limit: u32,
     /// How often every sandbox's usage is sampled.
     pub meter_interval: std::time::Duration,
     /// The webhook dispatcher: target policy, timeouts, retry schedule.
@@ -49,6 +54,8 @@ impl Default for Config {
             warm_pool: 0,
             stuck_create_after: std::time::Duration::from_secs(120),
             meter_interval: std::time::Duration::from_secs(10),
+            api_rate_limit: 100,
+            api_user_rate_limit: 20,
             webhooks: islet_webhooks::DispatcherConfig::default(),
         }
     }

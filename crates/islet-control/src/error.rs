@@ -35,6 +35,15 @@ pub enum ApiError {
     AgentUnavailable,
     #[error("{0}")]
     RateLimited(String),
+    /// Over a rate limit: this key's, or its end user's.
+    #[error("too many requests for this {what}; retry after {} ms", retry_after.as_millis())]
+    Throttled {
+        what: &'static str,
+        retry_after: std::time::Duration,
+        limit: u32,
+    },
+    #[error("external user {0} is suspended")]
+    Suspended(String),
     /// The credential lacks the scope (or is bound to one end user).
     #[error("{0}")]
     Forbidden(String),
@@ -86,6 +95,8 @@ impl ApiError {
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE", false),
+            ApiError::Suspended(_) => (StatusCode::FORBIDDEN, "USER_SUSPENDED", false),
+            ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }
@@ -126,8 +137,26 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Starting) {
             error["retry_after_ms"] = serde_json::json!(500);
         }
+        let mut headers = axum::http::HeaderMap::new();
+        if let ApiError::Throttled {
+            retry_after, limit, ..
+        } = &self
+        {
+            error["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            for (name, value) in [
+                ("retry-after", secs.to_string()),
+                ("x-ratelimit-limit", limit.to_string()),
+                ("x-ratelimit-remaining", "0".to_owned()),
+                ("x-ratelimit-reset", secs.to_string()),
+            ] {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                    headers.insert(name, v);
+                }
+            }
+        }
         let body = serde_json::json!({ "error": error, "request_id": request_id });
-        (status, axum::Json(body)).into_response()
+        (status, headers, axum::Json(body)).into_response()
     }
 }
 
@@ -139,6 +168,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict(format!("a sandbox named `{name}` already exists"))
             }
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Suspended(user) => ApiError::Suspended(user),
             StoreError::QuotaExceeded {
                 refusal,
                 external_user_id,

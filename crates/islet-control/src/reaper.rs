@@ -1,6 +1,6 @@
 //! Background enforcement: sandboxes past their timeout are destroyed (`sandbox.timeout`),
 //! idle ones are stopped, interrupted destroys are finished, creates whose task died are
-//! started again, old idempotency keys dropped.
+//! started again, old idempotency keys dropped, suspended users' sandboxes stopped.
 
 use islet_types::time::now_millis;
 use islet_types::SandboxState;
@@ -29,6 +29,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
+    // Nothing of a suspended end user runs.
+    for (tenant, id) in state.store.suspended_running().await? {
+        tracing::info!(sandbox_id = %id, "reaper stopping a suspended user's sandbox");
+        if let Err(e) = lifecycle::apply(state, &tenant, &id, lifecycle::Step::Stop).await {
+            tracing::warn!(sandbox_id = %id, error = %e, "reaper stop failed");
+        }
+    }
     let now = now_millis();
     for record in state.store.sandboxes_not_destroyed().await? {
         let expired = record.expires_at.is_some_and(|e| e <= now);

@@ -19,6 +19,9 @@ pub struct AppState {
     pub webhooks: islet_webhooks::DispatchHandle,
     /// Fires when the server shuts down: long-lived responses (event streams) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Requests per API key (or browser token), and per end user for credentials bound to one.
+    pub key_limiter: Arc<islet_types::rate::RateLimiter<String>>,
+    pub user_limiter: Arc<islet_types::rate::RateLimiter<String>>,
     /// Open event streams per tenant.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
 }
@@ -31,6 +34,16 @@ impl AppState {
         config: Config,
     ) -> Result<Self, islet_store::StoreError> {
         let signer = islet_tokens::Signer::new(&store.secret(islet_tokens::SECRET_NAME).await?);
+        let limiter = |rate: u32| {
+            Arc::new(islet_types::rate::RateLimiter::new(
+                rate,
+                rate.saturating_mul(2),
+            ))
+        };
+        let (key_limiter, user_limiter) = (
+            limiter(config.api_rate_limit),
+            limiter(config.api_user_rate_limit),
+        );
         Ok(Self {
             signer,
             store,
@@ -39,6 +52,8 @@ impl AppState {
             pool: Arc::default(),
             webhooks: islet_webhooks::DispatchHandle::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            key_limiter,
+            user_limiter,
             streams: Arc::default(),
         })
     }

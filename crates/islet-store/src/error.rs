@@ -20,6 +20,9 @@ pub enum StoreError {
         refusal: islet_types::policy::Refusal,
         external_user_id: String,
     },
+    /// The end user is suspended.
+    #[error("external user {0} is suspended")]
+    Suspended(String),
     #[error("no free network slot on this node")]
     NoNetworkSlot,
     #[error(transparent)]

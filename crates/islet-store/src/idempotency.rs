@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::events::insert_any;
-use crate::policies::{holding_tx, limits_tx, refusal_data};
+use crate::policies::{check_not_suspended, holding_tx, limits_tx, refusal_data};
 use crate::sandboxes::{claim_tx, get_tx, insert_tx, SandboxRecord};
 use crate::{Store, StoreError};
 use islet_types::policy::{admit, Holding};
@@ -99,6 +99,7 @@ impl Store {
                 req.timeout_sec = req.timeout_sec.min(cap.max(1));
             }
             if let Some(user) = req.external_user_id.clone() {
+                check_not_suspended(&tx, tenant_id.as_str(), &user)?;
                 let held = holding_tx(&tx, tenant_id.as_str(), &user, None)?;
                 let add = Holding {
                     sandboxes: 1,

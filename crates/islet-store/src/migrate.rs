@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_policies.sql")),
     (5, include_str!("migrations/0005_usage.sql")),
     (6, include_str!("migrations/0006_keys.sql")),
+    (7, include_str!("migrations/0007_suspensions.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

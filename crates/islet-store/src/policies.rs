@@ -114,6 +114,24 @@ pub(crate) fn holding_tx(
     Ok(row)
 }
 
+/// Refuse admission for a suspended end user.
+pub(crate) fn check_not_suspended(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    user: &str,
+) -> Result<(), StoreError> {
+    let suspended: Option<i64> = conn
+        .prepare_cached(
+            "SELECT suspended_at FROM suspended_users WHERE tenant_id = ?1 AND external_user_id = ?2",
+        )?
+        .query_row(params![tenant, user], |r| r.get(0))
+        .optional()?;
+    match suspended {
+        Some(_) => Err(StoreError::Suspended(user.to_owned())),
+        None => Ok(()),
+    }
+}
+
 /// The `data` of a `quota.exceeded` event.
 pub(crate) fn refusal_data(
     refusal: &islet_types::policy::Refusal,
@@ -175,6 +193,121 @@ impl Store {
             put_tx(&tx, &tenant, &subject, Some(&doc))?;
             tx.commit()?;
             Ok(doc)
+        })
+        .await
+    }
+
+    /// Suspend an end user: recorded, their user-bound keys and browser tokens revoked, and a
+    /// `user.suspended` event, in one transaction. Their sandboxes are stopped by the caller
+    /// (and by the reaper, which stops any that run while they are suspended).
+    pub async fn suspend_user(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        let (tenant, user) = (tenant_id.clone(), user.to_owned());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let now = now_millis();
+            tx.execute(
+                "INSERT INTO suspended_users (tenant_id, external_user_id, reason, suspended_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(tenant_id, external_user_id) DO UPDATE SET reason = excluded.reason",
+                params![tenant.as_str(), user, reason, now],
+            )?;
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ?3
+                 WHERE tenant_id = ?1 AND external_user_id = ?2 AND revoked_at IS NULL",
+                params![tenant.as_str(), user, now],
+            )?;
+            tx.execute(
+                "UPDATE browser_tokens SET revoked_at = ?3
+                 WHERE tenant_id = ?1 AND external_user_id = ?2 AND revoked_at IS NULL",
+                params![tenant.as_str(), user, now],
+            )?;
+            crate::events::insert_any(
+                &tx,
+                &tenant,
+                None,
+                "user.suspended",
+                serde_json::json!({ "external_user_id": user, "reason": reason }),
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Lift a suspension; `false` if the user was not suspended.
+    pub async fn unsuspend_user(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+    ) -> Result<bool, StoreError> {
+        let (tenant, user) = (tenant_id.clone(), user.to_owned());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let removed = tx.execute(
+                "DELETE FROM suspended_users WHERE tenant_id = ?1 AND external_user_id = ?2",
+                params![tenant.as_str(), user],
+            )?;
+            if removed > 0 {
+                crate::events::insert_any(
+                    &tx,
+                    &tenant,
+                    None,
+                    "user.unsuspended",
+                    serde_json::json!({ "external_user_id": user }),
+                )?;
+            }
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// When and why an end user was suspended, if they are.
+    pub async fn suspension(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+    ) -> Result<Option<(Option<String>, i64)>, StoreError> {
+        let (tenant, user) = (tenant_id.to_string(), user.to_owned());
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT reason, suspended_at FROM suspended_users
+                     WHERE tenant_id = ?1 AND external_user_id = ?2",
+                    params![tenant, user],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Sandboxes holding compute whose end user is suspended (for the reaper to stop).
+    pub async fn suspended_running(
+        &self,
+    ) -> Result<Vec<(TenantId, islet_types::SandboxId)>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.tenant_id, s.id FROM sandboxes s JOIN suspended_users u
+                   ON u.tenant_id = s.tenant_id AND u.external_user_id = s.external_user_id
+                 WHERE s.state IN ('running', 'paused')",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(t, s)| {
+                    Ok((
+                        t.parse().map_err(StoreError::corrupt)?,
+                        s.parse().map_err(StoreError::corrupt)?,
+                    ))
+                })
+                .collect()
         })
         .await
     }

@@ -468,6 +468,7 @@ impl Store {
                 // Resuming takes compute again: the same limits as a create.
                 if let Some(user) = record.external_user_id.clone() {
                     let tenant = record.tenant_id.to_string();
+                    crate::policies::check_not_suspended(&tx, &tenant, &user)?;
                     let limits = crate::policies::limits_tx(&tx, &tenant, Some(&user))?;
                     let held = crate::policies::holding_tx(&tx, &tenant, &user, Some(&id))?;
                     let add = islet_types::policy::Holding {

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod ids;
 pub mod policy;
 pub mod preview;
+pub mod rate;
 pub mod sandbox;
 pub mod scope;
 pub mod size;

@@ -24,6 +24,7 @@ pub const CATEGORIES: &[(&str, &[&str])] = &[
     ),
     ("quota", &["quota.exceeded"]),
     ("usage", &["usage.reported"]),
+    ("user", &["user.suspended", "user.unsuspended"]),
     ("webhook", &["webhook.disabled", "webhook.test"]),
 ];
 

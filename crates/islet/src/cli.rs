@@ -130,6 +130,13 @@ pub struct ServeArgs {
     /// Create a tenant named "default" on first start and print its API key.
     #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
     pub bootstrap_tenant: bool,
+    /// Requests per second each API key (or browser token) may make, bursts to twice that
+    /// (0 = no limit).
+    #[arg(long, env = "ISLET_API_RATE_LIMIT", default_value_t = 100)]
+    pub api_rate_limit: u32,
+    /// Requests per second all credentials bound to one end user may make together.
+    #[arg(long, env = "ISLET_API_USER_RATE_LIMIT", default_value_t = 20)]
+    pub api_user_rate_limit: u32,
     /// Seconds between usage samples of every sandbox (CPU time, memory, running time, storage).
     #[arg(long, env = "ISLET_METER_INTERVAL", default_value_t = 10)]
     pub meter_interval: u64,

@@ -136,6 +136,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         preview_acme: args.acme_directory.is_some(),
         warm_pool: args.warm_pool,
         webhooks: webhook_config(&args)?,
+        api_rate_limit: args.api_rate_limit,
+        api_user_rate_limit: args.api_user_rate_limit,
         meter_interval: {
             anyhow::ensure!(
                 (1..=3600).contains(&args.meter_interval),

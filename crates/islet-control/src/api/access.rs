@@ -191,8 +191,51 @@ pub async fn layer(
             }
         }
     }
+    // Rate limits: the credential's own, and its end user's (shared by all their tokens).
+    let key = principal
+        .token_id
+        .clone()
+        .unwrap_or_else(|| principal.key_id.to_string());
+    let mut decision = state.key_limiter.check(&key);
+    let mut limit = state.key_limiter.limit().0;
+    let mut what = "API key";
+    if decision.allowed {
+        if let Some(user) = &principal.external_user_id {
+            let by_user = state
+                .user_limiter
+                .check(&format!("{}/{user}", principal.tenant_id));
+            if !by_user.allowed || by_user.remaining < decision.remaining {
+                decision = by_user;
+                limit = state.user_limiter.limit().0;
+                what = "end user";
+            }
+        }
+    }
+    if !decision.allowed {
+        return Err(ApiError::Throttled {
+            what,
+            retry_after: decision.retry_after,
+            limit,
+        });
+    }
     req.extensions_mut().insert(principal);
-    Ok(next.run(req).await)
+    let mut response = next.run(req).await;
+    if state.key_limiter.enabled() {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("x-ratelimit-limit", limit.to_string()),
+            ("x-ratelimit-remaining", decision.remaining.to_string()),
+            (
+                "x-ratelimit-reset",
+                decision.reset.as_secs_f64().ceil().to_string(),
+            ),
+        ] {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -156,6 +156,9 @@ pub fn app(state: AppState) -> Router {
             "/external-users/{uid}/effective-policy",
             get(policy::effective_policy),
         )
+        .route("/external-users/{uid}", get(policy::get_user))
+        .route("/external-users/{uid}/suspend", post(policy::suspend))
+        .route("/external-users/{uid}/unsuspend", post(policy::unsuspend))
         .route("/events/stream", get(event_stream::stream))
         .nest("/sandboxes", sandbox_routes)
         .nest("/tenant", tenant_routes)

@@ -251,6 +251,78 @@ pub async fn delete_tenant_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SuspendBody {
+    reason: Option<String>,
+}
+
+/// `GET /external-users/{uid}`: whether the user is suspended, their limits and holdings.
+pub async fn get_user(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    let suspension = state.store.suspension(&caller.tenant_id, &user).await?;
+    let mut view = quota_answer(&state, &caller.tenant_id, &user).await?["data"].clone();
+    view["suspended"] = json!(suspension.is_some());
+    view["suspended_at"] = json!(suspension
+        .as_ref()
+        .map(|(_, at)| islet_types::time::rfc3339(*at)));
+    view["suspension_reason"] = json!(suspension.and_then(|(r, _)| r));
+    Ok(Json(json!({ "data": view })))
+}
+
+/// `POST /external-users/{uid}/suspend {"reason"?}`: the user's sandboxes stop, their
+/// user-bound keys and browser tokens die, and nothing of theirs is admitted until
+/// `POST /external-users/{uid}/unsuspend`.
+pub async fn suspend(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    let b: SuspendBody = body::parse(&bytes)?;
+    if b.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        return Err(ApiError::validation(
+            "reason must be at most 500 bytes",
+            "reason",
+        ));
+    }
+    state
+        .store
+        .suspend_user(&caller.tenant_id, &user, b.reason)
+        .await?;
+    let mut stopped = Vec::new();
+    for (tenant, id) in state.store.suspended_running().await? {
+        if tenant != caller.tenant_id {
+            continue;
+        }
+        match crate::lifecycle::apply(&state, &tenant, &id, crate::lifecycle::Step::Stop).await {
+            Ok(_) => stopped.push(id),
+            Err(e) => {
+                tracing::warn!(sandbox_id = %id, error = %e, "stopping a suspended user's sandbox failed; the reaper retries")
+            }
+        }
+    }
+    Ok(Json(json!({ "data": {
+        "external_user_id": user, "suspended": true, "stopped": stopped,
+    }})))
+}
+
+pub async fn unsuspend(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_id(&uid)?;
+    let was = state.store.unsuspend_user(&caller.tenant_id, &user).await?;
+    Ok(Json(
+        json!({ "data": { "external_user_id": user, "suspended": false, "was_suspended": was } }),
+    ))
+}
+
 /// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
 pub async fn effective_policy(
     State(state): State<AppState>,

@@ -425,3 +425,86 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
+    let server = TestServer::start_with(islet_control::Config {
+        api_rate_limit: 5,
+        api_user_rate_limit: 3,
+        ..islet_control::Config::default()
+    })
+    .await;
+    let tenant = server.tenant(None).await;
+    let other = tenant
+        .call("POST", "/api-keys", Some(json!({"name": "quiet"})))
+        .await;
+    let quiet = as_key(&tenant, other.body["data"]["token"].as_str().unwrap());
+    // The noisy key fires 60 requests at once; the quiet one makes 8, spread over 2 s.
+    let noisy = futures::future::join_all((0..60).map(|_| tenant.call("GET", "/sandboxes", None)));
+    let steady = async {
+        let mut codes = Vec::new();
+        for _ in 0..8 {
+            codes.push(quiet.call("GET", "/sandboxes", None).await.status);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        codes
+    };
+    let (noisy, steady) = tokio::join!(noisy, steady);
+    let refused: Vec<_> = noisy.iter().filter(|r| r.status == 429).collect();
+    let ok = noisy.iter().filter(|r| r.status == 200).count();
+    assert!(
+        ok >= 10 && ok <= 12,
+        "the burst is twice the rate: {ok} passed"
+    );
+    assert_eq!(refused.len() + ok, 60);
+    let r = refused[0];
+    assert_eq!(r.body["error"]["code"], "RATE_LIMITED");
+    assert_eq!(r.body["error"]["retryable"], true);
+    assert!(r.body["error"]["retry_after_ms"].as_u64().unwrap() <= 1000);
+    assert_eq!(steady, vec![200; 8], "the quiet key never noticed");
+    // Headers: on refusals and on every answer.
+    let raw = reqwest::Client::new()
+        .get(format!("{}/sandboxes", tenant.base))
+        .bearer_auth(&tenant.key)
+        .send()
+        .await
+        .unwrap();
+    let h = raw.headers();
+    if raw.status() == 429 {
+        assert!(h.contains_key("retry-after"));
+    } else {
+        assert_eq!(h["x-ratelimit-limit"], "5");
+        assert!(h.contains_key("x-ratelimit-remaining") && h.contains_key("x-ratelimit-reset"));
+    }
+    // An end user's tokens share one budget (3/s, bursts of 6).
+    let mint = || {
+        tenant.call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "dora", "workspace_id": "w"})),
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (a, b) = (mint().await, mint().await);
+    let a = as_key(&tenant, a.body["data"]["token"].as_str().unwrap());
+    let b = as_key(&tenant, b.body["data"]["token"].as_str().unwrap());
+    let calls = (0..10).map(|i| {
+        if i % 2 == 0 {
+            a.call("GET", "/sandboxes", None)
+        } else {
+            b.call("GET", "/sandboxes", None)
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let passed = replies.iter().filter(|r| r.status == 200).count();
+    assert!(
+        (6..=7).contains(&passed),
+        "one budget for both tokens: {passed} passed"
+    );
+    assert!(replies.iter().any(|r| r.status == 429
+        && r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("end user")));
+    server.stop().await;
+}

@@ -34,7 +34,12 @@ async fn quota_events(server: &TestServer, client: &Client) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_five() {
-    let server = TestServer::start().await;
+    // Rate limits off: all 500 must reach admission at once.
+    let server = TestServer::start_with(islet_control::Config {
+        api_rate_limit: 0,
+        ..islet_control::Config::default()
+    })
+    .await;
     let tenant = server.tenant(None).await;
     let set = tenant
         .call(
@@ -322,5 +327,92 @@ async fn a_sixty_second_runtime_cap_stops_the_sandbox_on_time_with_one_event() {
         "{types:?}"
     );
     println!("runtime cap 60 s: destroyed after {lived:.2?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let running = tenant.sandbox(json!({"external_user_id": "mallory"})).await;
+    let other = tenant.sandbox(json!({"external_user_id": "trent"})).await;
+    let token = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "mallory", "workspace_id": "w"})),
+        )
+        .await;
+    let browser = Client::new(&tenant.base, token.body["data"]["token"].as_str().unwrap());
+    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 200);
+    let suspended = tenant
+        .call(
+            "POST",
+            "/external-users/mallory/suspend",
+            Some(json!({"reason": "crypto mining"})),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{:?}", suspended.body);
+    assert_eq!(suspended.body["data"]["stopped"], json!([running]));
+    assert_eq!(tenant.state(&running).await, "stopped");
+    assert_eq!(
+        tenant.state(&other).await,
+        "running",
+        "other users are untouched"
+    );
+    assert_eq!(
+        browser.call("GET", "/sandboxes", None).await.status,
+        401,
+        "their tokens die"
+    );
+    let create = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "mallory"})),
+        )
+        .await;
+    assert_eq!(create.status, 403);
+    assert_eq!(create.body["error"]["code"], "USER_SUSPENDED");
+    let resume = tenant
+        .call(
+            "POST",
+            &format!("/sandboxes/{running}/resume"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(resume.status, 403);
+    let user = tenant.call("GET", "/external-users/mallory", None).await;
+    assert_eq!(user.body["data"]["suspended"], true);
+    assert_eq!(user.body["data"]["suspension_reason"], "crypto mining");
+    let tenant_id = tenant_id(&server, &tenant).await;
+    let events = server
+        .state
+        .store
+        .events_after(&tenant_id, 0, 1000)
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.event_type == "user.suspended"));
+    // Lifted: admitted again.
+    let lifted = tenant
+        .call("POST", "/external-users/mallory/unsuspend", None)
+        .await;
+    assert_eq!(lifted.body["data"]["was_suspended"], true);
+    assert_eq!(
+        tenant
+            .call(
+                "POST",
+                &format!("/sandboxes/{running}/resume"),
+                Some(json!({}))
+            )
+            .await
+            .status,
+        200
+    );
+    for id in [&running, &other] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
     server.stop().await;
 }
