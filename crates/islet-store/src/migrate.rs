@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_usage.sql")),
     (6, include_str!("migrations/0006_keys.sql")),
     (7, include_str!("migrations/0007_suspensions.sql")),
+    (8, include_str!("migrations/0008_origins.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

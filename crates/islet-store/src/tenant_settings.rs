@@ -132,6 +132,56 @@ impl Store {
         .await
     }
 
+    /// The web origins the tenant's browser code calls the API from.
+    pub async fn allowed_origins(&self, tenant_id: &TenantId) -> Result<Vec<String>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let raw: Option<Option<String>> = conn
+                .prepare_cached("SELECT allowed_origins FROM tenant_settings WHERE tenant_id = ?1")?
+                .query_row([&tenant], |r| r.get(0))
+                .optional()?;
+            Ok(raw.flatten().map(json).transpose()?.unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Replace the tenant's allowed origins (already validated: `scheme://host[:port]`).
+    pub async fn set_allowed_origins(
+        &self,
+        tenant_id: &TenantId,
+        origins: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant_id.to_string();
+        let raw = serde_json::to_string(&origins).map_err(StoreError::corrupt)?;
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            ensure_row(&tx, &tenant)?;
+            tx.execute(
+                "UPDATE tenant_settings SET allowed_origins = ?2, updated_at = ?3 WHERE tenant_id = ?1",
+                params![tenant, raw, now_millis()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether any tenant allows `origin` (for preflights, which carry no credential).
+    pub async fn origin_allowed_anywhere(&self, origin: &str) -> Result<bool, StoreError> {
+        // Stored origins never contain quotes, so the quoted form matches one entry exactly.
+        let needle = format!("\"{origin}\"");
+        self.with(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT 1 FROM tenant_settings WHERE instr(allowed_origins, ?1) > 0 LIMIT 1",
+                )?
+                .query_row([&needle], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
     /// Replace (or with `None`, remove) the tenant's branding.
     pub async fn set_branding(
         &self,

@@ -141,13 +141,32 @@ fn sandbox_segment(path: &str) -> Option<&str> {
     rest.split('/').next().filter(|s| !s.is_empty())
 }
 
+/// The tenant a response was for, once its credential was known (for CORS, which answers
+/// with the tenant's own allowed origins).
+#[derive(Debug, Clone)]
+pub struct AnsweredFor(pub islet_types::TenantId);
+
 /// The layer: authenticate, look the route up, check the scope, and for end-user-bound
 /// credentials check the sandbox belongs to their user. The principal is left in the request
-/// for the handler ([`super::auth::Caller`]).
-pub async fn layer(
-    State(state): State<AppState>,
+/// for the handler ([`super::auth::Caller`]); the response, refusals included, notes the
+/// tenant.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut tenant = None;
+    let mut response = match check(&state, req, next, &mut tenant).await {
+        Ok(r) => r,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    };
+    if let Some(t) = tenant {
+        response.extensions_mut().insert(AnsweredFor(t));
+    }
+    response
+}
+
+async fn check(
+    state: &AppState,
     mut req: Request,
     next: Next,
+    tenant: &mut Option<islet_types::TenantId>,
 ) -> Result<Response, ApiError> {
     let pattern = req
         .extensions()
@@ -167,6 +186,7 @@ pub async fn layer(
         .authenticate(token)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
+    *tenant = Some(principal.tenant_id.clone());
     let need = requirement(req.method(), &pattern)
         .ok_or_else(|| ApiError::Forbidden("this route is not open to API credentials".into()))?;
     if let Some(scope) = need.scope {

@@ -4,6 +4,7 @@
 mod access;
 mod auth;
 mod body;
+mod cors;
 mod create_body;
 mod event_stream;
 pub mod forward;
@@ -14,6 +15,7 @@ mod previews;
 mod readiness;
 pub mod request_id;
 mod sandboxes;
+mod settings;
 mod tenant;
 mod terminal;
 mod usage;
@@ -162,6 +164,7 @@ pub fn app(state: AppState) -> Router {
         .route("/events/stream", get(event_stream::stream))
         .nest("/sandboxes", sandbox_routes)
         .nest("/tenant", tenant_routes)
+        .route("/settings", get(settings::get).put(settings::put))
         .route(
             "/settings/branding",
             get(tenant::get_branding).put(tenant::put_branding_flat),
@@ -172,7 +175,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             access::layer,
         ))
-        .fallback(not_found);
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
