@@ -61,7 +61,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             .allowed_origins(&tenant)
             .await
             .unwrap_or_default();
-        if allowed.iter().any(|o| *o == origin) {
+        if allowed.contains(&origin) {
             set(&mut response, "access-control-allow-origin", &origin);
             set(
                 &mut response,
