@@ -20,12 +20,31 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         if let Err(e) = sweep(&state).await {
             tracing::warn!(error = %e, "reaper sweep failed");
         }
+        if ticks.is_multiple_of(5) {
+            if let Err(e) = stop_over_daily(&state).await {
+                tracing::warn!(error = %e, "daily running-time check failed");
+            }
+        }
         if ticks.is_multiple_of(600) {
             if let Err(e) = state.store.expire_idempotency_keys().await {
                 tracing::warn!(error = %e, "idempotency key expiry failed");
             }
         }
     }
+}
+
+/// Nothing runs of a user who has used their running time for the day (as metered: within a
+/// meter interval and five sweeps of the cap).
+async fn stop_over_daily(state: &AppState) -> Result<(), crate::ApiError> {
+    for (tenant, user, cap, used) in state.store.over_daily_seconds().await? {
+        tracing::info!(%tenant, external_user_id = %user, cap, used, "stopping a user past their daily running time");
+        for id in state.store.user_running(&tenant, &user).await? {
+            if let Err(e) = lifecycle::apply(state, &tenant, &id, lifecycle::Step::Stop).await {
+                tracing::warn!(sandbox_id = %id, error = %e, "reaper stop failed");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {

@@ -36,5 +36,5 @@ pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKi
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
 pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};
-pub use usage::{GroupBy, UsageQuery, UsageRow, UsageSample, UsageTotals};
+pub use usage::{GroupBy, SessionRow, UsageQuery, UsageRow, UsageSample, UsageTotals};
 pub use webhooks::{NewWebhook, WebhookPatch, WebhookRecord};

@@ -132,6 +132,32 @@ pub(crate) fn check_not_suspended(
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// Refuse admission when the user has used their running time for the day (UTC).
+pub(crate) fn check_daily_seconds(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    user: &str,
+    limits: &Limits,
+) -> Result<(), islet_types::policy::Refusal> {
+    let Some(cap) = limits.max_sandbox_seconds_per_day else {
+        return Ok(());
+    };
+    let now = now_millis();
+    let used = crate::usage::user_seconds_tx(conn, tenant, user, now - now.rem_euclid(DAY_MS))
+        .unwrap_or(0.0);
+    if used >= cap as f64 {
+        return Err(islet_types::policy::Refusal {
+            limit: "max_sandbox_seconds_per_day",
+            max: cap,
+            current: used as u64,
+            requested: 0,
+        });
+    }
+    Ok(())
+}
+
 /// The `data` of a `quota.exceeded` event.
 pub(crate) fn refusal_data(
     refusal: &islet_types::policy::Refusal,
@@ -307,6 +333,80 @@ impl Store {
                         s.parse().map_err(StoreError::corrupt)?,
                     ))
                 })
+                .collect()
+        })
+        .await
+    }
+
+    /// End users who have used their running time for the day (UTC) and still hold compute:
+    /// (tenant, user, cap, seconds used). A `quota.exceeded` event is written for each, once
+    /// per sweep that finds them.
+    pub async fn over_daily_seconds(
+        &self,
+    ) -> Result<Vec<(TenantId, String, u64, f64)>, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let tenants: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT DISTINCT tenant_id FROM policies
+                     WHERE instr(document, 'max_sandbox_seconds_per_day') > 0",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let now = now_millis();
+            let mut over = Vec::new();
+            for tenant in tenants {
+                for (user, used) in
+                    crate::usage::seconds_by_user_tx(&tx, &tenant, now - now.rem_euclid(DAY_MS))?
+                {
+                    let Some(cap) =
+                        limits_tx(&tx, &tenant, Some(&user))?.max_sandbox_seconds_per_day
+                    else {
+                        continue;
+                    };
+                    if used < cap as f64 || holding_tx(&tx, &tenant, &user, None)?.concurrent == 0 {
+                        continue;
+                    }
+                    let tenant_id: TenantId = tenant.parse().map_err(StoreError::corrupt)?;
+                    let refusal = islet_types::policy::Refusal {
+                        limit: "max_sandbox_seconds_per_day",
+                        max: cap,
+                        current: used as u64,
+                        requested: 0,
+                    };
+                    crate::events::insert_any(
+                        &tx,
+                        &tenant_id,
+                        None,
+                        "quota.exceeded",
+                        refusal_data(&refusal, &user, "stop", None),
+                    )?;
+                    over.push((tenant_id, user, cap, used));
+                }
+            }
+            tx.commit()?;
+            Ok(over)
+        })
+        .await
+    }
+
+    /// The sandboxes of one end user that hold compute.
+    pub async fn user_running(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+    ) -> Result<Vec<islet_types::SandboxId>, StoreError> {
+        let (tenant, user) = (tenant_id.to_string(), user.to_owned());
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM sandboxes WHERE tenant_id = ?1 AND external_user_id = ?2
+                   AND state IN ('running', 'paused')",
+            )?;
+            let ids: Vec<String> = stmt
+                .query_map(params![tenant, user], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.into_iter()
+                .map(|i| i.parse().map_err(StoreError::corrupt))
                 .collect()
         })
         .await

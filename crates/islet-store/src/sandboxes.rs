@@ -478,7 +478,10 @@ impl Store {
                         memory_mb: u64::from(record.resources.memory_mb),
                         storage_mb: 0,
                     };
-                    if let Err(refusal) = islet_types::policy::admit(&limits, &held, &add) {
+                    let daily = crate::policies::check_daily_seconds(&tx, &tenant, &user, &limits);
+                    if let Err(refusal) =
+                        daily.and_then(|()| islet_types::policy::admit(&limits, &held, &add))
+                    {
                         crate::events::insert_any(
                             &tx,
                             &record.tenant_id,

@@ -207,7 +207,100 @@ const SUMS: &str = "COALESCE(SUM(sandbox_seconds), 0.0), COALESCE(SUM(vcpu_secon
     COALESCE(SUM(cpu_seconds), 0.0), COALESCE(SUM(memory_gib_seconds), 0.0),
     COALESCE(SUM(storage_gib_hours), 0.0)";
 
+/// One sandbox's usage over a period (`GET /usage/sessions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub sandbox_id: String,
+    pub external_user_id: Option<String>,
+    pub external_project_id: Option<String>,
+    pub first_hour: UnixMillis,
+    pub last_hour: UnixMillis,
+    pub totals: UsageTotals,
+}
+
+/// Running seconds each end user of `tenant` has used since `since` (for daily caps).
+pub(crate) fn seconds_by_user_tx(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    since: UnixMillis,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT external_user_id, SUM(sandbox_seconds) FROM usage_hourly
+         WHERE tenant_id = ?1 AND hour >= ?2 AND external_user_id IS NOT NULL
+         GROUP BY external_user_id",
+    )?;
+    let rows = stmt
+        .query_map(params![tenant, since - since.rem_euclid(HOUR_MS)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Running seconds one end user has used since `since`.
+pub(crate) fn user_seconds_tx(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    user: &str,
+    since: UnixMillis,
+) -> Result<f64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(sandbox_seconds), 0.0) FROM usage_hourly
+             WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?3",
+        )?
+        .query_row(
+            params![tenant, user, since - since.rem_euclid(HOUR_MS)],
+            |r| r.get(0),
+        )?)
+}
+
 impl Store {
+    /// Per-sandbox usage over `[start, end)`, most running time first.
+    pub async fn usage_sessions(
+        &self,
+        tenant_id: &TenantId,
+        start: UnixMillis,
+        end: UnixMillis,
+        external_user_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let tenant = tenant_id.to_string();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT sandbox_id, MAX(external_user_id), MAX(external_project_id), MIN(hour),
+                        MAX(hour), {SUMS}
+                 FROM usage_hourly
+                 WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3
+                   AND (?4 IS NULL OR external_user_id = ?4)
+                 GROUP BY sandbox_id ORDER BY SUM(sandbox_seconds) DESC LIMIT ?5"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant,
+                        start - start.rem_euclid(HOUR_MS),
+                        end,
+                        external_user_id,
+                        limit
+                    ],
+                    |r| {
+                        Ok(SessionRow {
+                            sandbox_id: r.get(0)?,
+                            external_user_id: r.get(1)?,
+                            external_project_id: r.get(2)?,
+                            first_hour: r.get(3)?,
+                            last_hour: r.get(4)?,
+                            totals: totals_of(r, 5)?,
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Account samples, each in the same transaction as the marks it moves.
     pub async fn record_usage(&self, samples: Vec<UsageSample>) -> Result<(), StoreError> {
         self.with(move |conn| {

@@ -71,7 +71,9 @@ pub fn requirement(method: &Method, path: &str) -> Option<Need> {
             }
         }
         (_, Some(_)) => None,
-        ("/usage" | "/usage/summary" | "/usage/export.csv", _) => need(UsageRead, true),
+        ("/usage" | "/usage/summary" | "/usage/sessions" | "/usage/export.csv", _) => {
+            need(UsageRead, true)
+        }
         (p, _) if p.starts_with("/webhooks") => {
             if read {
                 need(WebhooksRead, false)

@@ -128,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/webhooks", webhook_routes)
         .route("/usage", get(usage::usage))
         .route("/usage/summary", get(usage::summary))
+        .route("/usage/sessions", get(usage::sessions))
         .route("/usage/export.csv", get(usage::export_csv))
         .route("/api-keys", get(keys::list).post(keys::create))
         // Before `/{id}`: `scoped` is not an id.

@@ -267,6 +267,57 @@ pub async fn usage(
     Ok(Json(json!({ "data": data })))
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionParams {
+    #[serde(flatten)]
+    usage: UsageParams,
+    limit: Option<String>,
+}
+
+/// `GET /usage/sessions`: per-sandbox usage over the period, most running time first.
+pub async fn sessions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(p): Query<SessionParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (start, end) = period(&p.usage, "30d")?;
+    let limit = match p.limit.as_deref() {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::validation("limit must be 1..=1000", "limit"))?,
+    };
+    let asked = p.usage.external_user_id.clone().filter(|u| !u.is_empty());
+    let user = match (&caller.external_user_id, asked) {
+        (Some(bound), Some(asked)) if *bound != asked => {
+            return Err(ApiError::Forbidden(format!(
+                "this credential reads `{bound}`'s usage only"
+            )))
+        }
+        (Some(bound), _) => Some(bound.clone()),
+        (None, asked) => asked,
+    };
+    let rows = state
+        .store
+        .usage_sessions(&caller.tenant_id, start, end, user, limit)
+        .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut m = totals_json(&r.totals);
+            m.insert("sandbox_id".into(), json!(r.sandbox_id));
+            m.insert("external_user_id".into(), json!(r.external_user_id));
+            m.insert("external_project_id".into(), json!(r.external_project_id));
+            m.insert("first_hour".into(), json!(rfc3339(r.first_hour)));
+            m.insert("last_hour".into(), json!(rfc3339(r.last_hour)));
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
 /// `GET /usage/summary`: the tenant's totals (default: month to date).
 pub async fn summary(
     State(state): State<AppState>,

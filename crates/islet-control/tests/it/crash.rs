@@ -47,6 +47,18 @@ pub fn spawn_with(data: &Path, prefix: &str, octet: u8, extra: &[&str]) -> Serve
     Server { child, base }
 }
 
+/// A tenant made with `islet tenant create` in `data`; its API key.
+pub fn tenant_key(data: &Path, name: &str) -> String {
+    let out = Command::new(bin_dir().join("islet"))
+        .args(["tenant", "create", "--name", name])
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["api_key"].as_str().unwrap().to_owned()
+}
+
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
@@ -79,16 +91,7 @@ async fn create_all(client: &Client, keys: &[String]) -> Vec<(u16, serde_json::V
 async fn kill_9_during_fifty_creates_leaves_no_orphans_and_no_duplicates() {
     let (prefix, octet) = network_identity();
     let data = data_dir(&format!("crash-{prefix}"));
-    let key = {
-        let out = Command::new(bin_dir().join("islet"))
-            .args(["tenant", "create", "--name", "crash"])
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        created["api_key"].as_str().unwrap().to_owned()
-    };
+    let key = tenant_key(&data, "crash");
     let keys: Vec<String> = (0..50).map(|i| format!("crash-key-{i}")).collect();
 
     let mut first = spawn(&data, &prefix, octet);

@@ -3,14 +3,13 @@
 //! summary and the CSV export agree with the per-sandbox meter.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use islet_control::Config;
-use islet_testkit::{bin_dir, data_dir, network_identity, Client, TestServer};
+use islet_testkit::{data_dir, network_identity, Client, TestServer};
 use serde_json::json;
 
-use super::crash::spawn_with;
+use super::crash::{spawn_with, tenant_key};
 
 /// The sandbox's cumulative CPU time, µs, read from its cgroup the way an operator would:
 /// the server's own cgroup (per `/proc/<pid>/cgroup`) + `islet/<id>`.
@@ -67,16 +66,7 @@ async fn burn(client: &Client, id: &str, seconds: u32) {
 async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     let (prefix, octet) = network_identity();
     let data = data_dir(&format!("meter-{prefix}"));
-    let key = {
-        let out = Command::new(bin_dir().join("islet"))
-            .args(["tenant", "create", "--name", "meter"])
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        created["api_key"].as_str().unwrap().to_owned()
-    };
+    let key = tenant_key(&data, "meter");
     let flags = ["--meter-interval", "1"];
     let mut server = spawn_with(&data, &prefix, octet, &flags);
     let client = Client::new(&server.base, &key);

@@ -416,3 +416,54 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_running_time_stops_the_user_and_refuses_more() {
+    let server = TestServer::start_with(islet_control::Config {
+        meter_interval: Duration::from_millis(300),
+        ..islet_control::Config::default()
+    })
+    .await;
+    let tenant = server.tenant(None).await;
+    tenant
+        .call(
+            "PUT",
+            "/quotas/external/hasty",
+            Some(json!({"max_sandbox_seconds_per_day": 3})),
+        )
+        .await;
+    let id = tenant.sandbox(json!({"external_user_id": "hasty"})).await;
+    let started = Instant::now();
+    let state = tenant.wait_for_state(&id, "stopped", 20).await;
+    assert_eq!(state, "stopped", "stopped after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    println!("daily cap 3 s: stopped after {:.2?}", started.elapsed());
+    let create = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "hasty"})),
+        )
+        .await;
+    assert_eq!(create.status, 403);
+    assert_eq!(
+        create.body["error"]["details"]["limit"],
+        "max_sandbox_seconds_per_day"
+    );
+    let events = quota_events(&server, &tenant).await;
+    assert!(events.iter().any(|e| e["data"]["action"] == "stop"));
+    let sessions = tenant
+        .call("GET", "/usage/sessions?external_user_id=hasty", None)
+        .await;
+    assert_eq!(sessions.body["data"][0]["sandbox_id"], id.as_str());
+    assert!(
+        sessions.body["data"][0]["sandbox_seconds"]
+            .as_f64()
+            .unwrap()
+            >= 3.0
+    );
+    tenant
+        .call("DELETE", &format!("/sandboxes/{id}"), None)
+        .await;
+    server.stop().await;
+}
