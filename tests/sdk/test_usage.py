@@ -73,6 +73,8 @@ check(rows[0]["sandbox_seconds"] >= own["runtime_sec"], "the rollup covers the s
 check("period_start" in u and "period_end" in u, "usage.get names its period")
 mtd = client.usage.get(period="month-to-date", group_by="external_user_id")
 check(any(r["external_user_id"] == user for r in mtd["results"]), "usage.get month-to-date")
+sessions = client.usage.sessions(external_user_id=user)
+check(any(x["sandbox_id"] == sb.id for x in sessions), "usage.sessions lists the user's sandboxes")
 summary = client.usage.current()
 check(summary["sandbox_seconds"] >= rows[0]["sandbox_seconds"], "usage.current() sums the tenant")
 try:
