@@ -230,6 +230,21 @@ impl Store {
                 )?;
             }
             if let Some(scopes) = scopes {
+                if key.full && key.external_user_id.is_none() && !scopes.is_full() {
+                    let others: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND id != ?2
+                           AND revoked_at IS NULL AND scopes IS NULL AND external_user_id IS NULL
+                           AND (expires_at IS NULL OR expires_at > ?3)",
+                        params![tenant, id, now_millis()],
+                        |r| r.get(0),
+                    )?;
+                    if others == 0 {
+                        return Err(StoreError::Conflict(
+                            "this is the tenant's last full-access key; create another first"
+                                .into(),
+                        ));
+                    }
+                }
                 let json = if scopes.is_full() {
                     None
                 } else {
@@ -269,6 +284,11 @@ impl Store {
             tx.execute(
                 "UPDATE api_keys SET key_hash = ?2, key_prefix = ?3 WHERE id = ?1",
                 params![id, hash_key(&plaintext), &plaintext[..prefix.len() + 4]],
+            )?;
+            // A rotation answers a leak: what the old secret minted dies with it.
+            tx.execute(
+                "UPDATE browser_tokens SET revoked_at = ?2 WHERE issued_by = ?1 AND revoked_at IS NULL",
+                params![id, now_millis()],
             )?;
             let key = get_key_tx(&tx, &tenant, &id)?;
             tx.commit()?;

@@ -98,9 +98,9 @@ pub(crate) fn holding_tx(
                 COALESCE(SUM(CASE WHEN state IN ('creating', 'running', 'paused') THEN cpu_count END), 0),
                 COALESCE(SUM(CASE WHEN state IN ('creating', 'running', 'paused') THEN memory_mb END), 0),
                 COALESCE(SUM(disk_mb), 0)
-             FROM sandboxes
+             FROM sandboxes INDEXED BY sandboxes_user_live
              WHERE tenant_id = ?1 AND external_user_id = ?2
-               AND state NOT IN ('destroyed', 'error') AND id != ?3",
+               AND state != 'destroyed' AND id != ?3",
         )?
         .query_row(params![tenant, user, except.unwrap_or("")], |r| {
             Ok(Holding {
@@ -145,13 +145,20 @@ pub(crate) fn check_daily_seconds(
         return Ok(());
     };
     let now = now_millis();
-    let used = crate::usage::user_seconds_tx(conn, tenant, user, now - now.rem_euclid(DAY_MS))
-        .unwrap_or(0.0);
+    let used = match crate::usage::user_seconds_tx(conn, tenant, user, now - now.rem_euclid(DAY_MS))
+    {
+        Ok(used) => used,
+        // Fail closed: a cap that cannot be read refuses.
+        Err(e) => {
+            tracing::warn!(error = %e, "reading daily running time failed");
+            f64::INFINITY
+        }
+    };
     if used >= cap as f64 {
         return Err(islet_types::policy::Refusal {
             limit: "max_sandbox_seconds_per_day",
             max: cap,
-            current: used as u64,
+            current: if used.is_finite() { used as u64 } else { cap },
             requested: 0,
         });
     }

@@ -312,10 +312,15 @@ pub(crate) fn claim_tx(
         other => other?,
     };
     let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
-    // From now on its running time and storage are the tenant's.
+    // From now on its running time and storage are the tenant's; what the pool used stays
+    // the pool's, in rows of their own (the hourly rows are keyed by sandbox and hour).
     tx.execute(
         "UPDATE usage_meters SET run_at = ?2, storage_at = ?2 WHERE sandbox_id = ?1",
         params![id, now],
+    )?;
+    tx.execute(
+        "UPDATE usage_hourly SET sandbox_id = sandbox_id || '@pool' WHERE sandbox_id = ?1",
+        params![id],
     )?;
     insert_event(tx, &record, "sandbox.created")?;
     insert_event(tx, &record, "sandbox.running")?;
@@ -464,11 +469,15 @@ impl Store {
             let mut record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
             let from = record.state;
             let next = from.transition(t)?;
+            if t == Transition::Resume {
+                if let Some(user) = &record.external_user_id {
+                    crate::policies::check_not_suspended(&tx, record.tenant_id.as_str(), user)?;
+                }
+            }
             if from == SandboxState::Stopped && t == Transition::Resume {
                 // Resuming takes compute again: the same limits as a create.
                 if let Some(user) = record.external_user_id.clone() {
                     let tenant = record.tenant_id.to_string();
-                    crate::policies::check_not_suspended(&tx, &tenant, &user)?;
                     let limits = crate::policies::limits_tx(&tx, &tenant, Some(&user))?;
                     let held = crate::policies::holding_tx(&tx, &tenant, &user, Some(&id))?;
                     let add = islet_types::policy::Holding {
@@ -591,7 +600,20 @@ impl Store {
                     crate::policies::limits_tx(&tx, &tenant, record.external_user_id.as_deref())?;
                 if let Some(cap) = limits.max_runtime_sec {
                     let start = record.started_at.unwrap_or(record.created_at);
-                    expires = expires.min(start + cap as i64 * 1000);
+                    let end = start + cap as i64 * 1000;
+                    if end <= now_millis() {
+                        let refusal = islet_types::policy::Refusal {
+                            limit: "max_runtime_sec",
+                            max: cap,
+                            current: ((now_millis() - start).max(0) / 1000) as u64,
+                            requested: timeout,
+                        };
+                        return Err(StoreError::QuotaExceeded {
+                            refusal,
+                            external_user_id: record.external_user_id.clone().unwrap_or_default(),
+                        });
+                    }
+                    expires = expires.min(end);
                 }
                 record.expires_at = Some(expires);
             }

@@ -20,8 +20,23 @@ pub struct Principal {
     pub isolation: Option<Isolation>,
     pub scopes: ScopeSet,
     pub external_user_id: Option<String>,
+    /// The workspace a browser token was minted for: what it creates is labelled with it.
+    pub workspace_id: Option<String>,
     /// The browser token used, when it was one.
     pub token_id: Option<String>,
+}
+
+/// One credential row, as `authenticate` reads it.
+struct Credential {
+    key_id: String,
+    tenant_id: String,
+    isolation: Option<String>,
+    scopes: Option<String>,
+    user: Option<String>,
+    token_id: Option<String>,
+    last_used: Option<i64>,
+    key_scopes: Option<String>,
+    workspace: Option<String>,
 }
 
 impl Principal {
@@ -100,62 +115,63 @@ impl Store {
         let browser = plaintext.starts_with(crate::keys::BROWSER_TOKEN_PREFIX);
         self.with(move |conn| {
             let now = now_millis();
-            type Row = (
-                String,
-                String,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<i64>,
-            );
+            // A browser token lives only while the key that minted it does, and never holds
+            // more than that key holds now. No credential bound to a suspended user works.
             let sql = if browser {
                 "SELECT b.issued_by, b.tenant_id, t.isolation, b.scopes, b.external_user_id, b.id,
-                        b.created_at FROM browser_tokens b
+                        b.created_at, k.scopes, b.workspace_id FROM browser_tokens b
                  JOIN tenants t ON t.id = b.tenant_id
                  JOIN api_keys k ON k.id = b.issued_by AND k.revoked_at IS NULL
-                 WHERE b.token_hash = ?1 AND b.revoked_at IS NULL AND b.expires_at > ?2"
+                   AND (k.expires_at IS NULL OR k.expires_at > ?2)
+                 WHERE b.token_hash = ?1 AND b.revoked_at IS NULL AND b.expires_at > ?2
+                   AND NOT EXISTS (SELECT 1 FROM suspended_users u
+                       WHERE u.tenant_id = b.tenant_id AND u.external_user_id = b.external_user_id)"
             } else {
                 "SELECT k.id, k.tenant_id, t.isolation, k.scopes, k.external_user_id, NULL,
-                        k.last_used_at FROM api_keys k
+                        k.last_used_at, k.scopes, NULL FROM api_keys k
                  JOIN tenants t ON t.id = k.tenant_id
                  WHERE k.key_hash = ?1 AND k.revoked_at IS NULL
-                   AND (k.expires_at IS NULL OR k.expires_at > ?2)"
+                   AND (k.expires_at IS NULL OR k.expires_at > ?2)
+                   AND NOT EXISTS (SELECT 1 FROM suspended_users u
+                       WHERE u.tenant_id = k.tenant_id AND u.external_user_id = k.external_user_id)"
             };
-            let row: Option<Row> = conn
+            let row = conn
                 .prepare_cached(sql)?
                 .query_row(rusqlite::params![&hash, now], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
+                    Ok(Credential {
+                        key_id: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        isolation: r.get(2)?,
+                        scopes: r.get(3)?,
+                        user: r.get(4)?,
+                        token_id: r.get(5)?,
+                        last_used: r.get(6)?,
+                        key_scopes: r.get(7)?,
+                        workspace: r.get(8)?,
+                    })
                 })
                 .optional()?;
-            let Some((key_id, tenant_id, isolation, scopes, user, token_id, last_used)) = row
-            else {
+            let Some(c) = row else {
                 return Ok(None);
             };
             // When a key was last used, to the minute (one write per key per minute at most).
-            if !browser && last_used.is_none_or(|t| now - t > 60_000) {
+            if !browser && c.last_used.is_none_or(|t| now - t > 60_000) {
                 conn.execute(
                     "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-                    rusqlite::params![key_id, now],
+                    rusqlite::params![c.key_id, now],
                 )?;
             }
             Ok(Some(Principal {
-                tenant_id: tenant_id.parse().map_err(StoreError::corrupt)?,
-                key_id: key_id.parse().map_err(StoreError::corrupt)?,
-                isolation: isolation
+                tenant_id: c.tenant_id.parse().map_err(StoreError::corrupt)?,
+                key_id: c.key_id.parse().map_err(StoreError::corrupt)?,
+                isolation: c
+                    .isolation
                     .map(|i| i.parse().map_err(StoreError::corrupt))
                     .transpose()?,
-                scopes: scopes_of(scopes)?,
-                external_user_id: user,
-                token_id,
+                scopes: scopes_of(c.scopes)?.intersect(scopes_of(c.key_scopes)?),
+                external_user_id: c.user,
+                workspace_id: c.workspace,
+                token_id: c.token_id,
             }))
         })
         .await

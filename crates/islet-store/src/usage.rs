@@ -162,19 +162,28 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let (cpu_mark, run_at, storage_at) = meter.unwrap_or((0, None, record.created_at));
+    // A sandbox with no meter (it predates metering) is metered from now on.
+    let running = matches!(record.state, SandboxState::Running | SandboxState::Paused);
+    let (cpu_mark, run_at, storage_at) = meter.unwrap_or((
+        s.cpu_usec.unwrap_or(0) as i64,
+        running.then_some(s.at),
+        s.at,
+    ));
     let mut t = UsageTotals::default();
     let mut cpu_now = cpu_mark;
-    if let (Some(run_at), Some(cpu)) = (run_at, s.cpu_usec) {
+    if let Some(run_at) = run_at {
+        // Running time counts even when the cgroup could not be read; CPU waits for a reading.
         let seconds = (s.at - run_at).max(0) as f64 / 1000.0;
-        let cpu = cpu as i64;
-        // A counter below the mark belongs to a new cgroup: all of it is new.
-        let delta = if cpu >= cpu_mark { cpu - cpu_mark } else { cpu };
-        cpu_now = cpu;
         t.sandbox_seconds = seconds;
         t.vcpu_seconds = seconds * f64::from(record.resources.cpu_count);
-        t.cpu_seconds = delta as f64 / 1_000_000.0;
         t.memory_gib_seconds = s.memory_bytes as f64 / GIB * seconds;
+        if let Some(cpu) = s.cpu_usec {
+            let cpu = cpu as i64;
+            // A counter below the mark belongs to a new cgroup: all of it is new.
+            let delta = if cpu >= cpu_mark { cpu - cpu_mark } else { cpu };
+            cpu_now = cpu;
+            t.cpu_seconds = delta as f64 / 1_000_000.0;
+        }
     }
     let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;
     t.storage_gib_hours = f64::from(record.resources.disk_mb) / 1024.0 * storage_hours;

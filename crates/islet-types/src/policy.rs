@@ -3,7 +3,8 @@
 //! effective policy: user over tenant over platform.
 //!
 //! The fields Islet enforces, all non-negative integers (`null` or absent = not set here):
-//! - `quotas.max_sandboxes`: the user's sandboxes that exist (not destroyed, not failed);
+//! - `quotas.max_sandboxes`: the user's sandboxes that exist (not destroyed; a failed one
+//!   still holds its disk until it is);
 //! - `quotas.max_concurrent`: of those, the ones holding compute (creating, running, paused);
 //! - `quotas.max_cpu`: vCPUs summed over the ones holding compute;
 //! - `quotas.max_memory_mb`: memory summed over the ones holding compute;
@@ -76,6 +77,12 @@ pub fn validate(document: &Value) -> Result<Map<String, Value>, PolicyError> {
         for (field, value) in fields {
             if value.is_object() || value.is_array() {
                 return Err(PolicyError(format!("`{name}.{field}` must be a scalar")));
+            }
+            if name == "quotas" && !QUOTA_FIELDS.contains(&field.as_str()) {
+                return Err(PolicyError(format!(
+                    "unknown quota `{field}`; known: {}",
+                    QUOTA_FIELDS.join(", ")
+                )));
             }
             let enforced = (name == "quotas" && QUOTA_FIELDS.contains(&field.as_str()))
                 || (name == "lifecycle" && LIFECYCLE_FIELDS.contains(&field.as_str()));
@@ -194,7 +201,7 @@ impl Limits {
 /// What one external user holds now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Holding {
-    /// Sandboxes that exist (not destroyed, not failed).
+    /// Sandboxes that exist (not destroyed).
     pub sandboxes: u64,
     /// Of those, the ones holding compute (creating, running, paused).
     pub concurrent: u64,

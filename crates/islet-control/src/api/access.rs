@@ -198,21 +198,6 @@ async fn check(
             )));
         }
     }
-    if let Some(user) = &principal.external_user_id {
-        if !need.user_bound_ok {
-            return Err(ApiError::Forbidden(
-                "a credential bound to one end user cannot use this route".into(),
-            ));
-        }
-        if pattern.starts_with("/sandboxes/{id}") {
-            let raw = sandbox_segment(req.uri().path()).unwrap_or_default();
-            let id = raw.parse().map_err(|_| ApiError::NotFound("sandbox"))?;
-            let record = state.store.get_sandbox(&principal.tenant_id, &id).await?;
-            if record.external_user_id.as_deref() != Some(user.as_str()) {
-                return Err(ApiError::NotFound("sandbox"));
-            }
-        }
-    }
     // Rate limits: the credential's own, and its end user's (shared by all their tokens).
     let key = principal
         .token_id
@@ -239,6 +224,21 @@ async fn check(
             retry_after: decision.retry_after,
             limit,
         });
+    }
+    if let Some(user) = &principal.external_user_id {
+        if !need.user_bound_ok {
+            return Err(ApiError::Forbidden(
+                "a credential bound to one end user cannot use this route".into(),
+            ));
+        }
+        if pattern.starts_with("/sandboxes/{id}") {
+            let raw = sandbox_segment(req.uri().path()).unwrap_or_default();
+            let id = raw.parse().map_err(|_| ApiError::NotFound("sandbox"))?;
+            let record = state.store.get_sandbox(&principal.tenant_id, &id).await?;
+            if record.external_user_id.as_deref() != Some(user.as_str()) {
+                return Err(ApiError::NotFound("sandbox"));
+            }
+        }
     }
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;

@@ -84,6 +84,30 @@ fn token_view(t: &BrowserTokenRecord) -> Value {
     })
 }
 
+/// A key the caller may manage: one that holds nothing the caller lacks (so a `keys:write` key
+/// cannot rotate its way into a wider key's secret).
+async fn manageable(
+    state: &AppState,
+    caller: &Principal,
+    id: &ApiKeyId,
+) -> Result<KeyRecord, ApiError> {
+    let key = state.store.get_api_key(&caller.tenant_id, id).await?;
+    if !key.scopes.is_subset_of(caller.scopes) {
+        return Err(ApiError::Forbidden(
+            "a credential cannot manage a key with scopes it does not hold".into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// Refuse minting for an end user who is suspended.
+async fn not_suspended(state: &AppState, caller: &Principal, user: &str) -> Result<(), ApiError> {
+    match state.store.suspension(&caller.tenant_id, user).await? {
+        Some(_) => Err(ApiError::Suspended(user.to_owned())),
+        None => Ok(()),
+    }
+}
+
 /// Scopes asked for, which must all be held by the caller.
 fn granted(caller: &Principal, names: Option<Vec<String>>) -> Result<Option<ScopeSet>, ApiError> {
     let Some(names) = names else { return Ok(None) };
@@ -136,9 +160,9 @@ fn label(
 ) -> Result<Option<String>, ApiError> {
     match raw {
         None if required => Err(ApiError::validation(format!("{field} is required"), field)),
-        Some(v) if v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control) => {
+        Some(v) if v.is_empty() || v.len() > 256 || v.chars().any(char::is_control) => {
             Err(ApiError::validation(
-                format!("{field} must be 1 to 200 printable characters"),
+                format!("{field} must be 1 to 256 printable characters"),
                 field,
             ))
         }
@@ -208,13 +232,14 @@ pub async fn create_scoped(
 ) -> Result<Response, ApiError> {
     let b: KeyBody = body::parse(&bytes)?;
     let user = label(b.external_user_id, "external_user_id", true)?.unwrap_or_default();
+    not_suspended(&state, &caller, &user).await?;
     let scopes = granted(&caller, b.scopes)?
         .ok_or_else(|| ApiError::validation("scopes is required", "scopes"))?;
     let new = NewKey {
-        name: b.name.unwrap_or_else(|| format!("scoped: {user}")),
+        name: label(b.name, "name", false)?.unwrap_or_else(|| format!("scoped: {user}")),
         scopes: Some(scopes),
         external_user_id: Some(user),
-        description: b.description,
+        description: label(b.description, "description", false)?,
         expires_at: expiry(b.expires_at)?,
     };
     let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
@@ -233,7 +258,7 @@ pub async fn update(
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_key_id(&id)?;
-    state.store.get_api_key(&caller.tenant_id, &id).await?;
+    manageable(&state, &caller, &id).await?;
     let b: KeyBody = body::parse(&bytes)?;
     match b.status.as_deref() {
         None | Some("active") => {}
@@ -271,10 +296,9 @@ pub async fn rotate(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (key, plaintext) = state
-        .store
-        .rotate_api_key(&caller.tenant_id, &parse_key_id(&id)?)
-        .await?;
+    let id = parse_key_id(&id)?;
+    manageable(&state, &caller, &id).await?;
+    let (key, plaintext) = state.store.rotate_api_key(&caller.tenant_id, &id).await?;
     Ok(Json(json!({ "data": with_secret(&key, &plaintext) })))
 }
 
@@ -283,10 +307,9 @@ pub async fn revoke(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .revoke_api_key(&caller.tenant_id, &parse_key_id(&id)?)
-        .await?;
+    let id = parse_key_id(&id)?;
+    manageable(&state, &caller, &id).await?;
+    state.store.revoke_api_key(&caller.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -309,6 +332,7 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     let b: TokenBody = body::parse(&bytes)?;
     let user = label(b.user_id.or(b.external_user_id), "user_id", true)?.unwrap_or_default();
+    not_suspended(&state, &caller, &user).await?;
     let workspace = label(b.workspace_id, "workspace_id", false)?;
     let ttl = b.expires_in_seconds.unwrap_or(DEFAULT_TOKEN_TTL_SEC);
     if !(1..=MAX_TOKEN_TTL_SEC).contains(&ttl) {

@@ -18,9 +18,9 @@ use crate::state::AppState;
 
 /// An external user id in a path: what `external_user_id` accepts on a sandbox.
 fn user_id(raw: &str) -> Result<String, ApiError> {
-    if raw.is_empty() || raw.len() > 200 || raw.chars().any(char::is_control) {
+    if raw.is_empty() || raw.len() > 256 || raw.chars().any(char::is_control) {
         return Err(ApiError::validation(
-            "external_user_id must be 1 to 200 printable characters",
+            "external_user_id must be 1 to 256 printable characters",
             "external_user_id",
         ));
     }

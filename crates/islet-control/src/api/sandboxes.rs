@@ -43,7 +43,8 @@ pub async fn create(
     let body = body::parse::<CreateBody>(&bytes)?;
     let (no_timeout, no_idle) = body.omits_timeouts();
     let mut req = body.validate()?;
-    // A credential bound to one end user creates for that user only.
+    // A credential bound to one end user creates for that user (and a browser token's
+    // workspace) only, at the isolation the tenant chose.
     if let Some(bound) = &caller.external_user_id {
         match &req.external_user_id {
             Some(asked) if asked != bound => {
@@ -52,6 +53,21 @@ pub async fn create(
                 )))
             }
             _ => req.external_user_id = Some(bound.clone()),
+        }
+        if let Some(workspace) = &caller.workspace_id {
+            match &req.external_workspace_id {
+                Some(asked) if asked != workspace => {
+                    return Err(ApiError::Forbidden(format!(
+                        "this credential creates sandboxes in workspace `{workspace}` only"
+                    )))
+                }
+                _ => req.external_workspace_id = Some(workspace.clone()),
+            }
+        }
+        if req.isolation.is_some() {
+            return Err(ApiError::Forbidden(
+                "isolation is the tenant's choice, not an end user's".into(),
+            ));
         }
     }
     // The end user's policy supplies the timeouts a create leaves out.

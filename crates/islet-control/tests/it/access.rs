@@ -66,6 +66,54 @@ async fn keys_carry_scopes_rotate_and_revoke() {
             "keys:write"
         ])
     );
+    // Nor manage a key that holds more than it does.
+    let all = tenant.call("GET", "/api-keys", None).await;
+    let full = all.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scopes"] == json!(["*"]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        writer
+            .call("POST", &format!("/api-keys/{full}/rotate"), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        writer
+            .call("DELETE", &format!("/api-keys/{full}"), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        writer
+            .call(
+                "PATCH",
+                &format!("/api-keys/{full}"),
+                Some(json!({"name": "mine now"}))
+            )
+            .await
+            .status,
+        403
+    );
+    let narrowed = tenant
+        .call(
+            "PATCH",
+            &format!("/api-keys/{full}"),
+            Some(json!({"scopes": ["sandboxes:read"]})),
+        )
+        .await;
+    assert_eq!(
+        narrowed.status, 409,
+        "the last full key cannot be narrowed: {:?}",
+        narrowed.body
+    );
     let bad = tenant
         .call(
             "POST",
@@ -372,6 +420,101 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         json!(["sandboxes:read"]),
         "defaults are cut to the minter's"
     );
+    // A token never holds more than its key holds now, and dies when the key rotates.
+    let minter = tenant
+        .call(
+            "POST",
+            "/api-keys",
+            Some(json!({"name": "m", "scopes": ["sandboxes:write", "tokens:write"]})),
+        )
+        .await;
+    let minter_id = minter.body["data"]["id"].as_str().unwrap().to_owned();
+    let minter = as_key(&tenant, minter.body["data"]["token"].as_str().unwrap());
+    let t = minter
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "carol", "workspace_id": "w"})),
+        )
+        .await;
+    let t = as_key(&tenant, t.body["data"]["token"].as_str().unwrap());
+    let (code, _, _) = t.exec(&sandbox, "true").await;
+    assert_eq!(code, 0, "the token can exec while its key can");
+    tenant
+        .call(
+            "PATCH",
+            &format!("/api-keys/{minter_id}"),
+            Some(json!({"scopes": ["sandboxes:read", "tokens:write"]})),
+        )
+        .await;
+    assert_eq!(
+        t.call(
+            "POST",
+            &format!("/sandboxes/{sandbox}/exec"),
+            Some(json!({"command": "true"}))
+        )
+        .await
+        .status,
+        403,
+        "narrowed with its key"
+    );
+    assert_eq!(
+        t.call("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        200
+    );
+    tenant
+        .call("POST", &format!("/api-keys/{minter_id}/rotate"), None)
+        .await;
+    assert_eq!(
+        t.call("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await
+            .status,
+        401,
+        "rotation kills its tokens"
+    );
+    // A user-bound credential cannot pick the isolation; a token's workspace labels its creates.
+    let w = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(
+                json!({"user_id": "carol", "workspace_id": "ws_9", "scopes": ["sandboxes:write"]}),
+            ),
+        )
+        .await;
+    let w = as_key(&tenant, w.body["data"]["token"].as_str().unwrap());
+    assert_eq!(
+        w.call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"isolation": "container"}))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        w.call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_workspace_id": "ws_other"}))
+        )
+        .await
+        .status,
+        403
+    );
+    let made = w.call("POST", "/sandboxes", Some(json!({}))).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(made.body["data"]["external_workspace_id"], "ws_9");
+    tenant
+        .call(
+            "DELETE",
+            &format!("/sandboxes/{}", made.body["data"]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     // Listed, then revoked: refused at once.
     let listed = tenant
         .call("GET", "/tokens/scoped?user_id=carol", None)

@@ -208,6 +208,11 @@ async fn policy_documents_validate_merge_and_set_defaults() {
         ("PUT", "/quotas/external/u", json!({"max_rockets": 5})),
         ("PUT", "/tenant/policy", json!({"quotas": 5})),
         ("PUT", "/tenant/policy", json!({"quotas": {"max_cpu": 1.5}})),
+        (
+            "PUT",
+            "/tenant/policy",
+            json!({"quotas": {"max_sandbox": 3}}),
+        ),
         ("PUT", "/external-users/u/policy", json!([1, 2])),
         (
             "PUT",
@@ -374,6 +379,15 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
         .await;
     assert_eq!(create.status, 403);
     assert_eq!(create.body["error"]["code"], "USER_SUSPENDED");
+    let mint = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "mallory", "workspace_id": "w"})),
+        )
+        .await;
+    assert_eq!(mint.status, 403, "no new credentials for a suspended user");
+    assert_eq!(mint.body["error"]["code"], "USER_SUSPENDED");
     let resume = tenant
         .call(
             "POST",
