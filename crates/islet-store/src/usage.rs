@@ -107,13 +107,30 @@ pub(crate) fn forget_meter(tx: &Transaction<'_>, id: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// The hours `[from, to)` covers, each with the share of the interval that fell in it; an
+/// empty interval is all in `to`'s hour.
+fn spread(from: UnixMillis, to: UnixMillis) -> Vec<(UnixMillis, f64)> {
+    let hour_of = |t: UnixMillis| t - t.rem_euclid(HOUR_MS);
+    if to <= from {
+        return vec![(hour_of(to), 1.0)];
+    }
+    let total = (to - from) as f64;
+    let mut out = Vec::new();
+    let mut start = from;
+    while start < to {
+        let end = (hour_of(start) + HOUR_MS).min(to);
+        out.push((hour_of(start), (end - start) as f64 / total));
+        start = end;
+    }
+    out
+}
+
 fn add(
     tx: &Transaction<'_>,
     record: &SandboxRecord,
-    at: UnixMillis,
+    hour: UnixMillis,
     t: &UsageTotals,
 ) -> Result<(), StoreError> {
-    let hour = at - at.rem_euclid(HOUR_MS);
     tx.prepare_cached(
         "INSERT INTO usage_hourly (sandbox_id, hour, tenant_id, external_user_id,
             external_project_id, external_workspace_id, sandbox_seconds, vcpu_seconds,
@@ -187,7 +204,38 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
     }
     let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;
     t.storage_gib_hours = f64::from(record.resources.disk_mb) / 1024.0 * storage_hours;
-    add(tx, &record, s.at, &t)?;
+    // Each part goes to the hours its interval covered, in proportion (after a long gap, such
+    // as control-plane downtime, the usage lands in the hours it happened, not all in one).
+    let mut hours: Vec<(UnixMillis, UsageTotals)> = Vec::new();
+    let mut put = |hour: UnixMillis, f: &dyn Fn(&mut UsageTotals)| match hours
+        .iter_mut()
+        .find(|(h, _)| *h == hour)
+    {
+        Some((_, totals)) => f(totals),
+        None => {
+            let mut totals = UsageTotals::default();
+            f(&mut totals);
+            hours.push((hour, totals));
+        }
+    };
+    if let Some(run_at) = run_at {
+        for (hour, share) in spread(run_at, s.at) {
+            put(hour, &|u: &mut UsageTotals| {
+                u.sandbox_seconds += t.sandbox_seconds * share;
+                u.vcpu_seconds += t.vcpu_seconds * share;
+                u.cpu_seconds += t.cpu_seconds * share;
+                u.memory_gib_seconds += t.memory_gib_seconds * share;
+            });
+        }
+    }
+    for (hour, share) in spread(storage_at, s.at) {
+        put(hour, &|u: &mut UsageTotals| {
+            u.storage_gib_hours += t.storage_gib_hours * share
+        });
+    }
+    for (hour, totals) in &hours {
+        add(tx, &record, *hour, totals)?;
+    }
     tx.prepare_cached(
         "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
          VALUES (?1, ?2, ?3, ?4)
@@ -390,5 +438,25 @@ impl Store {
             Ok(rows)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_is_shared_among_the_hours_it_covers() {
+        let h = 1_000 * HOUR_MS;
+        assert_eq!(spread(h + 10, h + 20), vec![(h, 1.0)]);
+        assert_eq!(spread(h + 20, h + 20), vec![(h, 1.0)]);
+        let parts = spread(h + HOUR_MS / 2, h + 3 * HOUR_MS);
+        let hours: Vec<i64> = parts.iter().map(|(x, _)| *x).collect();
+        assert_eq!(hours, vec![h, h + HOUR_MS, h + 2 * HOUR_MS]);
+        let shares: Vec<f64> = parts.iter().map(|(_, s)| *s).collect();
+        assert_eq!(shares, vec![0.2, 0.4, 0.4]);
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Ending exactly on an hour: nothing goes to the next one.
+        assert_eq!(spread(h, h + HOUR_MS), vec![(h, 1.0)]);
     }
 }
