@@ -120,6 +120,31 @@ fn scopes_json(scopes: Option<ScopeSet>) -> Option<String> {
     scopes.map(|s| serde_json::Value::from(s.names()).to_string())
 }
 
+/// Refuse to take away `key` when it is the tenant's last live full-access key: that would
+/// lock the tenant out of its own account.
+fn keep_a_full_key(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    key: &KeyRecord,
+) -> Result<(), StoreError> {
+    if !key.full || key.external_user_id.is_some() || key.revoked_at.is_some() {
+        return Ok(());
+    }
+    let others: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND id != ?2
+           AND revoked_at IS NULL AND scopes IS NULL AND external_user_id IS NULL
+           AND (expires_at IS NULL OR expires_at > ?3)",
+        params![tenant, key.id.as_str(), now_millis()],
+        |r| r.get(0),
+    )?;
+    if others == 0 {
+        return Err(StoreError::Conflict(
+            "this is the tenant's last full-access key; create another first".into(),
+        ));
+    }
+    Ok(())
+}
+
 const TOKEN_COLUMNS: &str =
     "id, issued_by, external_user_id, workspace_id, scopes, extra, expires_at, created_at, revoked_at";
 
@@ -230,20 +255,8 @@ impl Store {
                 )?;
             }
             if let Some(scopes) = scopes {
-                if key.full && key.external_user_id.is_none() && !scopes.is_full() {
-                    let others: i64 = tx.query_row(
-                        "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND id != ?2
-                           AND revoked_at IS NULL AND scopes IS NULL AND external_user_id IS NULL
-                           AND (expires_at IS NULL OR expires_at > ?3)",
-                        params![tenant, id, now_millis()],
-                        |r| r.get(0),
-                    )?;
-                    if others == 0 {
-                        return Err(StoreError::Conflict(
-                            "this is the tenant's last full-access key; create another first"
-                                .into(),
-                        ));
-                    }
+                if !scopes.is_full() {
+                    keep_a_full_key(&tx, &tenant, &key)?;
                 }
                 let json = if scopes.is_full() {
                     None
@@ -311,20 +324,7 @@ impl Store {
             if key.revoked_at.is_some() {
                 return Ok(());
             }
-            if key.full && key.external_user_id.is_none() {
-                let others: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND id != ?2
-                       AND revoked_at IS NULL AND scopes IS NULL AND external_user_id IS NULL
-                       AND (expires_at IS NULL OR expires_at > ?3)",
-                    params![tenant, id, now_millis()],
-                    |r| r.get(0),
-                )?;
-                if others == 0 {
-                    return Err(StoreError::Conflict(
-                        "this is the tenant's last full-access key; create another first".into(),
-                    ));
-                }
-            }
+            keep_a_full_key(&tx, &tenant, &key)?;
             let now = now_millis();
             tx.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id, now])?;
             tx.execute(
