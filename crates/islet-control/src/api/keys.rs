@@ -153,19 +153,15 @@ fn expiry(raw: Option<Value>) -> Result<Option<UnixMillis>, ApiError> {
     Ok(Some(at))
 }
 
+/// A name or id field: the create body's rule (1–256 printable bytes), and present when
+/// `required`.
 fn label(
     raw: Option<String>,
     field: &'static str,
     required: bool,
 ) -> Result<Option<String>, ApiError> {
-    match raw {
+    match super::create_body::label(raw, field)? {
         None if required => Err(ApiError::validation(format!("{field} is required"), field)),
-        Some(v) if v.is_empty() || v.len() > 256 || v.chars().any(char::is_control) => {
-            Err(ApiError::validation(
-                format!("{field} must be 1 to 256 printable characters"),
-                field,
-            ))
-        }
         other => Ok(other),
     }
 }

@@ -18,13 +18,7 @@ use crate::state::AppState;
 
 /// An external user id in a path: what `external_user_id` accepts on a sandbox.
 fn user_id(raw: &str) -> Result<String, ApiError> {
-    if raw.is_empty() || raw.len() > 256 || raw.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "external_user_id must be 1 to 256 printable characters",
-            "external_user_id",
-        ));
-    }
-    Ok(raw.to_owned())
+    Ok(super::create_body::label(Some(raw.to_owned()), "external_user_id")?.unwrap_or_default())
 }
 
 fn limit_values(limits: &Limits) -> Map<String, Value> {

@@ -150,6 +150,22 @@ fn group_by(raw: Option<&str>) -> Result<(GroupBy, &'static str), ApiError> {
     }
 }
 
+/// The end user a usage query is for: the one asked for, or for a credential bound to one end
+/// user, that user (asking for another is 403).
+fn whose_usage(
+    caller: &islet_store::Principal,
+    asked: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let asked = asked.filter(|u| !u.is_empty());
+    match (&caller.external_user_id, asked) {
+        (Some(bound), Some(asked)) if bound != asked => Err(ApiError::Forbidden(format!(
+            "this credential reads `{bound}`'s usage only"
+        ))),
+        (Some(bound), _) => Ok(Some(bound.clone())),
+        (None, asked) => Ok(asked.map(str::to_owned)),
+    }
+}
+
 fn bucket(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     match raw {
         None | Some("") | Some("none") => Ok(None),
@@ -202,17 +218,7 @@ async fn rollup(
 > {
     let (start, end) = period(p, default_period)?;
     let (group, key) = group_by(p.group_by.as_deref())?;
-    let asked = p.external_user_id.clone().filter(|u| !u.is_empty());
-    // A credential bound to one end user sees that user's usage only.
-    let user = match (&caller.external_user_id, asked) {
-        (Some(bound), Some(asked)) if *bound != asked => {
-            return Err(ApiError::Forbidden(format!(
-                "this credential reads `{bound}`'s usage only"
-            )))
-        }
-        (Some(bound), _) => Some(bound.clone()),
-        (None, asked) => asked,
-    };
+    let user = whose_usage(caller, p.external_user_id.as_deref())?;
     let query = UsageQuery {
         start,
         end,
@@ -289,16 +295,7 @@ pub async fn sessions(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| ApiError::validation("limit must be 1..=1000", "limit"))?,
     };
-    let asked = p.usage.external_user_id.clone().filter(|u| !u.is_empty());
-    let user = match (&caller.external_user_id, asked) {
-        (Some(bound), Some(asked)) if *bound != asked => {
-            return Err(ApiError::Forbidden(format!(
-                "this credential reads `{bound}`'s usage only"
-            )))
-        }
-        (Some(bound), _) => Some(bound.clone()),
-        (None, asked) => asked,
-    };
+    let user = whose_usage(&caller, p.usage.external_user_id.as_deref())?;
     let rows = state
         .store
         .usage_sessions(&caller.tenant_id, start, end, user, limit)
