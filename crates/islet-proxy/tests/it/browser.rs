@@ -58,9 +58,9 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
     // about the edge, so it is repeated (at most five runs, a second apart).
     let mut output = run_harness(&config).await;
     for _ in 0..4 {
-        if output.status.success()
-            || !String::from_utf8_lossy(&output.stdout).contains("ERR_NETWORK_CHANGED")
-        {
+        // The page load and the frame inside it can each be hit; the harness then reports
+        // the failed load (and may still exit 0 with nothing rendered).
+        if !String::from_utf8_lossy(&output.stdout).contains("ERR_NETWORK_CHANGED") {
             break;
         }
         eprintln!(
