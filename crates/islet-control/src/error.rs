@@ -97,6 +97,11 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE", false),
             ApiError::Suspended(_) => (StatusCode::FORBIDDEN, "USER_SUSPENDED", false),
             ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
+            // The contract's credit refusal: the SDK raises `InsufficientCreditsError`.
+            ApiError::QuotaExceeded {
+                limit: "max_credit_cents",
+                ..
+            } => (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", false),
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }

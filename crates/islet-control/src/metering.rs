@@ -1,5 +1,5 @@
 //! The meter: every sandbox that is not destroyed is sampled on an interval (CPU time and
-//! memory from its cgroup, running time, allocated storage) into the store's usage records;
+//! memory from its cgroup, bytes through its link, running time, allocated storage) into the store's usage records;
 //! lifecycle operations take one last sample before a sandbox stops running, so nothing it used
 //! goes unaccounted.
 
@@ -24,6 +24,14 @@ fn sample_of(state: &AppState, record: &SandboxRecord) -> Option<UsageSample> {
             at: now_millis(),
             cpu_usec: usage.map(|u| u.cpu_usec),
             memory_bytes: usage.map_or(0, |u| u.memory_bytes),
+            network: if live {
+                record
+                    .net_index
+                    .and_then(|i| state.runtime.network_counters(i))
+                    .map(|n| (n.ingress_bytes, n.egress_bytes))
+            } else {
+                None
+            },
         }),
     }
 }

@@ -21,8 +21,8 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             tracing::warn!(error = %e, "reaper sweep failed");
         }
         if ticks.is_multiple_of(5) {
-            if let Err(e) = stop_over_daily(&state).await {
-                tracing::warn!(error = %e, "daily running-time check failed");
+            if let Err(e) = stop_over_spend(&state).await {
+                tracing::warn!(error = %e, "spending cap check failed");
             }
         }
         if ticks.is_multiple_of(600) {
@@ -33,11 +33,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Nothing runs of a user who has used their running time for the day (as metered: within a
-/// meter interval and five sweeps of the cap).
-async fn stop_over_daily(state: &AppState) -> Result<(), crate::ApiError> {
-    for (tenant, user, cap, used) in state.store.over_daily_seconds().await? {
-        tracing::info!(%tenant, external_user_id = %user, cap, used, "stopping a user past their daily running time");
+/// Nothing runs of a user who has used their running time for the day or their credit for the
+/// month (as metered: within a meter interval and five sweeps of the cap).
+async fn stop_over_spend(state: &AppState) -> Result<(), crate::ApiError> {
+    for (tenant, user, refusal) in state.store.over_spend().await? {
+        tracing::info!(%tenant, external_user_id = %user, limit = refusal.limit, max = refusal.max, current = refusal.current, "stopping a user past a spending cap");
         for id in state.store.user_running(&tenant, &user).await? {
             if let Err(e) = lifecycle::apply(state, &tenant, &id, lifecycle::Step::Stop).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "reaper stop failed");

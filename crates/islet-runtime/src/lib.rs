@@ -30,4 +30,4 @@ pub use agent_client::{AgentClient, AgentError};
 pub use cgroups::CgroupUsage;
 pub use config::{Config, Layout as HostLayout};
 pub use error::RuntimeError;
-pub use runtime::{Leftovers, Runtime, SandboxSpec, Started};
+pub use runtime::{Leftovers, NetCounters, Runtime, SandboxSpec, Started};

@@ -34,6 +34,15 @@ pub struct SandboxSpec {
     pub net_index: u32,
 }
 
+/// Cumulative bytes a sandbox's link carried, from the sandbox's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Received by the sandbox.
+    pub ingress_bytes: u64,
+    /// Sent by the sandbox.
+    pub egress_bytes: u64,
+}
+
 /// A started sandbox.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -92,6 +101,26 @@ impl Runtime {
     /// live cgroup (stopped, destroyed).
     pub fn usage(&self, id: &SandboxId) -> Option<cgroups::CgroupUsage> {
         cgroups::usage(&self.cgroups, &cgroup_name(id))
+    }
+
+    /// Bytes through a network slot's link so far, seen from the sandbox (`None` when the slot
+    /// has no link). The counters start at zero with each new link (each start or resume).
+    pub fn network_counters(&self, index: u32) -> Option<NetCounters> {
+        let dir = std::path::Path::new("/sys/class/net")
+            .join(host_veth(&self.config, index))
+            .join("statistics");
+        let read = |name: &str| -> Option<u64> {
+            std::fs::read_to_string(dir.join(name))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        // The host end's receive counter is what the sandbox sent, and the other way round.
+        Some(NetCounters {
+            egress_bytes: read("rx_bytes")?,
+            ingress_bytes: read("tx_bytes")?,
+        })
     }
 
     /// Whether writes beyond a sandbox's `disk_mb` fail (false if the host cannot do it).

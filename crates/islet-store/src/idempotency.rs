@@ -8,9 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::events::insert_any;
-use crate::policies::{
-    check_daily_seconds, check_not_suspended, holding_tx, limits_tx, refusal_data,
-};
+use crate::policies::{check_not_suspended, check_spend, holding_tx, limits_tx, refusal_data};
 use crate::sandboxes::{claim_tx, get_tx, insert_tx, SandboxRecord};
 use crate::{Store, StoreError};
 use islet_types::policy::{admit, Holding};
@@ -103,7 +101,7 @@ impl Store {
             if let Some(user) = req.external_user_id.clone() {
                 check_not_suspended(&tx, tenant_id.as_str(), &user)?;
                 let held = holding_tx(&tx, tenant_id.as_str(), &user, None)?;
-                let daily = check_daily_seconds(&tx, tenant_id.as_str(), &user, &limits);
+                let spend = check_spend(&tx, tenant_id.as_str(), &user, &limits);
                 let add = Holding {
                     sandboxes: 1,
                     concurrent: 1,
@@ -111,7 +109,7 @@ impl Store {
                     memory_mb: u64::from(req.resources.memory_mb),
                     storage_mb: u64::from(req.resources.disk_mb),
                 };
-                if let Err(refusal) = daily.and_then(|()| admit(&limits, &held, &add)) {
+                if let Err(refusal) = spend.and_then(|()| admit(&limits, &held, &add)) {
                     let data = refusal_data(&refusal, &user, "create", None);
                     insert_any(&tx, &tenant_id, None, "quota.exceeded", data)?;
                     tx.commit()?;

@@ -14,6 +14,7 @@ mod keys;
 mod migrate;
 mod policies;
 mod previews;
+mod pricing;
 mod sandboxes;
 mod tenant_settings;
 mod tenants;
@@ -33,6 +34,7 @@ pub use keys::{
 };
 pub use policies::Subject;
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
+pub use pricing::{Pricing, MAX_PRICE_CENTS};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
 pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};

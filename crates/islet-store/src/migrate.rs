@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_keys.sql")),
     (7, include_str!("migrations/0007_suspensions.sql")),
     (8, include_str!("migrations/0008_origins.sql")),
+    (9, include_str!("migrations/0009_network_and_pricing.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 //! admission transaction so no concurrency can admit past a limit.
 
 use islet_types::policy::{Holding, Limits};
-use islet_types::time::now_millis;
+use islet_types::time::{day_start, month_start, now_millis};
 use islet_types::TenantId;
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
@@ -132,37 +132,89 @@ pub(crate) fn check_not_suspended(
     }
 }
 
-const DAY_MS: i64 = 86_400_000;
+/// The spending cap `today` (this UTC day's usage) or `month` (this calendar month's) has
+/// reached, if any: running time per day, credit per month.
+fn spend_refusal(
+    limits: &Limits,
+    today: &crate::UsageTotals,
+    month: &crate::UsageTotals,
+    pricing: &crate::Pricing,
+) -> Option<islet_types::policy::Refusal> {
+    let used = today.sandbox_seconds;
+    if let Some(cap) = limits.max_sandbox_seconds_per_day {
+        if used >= cap as f64 {
+            return Some(islet_types::policy::Refusal {
+                limit: "max_sandbox_seconds_per_day",
+                max: cap,
+                current: if used.is_finite() { used as u64 } else { cap },
+                requested: 0,
+            });
+        }
+    }
+    let spent = pricing.cents(month);
+    if let Some(cap) = limits.max_credit_cents {
+        if spent >= cap as f64 {
+            return Some(islet_types::policy::Refusal {
+                limit: "max_credit_cents",
+                max: cap,
+                current: if spent.is_finite() {
+                    spent.ceil() as u64
+                } else {
+                    cap
+                },
+                requested: 0,
+            });
+        }
+    }
+    None
+}
 
-/// Refuse admission when the user has used their running time for the day (UTC).
-pub(crate) fn check_daily_seconds(
+/// Refuse admission when the user has used their running time for the day or their credit
+/// for the month (UTC).
+pub(crate) fn check_spend(
     conn: &rusqlite::Connection,
     tenant: &str,
     user: &str,
     limits: &Limits,
 ) -> Result<(), islet_types::policy::Refusal> {
-    let Some(cap) = limits.max_sandbox_seconds_per_day else {
+    if limits.max_sandbox_seconds_per_day.is_none() && limits.max_credit_cents.is_none() {
         return Ok(());
-    };
+    }
     let now = now_millis();
-    let used = match crate::usage::user_seconds_tx(conn, tenant, user, now - now.rem_euclid(DAY_MS))
-    {
-        Ok(used) => used,
+    let read = || -> Result<_, StoreError> {
+        let today = match limits.max_sandbox_seconds_per_day {
+            Some(_) => crate::usage::user_totals_tx(conn, tenant, user, day_start(now))?,
+            None => crate::UsageTotals::default(),
+        };
+        let (month, pricing) = match limits.max_credit_cents {
+            Some(_) => (
+                crate::usage::user_totals_tx(conn, tenant, user, month_start(now))?,
+                crate::pricing::pricing_tx(conn, tenant)?,
+            ),
+            None => Default::default(),
+        };
+        Ok((today, month, pricing))
+    };
+    let (today, month, pricing) = match read() {
+        Ok(read) => read,
         // Fail closed: a cap that cannot be read refuses.
         Err(e) => {
-            tracing::warn!(error = %e, "reading daily running time failed");
-            f64::INFINITY
+            tracing::warn!(error = %e, "reading what a user spent failed");
+            let all = crate::UsageTotals {
+                sandbox_seconds: f64::INFINITY,
+                ..Default::default()
+            };
+            let pricing = crate::Pricing {
+                sandbox_hour_cents: 1.0,
+                ..Default::default()
+            };
+            (all, all, pricing)
         }
     };
-    if used >= cap as f64 {
-        return Err(islet_types::policy::Refusal {
-            limit: "max_sandbox_seconds_per_day",
-            max: cap,
-            current: if used.is_finite() { used as u64 } else { cap },
-            requested: 0,
-        });
+    match spend_refusal(limits, &today, &month, &pricing) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The `data` of a `quota.exceeded` event.
@@ -345,42 +397,43 @@ impl Store {
         .await
     }
 
-    /// End users who have used their running time for the day (UTC) and still hold compute:
-    /// (tenant, user, cap, seconds used). A `quota.exceeded` event is written for each, once
-    /// per sweep that finds them.
-    pub async fn over_daily_seconds(
+    /// End users who have reached a spending cap (running time for the UTC day, credit for
+    /// the month) and still hold compute, with the cap. A `quota.exceeded` event is written
+    /// for each, once per sweep that finds them.
+    pub async fn over_spend(
         &self,
-    ) -> Result<Vec<(TenantId, String, u64, f64)>, StoreError> {
+    ) -> Result<Vec<(TenantId, String, islet_types::policy::Refusal)>, StoreError> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             let tenants: Vec<String> = tx
                 .prepare_cached(
                     "SELECT DISTINCT tenant_id FROM policies
-                     WHERE instr(document, 'max_sandbox_seconds_per_day') > 0",
+                     WHERE instr(document, 'max_sandbox_seconds_per_day') > 0
+                        OR instr(document, 'max_credit_cents') > 0",
                 )?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let now = now_millis();
             let mut over = Vec::new();
             for tenant in tenants {
-                for (user, used) in
-                    crate::usage::seconds_by_user_tx(&tx, &tenant, now - now.rem_euclid(DAY_MS))?
+                let pricing = crate::pricing::pricing_tx(&tx, &tenant)?;
+                let today: std::collections::HashMap<String, crate::UsageTotals> =
+                    crate::usage::totals_by_user_tx(&tx, &tenant, day_start(now))?
+                        .into_iter()
+                        .collect();
+                // Whoever used anything today used it this month too.
+                for (user, month) in
+                    crate::usage::totals_by_user_tx(&tx, &tenant, month_start(now))?
                 {
-                    let Some(cap) =
-                        limits_tx(&tx, &tenant, Some(&user))?.max_sandbox_seconds_per_day
-                    else {
+                    let limits = limits_tx(&tx, &tenant, Some(&user))?;
+                    let today = today.get(&user).copied().unwrap_or_default();
+                    let Some(refusal) = spend_refusal(&limits, &today, &month, &pricing) else {
                         continue;
                     };
-                    if used < cap as f64 || holding_tx(&tx, &tenant, &user, None)?.concurrent == 0 {
+                    if holding_tx(&tx, &tenant, &user, None)?.concurrent == 0 {
                         continue;
                     }
                     let tenant_id: TenantId = tenant.parse().map_err(StoreError::corrupt)?;
-                    let refusal = islet_types::policy::Refusal {
-                        limit: "max_sandbox_seconds_per_day",
-                        max: cap,
-                        current: used as u64,
-                        requested: 0,
-                    };
                     crate::events::insert_any(
                         &tx,
                         &tenant_id,
@@ -388,7 +441,7 @@ impl Store {
                         "quota.exceeded",
                         refusal_data(&refusal, &user, "stop", None),
                     )?;
-                    over.push((tenant_id, user, cap, used));
+                    over.push((tenant_id, user, refusal));
                 }
             }
             tx.commit()?;

@@ -487,9 +487,9 @@ impl Store {
                         memory_mb: u64::from(record.resources.memory_mb),
                         storage_mb: 0,
                     };
-                    let daily = crate::policies::check_daily_seconds(&tx, &tenant, &user, &limits);
+                    let spend = crate::policies::check_spend(&tx, &tenant, &user, &limits);
                     if let Err(refusal) =
-                        daily.and_then(|()| islet_types::policy::admit(&limits, &held, &add))
+                        spend.and_then(|()| islet_types::policy::admit(&limits, &held, &add))
                     {
                         crate::events::insert_any(
                             &tx,

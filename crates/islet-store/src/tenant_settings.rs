@@ -65,7 +65,7 @@ pub struct EdgeSettings {
     pub certificates: Vec<CertificateRow>,
 }
 
-fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
+pub(crate) fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tenant_settings (tenant_id, updated_at) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO NOTHING",

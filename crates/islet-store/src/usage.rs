@@ -1,7 +1,7 @@
 //! Metering: cgroup samples turned into usage per sandbox and hour, and the rollups billing
 //! reads (by end user, project or workspace, over a period, in hourly or daily buckets).
 //!
-//! `usage_meters` holds, per sandbox, the CPU counter already accounted for, since when its
+//! `usage_meters` holds, per sandbox, the CPU and network counters already accounted for, since when its
 //! running time is accounted (`run_at`, null while it does not run) and its storage
 //! (`storage_at`). Lifecycle transitions move these marks in their own transactions; a sample
 //! adds the deltas since the marks to the hour's row and moves the marks, in one transaction.
@@ -25,6 +25,8 @@ pub struct UsageSample {
     pub cpu_usec: Option<u64>,
     /// Memory in use now, bytes.
     pub memory_bytes: u64,
+    /// Cumulative bytes received and sent through the sandbox's link (`None`: no link).
+    pub network: Option<(u64, u64)>,
 }
 
 /// Usage totals.
@@ -35,6 +37,8 @@ pub struct UsageTotals {
     pub cpu_seconds: f64,
     pub memory_gib_seconds: f64,
     pub storage_gib_hours: f64,
+    pub network_ingress_bytes: f64,
+    pub network_egress_bytes: f64,
 }
 
 /// What rollups group by.
@@ -76,7 +80,7 @@ pub struct UsageRow {
 }
 
 /// Mark a sandbox as running from `now` (start, resume, pool hand-over). `fresh_cgroup`: its
-/// CPU counter starts again from zero.
+/// CPU and network counters start again from zero (a new cgroup and a new link).
 pub(crate) fn mark_running(
     tx: &Transaction<'_>,
     record: &SandboxRecord,
@@ -87,7 +91,9 @@ pub(crate) fn mark_running(
         "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
          VALUES (?1, 0, ?2, ?3)
          ON CONFLICT(sandbox_id) DO UPDATE SET run_at = ?2,
-            cpu_usec = CASE WHEN ?4 THEN 0 ELSE cpu_usec END",
+            cpu_usec = CASE WHEN ?4 THEN 0 ELSE cpu_usec END,
+            net_in = CASE WHEN ?4 THEN 0 ELSE net_in END,
+            net_out = CASE WHEN ?4 THEN 0 ELSE net_out END",
         params![record.id.as_str(), now, record.created_at, fresh_cgroup],
     )?;
     Ok(())
@@ -134,8 +140,9 @@ fn add(
     tx.prepare_cached(
         "INSERT INTO usage_hourly (sandbox_id, hour, tenant_id, external_user_id,
             external_project_id, external_workspace_id, sandbox_seconds, vcpu_seconds,
-            cpu_seconds, memory_gib_seconds, storage_gib_hours)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            cpu_seconds, memory_gib_seconds, storage_gib_hours, network_ingress_bytes,
+            network_egress_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT(sandbox_id, hour) DO UPDATE SET
             tenant_id = excluded.tenant_id,
             external_user_id = excluded.external_user_id,
@@ -145,7 +152,9 @@ fn add(
             vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
             cpu_seconds = cpu_seconds + excluded.cpu_seconds,
             memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
-            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours",
+            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours,
+            network_ingress_bytes = network_ingress_bytes + excluded.network_ingress_bytes,
+            network_egress_bytes = network_egress_bytes + excluded.network_egress_bytes",
     )?
     .execute(params![
         record.id.as_str(),
@@ -159,6 +168,8 @@ fn add(
         t.cpu_seconds,
         t.memory_gib_seconds,
         t.storage_gib_hours,
+        t.network_ingress_bytes,
+        t.network_egress_bytes,
     ])?;
     Ok(())
 }
@@ -171,23 +182,31 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
     if record.state == SandboxState::Destroyed {
         return Ok(());
     }
-    let meter: Option<(i64, Option<i64>, i64)> = tx
+    type Meter = (i64, Option<i64>, i64, i64, i64);
+    let meter: Option<Meter> = tx
         .prepare_cached(
-            "SELECT cpu_usec, run_at, storage_at FROM usage_meters WHERE sandbox_id = ?1",
+            "SELECT cpu_usec, run_at, storage_at, net_in, net_out FROM usage_meters
+             WHERE sandbox_id = ?1",
         )?
         .query_row([record.id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
     // A sandbox with no meter (it predates metering) is metered from now on.
     let running = matches!(record.state, SandboxState::Running | SandboxState::Paused);
-    let (cpu_mark, run_at, storage_at) = meter.unwrap_or((
+    let (net_in_now, net_out_now) = s.network.unwrap_or((0, 0));
+    let (cpu_mark, run_at, storage_at, net_in_mark, net_out_mark) = meter.unwrap_or((
         s.cpu_usec.unwrap_or(0) as i64,
         running.then_some(s.at),
         s.at,
+        net_in_now as i64,
+        net_out_now as i64,
     ));
+    // A counter below its mark belongs to a new cgroup or link: all of it is new.
+    let since = |now: i64, mark: i64| if now >= mark { now - mark } else { now };
     let mut t = UsageTotals::default();
     let mut cpu_now = cpu_mark;
+    let (mut net_in, mut net_out) = (net_in_mark, net_out_mark);
     if let Some(run_at) = run_at {
         // Running time counts even when the cgroup could not be read; CPU waits for a reading.
         let seconds = (s.at - run_at).max(0) as f64 / 1000.0;
@@ -196,10 +215,14 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
         t.memory_gib_seconds = s.memory_bytes as f64 / GIB * seconds;
         if let Some(cpu) = s.cpu_usec {
             let cpu = cpu as i64;
-            // A counter below the mark belongs to a new cgroup: all of it is new.
-            let delta = if cpu >= cpu_mark { cpu - cpu_mark } else { cpu };
+            t.cpu_seconds = since(cpu, cpu_mark) as f64 / 1_000_000.0;
             cpu_now = cpu;
-            t.cpu_seconds = delta as f64 / 1_000_000.0;
+        }
+        if let Some((inbound, outbound)) = s.network {
+            let (inbound, outbound) = (inbound as i64, outbound as i64);
+            t.network_ingress_bytes = since(inbound, net_in_mark) as f64;
+            t.network_egress_bytes = since(outbound, net_out_mark) as f64;
+            (net_in, net_out) = (inbound, outbound);
         }
     }
     let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;
@@ -225,6 +248,8 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
                 u.vcpu_seconds += t.vcpu_seconds * share;
                 u.cpu_seconds += t.cpu_seconds * share;
                 u.memory_gib_seconds += t.memory_gib_seconds * share;
+                u.network_ingress_bytes += t.network_ingress_bytes * share;
+                u.network_egress_bytes += t.network_egress_bytes * share;
             });
         }
     }
@@ -237,15 +262,18 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
         add(tx, &record, *hour, totals)?;
     }
     tx.prepare_cached(
-        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(sandbox_id) DO UPDATE SET cpu_usec = ?2, run_at = ?3, storage_at = ?4",
+        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at, net_in, net_out)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(sandbox_id) DO UPDATE SET cpu_usec = ?2, run_at = ?3, storage_at = ?4,
+            net_in = ?5, net_out = ?6",
     )?
     .execute(params![
         record.id.as_str(),
         cpu_now,
         run_at.map(|_| s.at),
-        s.at
+        s.at,
+        net_in,
+        net_out
     ])?;
     Ok(())
 }
@@ -257,12 +285,15 @@ fn totals_of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<UsageTotal
         cpu_seconds: r.get(first + 2)?,
         memory_gib_seconds: r.get(first + 3)?,
         storage_gib_hours: r.get(first + 4)?,
+        network_ingress_bytes: r.get(first + 5)?,
+        network_egress_bytes: r.get(first + 6)?,
     })
 }
 
 const SUMS: &str = "COALESCE(SUM(sandbox_seconds), 0.0), COALESCE(SUM(vcpu_seconds), 0.0),
     COALESCE(SUM(cpu_seconds), 0.0), COALESCE(SUM(memory_gib_seconds), 0.0),
-    COALESCE(SUM(storage_gib_hours), 0.0)";
+    COALESCE(SUM(storage_gib_hours), 0.0), COALESCE(SUM(network_ingress_bytes), 0.0),
+    COALESCE(SUM(network_egress_bytes), 0.0)";
 
 /// One sandbox's usage over a period (`GET /usage/sessions`).
 #[derive(Debug, Clone, PartialEq)]
@@ -275,40 +306,40 @@ pub struct SessionRow {
     pub totals: UsageTotals,
 }
 
-/// Running seconds each end user of `tenant` has used since `since` (for daily caps).
-pub(crate) fn seconds_by_user_tx(
+/// What each end user of `tenant` has used since `since` (for spending caps).
+pub(crate) fn totals_by_user_tx(
     conn: &rusqlite::Connection,
     tenant: &str,
     since: UnixMillis,
-) -> Result<Vec<(String, f64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT external_user_id, SUM(sandbox_seconds) FROM usage_hourly
+) -> Result<Vec<(String, UsageTotals)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT external_user_id, {SUMS} FROM usage_hourly
          WHERE tenant_id = ?1 AND hour >= ?2 AND external_user_id IS NOT NULL
-         GROUP BY external_user_id",
-    )?;
+         GROUP BY external_user_id"
+    ))?;
     let rows = stmt
         .query_map(params![tenant, since - since.rem_euclid(HOUR_MS)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok((r.get(0)?, totals_of(r, 1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-/// Running seconds one end user has used since `since`.
-pub(crate) fn user_seconds_tx(
+/// What one end user has used since `since`.
+pub(crate) fn user_totals_tx(
     conn: &rusqlite::Connection,
     tenant: &str,
     user: &str,
     since: UnixMillis,
-) -> Result<f64, StoreError> {
+) -> Result<UsageTotals, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(sandbox_seconds), 0.0) FROM usage_hourly
-             WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?3",
-        )?
+        .prepare_cached(&format!(
+            "SELECT {SUMS} FROM usage_hourly
+             WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?3"
+        ))?
         .query_row(
             params![tenant, user, since - since.rem_euclid(HOUR_MS)],
-            |r| r.get(0),
+            |r| totals_of(r, 0),
         )?)
 }
 

@@ -1,9 +1,11 @@
-//! `GET/PUT /settings` (flat, contract §9): the tenant's API settings. So far the web origins
-//! its browser code calls the API from (CORS), with the branding for convenience.
+//! `GET/PUT /settings` (flat, contract §9): the tenant's API settings: the web origins its
+//! browser code calls the API from (CORS), its price list (what `credit_cents` means), and the
+//! branding for convenience. A field left out of a PUT is left as it is; `null` clears it.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
+use islet_store::Pricing;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -37,15 +39,27 @@ fn origin(raw: &str) -> Result<String, ApiError> {
     Ok(url.origin().ascii_serialization())
 }
 
+/// A field that may be absent (unchanged), `null` (cleared) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     allowed_origins: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pricing: Option<Option<Pricing>>,
 }
 
 async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<Value, ApiError> {
     Ok(json!({
         "allowed_origins": state.store.allowed_origins(tenant).await?,
+        "pricing": state.store.pricing(tenant).await?,
         "branding": state.store.branding(tenant).await?,
     }))
 }
@@ -65,23 +79,37 @@ pub async fn put(
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: SettingsBody = body::parse(&bytes)?;
-    if let Some(list) = b.allowed_origins {
-        if list.len() > MAX_ORIGINS {
-            return Err(ApiError::validation(
-                "at most 20 origins",
-                "allowed_origins",
-            ));
+    // Everything is checked before anything changes.
+    let origins = match b.allowed_origins {
+        Some(list) => {
+            if list.len() > MAX_ORIGINS {
+                return Err(ApiError::validation(
+                    "at most 20 origins",
+                    "allowed_origins",
+                ));
+            }
+            let mut origins = list
+                .iter()
+                .map(|o| origin(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            origins.sort();
+            origins.dedup();
+            Some(origins)
         }
-        let mut origins = list
-            .iter()
-            .map(|o| origin(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        origins.sort();
-        origins.dedup();
+        None => None,
+    };
+    if let Some(Some(p)) = &b.pricing {
+        p.validate()
+            .map_err(|(_, message)| ApiError::validation(message, "pricing"))?;
+    }
+    if let Some(origins) = origins {
         state
             .store
             .set_allowed_origins(&caller.tenant_id, origins)
             .await?;
+    }
+    if let Some(pricing) = b.pricing {
+        state.store.set_pricing(&caller.tenant_id, pricing).await?;
     }
     Ok(Json(
         json!({ "data": view(&state, &caller.tenant_id).await? }),

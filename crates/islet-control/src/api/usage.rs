@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, TimeZone, Utc};
-use islet_store::{GroupBy, UsageQuery, UsageRow, UsageTotals};
+use islet_store::{GroupBy, Pricing, UsageQuery, UsageRow, UsageTotals};
 use islet_types::time::{now_millis, rfc3339, UnixMillis};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,6 +28,7 @@ pub async fn sandbox_usage(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let (record, t) = state.store.sandbox_usage(&caller.tenant_id, &id).await?;
+    let pricing = state.store.pricing(&caller.tenant_id).await?;
     let now = now_millis();
     let remaining = record.expires_at.map(|e| (e - now).max(0));
     Ok(Json(json!({ "data": {
@@ -46,13 +47,13 @@ pub async fn sandbox_usage(
         "provisioned_memory_mb_ms": (t.sandbox_seconds * 1000.0 * f64::from(record.resources.memory_mb)).round() as u64,
         "active_cpu_ms": (t.cpu_seconds * 1000.0).round() as u64,
         "creation_count": 1,
-        "network_ingress_bytes": null,
-        "network_egress_bytes": null,
+        "network_ingress_bytes": t.network_ingress_bytes.round() as u64,
+        "network_egress_bytes": t.network_egress_bytes.round() as u64,
         "measurement_status": {
             "cpu": "measured", "memory": "sampled", "runtime": "measured",
-            "storage": "allocated", "network": "not_measured",
+            "storage": "allocated", "network": "measured",
         },
-        "estimated_cost_cents": 0,
+        "estimated_cost_cents": pricing.cents(&t),
         "timeout_sec": record.timeout_sec,
         "timeout_remaining_ms": remaining,
     }})))
@@ -178,7 +179,10 @@ fn bucket(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn totals_json(t: &UsageTotals) -> serde_json::Map<String, Value> {
+/// A total's fields; `credit_cents` is its price under the tenant's price list, rounded to
+/// the cent (`credit_cents_exact` keeps the fraction).
+fn totals_json(t: &UsageTotals, pricing: &Pricing) -> serde_json::Map<String, Value> {
+    let cents = pricing.cents(t);
     let v = json!({
         "sandbox_seconds": t.sandbox_seconds,
         "computer_seconds": 0,
@@ -187,13 +191,16 @@ fn totals_json(t: &UsageTotals) -> serde_json::Map<String, Value> {
         "memory_gib_seconds": t.memory_gib_seconds,
         "storage_gib_hours": t.storage_gib_hours,
         "storage_gb_hours": t.storage_gib_hours,
-        "credit_cents": 0,
+        "network_ingress_bytes": t.network_ingress_bytes.round() as u64,
+        "network_egress_bytes": t.network_egress_bytes.round() as u64,
+        "credit_cents": cents.round() as u64,
+        "credit_cents_exact": cents,
     });
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn row_json(key: &str, row: &UsageRow) -> Value {
-    let mut m = totals_json(&row.totals);
+fn row_json(key: &str, row: &UsageRow, pricing: &Pricing) -> Value {
+    let mut m = totals_json(&row.totals, pricing);
     m.insert(key.to_owned(), json!(row.group));
     if let Some(b) = row.bucket {
         m.insert("bucket_start".into(), json!(rfc3339(b)));
@@ -255,19 +262,29 @@ pub async fn usage(
     Query(p): Query<UsageParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (start, end, key, mut totals, buckets) = rollup(&state, &caller, &p, "30d").await?;
+    let pricing = state.store.pricing(&caller.tenant_id).await?;
+    // Who costs most first; running time breaks ties (and orders free usage).
     totals.sort_by(|a, b| {
-        b.totals
-            .sandbox_seconds
-            .total_cmp(&a.totals.sandbox_seconds)
+        pricing
+            .cents(&b.totals)
+            .total_cmp(&pricing.cents(&a.totals))
+            .then(
+                b.totals
+                    .sandbox_seconds
+                    .total_cmp(&a.totals.sandbox_seconds),
+            )
     });
     let mut data = json!({
         "period_start": rfc3339(start),
         "period_end": rfc3339(end),
         "group_by": key,
-        "results": totals.iter().map(|r| row_json(key, r)).collect::<Vec<_>>(),
+        "results": totals.iter().map(|r| row_json(key, r, &pricing)).collect::<Vec<_>>(),
     });
     if let Some(b) = buckets {
-        data["buckets"] = json!(b.iter().map(|r| row_json(key, r)).collect::<Vec<_>>());
+        data["buckets"] = json!(b
+            .iter()
+            .map(|r| row_json(key, r, &pricing))
+            .collect::<Vec<_>>());
         data["granularity"] = json!(p.granularity);
     }
     Ok(Json(json!({ "data": data })))
@@ -300,10 +317,11 @@ pub async fn sessions(
         .store
         .usage_sessions(&caller.tenant_id, start, end, user, limit)
         .await?;
+    let pricing = state.store.pricing(&caller.tenant_id).await?;
     let data: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let mut m = totals_json(&r.totals);
+            let mut m = totals_json(&r.totals, &pricing);
             m.insert("sandbox_id".into(), json!(r.sandbox_id));
             m.insert("external_user_id".into(), json!(r.external_user_id));
             m.insert("external_project_id".into(), json!(r.external_project_id));
@@ -329,8 +347,11 @@ pub async fn summary(
         sum.cpu_seconds += r.totals.cpu_seconds;
         sum.memory_gib_seconds += r.totals.memory_gib_seconds;
         sum.storage_gib_hours += r.totals.storage_gib_hours;
+        sum.network_ingress_bytes += r.totals.network_ingress_bytes;
+        sum.network_egress_bytes += r.totals.network_egress_bytes;
     }
-    let mut data = totals_json(&sum);
+    let pricing = state.store.pricing(&caller.tenant_id).await?;
+    let mut data = totals_json(&sum, &pricing);
     data.insert("period_start".into(), json!(rfc3339(start)));
     data.insert("period_end".into(), json!(rfc3339(end)));
     data.insert(
@@ -351,8 +372,9 @@ pub async fn export_csv(
         p.granularity = Some("day".into());
     }
     let (start, end, key, _, buckets) = rollup(&state, &caller, &p, "30d").await?;
+    let pricing = state.store.pricing(&caller.tenant_id).await?;
     let mut out = format!(
-        "period_start,period_end,bucket_start,{key},sandbox_seconds,vcpu_seconds,cpu_seconds,memory_gib_seconds,storage_gib_hours\n"
+        "period_start,period_end,bucket_start,{key},sandbox_seconds,vcpu_seconds,cpu_seconds,memory_gib_seconds,storage_gib_hours,network_ingress_bytes,network_egress_bytes,credit_cents\n"
     );
     for r in buckets.unwrap_or_default() {
         let group = r.group.clone().unwrap_or_default();
@@ -369,7 +391,7 @@ pub async fn export_csv(
             group
         };
         out.push_str(&format!(
-            "{},{},{},{group},{:.3},{:.3},{:.6},{:.6},{:.6}\n",
+            "{},{},{},{group},{:.3},{:.3},{:.6},{:.6},{:.6},{:.0},{:.0},{:.4}\n",
             rfc3339(start),
             rfc3339(end),
             r.bucket.map(rfc3339).unwrap_or_default(),
@@ -378,6 +400,9 @@ pub async fn export_csv(
             r.totals.cpu_seconds,
             r.totals.memory_gib_seconds,
             r.totals.storage_gib_hours,
+            r.totals.network_ingress_bytes,
+            r.totals.network_egress_bytes,
+            pricing.cents(&r.totals),
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())

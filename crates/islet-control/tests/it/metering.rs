@@ -250,3 +250,148 @@ async fn rollups_group_bucket_summarise_and_export() {
     );
     server.stop().await;
 }
+
+/// A pump inside the sandbox: per connection it reads an 8-byte upload size and an 8-byte
+/// download size, swallows the upload, then sends the download.
+const PUMP: &str = r#"
+import socket, struct
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    head = b""
+    while len(head) < 16:
+        head += c.recv(16 - len(head))
+    up, down = struct.unpack(">QQ", head)
+    while up > 0:
+        up -= len(c.recv(min(up, 1 << 16)))
+    c.sendall(b"x" * down)
+    c.close()
+"#;
+
+/// Send `up` bytes to the pump and take `down` back, from the host.
+async fn pump(ip: std::net::Ipv4Addr, up: u64, down: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect((ip, 9000)).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = conn.expect("the pump listens");
+    let mut head = up.to_be_bytes().to_vec();
+    head.extend(down.to_be_bytes());
+    conn.write_all(&head).await.unwrap();
+    conn.write_all(&vec![b'y'; up as usize]).await.unwrap();
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got.len() as u64, down);
+}
+
+/// The link's counters as the kernel keeps them (host end: rx is what the sandbox sent).
+fn link_counters(link: &str) -> (u64, u64) {
+    let read = |name: &str| -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{link}/statistics/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (read("tx_bytes"), read("rx_bytes"))
+}
+
+async fn start_pump(
+    server: &TestServer,
+    client: &Client,
+    id: &str,
+) -> (std::net::Ipv4Addr, String) {
+    let script = std::env::temp_dir().join(format!("islet-pump-{}.py", std::process::id()));
+    std::fs::write(&script, PUMP).unwrap();
+    client.upload(id, &script, "/tmp/pump.py").await;
+    let started = client
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/processes"),
+            Some(json!({"command": "python3 /tmp/pump.py"})),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{:?}", started.body);
+    let record = server
+        .state
+        .store
+        .get_sandbox_any(&id.parse().unwrap())
+        .await
+        .unwrap();
+    let index = record.net_index.unwrap();
+    (
+        server.state.runtime.sandbox_ip(index),
+        server.state.runtime.link_name(index),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_bytes_are_metered_per_sandbox_across_a_stop_and_resume() {
+    let server = TestServer::start_with(Config {
+        meter_interval: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let tenant = server.tenant(None).await;
+    let id = tenant.sandbox(json!({"external_user_id": "netty"})).await;
+    const MIB: u64 = 1024 * 1024;
+
+    // First life: 3 MiB in, 5 MiB out.
+    let (ip, link) = start_pump(&server, &tenant, &id).await;
+    pump(ip, 3 * MIB, 5 * MIB).await;
+    let first = link_counters(&link);
+    let stop = tenant
+        .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
+        .await;
+    assert_eq!(stop.status, 200, "{:?}", stop.body);
+    // Second life, on a new link whose counters start again from zero: 1 MiB in, 2 MiB out.
+    let resume = tenant
+        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(resume.status, 200, "{:?}", resume.body);
+    let (ip, link) = start_pump(&server, &tenant, &id).await;
+    pump(ip, MIB, 2 * MIB).await;
+    let second = link_counters(&link);
+    assert_eq!(
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await
+            .status,
+        204
+    );
+
+    let usage = tenant
+        .call("GET", &format!("/sandboxes/{id}/usage"), None)
+        .await;
+    let data = &usage.body["data"];
+    assert_eq!(data["measurement_status"]["network"], "measured");
+    let metered_in = data["network_ingress_bytes"].as_u64().unwrap();
+    let metered_out = data["network_egress_bytes"].as_u64().unwrap();
+    let truth_in = first.0 + second.0;
+    let truth_out = first.1 + second.1;
+    println!(
+        "network: metered in {metered_in} / out {metered_out} bytes; link counters {truth_in} / {truth_out}"
+    );
+    // Everything sent is there (frames carry headers too), nothing is counted twice.
+    assert!(metered_in >= 4 * MIB && metered_out >= 7 * MIB, "{data}");
+    for (metered, truth) in [(metered_in, truth_in), (metered_out, truth_out)] {
+        let off = (metered as f64 - truth as f64).abs() / truth as f64;
+        assert!(off < 0.01, "metered {metered} vs link {truth}");
+    }
+    // The rollup for the user carries the same bytes.
+    let rollup = tenant
+        .call("GET", "/usage?external_user_id=netty", None)
+        .await;
+    let row = &rollup.body["data"]["results"][0];
+    assert_eq!(row["network_ingress_bytes"], metered_in, "{row}");
+    assert_eq!(row["network_egress_bytes"], metered_out, "{row}");
+    server.stop().await;
+}

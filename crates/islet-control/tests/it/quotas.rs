@@ -481,3 +481,112 @@ async fn daily_running_time_stops_the_user_and_refuses_more() {
         .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402() {
+    let server = TestServer::start_with(islet_control::Config {
+        meter_interval: Duration::from_millis(300),
+        ..islet_control::Config::default()
+    })
+    .await;
+    let tenant = server.tenant(None).await;
+    // Bad price lists are refused whole, and change nothing.
+    for bad in [
+        json!({"pricing": {"sandbox_hour_cents": -1}}),
+        json!({"pricing": {"sandbox_hour_cents": 1e9}}),
+        json!({"pricing": {"gold_bars": 1}}),
+        json!({"pricing": {"vcpu_hour_cents": 1}, "allowed_origins": ["nope"]}),
+    ] {
+        let r = tenant.call("PUT", "/settings", Some(bad.clone())).await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+    let settings = tenant.call("GET", "/settings", None).await;
+    assert_eq!(settings.body["data"]["pricing"]["vcpu_hour_cents"], 0.0);
+    // A cent per second of running, and 2 cents per GiB-hour of disk.
+    let set = tenant
+        .call(
+            "PUT",
+            "/settings",
+            Some(json!({"pricing": {"sandbox_hour_cents": 3600, "storage_gib_hour_cents": 2}})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    assert_eq!(set.body["data"]["pricing"]["sandbox_hour_cents"], 3600.0);
+    tenant
+        .call(
+            "PUT",
+            "/quotas/external/spender",
+            Some(json!({"max_credit_cents": 3})),
+        )
+        .await;
+    let id = tenant.sandbox(json!({"external_user_id": "spender"})).await;
+    let started = Instant::now();
+    let state = tenant.wait_for_state(&id, "stopped", 20).await;
+    assert_eq!(state, "stopped", "stopped after {:?}", started.elapsed());
+    println!(
+        "credit cap 3 cents at 1 cent/s: stopped after {:.2?}",
+        started.elapsed()
+    );
+    let create = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "spender"})),
+        )
+        .await;
+    assert_eq!(create.status, 402, "{:?}", create.body);
+    assert_eq!(create.body["error"]["code"], "INSUFFICIENT_CREDITS");
+    assert_eq!(create.body["error"]["details"]["limit"], "max_credit_cents");
+    // Resuming is refused the same way.
+    let resume = tenant
+        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(resume.status, 402, "{:?}", resume.body);
+    let events = quota_events(&server, &tenant).await;
+    assert!(events
+        .iter()
+        .any(|e| e["data"]["action"] == "stop" && e["data"]["limit"] == "max_credit_cents"));
+    // The usage reports price what was used: seconds × 1 cent + GiB-hours × 2 cents.
+    let usage = tenant
+        .call("GET", "/usage?external_user_id=spender&period=mtd", None)
+        .await;
+    let row = &usage.body["data"]["results"][0];
+    let expected =
+        row["sandbox_seconds"].as_f64().unwrap() + 2.0 * row["storage_gib_hours"].as_f64().unwrap();
+    assert!(
+        (row["credit_cents_exact"].as_f64().unwrap() - expected).abs() < 1e-6,
+        "{row}"
+    );
+    assert!(row["credit_cents"].as_u64().unwrap() >= 3, "{row}");
+    let own = tenant
+        .call("GET", &format!("/sandboxes/{id}/usage"), None)
+        .await;
+    assert!(own.body["data"]["estimated_cost_cents"].as_f64().unwrap() >= 3.0);
+    // Another user of the same tenant is untouched by this one's cap.
+    let other = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "saver"})),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{:?}", other.body);
+    // Raising the cap lets the user back in.
+    tenant
+        .call(
+            "PUT",
+            "/quotas/external/spender",
+            Some(json!({"max_credit_cents": 100000})),
+        )
+        .await;
+    let resume = tenant
+        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
+        .await;
+    assert_eq!(resume.status, 200, "{:?}", resume.body);
+    for id in [id.as_str(), other.body["data"]["id"].as_str().unwrap()] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
+    server.stop().await;
+}
