@@ -156,6 +156,7 @@ fn spec(record: &SandboxRecord) -> Result<SandboxSpec, ApiError> {
         net_index: record
             .net_index
             .ok_or_else(|| ApiError::Internal("sandbox has no network slot".into()))?,
+        egress_group: record.tenant_id.to_string(),
     })
 }
 
@@ -182,6 +183,10 @@ async fn create_attached(
     {
         BeginCreate::Claimed(record) => {
             tracing::info!(sandbox_id = %record.id, "sandbox taken from the warm pool");
+            // It started under the pool's rules; from now on it is held to the tenant's.
+            if let Some(slot) = record.net_index {
+                state.runtime.rebind_egress(slot, tenant.as_str()).await?;
+            }
             let body = serde_json::json!({ "data": sandbox_view(state, &record) });
             if keyed {
                 state

@@ -23,6 +23,20 @@ pub async fn reconcile(state: &AppState) {
 
 async fn run(state: &AppState) -> Result<(), crate::ApiError> {
     let records = state.store.sandboxes_not_destroyed().await?;
+    // The tenants' egress rules, for every sandbox that holds a network slot, before any
+    // repair starts one again.
+    let groups = state
+        .store
+        .all_egress()
+        .await?
+        .into_iter()
+        .map(|(t, p)| (t.to_string(), p))
+        .collect();
+    let slots = records
+        .iter()
+        .filter_map(|r| r.net_index.map(|i| (i, r.tenant_id.to_string())))
+        .collect();
+    state.runtime.load_egress(groups, slots).await?;
     let mut restarts = Vec::new();
     let mut claimed_links = HashSet::new();
     let mut claimed_ids = HashSet::new();

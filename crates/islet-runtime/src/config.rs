@@ -29,6 +29,9 @@ pub struct Config {
     pub nameservers: Vec<Ipv4Addr>,
     /// Let sandboxes reach private ranges (an operator's explicit choice; off by default).
     pub allow_private_egress: bool,
+    /// Connections one sandbox may hold open at once (through the host's connection
+    /// tracking); `None`: no cap.
+    pub max_egress_connections: Option<u32>,
     /// Name prefix of every network interface and firewall chain this node owns.
     pub net_prefix: String,
     /// Second octet of the 10.x.0.0/16 the sandboxes' /30s come from.
@@ -51,6 +54,7 @@ impl Config {
             uid_base: 100_000,
             nameservers: Vec::new(),
             allow_private_egress: false,
+            max_egress_connections: Some(512),
             net_prefix: "isl".into(),
             subnet_octet: 213,
         }

@@ -5,6 +5,8 @@
 //! private, loopback, link-local (metadata), CGNAT, multicast or reserved ranges. Nothing from
 //! outside may open a connection into a sandbox except the host itself (the preview proxy and
 //! health checks). Refusals are REJECTs so in-sandbox clients fail fast instead of hanging.
+//! One sandbox holds at most `max_egress_connections` connections at once. After the
+//! platform's refusals, the tenants' own (see `egress`) may refuse more, never less.
 
 use std::net::Ipv4Addr;
 
@@ -72,6 +74,10 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
             must(&["-t", table, "-F", chain]).await?;
         }
     }
+    // The tenants' rules are kept as they are (not flushed): a restarted server's sandboxes
+    // stay restricted until it reloads them.
+    let egress = crate::egress::Egress::main_chain(&config.net_prefix);
+    let _ = iptables(&["-N", &egress]).await?;
     let hooks: [(&str, &str, Vec<&str>); 4] = [
         ("filter", "INPUT", vec!["-i", &ifaces, "-j", &input]),
         ("filter", "FORWARD", vec!["-i", &ifaces, "-j", &forward]),
@@ -154,6 +160,30 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
             .await?;
         }
     }
+    if let Some(cap) = config.max_egress_connections {
+        let cap = cap.to_string();
+        let limit = [
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-m",
+            "connlimit",
+            "--connlimit-above",
+            &cap,
+            "--connlimit-mask",
+            "32",
+            "--connlimit-saddr",
+        ];
+        let mut tcp = vec!["-A", &forward, "-p", "tcp"];
+        tcp.extend(limit);
+        tcp.extend(["-j", "REJECT", "--reject-with", "tcp-reset"]);
+        must(&tcp).await?;
+        let mut other = vec!["-A", &forward];
+        other.extend(limit);
+        other.extend(["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]);
+        must(&other).await?;
+    }
     if !config.allow_private_egress {
         for range in DENIED_RANGES {
             must(&[
@@ -182,6 +212,7 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
             .await?;
         }
     }
+    must(&["-A", &forward, "-j", &egress]).await?;
     must(&["-A", &forward, "-j", "ACCEPT"]).await?;
 
     // NAT egress, but never rewrite traffic that stays on our veths.

@@ -15,6 +15,7 @@ mod bundle;
 mod cgroups;
 mod config;
 mod disk;
+mod egress;
 mod error;
 pub mod firewall;
 mod layout;

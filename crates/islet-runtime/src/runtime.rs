@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use islet_types::egress::EgressPolicy;
 use islet_types::sandbox::Isolation;
 use islet_types::{Resources, SandboxId};
 use rtnetlink::Handle;
@@ -12,6 +13,7 @@ use crate::agent_client::AgentClient;
 use crate::bundle;
 use crate::cgroups;
 use crate::config::Config;
+use crate::egress::Egress;
 use crate::error::RuntimeError;
 use crate::firewall;
 use crate::layout::{host_veth, slot_addresses, SandboxPaths};
@@ -32,6 +34,8 @@ pub struct SandboxSpec {
     pub env: BTreeMap<String, String>,
     /// The sandbox's network slot (its /30).
     pub net_index: u32,
+    /// Whose egress rules apply to it (its tenant).
+    pub egress_group: String,
 }
 
 /// Cumulative bytes a sandbox's link carried, from the sandbox's side.
@@ -63,6 +67,7 @@ pub struct Runtime {
     config: Config,
     netlink: Handle,
     cgroups: cgroups::Layout,
+    egress: Egress,
     /// Whether sandboxes get disks of their own, i.e. `disk_mb` is enforced (see `disk`).
     disk_limits: bool,
 }
@@ -76,6 +81,7 @@ impl Runtime {
         }
         allow_search_to(&config.layout.state_dir)?;
         firewall::install(&config).await?;
+        let egress = Egress::start(&config.net_prefix).await?;
         let (connection, netlink, _) =
             rtnetlink::new_connection().map_err(RuntimeError::io("netlink socket"))?;
         tokio::spawn(connection);
@@ -93,6 +99,7 @@ impl Runtime {
             config,
             netlink,
             cgroups,
+            egress,
             disk_limits,
         })
     }
@@ -121,6 +128,31 @@ impl Runtime {
             egress_bytes: read("rx_bytes")?,
             ingress_bytes: read("tx_bytes")?,
         })
+    }
+
+    /// Set (an empty policy clears) a group's egress rules; its running sandboxes get them at
+    /// once.
+    pub async fn set_egress(&self, group: &str, policy: EgressPolicy) -> Result<(), RuntimeError> {
+        self.egress.set(group, policy).await
+    }
+
+    /// Replace all egress state at start-up: every group's rules, and the group of every
+    /// network slot in use.
+    pub async fn load_egress(
+        &self,
+        groups: Vec<(String, EgressPolicy)>,
+        slots: Vec<(u32, String)>,
+    ) -> Result<(), RuntimeError> {
+        let slots = slots
+            .into_iter()
+            .map(|(slot, group)| (slot, group, self.sandbox_ip(slot)))
+            .collect();
+        self.egress.load(groups, slots).await
+    }
+
+    /// A running sandbox changed hands (the warm pool's, now a tenant's).
+    pub async fn rebind_egress(&self, slot: u32, group: &str) -> Result<(), RuntimeError> {
+        self.egress.bind(slot, group, self.sandbox_ip(slot)).await
     }
 
     /// Whether writes beyond a sandbox's `disk_mb` fail (false if the host cannot do it).
@@ -184,6 +216,10 @@ impl Runtime {
         );
         root?;
         network?;
+        // Before anything runs in it, the sandbox is held to its tenant's egress rules.
+        self.egress
+            .bind(spec.net_index, &spec.egress_group, sandbox_ip)
+            .await?;
         phases.mark("root+network");
         self.write_etc(&paths, spec, sandbox_ip)?;
 
@@ -346,6 +382,9 @@ impl Runtime {
                 .await,
         );
         note(cgroups::remove(&self.cgroups, &cgroup_name(id)));
+        if let Some(i) = net_index {
+            note(self.egress.release(i).await);
+        }
         let veth = net_index.map(|i| host_veth(&self.config, i));
         match veth {
             Some(veth) => note(netns::destroy(&self.netlink, &paths.netns, &veth).await),

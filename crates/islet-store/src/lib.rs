@@ -7,6 +7,7 @@
 
 mod connection;
 mod deliveries;
+mod egress;
 mod error;
 mod events;
 mod idempotency;

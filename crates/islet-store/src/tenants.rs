@@ -177,6 +177,31 @@ impl Store {
         .await
     }
 
+    /// The tenant with this ID, or else the one tenant with this name (for operators' tools).
+    pub async fn find_tenant(&self, id_or_name: &str) -> Result<Option<TenantId>, StoreError> {
+        let key = id_or_name.to_owned();
+        self.with(move |conn| {
+            let ids: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM tenants WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC",
+                )?
+                .query_map([&key], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            match ids.as_slice() {
+                [] => Ok(None),
+                [only] => Ok(Some(only.parse().map_err(StoreError::corrupt)?)),
+                [first, ..] if *first == key => {
+                    Ok(Some(first.parse().map_err(StoreError::corrupt)?))
+                }
+                _ => Err(StoreError::Conflict(format!(
+                    "{} tenants are named `{key}`; name one by its ID",
+                    ids.len()
+                ))),
+            }
+        })
+        .await
+    }
+
     /// The ID of the tenant named `name`, created without any API key if there is none: for
     /// the platform's own sandboxes (the warm pool), which no key can reach.
     pub async fn system_tenant(&self, name: &str) -> Result<TenantId, StoreError> {

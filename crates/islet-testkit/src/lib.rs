@@ -94,8 +94,14 @@ impl TestServer {
     /// A control plane with these settings and an edge adjusted by `edge`. Preview URLs name
     /// the plain-HTTP listener unless `control.preview_scheme` is `https`; domain verification
     /// asks [`TestServer::dns`].
-    pub async fn start_full(
+    pub async fn start_full(control: Config, edge: impl FnOnce(&mut islet_proxy::Config)) -> Self {
+        Self::start_custom(control, |_| {}, edge).await
+    }
+
+    /// As [`TestServer::start_full`], with the node runtime's settings adjusted by `runtime`.
+    pub async fn start_custom(
         mut control: Config,
+        runtime: impl FnOnce(&mut islet_runtime::Config),
         edge: impl FnOnce(&mut islet_proxy::Config),
     ) -> Self {
         let (prefix, octet) = network_identity();
@@ -110,6 +116,7 @@ impl TestServer {
         config.net_prefix = prefix;
         config.subnet_octet = octet;
         config.nameservers = firewall::host_nameservers();
+        runtime(&mut config);
         let runtime = Runtime::start(config).await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let https = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,6 +5,7 @@
 
 pub mod branding;
 pub mod domain;
+pub mod egress;
 pub mod ids;
 pub mod policy;
 pub mod preview;

@@ -39,6 +39,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Suspend or reinstate a tenant's end user (the operator's switch; tenants have the API).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Build templates.
     Template {
         #[command(subcommand)]
@@ -116,6 +121,10 @@ pub struct ServeArgs {
     /// Let sandboxes reach private address ranges (off by default).
     #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false)]
     pub allow_private_egress: bool,
+    /// Connections one sandbox may hold open at once (0 = no cap). Tenants may set a lower
+    /// cap for their own sandboxes (`PUT /settings`, `egress`).
+    #[arg(long, env = "ISLET_EGRESS_MAX_CONNECTIONS", default_value_t = 512)]
+    pub egress_max_connections: u32,
     /// Prefix of the network interfaces and firewall chains this server owns (several servers
     /// on one host need different prefixes and subnets).
     #[arg(long, env = "ISLET_NET_PREFIX", default_value = "isl")]
@@ -171,6 +180,34 @@ pub enum TenantCommand {
 }
 
 #[derive(Subcommand)]
+pub enum UserCommand {
+    /// Suspend an end user: a running server stops their sandboxes within seconds, their
+    /// user-bound keys and browser tokens stop working at once, and nothing of theirs is
+    /// admitted until they are reinstated. The tenant gets a `user.suspended` event.
+    Suspend {
+        /// The tenant's ID (or its name, if no other tenant has it).
+        #[arg(long)]
+        tenant: String,
+        /// The tenant's `external_user_id` for the user.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Lift a suspension.
+    Unsuspend {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum TemplateCommand {
     /// Build a template (only `default` / `miosa-sandbox` exists today).
     Build {
@@ -187,6 +224,57 @@ pub enum TemplateCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Open the store in `data` and find the tenant; the user id is checked like the API's.
+async fn tenant_and_user(
+    data: &DataArgs,
+    tenant: &str,
+    user: &str,
+) -> anyhow::Result<(islet_store::Store, islet_types::TenantId)> {
+    anyhow::ensure!(
+        !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control),
+        "--user must be 1..=256 printable characters"
+    );
+    let db = data.data_dir.join("islet.db");
+    anyhow::ensure!(db.exists(), "no Islet data in {}", data.data_dir.display());
+    let store = islet_store::Store::open(&db)?;
+    let id = store
+        .find_tenant(tenant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant `{tenant}`"))?;
+    Ok((store, id))
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Suspend {
+            tenant,
+            user,
+            reason,
+            data,
+        } => {
+            anyhow::ensure!(
+                reason.as_ref().is_none_or(|r| r.len() <= 500),
+                "--reason must be at most 500 bytes"
+            );
+            let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
+            store.suspend_user(&tenant_id, &user, reason).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": true })
+            );
+        }
+        UserCommand::Unsuspend { tenant, user, data } => {
+            let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
+            let was = store.unsuspend_user(&tenant_id, &user).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": false, "was_suspended": was })
+            );
+        }
+    }
+    Ok(())
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -213,6 +301,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User { command } => user(command).await,
         Command::Template {
             command:
                 TemplateCommand::Build {

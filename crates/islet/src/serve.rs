@@ -74,6 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     runtime_config.nameservers = firewall::host_nameservers();
     runtime_config.allow_private_egress = args.allow_private_egress;
+    runtime_config.max_egress_connections = Some(args.egress_max_connections).filter(|n| *n > 0);
     anyhow::ensure!(
         !args.net_prefix.is_empty()
             && args.net_prefix.len() <= 5

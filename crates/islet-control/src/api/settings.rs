@@ -1,11 +1,13 @@
 //! `GET/PUT /settings` (flat, contract §9): the tenant's API settings: the web origins its
-//! browser code calls the API from (CORS), its price list (what `credit_cents` means), and the
-//! branding for convenience. A field left out of a PUT is left as it is; `null` clears it.
+//! browser code calls the API from (CORS), its price list (what `credit_cents` means), its
+//! egress rules (destinations its sandboxes may not reach, a per-sandbox connection cap), and
+//! the branding for convenience. A field left out of a PUT is left as it is; `null` clears it.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use islet_store::Pricing;
+use islet_types::egress::EgressPolicy;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -54,12 +56,15 @@ pub struct SettingsBody {
     allowed_origins: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     pricing: Option<Option<Pricing>>,
+    #[serde(default, deserialize_with = "present")]
+    egress: Option<Option<EgressPolicy>>,
 }
 
 async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<Value, ApiError> {
     Ok(json!({
         "allowed_origins": state.store.allowed_origins(tenant).await?,
         "pricing": state.store.pricing(tenant).await?,
+        "egress": state.store.egress(tenant).await?,
         "branding": state.store.branding(tenant).await?,
     }))
 }
@@ -101,6 +106,29 @@ pub async fn put(
     if let Some(Some(p)) = &b.pricing {
         p.validate()
             .map_err(|(_, message)| ApiError::validation(message, "pricing"))?;
+    }
+    let egress = match b.egress {
+        Some(policy) => Some(policy.unwrap_or_default().normalised().map_err(
+            |(field, message)| {
+                ApiError::validation(
+                    message,
+                    if field == "deny" {
+                        "egress.deny"
+                    } else {
+                        "egress.max_connections_per_sandbox"
+                    },
+                )
+            },
+        )?),
+        None => None,
+    };
+    if let Some(policy) = egress {
+        // Kept first, so a restart applies it even if the node fails to now.
+        state.store.set_egress(&caller.tenant_id, &policy).await?;
+        state
+            .runtime
+            .set_egress(caller.tenant_id.as_str(), policy)
+            .await?;
     }
     if let Some(origins) = origins {
         state

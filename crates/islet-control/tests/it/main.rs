@@ -5,6 +5,7 @@
 mod access;
 mod crash;
 mod disk;
+mod egress;
 mod escapes;
 mod idempotency;
 mod isolation;

@@ -590,3 +590,112 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
     }
     server.stop().await;
 }
+
+/// `islet user suspend|unsuspend`, run by the operator against a live server's data.
+fn operator(data: &std::path::Path, args: &[&str]) -> (bool, Value, String) {
+    let out = std::process::Command::new(islet_testkit::bin_dir().join("islet"))
+        .arg("user")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
+    use super::crash::{spawn_with, tenant_key};
+    let (prefix, octet) = islet_testkit::network_identity();
+    let data = islet_testkit::data_dir(&format!("operator-{prefix}"));
+    let key = tenant_key(&data, "acme-operator");
+    let mut server = spawn_with(&data, &prefix, octet, &[]);
+    let tenant = Client::new(&server.base, &key);
+    let id = tenant.sandbox(json!({"external_user_id": "rogue"})).await;
+    let bystander = tenant.sandbox(json!({"external_user_id": "fine"})).await;
+    let token = tenant
+        .call(
+            "POST",
+            "/tokens/scoped",
+            Some(json!({"user_id": "rogue", "workspace_id": "w"})),
+        )
+        .await;
+    let browser = Client::new(&server.base, token.body["data"]["token"].as_str().unwrap());
+    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 200);
+
+    // Bad input changes nothing.
+    let (ok, _, err) = operator(&data, &["suspend", "--tenant", "nobody", "--user", "rogue"]);
+    assert!(!ok && err.contains("no tenant"), "{err}");
+    let (ok, _, err) = operator(
+        &data,
+        &["suspend", "--tenant", "acme-operator", "--user", ""],
+    );
+    assert!(!ok && err.contains("--user"), "{err}");
+
+    let started = Instant::now();
+    let (ok, said, err) = operator(
+        &data,
+        &[
+            "suspend",
+            "--tenant",
+            "acme-operator",
+            "--user",
+            "rogue",
+            "--reason",
+            "abuse",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(said["suspended"], true);
+    // At once: the user's token is dead and nothing of theirs is admitted.
+    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 401);
+    let create = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "rogue"})),
+        )
+        .await;
+    assert_eq!(create.status, 403, "{:?}", create.body);
+    assert_eq!(create.body["error"]["code"], "USER_SUSPENDED");
+    // Within the server's sweep: their sandbox stops; nobody else's does.
+    assert_eq!(tenant.wait_for_state(&id, "stopped", 20).await, "stopped");
+    println!(
+        "operator suspension: sandbox stopped {:.2?} after the command",
+        started.elapsed()
+    );
+    assert_eq!(tenant.state(&bystander).await, "running");
+    let user = tenant.call("GET", "/external-users/rogue", None).await;
+    assert_eq!(user.body["data"]["suspended"], true, "{:?}", user.body);
+
+    let (ok, said, err) = operator(
+        &data,
+        &["unsuspend", "--tenant", "acme-operator", "--user", "rogue"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(said["was_suspended"], true);
+    let again = tenant
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "rogue"})),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    for id in [
+        id.as_str(),
+        bystander.as_str(),
+        again.body["data"]["id"].as_str().unwrap(),
+    ] {
+        tenant
+            .call("DELETE", &format!("/sandboxes/{id}"), None)
+            .await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

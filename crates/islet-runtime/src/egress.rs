@@ -1,0 +1,296 @@
+//! Per-tenant egress rules on the host firewall.
+//!
+//! Each group (a tenant) with rules has a chain `<PREFIX>-E<n>` holding only refusals: its
+//! connection cap and its denied networks. `<PREFIX>-EGRESS`, which the forward chain enters
+//! after the platform's own refusals and before its final accept, sends each sandbox address
+//! of a restricted group to that group's chain. Chains only refuse or fall through, so no
+//! rule here can accept what the platform refuses.
+//!
+//! The whole set is rewritten in one `iptables-restore --noflush` transaction whenever it
+//! changes (a restricted sandbox starts or stops, a group's rules change): the kernel swaps
+//! it atomically, and there is no rule-by-rule state to drift. A sandbox's address is bound
+//! before its processes start. The chains survive a restart of the server (the firewall's
+//! install leaves them), so a restarted server's sandboxes stay restricted until it has
+//! reloaded the rules from the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use islet_types::egress::EgressPolicy;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::error::RuntimeError;
+
+#[derive(Default)]
+struct State {
+    /// Restricted groups: their chain and rules.
+    groups: BTreeMap<String, (String, EgressPolicy)>,
+    /// Every live network slot's group and address (restricted or not).
+    slots: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// Chains that exist and belong to no group any more (removed on the next apply).
+    stale: BTreeSet<String>,
+    next_chain: u32,
+}
+
+pub(crate) struct Egress {
+    prefix: String,
+    state: Mutex<State>,
+}
+
+impl Egress {
+    /// Take over whatever group chains a previous run left (they go on the first apply).
+    pub(crate) async fn start(prefix: &str) -> Result<Self, RuntimeError> {
+        let prefix = prefix.to_uppercase();
+        let out = Command::new("iptables")
+            .args(["-w", "-S"])
+            .output()
+            .await
+            .map_err(RuntimeError::io("run iptables -S"))?;
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let own = format!("{prefix}-E");
+        let mut state = State::default();
+        for line in listing.lines() {
+            let Some(chain) = line.strip_prefix("-N ") else {
+                continue;
+            };
+            if let Some(n) = chain.strip_prefix(&own).and_then(|n| n.parse::<u32>().ok()) {
+                state.stale.insert(chain.to_owned());
+                state.next_chain = state.next_chain.max(n + 1);
+            }
+        }
+        Ok(Self {
+            prefix,
+            state: Mutex::new(state),
+        })
+    }
+
+    pub(crate) fn main_chain(prefix: &str) -> String {
+        format!("{}-EGRESS", prefix.to_uppercase())
+    }
+
+    /// Replace everything: the groups' rules and which group each live slot belongs to.
+    pub(crate) async fn load(
+        &self,
+        groups: Vec<(String, EgressPolicy)>,
+        slots: Vec<(u32, String, Ipv4Addr)>,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        let old: Vec<String> = state.groups.keys().cloned().collect();
+        for group in old {
+            Self::forget(&mut state, &group);
+        }
+        for (group, policy) in groups {
+            Self::put(&mut state, &self.prefix, group, policy);
+        }
+        state.slots = slots
+            .into_iter()
+            .map(|(slot, group, ip)| (slot, (group, ip)))
+            .collect();
+        self.apply(&mut state).await
+    }
+
+    /// Set (or, with an empty policy, clear) one group's rules.
+    pub(crate) async fn set(&self, group: &str, policy: EgressPolicy) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        if state.groups.get(group).is_some_and(|(_, p)| *p == policy) {
+            return Ok(());
+        }
+        Self::forget(&mut state, group);
+        Self::put(&mut state, &self.prefix, group.to_owned(), policy);
+        self.apply(&mut state).await
+    }
+
+    /// A slot now carries a sandbox of `group` (before its processes start).
+    pub(crate) async fn bind(
+        &self,
+        slot: u32,
+        group: &str,
+        ip: Ipv4Addr,
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        let before = state.slots.insert(slot, (group.to_owned(), ip));
+        let restricted =
+            |state: &State, g: Option<&String>| g.is_some_and(|g| state.groups.contains_key(g));
+        if restricted(&state, Some(&group.to_owned()))
+            || restricted(&state, before.as_ref().map(|(g, _)| g))
+        {
+            self.apply(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// A slot's sandbox is gone (stopped or destroyed).
+    pub(crate) async fn release(&self, slot: u32) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        if let Some((group, _)) = state.slots.remove(&slot) {
+            if state.groups.contains_key(&group) {
+                self.apply(&mut state).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn forget(state: &mut State, group: &str) {
+        if let Some((chain, _)) = state.groups.remove(group) {
+            state.stale.insert(chain);
+        }
+    }
+
+    fn put(state: &mut State, prefix: &str, group: String, policy: EgressPolicy) {
+        if policy.is_empty() {
+            return;
+        }
+        // Reuse a chain that is about to be removed rather than growing the numbers.
+        let chain = match state.stale.pop_first() {
+            Some(chain) => chain,
+            None => {
+                state.next_chain += 1;
+                format!("{prefix}-E{}", state.next_chain - 1)
+            }
+        };
+        state.groups.insert(group, (chain, policy));
+    }
+
+    /// The restore script for `state` (its own function so it can be read and tested).
+    fn script(&self, state: &State) -> String {
+        let main = Self::main_chain(&self.prefix);
+        let mut s = String::from("*filter\n");
+        let _ = writeln!(s, ":{main} - [0:0]");
+        for (chain, _) in state.groups.values() {
+            let _ = writeln!(s, ":{chain} - [0:0]");
+        }
+        for (chain, policy) in state.groups.values() {
+            if let Some(n) = policy.max_connections_per_sandbox {
+                let cap = format!(
+                    "-m conntrack --ctstate NEW -m connlimit --connlimit-above {n} --connlimit-mask 32 --connlimit-saddr"
+                );
+                let _ = writeln!(
+                    s,
+                    "-A {chain} -p tcp {cap} -j REJECT --reject-with tcp-reset"
+                );
+                let _ = writeln!(
+                    s,
+                    "-A {chain} {cap} -j REJECT --reject-with icmp-port-unreachable"
+                );
+            }
+            for net in &policy.deny {
+                let _ = writeln!(
+                    s,
+                    "-A {chain} -d {net} -p tcp -j REJECT --reject-with tcp-reset"
+                );
+                let _ = writeln!(
+                    s,
+                    "-A {chain} -d {net} -j REJECT --reject-with icmp-port-unreachable"
+                );
+            }
+        }
+        for (group, ip) in state.slots.values() {
+            if let Some((chain, _)) = state.groups.get(group) {
+                let _ = writeln!(s, "-A {main} -s {ip}/32 -j {chain}");
+            }
+        }
+        // Nothing refers to these any more: the main chain was rewritten above.
+        for chain in &state.stale {
+            let _ = writeln!(s, "-F {chain}");
+            let _ = writeln!(s, "-X {chain}");
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
+    async fn apply(&self, state: &mut State) -> Result<(), RuntimeError> {
+        match self.restore(state).await {
+            // A chain someone else removed must not wedge every later change: try once
+            // more without removing any.
+            Err(e) if !state.stale.is_empty() => {
+                tracing::warn!(error = %e, "egress rules failed; retrying without chain removal");
+                state.stale.clear();
+                self.restore(state).await
+            }
+            other => other,
+        }
+    }
+
+    async fn restore(&self, state: &mut State) -> Result<(), RuntimeError> {
+        let script = self.script(state);
+        let mut child = Command::new("iptables-restore")
+            .args(["-w", "--noflush"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(RuntimeError::io("run iptables-restore"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(RuntimeError::io("write iptables-restore input"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(RuntimeError::io("wait for iptables-restore"))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Command {
+                tool: "iptables-restore --noflush (egress rules)".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        state.stale.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_sends_restricted_sandboxes_to_their_groups_chain_only() {
+        let egress = Egress {
+            prefix: "ISL".into(),
+            state: Mutex::new(State::default()),
+        };
+        let mut state = State::default();
+        let policy = EgressPolicy {
+            deny: vec!["203.0.113.0/24".parse().expect("net")],
+            max_connections_per_sandbox: Some(7),
+        };
+        Egress::put(&mut state, "ISL", "ten_a".into(), policy);
+        Egress::put(&mut state, "ISL", "ten_b".into(), EgressPolicy::default());
+        state
+            .slots
+            .insert(1, ("ten_a".into(), Ipv4Addr::new(10, 213, 0, 6)));
+        state
+            .slots
+            .insert(2, ("ten_b".into(), Ipv4Addr::new(10, 213, 0, 10)));
+        state.stale.insert("ISL-E9".into());
+        let script = egress.script(&state);
+        assert!(
+            script.starts_with("*filter\n:ISL-EGRESS - [0:0]\n:ISL-E0 - [0:0]\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains("-A ISL-EGRESS -s 10.213.0.6/32 -j ISL-E0\n"),
+            "{script}"
+        );
+        // A group with no rules gets no chain, and its sandboxes no jump.
+        assert!(!script.contains("10.213.0.10"), "{script}");
+        assert!(script.contains("--connlimit-above 7"), "{script}");
+        assert!(script
+            .contains("-A ISL-E0 -d 203.0.113.0/24 -p tcp -j REJECT --reject-with tcp-reset\n"));
+        assert!(
+            script.ends_with("-F ISL-E9\n-X ISL-E9\nCOMMIT\n"),
+            "{script}"
+        );
+        // Only refusals: nothing in a group chain can accept.
+        assert!(
+            !script.contains("ACCEPT") && !script.contains("RETURN"),
+            "{script}"
+        );
+    }
+}
