@@ -416,23 +416,38 @@ impl Store {
             let now = now_millis();
             let mut over = Vec::new();
             for tenant in tenants {
-                let pricing = crate::pricing::pricing_tx(&tx, &tenant)?;
-                let today: std::collections::HashMap<String, crate::UsageTotals> =
-                    crate::usage::totals_by_user_tx(&tx, &tenant, day_start(now))?
-                        .into_iter()
-                        .collect();
-                // Whoever used anything today used it this month too.
-                for (user, month) in
-                    crate::usage::totals_by_user_tx(&tx, &tenant, month_start(now))?
-                {
+                // Only users holding compute can run past a cap: each is one indexed read per
+                // period, however much usage the tenant has recorded.
+                let users: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT DISTINCT external_user_id FROM sandboxes INDEXED BY sandboxes_user_live
+                         WHERE tenant_id = ?1 AND external_user_id IS NOT NULL
+                           AND state != 'destroyed' AND state IN ('creating', 'running', 'paused')",
+                    )?
+                    .query_map([&tenant], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut pricing = None;
+                for user in users {
                     let limits = limits_tx(&tx, &tenant, Some(&user))?;
-                    let today = today.get(&user).copied().unwrap_or_default();
-                    let Some(refusal) = spend_refusal(&limits, &today, &month, &pricing) else {
+                    let today = match limits.max_sandbox_seconds_per_day {
+                        Some(_) => crate::usage::user_totals_tx(&tx, &tenant, &user, day_start(now))?,
+                        None => crate::UsageTotals::default(),
+                    };
+                    let month = match limits.max_credit_cents {
+                        Some(_) => crate::usage::user_totals_tx(&tx, &tenant, &user, month_start(now))?,
+                        None => crate::UsageTotals::default(),
+                    };
+                    if pricing.is_none() && limits.max_credit_cents.is_some() {
+                        pricing = Some(crate::pricing::pricing_tx(&tx, &tenant)?);
+                    }
+                    let Some(refusal) = spend_refusal(
+                        &limits,
+                        &today,
+                        &month,
+                        &pricing.unwrap_or_default(),
+                    ) else {
                         continue;
                     };
-                    if holding_tx(&tx, &tenant, &user, None)?.concurrent == 0 {
-                        continue;
-                    }
                     let tenant_id: TenantId = tenant.parse().map_err(StoreError::corrupt)?;
                     crate::events::insert_any(
                         &tx,

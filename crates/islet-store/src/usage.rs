@@ -306,25 +306,6 @@ pub struct SessionRow {
     pub totals: UsageTotals,
 }
 
-/// What each end user of `tenant` has used since `since` (for spending caps).
-pub(crate) fn totals_by_user_tx(
-    conn: &rusqlite::Connection,
-    tenant: &str,
-    since: UnixMillis,
-) -> Result<Vec<(String, UsageTotals)>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT external_user_id, {SUMS} FROM usage_hourly
-         WHERE tenant_id = ?1 AND hour >= ?2 AND external_user_id IS NOT NULL
-         GROUP BY external_user_id"
-    ))?;
-    let rows = stmt
-        .query_map(params![tenant, since - since.rem_euclid(HOUR_MS)], |r| {
-            Ok((r.get(0)?, totals_of(r, 1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
 /// What one end user has used since `since`.
 pub(crate) fn user_totals_tx(
     conn: &rusqlite::Connection,
