@@ -69,6 +69,20 @@ fn fill(path: &std::path::Path, tenant: &TenantId, n: usize) {
             }
         }
     }
+    // The daily rows the meter keeps beside the hourly ones, as if it had written both.
+    tx.execute("DELETE FROM usage_daily", [])
+        .expect("clear daily");
+    tx.execute(
+        "INSERT INTO usage_daily
+         SELECT tenant_id, hour - hour % 86400000, COALESCE(external_user_id, ''),
+                COALESCE(external_project_id, ''), COALESCE(external_workspace_id, ''),
+                SUM(sandbox_seconds), SUM(vcpu_seconds), SUM(cpu_seconds),
+                SUM(memory_gib_seconds), SUM(storage_gib_hours), SUM(network_ingress_bytes),
+                SUM(network_egress_bytes)
+         FROM usage_hourly GROUP BY 1, 2, 3, 4, 5",
+        [],
+    )
+    .expect("daily rows");
     tx.commit().expect("commit");
 }
 

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_suspensions.sql")),
     (8, include_str!("migrations/0008_origins.sql")),
     (9, include_str!("migrations/0009_network_and_pricing.sql")),
+    (10, include_str!("migrations/0010_usage_daily.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ use crate::sandboxes::{get_tx, SandboxRecord};
 use crate::{Store, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// One reading of a sandbox's cgroup (`None` when it has no live cgroup: stopped).
@@ -171,8 +172,55 @@ fn add(
         t.network_ingress_bytes,
         t.network_egress_bytes,
     ])?;
+    tx.prepare_cached(
+        "INSERT INTO usage_daily (tenant_id, day, external_user_id, external_project_id,
+            external_workspace_id, sandbox_seconds, vcpu_seconds, cpu_seconds,
+            memory_gib_seconds, storage_gib_hours, network_ingress_bytes, network_egress_bytes)
+         VALUES (?1, ?2, COALESCE(?3, ''), COALESCE(?4, ''), COALESCE(?5, ''), ?6, ?7, ?8, ?9,
+            ?10, ?11, ?12)
+         ON CONFLICT(tenant_id, day, external_user_id, external_project_id, external_workspace_id)
+         DO UPDATE SET
+            sandbox_seconds = sandbox_seconds + excluded.sandbox_seconds,
+            vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
+            cpu_seconds = cpu_seconds + excluded.cpu_seconds,
+            memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
+            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours,
+            network_ingress_bytes = network_ingress_bytes + excluded.network_ingress_bytes,
+            network_egress_bytes = network_egress_bytes + excluded.network_egress_bytes",
+    )?
+    .execute(params![
+        record.tenant_id.as_str(),
+        hour - hour.rem_euclid(DAY_MS),
+        record.external_user_id,
+        record.external_project_id,
+        record.external_workspace_id,
+        t.sandbox_seconds,
+        t.vcpu_seconds,
+        t.cpu_seconds,
+        t.memory_gib_seconds,
+        t.storage_gib_hours,
+        t.network_ingress_bytes,
+        t.network_egress_bytes,
+    ])?;
     Ok(())
 }
+
+/// How `[start, end)` (start on an hour) is read: the whole UTC days inside it from the daily
+/// rows, the partial days at either edge from the hourly rows. `(head_end, tail_start)`: the
+/// daily part is `[head_end, tail_start)`, empty when no whole day fits (or `hourly_only`).
+fn split(start: UnixMillis, end: UnixMillis, hourly_only: bool) -> (UnixMillis, UnixMillis) {
+    let first_day = start + (DAY_MS - start.rem_euclid(DAY_MS)) % DAY_MS;
+    let last_day = end - end.rem_euclid(DAY_MS);
+    if hourly_only || first_day >= last_day {
+        (end, end)
+    } else {
+        (first_day, last_day)
+    }
+}
+
+/// The measures, as summed, for a UNION of hourly and daily rows.
+const MEASURES: &str = "sandbox_seconds, vcpu_seconds, cpu_seconds, memory_gib_seconds,
+    storage_gib_hours, network_ingress_bytes, network_egress_bytes";
 
 /// Account one sample: the deltas since the sandbox's marks, then the marks move to it.
 fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
@@ -306,22 +354,31 @@ pub struct SessionRow {
     pub totals: UsageTotals,
 }
 
-/// What one end user has used since `since`.
+/// What one end user has used since `since` (whole days from the daily rows).
 pub(crate) fn user_totals_tx(
     conn: &rusqlite::Connection,
     tenant: &str,
     user: &str,
     since: UnixMillis,
 ) -> Result<UsageTotals, StoreError> {
+    let start = since - since.rem_euclid(HOUR_MS);
+    let end = UnixMillis::MAX - DAY_MS;
+    let (head_end, tail_start) = split(start, end, false);
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {SUMS} FROM usage_hourly
-             WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?3"
+            "SELECT {SUMS} FROM (
+                SELECT {MEASURES} FROM usage_hourly
+                 WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?3 AND hour < ?4
+                UNION ALL
+                SELECT {MEASURES} FROM usage_daily
+                 WHERE tenant_id = ?1 AND external_user_id = ?2 AND day >= ?4 AND day < ?5
+                UNION ALL
+                SELECT {MEASURES} FROM usage_hourly
+                 WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?5)"
         ))?
-        .query_row(
-            params![tenant, user, since - since.rem_euclid(HOUR_MS)],
-            |r| totals_of(r, 0),
-        )?)
+        .query_row(params![tenant, user, start, head_end, tail_start], |r| {
+            totals_of(r, 0)
+        })?)
 }
 
 impl Store {
@@ -415,28 +472,42 @@ impl Store {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
             let col = q.group_by.column();
-            let bucket = match q.bucket_ms {
-                Some(ms) => format!("(hour - (hour % {ms}))"),
+            let bucket = |x: &str| match q.bucket_ms {
+                Some(ms) => format!("({x} - ({x} % {ms}))"),
                 None => "NULL".to_owned(),
             };
+            let (hb, db) = (bucket("hour"), bucket("day"));
             let user_filter = if q.external_user_id.is_some() {
                 "AND external_user_id = ?4"
             } else {
                 "AND ?4 IS NULL"
             };
+            // Whole days come from the daily rows, unless hourly buckets are asked for.
+            let hourly_only = q.bucket_ms.is_some_and(|ms| ms < DAY_MS);
             let sql = format!(
-                "SELECT {col}, {bucket} AS b, {SUMS} FROM usage_hourly
-                 WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 {user_filter}
-                 GROUP BY {col}, b ORDER BY b, {col}"
+                "SELECT g, b, {SUMS} FROM (
+                    SELECT {col} AS g, {hb} AS b, {MEASURES} FROM usage_hourly
+                     WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?5 {user_filter}
+                    UNION ALL
+                    SELECT NULLIF({col}, '') AS g, {db} AS b, {MEASURES} FROM usage_daily
+                     WHERE tenant_id = ?1 AND day >= ?5 AND day < ?6 {user_filter}
+                    UNION ALL
+                    SELECT {col} AS g, {hb} AS b, {MEASURES} FROM usage_hourly
+                     WHERE tenant_id = ?1 AND hour >= ?6 AND hour < ?3 {user_filter})
+                 GROUP BY g, b ORDER BY b, g"
             );
+            let start = q.start - q.start.rem_euclid(HOUR_MS);
+            let (head_end, tail_start) = split(start, q.end, hourly_only);
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt
                 .query_map(
                     params![
                         tenant,
-                        q.start - q.start.rem_euclid(HOUR_MS),
+                        start,
                         q.end,
-                        q.external_user_id
+                        q.external_user_id,
+                        head_end,
+                        tail_start
                     ],
                     |r| {
                         Ok(UsageRow {
@@ -456,6 +527,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_read_whole_days_from_the_daily_rows() {
+        let d = 20_000 * DAY_MS;
+        // Mid-day to mid-day three days later: two whole days inside.
+        assert_eq!(
+            split(d + 5 * HOUR_MS, d + 3 * DAY_MS + HOUR_MS, false),
+            (d + DAY_MS, d + 3 * DAY_MS)
+        );
+        // Day-aligned on both ends: all of it.
+        assert_eq!(split(d, d + 2 * DAY_MS, false), (d, d + 2 * DAY_MS));
+        // Less than a whole day, or hourly buckets: hourly rows only.
+        assert_eq!(
+            split(d + HOUR_MS, d + DAY_MS + HOUR_MS, false),
+            (d + DAY_MS + HOUR_MS, d + DAY_MS + HOUR_MS)
+        );
+        assert_eq!(
+            split(d, d + 2 * DAY_MS, true),
+            (d + 2 * DAY_MS, d + 2 * DAY_MS)
+        );
+    }
 
     #[test]
     fn an_interval_is_shared_among_the_hours_it_covers() {

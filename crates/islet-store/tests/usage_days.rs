@@ -1,0 +1,173 @@
+//! Rollups read whole days from the daily rows and partial days from the hourly ones: over
+//! usage spread across several days, every way of asking gives what the hourly rows alone say.
+#![allow(clippy::unwrap_used)]
+
+use islet_store::{BeginCreate, GroupBy, Store, TransitionFacts, UsageQuery, UsageSample};
+use islet_types::sandbox::{Isolation, Transition};
+use islet_types::time::now_millis;
+use islet_types::{CreateSandbox, Resources};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+fn request(user: &str, project: Option<&str>) -> CreateSandbox {
+    CreateSandbox {
+        template_id: "miosa-sandbox".into(),
+        name: None,
+        external_user_id: Some(user.to_owned()),
+        external_workspace_id: None,
+        external_project_id: project.map(str::to_owned),
+        metadata: Default::default(),
+        tags: Vec::new(),
+        env: Default::default(),
+        resources: Resources::resolve(None, None, None, None).unwrap(),
+        timeout_sec: 300,
+        idle_timeout_sec: None,
+        isolation: None,
+    }
+}
+
+/// (user, sandbox_seconds) per user over `[start, end)`, from the hourly rows alone.
+fn hourly_truth(path: &std::path::Path, start: i64, end: i64) -> Vec<(String, f64)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT external_user_id, SUM(sandbox_seconds) FROM usage_hourly
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY 1 ORDER BY 1",
+        )
+        .unwrap();
+    stmt.query_map([start - start.rem_euclid(HOUR_MS), end], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("islet.db");
+    let store = Store::open(&path).unwrap();
+    let tenant = store
+        .create_tenant("t".into(), None)
+        .await
+        .unwrap()
+        .tenant_id;
+    let mut ids = Vec::new();
+    for (user, project) in [("ann", Some("alpha")), ("bob", None)] {
+        let BeginCreate::New(record) = store
+            .begin_create(
+                &tenant,
+                None,
+                request(user, project),
+                Isolation::Container,
+                None,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("not admitted");
+        };
+        store
+            .transition(&record.id, Transition::Started, TransitionFacts::default())
+            .await
+            .unwrap();
+        ids.push(record.id);
+    }
+    // Samples reaching four days ahead: each interval is spread over the hours it covers.
+    let t0 = now_millis();
+    for (k, step) in [7, 20, 31, 50, 77, 96].iter().enumerate() {
+        let samples = ids
+            .iter()
+            .map(|id| UsageSample {
+                sandbox_id: id.clone(),
+                at: t0 + step * HOUR_MS + k as i64 * 1234,
+                cpu_usec: Some(1_000_000 * (k as u64 + 1)),
+                memory_bytes: 1 << 30,
+                network: Some((1000 * k as u64, 2000 * k as u64)),
+            })
+            .collect();
+        store.record_usage(samples).await.unwrap();
+    }
+    let day0 = t0 - t0.rem_euclid(DAY_MS);
+    let periods = [
+        (t0 - HOUR_MS, t0 + 5 * DAY_MS),        // edges on both sides
+        (day0, day0 + 3 * DAY_MS),              // whole days only
+        (t0 + 10 * HOUR_MS, t0 + 30 * HOUR_MS), // less than a day
+        (day0 + DAY_MS + 5 * HOUR_MS, t0 + 90 * HOUR_MS),
+    ];
+    for (start, end) in periods {
+        for bucket_ms in [None, Some(DAY_MS), Some(HOUR_MS)] {
+            let rows = store
+                .usage_rollup(
+                    &tenant,
+                    UsageQuery {
+                        start,
+                        end,
+                        group_by: GroupBy::ExternalUser,
+                        external_user_id: None,
+                        bucket_ms,
+                    },
+                )
+                .await
+                .unwrap();
+            let mut by_user: Vec<(String, f64)> = Vec::new();
+            for r in rows {
+                let user = r.group.unwrap();
+                match by_user.iter_mut().find(|(u, _)| *u == user) {
+                    Some((_, s)) => *s += r.totals.sandbox_seconds,
+                    None => by_user.push((user, r.totals.sandbox_seconds)),
+                }
+            }
+            by_user.sort_by(|a, b| a.0.cmp(&b.0));
+            let truth = hourly_truth(&path, start, end);
+            assert_eq!(by_user.len(), truth.len(), "{start}..{end} {bucket_ms:?}");
+            for ((u, got), (tu, want)) in by_user.iter().zip(&truth) {
+                assert_eq!(u, tu);
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "{u} {start}..{end} {bucket_ms:?}: {got} vs {want}"
+                );
+            }
+            assert!(truth.iter().all(|(_, s)| *s > 0.0));
+        }
+        // One user alone, and by project (bob has none: a null group).
+        let ann = store
+            .usage_rollup(
+                &tenant,
+                UsageQuery {
+                    start,
+                    end,
+                    group_by: GroupBy::ExternalProject,
+                    external_user_id: Some("ann".into()),
+                    bucket_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ann.len(), 1);
+        assert_eq!(ann[0].group.as_deref(), Some("alpha"));
+        let want = hourly_truth(&path, start, end)
+            .into_iter()
+            .find(|(u, _)| u == "ann")
+            .unwrap()
+            .1;
+        assert!((ann[0].totals.sandbox_seconds - want).abs() < 1e-6);
+        let projects = store
+            .usage_rollup(
+                &tenant,
+                UsageQuery {
+                    start,
+                    end,
+                    group_by: GroupBy::ExternalProject,
+                    external_user_id: None,
+                    bucket_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+        let groups: Vec<Option<String>> = projects.into_iter().map(|r| r.group).collect();
+        assert_eq!(groups, vec![None, Some("alpha".to_owned())]);
+    }
+}
