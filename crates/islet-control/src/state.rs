@@ -24,6 +24,8 @@ pub struct AppState {
     pub user_limiter: Arc<islet_types::rate::RateLimiter<String>>,
     /// Open event streams per tenant.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
+    /// The tenants' allowed web origins (CORS), remembered for a few seconds.
+    pub origins: Arc<crate::api::cors::OriginCache>,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             key_limiter,
             user_limiter,
             streams: Arc::default(),
+            origins: Arc::default(),
         })
     }
 }

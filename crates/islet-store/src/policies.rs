@@ -487,6 +487,17 @@ impl Store {
         .await
     }
 
+    /// What an end user holds now.
+    pub async fn user_holding(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+    ) -> Result<Holding, StoreError> {
+        let (tenant, user) = (tenant_id.to_string(), user.to_owned());
+        self.with(move |conn| holding_tx(conn, &tenant, &user, None))
+            .await
+    }
+
     /// The limits that apply to an end user, and what they hold now.
     pub async fn user_standing(
         &self,

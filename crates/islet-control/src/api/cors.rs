@@ -3,13 +3,88 @@
 //! that any tenant allows; the real request is answered with CORS headers only when the
 //! credential's own tenant allows the origin (`PUT /settings {"allowed_origins": [...]}`).
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use islet_store::Store;
+use islet_types::TenantId;
+
 use super::access::AnsweredFor;
 use crate::state::AppState;
+
+/// How long an answer from the store is used before it is read again (changes made through
+/// this server's API apply at once: they clear what they change).
+const TTL: Duration = Duration::from_secs(5);
+/// Preflight answers remembered, at most (origins are the caller's to choose).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The tenants' allowed origins, kept in memory so that requests with an `Origin` do not each
+/// read the store.
+#[derive(Default)]
+pub struct OriginCache {
+    inner: std::sync::Mutex<Remembered>,
+}
+
+#[derive(Default)]
+struct Remembered {
+    by_tenant: HashMap<TenantId, (Instant, Vec<String>)>,
+    anywhere: HashMap<String, (Instant, bool)>,
+}
+
+impl OriginCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `tenant` allows `origin`.
+    pub async fn tenant_allows(&self, store: &Store, tenant: &TenantId, origin: &str) -> bool {
+        if let Some((at, origins)) = self.lock().by_tenant.get(tenant) {
+            if at.elapsed() < TTL {
+                return origins.iter().any(|o| o == origin);
+            }
+        }
+        let Ok(origins) = store.allowed_origins(tenant).await else {
+            return false;
+        };
+        let allowed = origins.iter().any(|o| o == origin);
+        self.lock()
+            .by_tenant
+            .insert(tenant.clone(), (Instant::now(), origins));
+        allowed
+    }
+
+    /// Whether any tenant allows `origin` (for preflights).
+    pub async fn anyone_allows(&self, store: &Store, origin: &str) -> bool {
+        if let Some((at, allowed)) = self.lock().anywhere.get(origin) {
+            if at.elapsed() < TTL {
+                return *allowed;
+            }
+        }
+        let Ok(allowed) = store.origin_allowed_anywhere(origin).await else {
+            return false;
+        };
+        let mut remembered = self.lock();
+        if remembered.anywhere.len() >= MAX_REMEMBERED {
+            remembered.anywhere.clear();
+        }
+        remembered
+            .anywhere
+            .insert(origin.to_owned(), (Instant::now(), allowed));
+        allowed
+    }
+
+    /// `tenant` changed its origins.
+    pub fn forget(&self, tenant: &TenantId) {
+        let mut remembered = self.lock();
+        remembered.by_tenant.remove(tenant);
+        remembered.anywhere.clear();
+    }
+}
 
 const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";
 const EXPOSE_HEADERS: &str =
@@ -36,12 +111,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if preflight {
         let mut response = StatusCode::NO_CONTENT.into_response();
         set(&mut response, "vary", "Origin");
-        if state
-            .store
-            .origin_allowed_anywhere(&origin)
-            .await
-            .unwrap_or(false)
-        {
+        if state.origins.anyone_allows(&state.store, &origin).await {
             set(&mut response, "access-control-allow-origin", &origin);
             set(&mut response, "access-control-allow-methods", ALLOW_METHODS);
             set(&mut response, "access-control-allow-headers", ALLOW_HEADERS);
@@ -56,12 +126,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<AnsweredFor>()
         .map(|a| a.0.clone());
     if let Some(tenant) = tenant {
-        let allowed = state
-            .store
-            .allowed_origins(&tenant)
+        if state
+            .origins
+            .tenant_allows(&state.store, &tenant, &origin)
             .await
-            .unwrap_or_default();
-        if allowed.contains(&origin) {
+        {
             set(&mut response, "access-control-allow-origin", &origin);
             set(
                 &mut response,

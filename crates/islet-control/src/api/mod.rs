@@ -4,7 +4,7 @@
 mod access;
 mod auth;
 mod body;
-mod cors;
+pub mod cors;
 mod create_body;
 mod event_stream;
 pub mod forward;

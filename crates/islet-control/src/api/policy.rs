@@ -67,7 +67,7 @@ async fn quota_answer(
     tenant: &islet_types::TenantId,
     user: &str,
 ) -> Result<Value, ApiError> {
-    let (limits, held) = state.store.user_standing(tenant, user).await?;
+    let held = state.store.user_holding(tenant, user).await?;
     let t = state
         .store
         .policy(tenant, Subject::Tenant)
@@ -78,6 +78,8 @@ async fn quota_answer(
         .policy(tenant, Subject::User(user.to_owned()))
         .await?
         .unwrap_or_default();
+    // The limits and their sources from the same two documents, read once.
+    let limits = Limits::of(&t, &u);
     let sources: Map<String, Value> = policy::effective(&t, &u)
         .into_iter()
         .filter(|(section, _)| section == "quotas")

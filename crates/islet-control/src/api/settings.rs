@@ -135,6 +135,7 @@ pub async fn put(
             .store
             .set_allowed_origins(&caller.tenant_id, origins)
             .await?;
+        state.origins.forget(&caller.tenant_id);
     }
     if let Some(pricing) = b.pricing {
         state.store.set_pricing(&caller.tenant_id, pricing).await?;
