@@ -85,24 +85,28 @@ except ValidationError:
 
 # --- credit: the tenant's price list and a monthly cap ----------------------------------------
 spender = f"{user}_credit"
-settings = client.settings.update(pricing={"sandbox_hour_cents": 3600})  # a cent a second
-check(settings["pricing"]["sandbox_hour_cents"] == 3600, "settings.update sets the price list")
-client.quotas.set(spender, max_credit_cents=2)
-pricey = client.sandboxes.create(external_user_id=spender)
-deadline = time.time() + 30
-while time.time() < deadline and client.sandboxes.get(pricey.id).state != "stopped":
-    time.sleep(0.5)
-check(client.sandboxes.get(pricey.id).state == "stopped", "a user past their credit cap is stopped")
 try:
-    client.sandboxes.create(external_user_id=spender)
-    raise AssertionError("a create was admitted past max_credit_cents")
-except InsufficientCreditsError as e:
-    check(e.status_code == 402, "a create past the credit cap raises InsufficientCreditsError (402)")
-spent = client.usage.get(external_user_id=spender, period="month-to-date")["results"][0]
-check(spent["credit_cents"] >= 2, f"usage.get prices the usage: {spent['credit_cents']} cents")
-pricey.destroy()
-client.quotas.delete(spender)
-client.settings.update(pricing={})  # free again (the SDK drops None)
+    settings = client.settings.update(pricing={"sandbox_hour_cents": 3600})  # a cent a second
+    check(settings["pricing"]["sandbox_hour_cents"] == 3600, "settings.update sets the price list")
+    client.quotas.set(spender, max_credit_cents=2)
+    pricey = client.sandboxes.create(external_user_id=spender)
+    deadline = time.time() + 30
+    while time.time() < deadline and client.sandboxes.get(pricey.id).state != "stopped":
+        time.sleep(0.5)
+    check(client.sandboxes.get(pricey.id).state == "stopped", "a user past their credit cap is stopped")
+    try:
+        client.sandboxes.create(external_user_id=spender)
+        raise AssertionError("a create was admitted past max_credit_cents")
+    except InsufficientCreditsError as e:
+        check(e.status_code == 402, "a create past the credit cap raises InsufficientCreditsError (402)")
+    spent = client.usage.get(external_user_id=spender, period="month-to-date")["results"][0]
+    check(spent["credit_cents"] >= 2, f"usage.get prices the usage: {spent['credit_cents']} cents")
+finally:
+    # Whatever failed above, the shared tenant is left free and the user uncapped.
+    client.settings.update(pricing={})  # free again (the SDK drops None)
+    client.quotas.delete(spender)
+    for s in client.sandboxes.list(external_user_id=spender):
+        s.destroy()
 print("usage: all checks passed")
 
 # --- keys and browser tokens (contract §12) ---------------------------------------------------

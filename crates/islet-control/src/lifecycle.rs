@@ -183,9 +183,15 @@ async fn create_attached(
     {
         BeginCreate::Claimed(record) => {
             tracing::info!(sandbox_id = %record.id, "sandbox taken from the warm pool");
-            // It started under the pool's rules; from now on it is held to the tenant's.
+            // It started under the pool's rules; from now on it is held to the tenant's. If
+            // that cannot be made so, it does not run for the tenant unrestricted: it is stopped
+            // (a resume starts it again under the rules, or fails).
             if let Some(slot) = record.net_index {
-                state.runtime.rebind_egress(slot, tenant.as_str()).await?;
+                if let Err(e) = state.runtime.rebind_egress(slot, tenant.as_str()).await {
+                    tracing::error!(sandbox_id = %record.id, error = %e, "egress rules for a pool hand-over failed; stopping it");
+                    let _ = stop_attached(state, tenant, &record.id).await;
+                    return Err(e.into());
+                }
             }
             let body = serde_json::json!({ "data": sandbox_view(state, &record) });
             if keyed {

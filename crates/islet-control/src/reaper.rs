@@ -48,6 +48,10 @@ async fn stop_over_spend(state: &AppState) -> Result<(), crate::ApiError> {
 }
 
 async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
+    // Egress rules a failed change left unapplied are applied again.
+    if let Err(e) = state.runtime.heal_egress().await {
+        tracing::warn!(error = %e, "egress rules still not applied");
+    }
     // Nothing of a suspended end user runs.
     for (tenant, id) in state.store.suspended_running().await? {
         tracing::info!(sandbox_id = %id, "reaper stopping a suspended user's sandbox");

@@ -36,7 +36,10 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
         .iter()
         .filter_map(|r| r.net_index.map(|i| (i, r.tenant_id.to_string())))
         .collect();
-    state.runtime.load_egress(groups, slots).await?;
+    // A failure leaves the rules to the reaper's retries; the repairs below must still run.
+    if let Err(e) = state.runtime.load_egress(groups, slots).await {
+        tracing::error!(error = %e, "loading the tenants' egress rules failed; retrying");
+    }
     let mut restarts = Vec::new();
     let mut claimed_links = HashSet::new();
     let mut claimed_ids = HashSet::new();

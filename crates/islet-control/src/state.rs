@@ -26,6 +26,8 @@ pub struct AppState {
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
     /// The tenants' allowed web origins (CORS), remembered for a few seconds.
     pub origins: Arc<crate::api::cors::OriginCache>,
+    /// Held while a tenant's settings change (`PUT /settings`).
+    pub settings_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             user_limiter,
             streams: Arc::default(),
             origins: Arc::default(),
+            settings_lock: Arc::default(),
         })
     }
 }

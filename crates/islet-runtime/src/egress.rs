@@ -6,16 +6,18 @@
 //! of a restricted group to that group's chain. Chains only refuse or fall through, so no
 //! rule here can accept what the platform refuses.
 //!
-//! The whole set is rewritten in one `iptables-restore --noflush` transaction whenever it
-//! changes (a restricted sandbox starts or stops, a group's rules change): the kernel swaps
-//! it atomically, and there is no rule-by-rule state to drift. A sandbox's address is bound
-//! before its processes start. The chains survive a restart of the server (the firewall's
-//! install leaves them), so a restarted server's sandboxes stay restricted until it has
-//! reloaded the rules from the store.
+//! Every change (a restricted sandbox starts or stops, a group's rules change) is one
+//! `iptables-restore --noflush` transaction, which the kernel applies atomically: the jump
+//! chain is rewritten whole, a group's chain only when its rules changed (so the connection
+//! counts of the others carry on). Jumps match the sandbox's host link, not its address. A
+//! sandbox is bound before its processes start. When a transaction fails, the next change,
+//! or `heal`, which the server calls every second, applies the whole wanted state again; until
+//! then the failure is the caller's error. The chains survive a restart of the server (the
+//! firewall's install leaves them), so a restarted server's sandboxes stay restricted until it
+//! has reloaded the rules from the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
 
 use islet_types::egress::EgressPolicy;
 use tokio::io::AsyncWriteExt;
@@ -28,11 +30,21 @@ use crate::error::RuntimeError;
 struct State {
     /// Restricted groups: their chain and rules.
     groups: BTreeMap<String, (String, EgressPolicy)>,
-    /// Every live network slot's group and address (restricted or not).
-    slots: BTreeMap<u32, (String, Ipv4Addr)>,
+    /// Every live network slot's group and host link (restricted or not).
+    slots: BTreeMap<u32, (String, String)>,
     /// Chains that exist and belong to no group any more (removed on the next apply).
     stale: BTreeSet<String>,
+    /// What each group chain holds in the kernel now, as far as this process knows.
+    applied: BTreeMap<String, EgressPolicy>,
+    /// The last transaction failed: the kernel may not hold what `groups` and `slots` say.
+    dirty: bool,
     next_chain: u32,
+}
+
+impl State {
+    fn restricted(&self, group: Option<&String>) -> bool {
+        group.is_some_and(|g| self.groups.contains_key(g))
+    }
 }
 
 pub(crate) struct Egress {
@@ -75,7 +87,7 @@ impl Egress {
     pub(crate) async fn load(
         &self,
         groups: Vec<(String, EgressPolicy)>,
-        slots: Vec<(u32, String, Ipv4Addr)>,
+        slots: Vec<(u32, String, String)>,
     ) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().await;
         let old: Vec<String> = state.groups.keys().cloned().collect();
@@ -87,7 +99,7 @@ impl Egress {
         }
         state.slots = slots
             .into_iter()
-            .map(|(slot, group, ip)| (slot, (group, ip)))
+            .map(|(slot, group, link)| (slot, (group, link)))
             .collect();
         self.apply(&mut state).await
     }
@@ -95,28 +107,36 @@ impl Egress {
     /// Set (or, with an empty policy, clear) one group's rules.
     pub(crate) async fn set(&self, group: &str, policy: EgressPolicy) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().await;
-        if state.groups.get(group).is_some_and(|(_, p)| *p == policy) {
+        let unchanged = match state.groups.get(group) {
+            Some((_, p)) => *p == policy,
+            None => policy.is_empty(),
+        };
+        if unchanged && !state.dirty {
             return Ok(());
         }
-        Self::forget(&mut state, group);
-        Self::put(&mut state, &self.prefix, group.to_owned(), policy);
+        if !unchanged {
+            Self::forget(&mut state, group);
+            Self::put(&mut state, &self.prefix, group.to_owned(), policy);
+        }
         self.apply(&mut state).await
     }
 
-    /// A slot now carries a sandbox of `group` (before its processes start).
+    /// A slot now carries a sandbox of `group` behind host link `link` (before its processes
+    /// start).
     pub(crate) async fn bind(
         &self,
         slot: u32,
         group: &str,
-        ip: Ipv4Addr,
+        link: &str,
     ) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().await;
-        let before = state.slots.insert(slot, (group.to_owned(), ip));
-        let restricted =
-            |state: &State, g: Option<&String>| g.is_some_and(|g| state.groups.contains_key(g));
-        if restricted(&state, Some(&group.to_owned()))
-            || restricted(&state, before.as_ref().map(|(g, _)| g))
-        {
+        let before = state
+            .slots
+            .insert(slot, (group.to_owned(), link.to_owned()));
+        let needed = state.dirty
+            || state.restricted(Some(&group.to_owned()))
+            || state.restricted(before.as_ref().map(|(g, _)| g));
+        if needed {
             self.apply(&mut state).await?;
         }
         Ok(())
@@ -125,16 +145,26 @@ impl Egress {
     /// A slot's sandbox is gone (stopped or destroyed).
     pub(crate) async fn release(&self, slot: u32) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().await;
-        if let Some((group, _)) = state.slots.remove(&slot) {
-            if state.groups.contains_key(&group) {
-                self.apply(&mut state).await?;
-            }
+        let before = state.slots.remove(&slot);
+        if state.dirty || state.restricted(before.as_ref().map(|(g, _)| g)) {
+            self.apply(&mut state).await?;
+        }
+        Ok(())
+    }
+
+    /// After a failed transaction, try the whole wanted state again.
+    pub(crate) async fn heal(&self) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        if state.dirty {
+            self.apply(&mut state).await?;
+            tracing::info!("egress rules applied again after a failure");
         }
         Ok(())
     }
 
     fn forget(state: &mut State, group: &str) {
         if let Some((chain, _)) = state.groups.remove(group) {
+            state.applied.remove(&chain);
             state.stale.insert(chain);
         }
     }
@@ -151,18 +181,26 @@ impl Egress {
                 format!("{prefix}-E{}", state.next_chain - 1)
             }
         };
+        state.applied.remove(&chain);
         state.groups.insert(group, (chain, policy));
     }
 
-    /// The restore script for `state` (its own function so it can be read and tested).
+    /// The restore script that brings the kernel from `state.applied` to what `state` wants
+    /// (its own function so it can be read and tested).
     fn script(&self, state: &State) -> String {
         let main = Self::main_chain(&self.prefix);
         let mut s = String::from("*filter\n");
         let _ = writeln!(s, ":{main} - [0:0]");
-        for (chain, _) in state.groups.values() {
+        // A chain is declared (which empties it) only when its rules change.
+        let changed: Vec<&(String, EgressPolicy)> = state
+            .groups
+            .values()
+            .filter(|(chain, policy)| state.applied.get(chain) != Some(policy))
+            .collect();
+        for (chain, _) in &changed {
             let _ = writeln!(s, ":{chain} - [0:0]");
         }
-        for (chain, policy) in state.groups.values() {
+        for (chain, policy) in &changed {
             if let Some(n) = policy.max_connections_per_sandbox {
                 let cap = format!(
                     "-m conntrack --ctstate NEW -m connlimit --connlimit-above {n} --connlimit-mask 32 --connlimit-saddr"
@@ -187,9 +225,9 @@ impl Egress {
                 );
             }
         }
-        for (group, ip) in state.slots.values() {
+        for (group, link) in state.slots.values() {
             if let Some((chain, _)) = state.groups.get(group) {
-                let _ = writeln!(s, "-A {main} -s {ip}/32 -j {chain}");
+                let _ = writeln!(s, "-A {main} -i {link} -j {chain}");
             }
         }
         // Nothing refers to these any more: the main chain was rewritten above.
@@ -202,19 +240,32 @@ impl Egress {
     }
 
     async fn apply(&self, state: &mut State) -> Result<(), RuntimeError> {
-        match self.restore(state).await {
-            // A chain someone else removed must not wedge every later change: try once
-            // more without removing any.
-            Err(e) if !state.stale.is_empty() => {
-                tracing::warn!(error = %e, "egress rules failed; retrying without chain removal");
-                state.stale.clear();
-                self.restore(state).await
+        let mut result = self.restore(state).await;
+        if result.is_err() && !state.stale.is_empty() {
+            // A chain someone else removed must not wedge every later change: once more
+            // without removing any (those chains are then left behind).
+            let stale = std::mem::take(&mut state.stale);
+            result = self.restore(state).await;
+            match &result {
+                Ok(()) => tracing::warn!(?stale, "egress chains left behind"),
+                Err(_) => state.stale = stale,
             }
-            other => other,
+        }
+        match result {
+            Ok(()) => {
+                state.applied = state.groups.values().cloned().collect();
+                state.stale.clear();
+                state.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                state.dirty = true;
+                Err(e)
+            }
         }
     }
 
-    async fn restore(&self, state: &mut State) -> Result<(), RuntimeError> {
+    async fn restore(&self, state: &State) -> Result<(), RuntimeError> {
         let script = self.script(state);
         let mut child = Command::new("iptables-restore")
             .args(["-w", "--noflush"])
@@ -240,7 +291,6 @@ impl Egress {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             });
         }
-        state.stale.clear();
         Ok(())
     }
 }
@@ -260,14 +310,10 @@ mod tests {
             deny: vec!["203.0.113.0/24".parse().expect("net")],
             max_connections_per_sandbox: Some(7),
         };
-        Egress::put(&mut state, "ISL", "ten_a".into(), policy);
+        Egress::put(&mut state, "ISL", "ten_a".into(), policy.clone());
         Egress::put(&mut state, "ISL", "ten_b".into(), EgressPolicy::default());
-        state
-            .slots
-            .insert(1, ("ten_a".into(), Ipv4Addr::new(10, 213, 0, 6)));
-        state
-            .slots
-            .insert(2, ("ten_b".into(), Ipv4Addr::new(10, 213, 0, 10)));
+        state.slots.insert(1, ("ten_a".into(), "isl1".into()));
+        state.slots.insert(2, ("ten_b".into(), "isl2".into()));
         state.stale.insert("ISL-E9".into());
         let script = egress.script(&state);
         assert!(
@@ -275,11 +321,11 @@ mod tests {
             "{script}"
         );
         assert!(
-            script.contains("-A ISL-EGRESS -s 10.213.0.6/32 -j ISL-E0\n"),
+            script.contains("-A ISL-EGRESS -i isl1 -j ISL-E0\n"),
             "{script}"
         );
         // A group with no rules gets no chain, and its sandboxes no jump.
-        assert!(!script.contains("10.213.0.10"), "{script}");
+        assert!(!script.contains("isl2"), "{script}");
         assert!(script.contains("--connlimit-above 7"), "{script}");
         assert!(script
             .contains("-A ISL-E0 -d 203.0.113.0/24 -p tcp -j REJECT --reject-with tcp-reset\n"));
@@ -291,6 +337,21 @@ mod tests {
         assert!(
             !script.contains("ACCEPT") && !script.contains("RETURN"),
             "{script}"
+        );
+
+        // Once applied, an unchanged chain is left alone (its connection counts carry on);
+        // only the jumps are rewritten.
+        state.applied.insert("ISL-E0".into(), policy);
+        state.stale.clear();
+        state.slots.insert(3, ("ten_a".into(), "isl3".into()));
+        let again = egress.script(&state);
+        assert!(
+            !again.contains(":ISL-E0") && !again.contains("-A ISL-E0"),
+            "{again}"
+        );
+        assert!(
+            again.contains("-A ISL-EGRESS -i isl3 -j ISL-E0\n"),
+            "{again}"
         );
     }
 }

@@ -178,7 +178,12 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
         let mut tcp = vec!["-A", &forward, "-p", "tcp"];
         tcp.extend(limit);
         tcp.extend(["-j", "REJECT", "--reject-with", "tcp-reset"]);
-        must(&tcp).await?;
+        must(&tcp).await.map_err(|e| {
+            RuntimeError::Spec(format!(
+                "the per-sandbox connection cap needs the kernel's connlimit match \
+                 (xt_connlimit); --egress-max-connections 0 runs without the cap: {e}"
+            ))
+        })?;
         let mut other = vec!["-A", &forward];
         other.extend(limit);
         other.extend(["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]);

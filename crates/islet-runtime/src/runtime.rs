@@ -145,14 +145,21 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let slots = slots
             .into_iter()
-            .map(|(slot, group)| (slot, group, self.sandbox_ip(slot)))
+            .map(|(slot, group)| (slot, group, host_veth(&self.config, slot)))
             .collect();
         self.egress.load(groups, slots).await
     }
 
     /// A running sandbox changed hands (the warm pool's, now a tenant's).
     pub async fn rebind_egress(&self, slot: u32, group: &str) -> Result<(), RuntimeError> {
-        self.egress.bind(slot, group, self.sandbox_ip(slot)).await
+        self.egress
+            .bind(slot, group, &host_veth(&self.config, slot))
+            .await
+    }
+
+    /// After a failed change of the egress rules, apply them again (a no-op otherwise).
+    pub async fn heal_egress(&self) -> Result<(), RuntimeError> {
+        self.egress.heal().await
     }
 
     /// Whether writes beyond a sandbox's `disk_mb` fail (false if the host cannot do it).
@@ -218,7 +225,7 @@ impl Runtime {
         network?;
         // Before anything runs in it, the sandbox is held to its tenant's egress rules.
         self.egress
-            .bind(spec.net_index, &spec.egress_group, sandbox_ip)
+            .bind(spec.net_index, &spec.egress_group, &veth)
             .await?;
         phases.mark("root+network");
         self.write_etc(&paths, spec, sandbox_ip)?;

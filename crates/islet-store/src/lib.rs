@@ -33,7 +33,7 @@ pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
 pub use keys::{
     BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, SCOPED_KEY_PREFIX,
 };
-pub use policies::Subject;
+pub use policies::{Subject, SuspendedBy, Suspension};
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use pricing::{Pricing, MAX_PRICE_CENTS};
 pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};

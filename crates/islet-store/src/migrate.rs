@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_origins.sql")),
     (9, include_str!("migrations/0009_network_and_pricing.sql")),
     (10, include_str!("migrations/0010_usage_daily.sql")),
+    (11, include_str!("migrations/0011_operator_suspensions.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

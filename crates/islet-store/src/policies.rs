@@ -69,6 +69,32 @@ fn put_tx(
     Ok(())
 }
 
+/// Who suspended an end user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspendedBy {
+    /// The tenant, through the API.
+    Tenant,
+    /// The platform's operator (`islet user suspend`); only the operator lifts it.
+    Operator,
+}
+
+impl SuspendedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuspendedBy::Tenant => "tenant",
+            SuspendedBy::Operator => "operator",
+        }
+    }
+}
+
+/// An end user's suspension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub reason: Option<String>,
+    pub at: i64,
+    pub by: SuspendedBy,
+}
+
 /// The limits that apply to `user` of `tenant` (none when `user` is `None`).
 pub(crate) fn limits_tx(
     conn: &rusqlite::Connection,
@@ -290,16 +316,23 @@ impl Store {
         tenant_id: &TenantId,
         user: &str,
         reason: Option<String>,
+        by: SuspendedBy,
     ) -> Result<(), StoreError> {
         let (tenant, user) = (tenant_id.clone(), user.to_owned());
+        let by_operator = by == SuspendedBy::Operator;
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let now = now_millis();
+            // A tenant's suspension never replaces the operator's (nor its reason).
             tx.execute(
-                "INSERT INTO suspended_users (tenant_id, external_user_id, reason, suspended_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(tenant_id, external_user_id) DO UPDATE SET reason = excluded.reason",
-                params![tenant.as_str(), user, reason, now],
+                "INSERT INTO suspended_users (tenant_id, external_user_id, reason, suspended_at,
+                    by_operator)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(tenant_id, external_user_id) DO UPDATE SET
+                    reason = CASE WHEN by_operator AND NOT excluded.by_operator THEN reason
+                                  ELSE excluded.reason END,
+                    by_operator = by_operator OR excluded.by_operator",
+                params![tenant.as_str(), user, reason, now, by_operator],
             )?;
             tx.execute(
                 "UPDATE api_keys SET revoked_at = ?3
@@ -316,7 +349,7 @@ impl Store {
                 &tenant,
                 None,
                 "user.suspended",
-                serde_json::json!({ "external_user_id": user, "reason": reason }),
+                serde_json::json!({ "external_user_id": user, "reason": reason, "by": by.as_str() }),
             )?;
             tx.commit()?;
             Ok(())
@@ -324,15 +357,30 @@ impl Store {
         .await
     }
 
-    /// Lift a suspension; `false` if the user was not suspended.
+    /// Lift a suspension; `false` if the user was not suspended. A tenant cannot lift the
+    /// operator's (409).
     pub async fn unsuspend_user(
         &self,
         tenant_id: &TenantId,
         user: &str,
+        by: SuspendedBy,
     ) -> Result<bool, StoreError> {
         let (tenant, user) = (tenant_id.clone(), user.to_owned());
         self.with(move |conn| {
             let tx = conn.transaction()?;
+            let operators: Option<bool> = tx
+                .query_row(
+                    "SELECT by_operator FROM suspended_users
+                     WHERE tenant_id = ?1 AND external_user_id = ?2",
+                    params![tenant.as_str(), user],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if operators == Some(true) && by == SuspendedBy::Tenant {
+                return Err(StoreError::Conflict(format!(
+                    "{user} was suspended by the platform's operator; only the operator can lift it"
+                )));
+            }
             let removed = tx.execute(
                 "DELETE FROM suspended_users WHERE tenant_id = ?1 AND external_user_id = ?2",
                 params![tenant.as_str(), user],
@@ -343,7 +391,7 @@ impl Store {
                     &tenant,
                     None,
                     "user.unsuspended",
-                    serde_json::json!({ "external_user_id": user }),
+                    serde_json::json!({ "external_user_id": user, "by": by.as_str() }),
                 )?;
             }
             tx.commit()?;
@@ -352,20 +400,30 @@ impl Store {
         .await
     }
 
-    /// When and why an end user was suspended, if they are.
+    /// When, why and by whom an end user was suspended, if they are.
     pub async fn suspension(
         &self,
         tenant_id: &TenantId,
         user: &str,
-    ) -> Result<Option<(Option<String>, i64)>, StoreError> {
+    ) -> Result<Option<Suspension>, StoreError> {
         let (tenant, user) = (tenant_id.to_string(), user.to_owned());
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT reason, suspended_at FROM suspended_users
+                    "SELECT reason, suspended_at, by_operator FROM suspended_users
                      WHERE tenant_id = ?1 AND external_user_id = ?2",
                     params![tenant, user],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| {
+                        Ok(Suspension {
+                            reason: r.get(0)?,
+                            at: r.get(1)?,
+                            by: if r.get::<_, bool>(2)? {
+                                SuspendedBy::Operator
+                            } else {
+                                SuspendedBy::Tenant
+                            },
+                        })
+                    },
                 )
                 .optional()?)
         })

@@ -89,8 +89,8 @@ pub(crate) fn mark_running(
     fresh_cgroup: bool,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at)
-         VALUES (?1, 0, ?2, ?3)
+        "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at, net_in, net_out)
+         VALUES (?1, 0, ?2, ?3, 0, 0)
          ON CONFLICT(sandbox_id) DO UPDATE SET run_at = ?2,
             cpu_usec = CASE WHEN ?4 THEN 0 ELSE cpu_usec END,
             net_in = CASE WHEN ?4 THEN 0 ELSE net_in END,
@@ -230,7 +230,7 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
     if record.state == SandboxState::Destroyed {
         return Ok(());
     }
-    type Meter = (i64, Option<i64>, i64, i64, i64);
+    type Meter = (i64, Option<i64>, i64, Option<i64>, Option<i64>);
     let meter: Option<Meter> = tx
         .prepare_cached(
             "SELECT cpu_usec, run_at, storage_at, net_in, net_out FROM usage_meters
@@ -242,14 +242,18 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
         .optional()?;
     // A sandbox with no meter (it predates metering) is metered from now on.
     let running = matches!(record.state, SandboxState::Running | SandboxState::Paused);
-    let (net_in_now, net_out_now) = s.network.unwrap_or((0, 0));
     let (cpu_mark, run_at, storage_at, net_in_mark, net_out_mark) = meter.unwrap_or((
         s.cpu_usec.unwrap_or(0) as i64,
         running.then_some(s.at),
         s.at,
-        net_in_now as i64,
-        net_out_now as i64,
+        None,
+        None,
     ));
+    // A sample read before something already accounted (a stop's or a resume's, or a claim)
+    // but committed after it says nothing new: its counters may be older than the marks.
+    if s.at < storage_at || run_at.is_some_and(|r| s.at < r) {
+        return Ok(());
+    }
     // A counter below its mark belongs to a new cgroup or link: all of it is new.
     let since = |now: i64, mark: i64| if now >= mark { now - mark } else { now };
     let mut t = UsageTotals::default();
@@ -268,9 +272,10 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
         }
         if let Some((inbound, outbound)) = s.network {
             let (inbound, outbound) = (inbound as i64, outbound as i64);
-            t.network_ingress_bytes = since(inbound, net_in_mark) as f64;
-            t.network_egress_bytes = since(outbound, net_out_mark) as f64;
-            (net_in, net_out) = (inbound, outbound);
+            // Marks not known yet (a link older than its meter): this reading becomes them.
+            t.network_ingress_bytes = net_in_mark.map_or(0, |m| since(inbound, m)) as f64;
+            t.network_egress_bytes = net_out_mark.map_or(0, |m| since(outbound, m)) as f64;
+            (net_in, net_out) = (Some(inbound), Some(outbound));
         }
     }
     let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;

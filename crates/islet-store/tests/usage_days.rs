@@ -27,17 +27,30 @@ fn request(user: &str, project: Option<&str>) -> CreateSandbox {
     }
 }
 
-/// (user, sandbox_seconds) per user over `[start, end)`, from the hourly rows alone.
-fn hourly_truth(path: &std::path::Path, start: i64, end: i64) -> Vec<(String, f64)> {
+type Measures = [f64; 4];
+
+/// What a total says of running time, CPU, storage and bytes sent.
+fn measures(t: &islet_store::UsageTotals) -> Measures {
+    [
+        t.sandbox_seconds,
+        t.cpu_seconds,
+        t.storage_gib_hours,
+        t.network_egress_bytes,
+    ]
+}
+
+/// Those measures per user over `[start, end)`, from the hourly rows alone.
+fn hourly_truth(path: &std::path::Path, start: i64, end: i64) -> Vec<(String, Measures)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT external_user_id, SUM(sandbox_seconds) FROM usage_hourly
+            "SELECT external_user_id, SUM(sandbox_seconds), SUM(cpu_seconds),
+                    SUM(storage_gib_hours), SUM(network_egress_bytes) FROM usage_hourly
              WHERE hour >= ?1 AND hour < ?2 GROUP BY 1 ORDER BY 1",
         )
         .unwrap();
     stmt.query_map([start - start.rem_euclid(HOUR_MS), end], |r| {
-        Ok((r.get(0)?, r.get(1)?))
+        Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
     })
     .unwrap()
     .collect::<Result<_, _>>()
@@ -112,12 +125,13 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
                 )
                 .await
                 .unwrap();
-            let mut by_user: Vec<(String, f64)> = Vec::new();
+            let mut by_user: Vec<(String, Measures)> = Vec::new();
             for r in rows {
                 let user = r.group.unwrap();
+                let m = measures(&r.totals);
                 match by_user.iter_mut().find(|(u, _)| *u == user) {
-                    Some((_, s)) => *s += r.totals.sandbox_seconds,
-                    None => by_user.push((user, r.totals.sandbox_seconds)),
+                    Some((_, s)) => s.iter_mut().zip(m).for_each(|(a, b)| *a += b),
+                    None => by_user.push((user, m)),
                 }
             }
             by_user.sort_by(|a, b| a.0.cmp(&b.0));
@@ -125,12 +139,17 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
             assert_eq!(by_user.len(), truth.len(), "{start}..{end} {bucket_ms:?}");
             for ((u, got), (tu, want)) in by_user.iter().zip(&truth) {
                 assert_eq!(u, tu);
-                assert!(
-                    (got - want).abs() < 1e-6,
-                    "{u} {start}..{end} {bucket_ms:?}: {got} vs {want}"
-                );
+                for (g, w) in got.iter().zip(want) {
+                    assert!(
+                        (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                        "{u} {start}..{end} {bucket_ms:?}: {got:?} vs {want:?}"
+                    );
+                }
             }
-            assert!(truth.iter().all(|(_, s)| *s > 0.0));
+            assert!(
+                truth.iter().all(|(_, m)| m.iter().all(|x| *x > 0.0)),
+                "{truth:?}"
+            );
         }
         // One user alone, and by project (bob has none: a null group).
         let ann = store
@@ -153,7 +172,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
             .find(|(u, _)| u == "ann")
             .unwrap()
             .1;
-        assert!((ann[0].totals.sandbox_seconds - want).abs() < 1e-6);
+        assert!((ann[0].totals.sandbox_seconds - want[0]).abs() < 1e-6);
         let projects = store
             .usage_rollup(
                 &tenant,

@@ -259,7 +259,14 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 "--reason must be at most 500 bytes"
             );
             let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
-            store.suspend_user(&tenant_id, &user, reason).await?;
+            store
+                .suspend_user(
+                    &tenant_id,
+                    &user,
+                    reason,
+                    islet_store::SuspendedBy::Operator,
+                )
+                .await?;
             println!(
                 "{}",
                 serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": true })
@@ -267,7 +274,9 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Unsuspend { tenant, user, data } => {
             let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
-            let was = store.unsuspend_user(&tenant_id, &user).await?;
+            let was = store
+                .unsuspend_user(&tenant_id, &user, islet_store::SuspendedBy::Operator)
+                .await?;
             println!(
                 "{}",
                 serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": false, "was_suspended": was })

@@ -34,6 +34,8 @@ pub struct OriginCache {
 struct Remembered {
     by_tenant: HashMap<TenantId, (Instant, Vec<String>)>,
     anywhere: HashMap<String, (Instant, bool)>,
+    /// Moves on every change: a read from the store that began before a change is not kept.
+    generation: u64,
 }
 
 impl OriginCache {
@@ -43,44 +45,58 @@ impl OriginCache {
 
     /// Whether `tenant` allows `origin`.
     pub async fn tenant_allows(&self, store: &Store, tenant: &TenantId, origin: &str) -> bool {
-        if let Some((at, origins)) = self.lock().by_tenant.get(tenant) {
-            if at.elapsed() < TTL {
-                return origins.iter().any(|o| o == origin);
+        let generation = {
+            let remembered = self.lock();
+            if let Some((at, origins)) = remembered.by_tenant.get(tenant) {
+                if at.elapsed() < TTL {
+                    return origins.iter().any(|o| o == origin);
+                }
             }
-        }
+            remembered.generation
+        };
         let Ok(origins) = store.allowed_origins(tenant).await else {
             return false;
         };
         let allowed = origins.iter().any(|o| o == origin);
-        self.lock()
-            .by_tenant
-            .insert(tenant.clone(), (Instant::now(), origins));
+        let mut remembered = self.lock();
+        if remembered.generation == generation {
+            remembered
+                .by_tenant
+                .insert(tenant.clone(), (Instant::now(), origins));
+        }
         allowed
     }
 
     /// Whether any tenant allows `origin` (for preflights).
     pub async fn anyone_allows(&self, store: &Store, origin: &str) -> bool {
-        if let Some((at, allowed)) = self.lock().anywhere.get(origin) {
-            if at.elapsed() < TTL {
-                return *allowed;
+        let generation = {
+            let remembered = self.lock();
+            if let Some((at, allowed)) = remembered.anywhere.get(origin) {
+                if at.elapsed() < TTL {
+                    return *allowed;
+                }
             }
-        }
+            remembered.generation
+        };
         let Ok(allowed) = store.origin_allowed_anywhere(origin).await else {
             return false;
         };
         let mut remembered = self.lock();
-        if remembered.anywhere.len() >= MAX_REMEMBERED {
-            remembered.anywhere.clear();
+        if remembered.generation == generation {
+            if remembered.anywhere.len() >= MAX_REMEMBERED {
+                remembered.anywhere.clear();
+            }
+            remembered
+                .anywhere
+                .insert(origin.to_owned(), (Instant::now(), allowed));
         }
-        remembered
-            .anywhere
-            .insert(origin.to_owned(), (Instant::now(), allowed));
         allowed
     }
 
     /// `tenant` changed its origins.
     pub fn forget(&self, tenant: &TenantId) {
         let mut remembered = self.lock();
+        remembered.generation += 1;
         remembered.by_tenant.remove(tenant);
         remembered.anywhere.clear();
     }

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use islet_store::Subject;
+use islet_store::{Subject, SuspendedBy};
 use islet_types::policy::{self, Holding, Limits, QUOTA_FIELDS};
 use serde_json::{json, Map, Value};
 
@@ -264,8 +264,9 @@ pub async fn get_user(
     view["suspended"] = json!(suspension.is_some());
     view["suspended_at"] = json!(suspension
         .as_ref()
-        .map(|(_, at)| islet_types::time::rfc3339(*at)));
-    view["suspension_reason"] = json!(suspension.and_then(|(r, _)| r));
+        .map(|s| islet_types::time::rfc3339(s.at)));
+    view["suspended_by"] = json!(suspension.as_ref().map(|s| s.by.as_str()));
+    view["suspension_reason"] = json!(suspension.and_then(|s| s.reason));
     Ok(Json(json!({ "data": view })))
 }
 
@@ -288,7 +289,7 @@ pub async fn suspend(
     }
     state
         .store
-        .suspend_user(&caller.tenant_id, &user, b.reason)
+        .suspend_user(&caller.tenant_id, &user, b.reason, SuspendedBy::Tenant)
         .await?;
     let mut stopped = Vec::new();
     for (tenant, id) in state.store.suspended_running().await? {
@@ -313,7 +314,10 @@ pub async fn unsuspend(
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&uid)?;
-    let was = state.store.unsuspend_user(&caller.tenant_id, &user).await?;
+    let was = state
+        .store
+        .unsuspend_user(&caller.tenant_id, &user, SuspendedBy::Tenant)
+        .await?;
     Ok(Json(
         json!({ "data": { "external_user_id": user, "suspended": false, "was_suspended": was } }),
     ))

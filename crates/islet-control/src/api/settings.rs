@@ -122,14 +122,9 @@ pub async fn put(
         )?),
         None => None,
     };
-    if let Some(policy) = egress {
-        // Kept first, so a restart applies it even if the node fails to now.
-        state.store.set_egress(&caller.tenant_id, &policy).await?;
-        state
-            .runtime
-            .set_egress(caller.tenant_id.as_str(), policy)
-            .await?;
-    }
+    // One change of settings at a time, so the store and the host firewall end up holding the
+    // same egress rules whatever the order of concurrent changes.
+    let _one_at_a_time = state.settings_lock.lock().await;
     if let Some(origins) = origins {
         state
             .store
@@ -139,6 +134,15 @@ pub async fn put(
     }
     if let Some(pricing) = b.pricing {
         state.store.set_pricing(&caller.tenant_id, pricing).await?;
+    }
+    if let Some(policy) = egress {
+        // Stored first, then applied: a failure to apply is retried by the server (every
+        // second, and at start) and reported here.
+        state.store.set_egress(&caller.tenant_id, &policy).await?;
+        state
+            .runtime
+            .set_egress(caller.tenant_id.as_str(), policy)
+            .await?;
     }
     Ok(Json(
         json!({ "data": view(&state, &caller.tenant_id).await? }),

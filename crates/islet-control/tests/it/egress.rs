@@ -41,9 +41,10 @@ while True:
                 key.fileobj.close()
 "#;
 
-/// Opens N connections one after another, holding each, then reports how they went.
+/// Opens N connections one after another, holding each, then reports how they went; with a
+/// fourth argument `hold`, keeps them open until killed.
 const OPENER: &str = r#"
-import json, socket, sys
+import json, socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 held, out = [], {"connected": 0, "refused": 0, "other": []}
 for _ in range(n):
@@ -59,7 +60,9 @@ for _ in range(n):
     except OSError as e:
         out["other"].append(str(e))
         s.close()
-print(json.dumps(out))
+print(json.dumps(out), flush=True)
+while len(sys.argv) > 4 and sys.argv[4] == "hold":
+    time.sleep(60)
 for s in held:
     s.close()
 "#;
@@ -220,6 +223,35 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
     assert_eq!(set["max_connections_per_sandbox"], 10);
     assert_eq!(open(&acme, &a1, &out, 30).await, (10, 20));
     assert_eq!(open(&other, &b1, &out, 30).await, (30, 0));
+    // Held connections go on counting when the rules are rewritten for other sandboxes (a
+    // chain whose rules did not change is left alone).
+    let holder = acme
+        .call(
+            "POST",
+            &format!("/sandboxes/{a1}/processes"),
+            Some(json!({"command": format!("python3 /tmp/opener.py {} {OUTSIDE_PORT} 10 hold", out.ip)})),
+        )
+        .await;
+    assert_eq!(holder.status, 201, "{:?}", holder.body);
+    let mut holding = false;
+    for _ in 0..50 {
+        if open(&acme, &a1, &out, 1).await == (0, 1) {
+            holding = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(holding, "the holder's 10 connections fill the cap");
+    let rewrite = acme.sandbox(json!({"external_user_id": "u9"})).await;
+    assert_eq!(
+        open(&acme, &a1, &out, 1).await,
+        (0, 1),
+        "the count survived the rewrite"
+    );
+    let (code, _, err) = acme.exec(&a1, "pkill -f 'opener[.]py .* hold'; true").await;
+    assert_eq!(code, 0, "{err}");
+    acme.call("DELETE", &format!("/sandboxes/{rewrite}"), None)
+        .await;
     // A cap above the platform's does not lift it.
     set_egress(&acme, json!({"max_connections_per_sandbox": 1000})).await;
     assert_eq!(open(&acme, &a1, &out, 50).await, (40, 10));
@@ -317,12 +349,18 @@ async fn a_tenants_rules_hold_across_a_server_crash() {
         .output()
         .unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
-    assert!(rules.contains("-s 10."), "{rules}");
+    assert!(rules.contains(&format!("-i {prefix}")), "{rules}");
 
     server = spawn_with(&data, &prefix, octet, &[]);
     let client = Client::new(&server.base, &key);
     assert_eq!(client.state(&id).await, "running");
     assert_eq!(open(&client, &id, &out, 1).await, (0, 1));
+    // The restarted server knows the rules (not only the kernel): a new sandbox gets them.
+    let fresh = sandbox_with_opener(&client, json!({})).await;
+    assert_eq!(open(&client, &fresh, &out, 1).await, (0, 1));
+    client
+        .call("DELETE", &format!("/sandboxes/{fresh}"), None)
+        .await;
     // The restarted server owns the rules: clearing them works.
     set_egress(&client, Value::Null).await;
     assert_eq!(open(&client, &id, &out, 1).await, (1, 0));
@@ -330,10 +368,68 @@ async fn a_tenants_rules_hold_across_a_server_crash() {
         .args(["-w", "-S", &chain])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&rules.stdout).contains("-s 10."));
+    assert!(!String::from_utf8_lossy(&rules.stdout).contains(&format!("-i {prefix}")));
     client
         .call("DELETE", &format!("/sandboxes/{id}"), None)
         .await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_sandbox_handed_to_a_tenant_gets_its_rules() {
+    let server = TestServer::start_with(islet_control::Config {
+        warm_pool: 1,
+        ..islet_control::Config::default()
+    })
+    .await;
+    let out = Outside::start();
+    let acme = server.tenant(None).await;
+    set_egress(&acme, json!({"deny": [format!("{}/32", out.ip)]})).await;
+    // Wait for the pool's sandbox, then take it.
+    let mut pooled = 0;
+    for _ in 0..300 {
+        if let Some(pool) = server.state.pool.get() {
+            let filter = islet_store::ListFilter {
+                state: Some(islet_types::SandboxState::Running),
+                limit: 10,
+                ..Default::default()
+            };
+            pooled = server
+                .state
+                .store
+                .list_sandboxes(&pool.tenant_id, filter)
+                .await
+                .unwrap()
+                .0
+                .len();
+            if pooled > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(pooled, 1, "the pool filled");
+    let created = acme
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(json!({"external_user_id": "u1"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    let record = server
+        .state
+        .store
+        .get_sandbox_any(&id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(record.boot_ms, Some(0), "it came from the pool");
+    let script = std::env::temp_dir().join(format!("islet-opener-{}.py", std::process::id()));
+    std::fs::write(&script, OPENER).unwrap();
+    acme.upload(&id, &script, "/tmp/opener.py").await;
+    assert_eq!(open(&acme, &id, &out, 1).await, (0, 1));
+    acme.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    server.stop().await;
 }

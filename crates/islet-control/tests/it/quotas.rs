@@ -672,6 +672,23 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     assert_eq!(tenant.state(&bystander).await, "running");
     let user = tenant.call("GET", "/external-users/rogue", None).await;
     assert_eq!(user.body["data"]["suspended"], true, "{:?}", user.body);
+    assert_eq!(user.body["data"]["suspended_by"], "operator");
+    // The tenant cannot lift the operator's suspension, nor overwrite its reason.
+    let lift = tenant
+        .call("POST", "/external-users/rogue/unsuspend", Some(json!({})))
+        .await;
+    assert_eq!(lift.status, 409, "{:?}", lift.body);
+    let again = tenant
+        .call(
+            "POST",
+            "/external-users/rogue/suspend",
+            Some(json!({"reason": "mine"})),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    let user = tenant.call("GET", "/external-users/rogue", None).await;
+    assert_eq!(user.body["data"]["suspended_by"], "operator");
+    assert_eq!(user.body["data"]["suspension_reason"], "abuse");
 
     let (ok, said, err) = operator(
         &data,
