@@ -190,3 +190,61 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
         assert_eq!(groups, vec![None, Some("alpha".to_owned())]);
     }
 }
+
+#[tokio::test]
+async fn a_sample_older_than_what_is_accounted_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("islet.db")).unwrap();
+    let tenant = store
+        .create_tenant("t".into(), None)
+        .await
+        .unwrap()
+        .tenant_id;
+    let BeginCreate::New(record) = store
+        .begin_create(
+            &tenant,
+            None,
+            request("ann", None),
+            Isolation::Container,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not admitted");
+    };
+    store
+        .transition(&record.id, Transition::Started, TransitionFacts::default())
+        .await
+        .unwrap();
+    let t0 = now_millis();
+    let sample = |at: i64, cpu: u64, bytes: u64| UsageSample {
+        sandbox_id: record.id.clone(),
+        at,
+        cpu_usec: Some(cpu),
+        memory_bytes: 0,
+        network: Some((bytes, bytes)),
+    };
+    // The meter read at t0 + 1 s, but a stop's sample (t0 + 2 s) was accounted first.
+    store
+        .record_usage(vec![sample(t0 + 2_000, 2_000_000, 2_000)])
+        .await
+        .unwrap();
+    let (_, before) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    store
+        .record_usage(vec![sample(t0 + 1_000, 1_000_000, 1_000)])
+        .await
+        .unwrap();
+    let (_, after) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    assert_eq!(before, after, "the late sample counted again");
+    assert!((after.cpu_seconds - 2.0).abs() < 1e-9, "{after:?}");
+    assert_eq!(after.network_egress_bytes, 2_000.0);
+    // The marks did not move back: the next sample counts only what is new.
+    store
+        .record_usage(vec![sample(t0 + 3_000, 2_500_000, 2_600)])
+        .await
+        .unwrap();
+    let (_, later) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    assert!((later.cpu_seconds - 2.5).abs() < 1e-9, "{later:?}");
+    assert_eq!(later.network_egress_bytes, 2_600.0);
+}
