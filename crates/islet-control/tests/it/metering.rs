@@ -11,17 +11,17 @@ use serde_json::json;
 
 use super::crash::{spawn_with, tenant_key};
 
-/// The sandbox's cumulative CPU time, µs, read from its cgroup the way an operator would:
-/// the server's own cgroup (per `/proc/<pid>/cgroup`) + `islet/<id>`.
-fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
+/// A file of the sandbox's cgroup, read the way an operator would: the server's own cgroup
+/// (per `/proc/<pid>/cgroup`) + `islet/<id>`; `v1` names the controller and file on cgroup v1.
+fn cgroup_read(server_pid: u32, sandbox: &str, v1: (&str, &str), v2_file: &str) -> String {
     let own = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap();
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let (dir, file): (PathBuf, &str) = if v2 {
+    let dir = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-        (
-            Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
-            "cpu.stat",
-        )
+        Path::new("/sys/fs/cgroup")
+            .join(path.trim_start_matches('/'))
+            .join("islet")
+            .join(sandbox)
+            .join(v2_file)
     } else {
         let path = own
             .lines()
@@ -30,26 +30,44 @@ fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
                 let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
                 controllers
                     .split(',')
-                    .any(|c| c == "cpuacct")
+                    .any(|c| c == v1.0)
                     .then(|| path.to_owned())
             })
             .unwrap();
-        (
-            Path::new("/sys/fs/cgroup/cpuacct").join(path.trim_start_matches('/')),
-            "cpuacct.usage",
-        )
+        PathBuf::from(format!("/sys/fs/cgroup/{}", v1.0))
+            .join(path.trim_start_matches('/'))
+            .join("islet")
+            .join(sandbox)
+            .join(v1.1)
     };
-    let text = std::fs::read_to_string(dir.join("islet").join(sandbox).join(file)).unwrap();
-    if v2 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("usage_usec "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    } else {
-        text.trim().parse::<u64>().unwrap() / 1000
+    std::fs::read_to_string(dir).unwrap()
+}
+
+/// The sandbox's cumulative CPU time, µs, from its cgroup.
+fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
+    let text = cgroup_read(
+        server_pid,
+        sandbox,
+        ("cpuacct", "cpuacct.usage"),
+        "cpu.stat",
+    );
+    match text.lines().find_map(|l| l.strip_prefix("usage_usec ")) {
+        Some(usec) => usec.trim().parse().unwrap(),
+        None => text.trim().parse::<u64>().unwrap() / 1000,
     }
+}
+
+/// The memory the sandbox's cgroup holds now, bytes.
+fn cgroup_memory_bytes(server_pid: u32, sandbox: &str) -> u64 {
+    cgroup_read(
+        server_pid,
+        sandbox,
+        ("memory", "memory.usage_in_bytes"),
+        "memory.current",
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 async fn burn(client: &Client, id: &str, seconds: u32) {
@@ -74,6 +92,27 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     let id = client
         .sandbox(json!({"external_user_id": "metered", "external_project_id": "p1"}))
         .await;
+    // A steady 256 MiB: the memory side of the workload.
+    let holder = client
+        .call(
+            "POST",
+            &format!("/sandboxes/{id}/processes"),
+            Some(json!({"command": "python3 -c \"import time; b = b'x' * (256 << 20); time.sleep(3600)\""})),
+        )
+        .await;
+    assert_eq!(holder.status, 201, "{:?}", holder.body);
+    for _ in 0..100 {
+        if cgroup_memory_bytes(server.child.id(), &id) >= 256 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two meter intervals with it in place, then the meter's totals so far.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let before = client
+        .call("GET", &format!("/sandboxes/{id}/usage"), None)
+        .await;
+    let memory_at_start = cgroup_memory_bytes(server.child.id(), &id) as f64;
     burn(&client, &id, 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.child.kill().unwrap(); // SIGKILL: no last sample, nothing flushed
@@ -88,6 +127,7 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     );
     burn(&client, &id, 2).await;
     let truth = cgroup_cpu_usec(server.child.id(), &id) as f64 / 1e6;
+    let memory_at_end = cgroup_memory_bytes(server.child.id(), &id) as f64;
     assert_eq!(
         client
             .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
@@ -112,7 +152,24 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
         running > 4.0 && running <= wall + 0.5,
         "running {running} s of {wall} s"
     );
-    assert!(u["memory_gib_seconds"].as_f64().unwrap() > 0.0);
+    // Memory: what the meter integrated between the two readings, per running second, against
+    // what the cgroup held (steady: the holder's 256 MiB and little else), across the restart.
+    let b = &before.body["data"];
+    let gib_seconds =
+        u["memory_gib_seconds"].as_f64().unwrap() - b["memory_gib_seconds"].as_f64().unwrap();
+    let seconds = running - b["sandbox_seconds"].as_f64().unwrap();
+    let metered_gib = gib_seconds / seconds;
+    let truth_gib = (memory_at_start + memory_at_end) / 2.0 / (1u64 << 30) as f64;
+    println!(
+        "metering: memory {gib_seconds:.4} GiB-s over {seconds:.2} s = {metered_gib:.4} GiB; cgroup {truth_gib:.4} GiB ({:.4} .. {:.4})",
+        memory_at_start / (1u64 << 30) as f64,
+        memory_at_end / (1u64 << 30) as f64
+    );
+    assert!(seconds > 4.0, "{seconds}");
+    assert!(
+        (metered_gib - truth_gib).abs() <= truth_gib * 0.01,
+        "metered {metered_gib} GiB vs cgroup {truth_gib} GiB"
+    );
     assert_eq!(
         u["active_cpu_ms"].as_u64().unwrap(),
         (metered * 1000.0).round() as u64
