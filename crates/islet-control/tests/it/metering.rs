@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use islet_control::Config;
+use islet_types::sandbox::Isolation;
 use islet_testkit::{data_dir, network_identity, Client, TestServer};
 use serde_json::json;
 
@@ -392,12 +393,22 @@ async fn start_pump(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_bytes_are_metered_per_sandbox_across_a_stop_and_resume() {
+    network_bytes_are_metered(Isolation::Container).await;
+}
+
+/// gVisor's own network stack sends through the same link: the same meter applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_bytes_of_a_gvisor_sandbox_are_metered_too() {
+    network_bytes_are_metered(Isolation::Gvisor).await;
+}
+
+async fn network_bytes_are_metered(isolation: Isolation) {
     let server = TestServer::start_with(Config {
         meter_interval: Duration::from_millis(300),
         ..Config::default()
     })
     .await;
-    let tenant = server.tenant(None).await;
+    let tenant = server.tenant(Some(isolation)).await;
     let id = tenant.sandbox(json!({"external_user_id": "netty"})).await;
     const MIB: u64 = 1024 * 1024;
 
