@@ -28,6 +28,24 @@ fn tool(name: &'static str, fix: &'static str) -> Check {
     }
 }
 
+/// The connlimit match the per-sandbox connection cap is made of.
+fn connlimit() -> Check {
+    let ok = std::process::Command::new("iptables")
+        .args(["-m", "connlimit", "-h"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    Check {
+        name: "iptables connlimit",
+        ok,
+        detail: if ok {
+            "the connlimit match loads".into()
+        } else {
+            "iptables -m connlimit failed".into()
+        },
+        fix: "a kernel with xt_connlimit, or run with --egress-max-connections 0 (no per-sandbox cap)",
+    }
+}
+
 /// Real KVM (VT-x / AMD-V) versus PVM, which stock guest kernels cannot boot.
 fn kvm() -> Check {
     let dev = Path::new("/dev/kvm").exists();
@@ -75,6 +93,11 @@ pub fn run() -> anyhow::Result<()> {
             "apt-get install mmdebstrap (to build templates)",
         ),
         tool("iptables", "apt-get install iptables"),
+        tool(
+            "iptables-restore",
+            "apt-get install iptables (tenants' egress rules are applied with it)",
+        ),
+        connlimit(),
         Check {
             name: "cgroups",
             ok: Path::new("/sys/fs/cgroup").exists(),

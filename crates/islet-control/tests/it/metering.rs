@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use islet_control::Config;
-use islet_types::sandbox::Isolation;
 use islet_testkit::{data_dir, network_identity, Client, TestServer};
+use islet_types::sandbox::Isolation;
 use serde_json::json;
 
 use super::crash::{spawn_with, tenant_key};
