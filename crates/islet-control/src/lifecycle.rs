@@ -189,7 +189,21 @@ async fn create_attached(
             if let Some(slot) = record.net_index {
                 if let Err(e) = state.runtime.rebind_egress(slot, tenant.as_str()).await {
                     tracing::error!(sandbox_id = %record.id, error = %e, "egress rules for a pool hand-over failed; stopping it");
-                    let _ = stop_attached(state, tenant, &record.id).await;
+                    if stop_attached(state, tenant, &record.id).await.is_err() {
+                        // Not left `running` either way: failed, its host resources gone.
+                        let _ = state
+                            .runtime
+                            .stop(&record.id, record.isolation, record.net_index)
+                            .await;
+                        let facts = TransitionFacts {
+                            error: Some("egress rules could not be applied".into()),
+                            ..Default::default()
+                        };
+                        let _ = state
+                            .store
+                            .transition(&record.id, Transition::Failed, facts)
+                            .await;
+                    }
                     return Err(e.into());
                 }
             }

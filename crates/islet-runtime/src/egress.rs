@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 
 use crate::error::RuntimeError;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     /// Restricted groups: their chain and rules.
     groups: BTreeMap<String, (String, EgressPolicy)>,
@@ -114,11 +114,18 @@ impl Egress {
         if unchanged && !state.dirty {
             return Ok(());
         }
+        // A change the kernel refuses (a transaction is all or nothing) is undone here too, so
+        // one tenant's rules can never leave every later change failing.
+        let before = state.clone();
         if !unchanged {
             Self::forget(&mut state, group);
             Self::put(&mut state, &self.prefix, group.to_owned(), policy);
         }
-        self.apply(&mut state).await
+        let result = self.apply(&mut state).await;
+        if result.is_err() && !unchanged {
+            *state = before;
+        }
+        result
     }
 
     /// A slot now carries a sandbox of `group` behind host link `link` (before its processes
@@ -133,23 +140,31 @@ impl Egress {
         let before = state
             .slots
             .insert(slot, (group.to_owned(), link.to_owned()));
-        let needed = state.dirty
-            || state.restricted(Some(&group.to_owned()))
-            || state.restricted(before.as_ref().map(|(g, _)| g));
-        if needed {
-            self.apply(&mut state).await?;
+        let restricted = state.restricted(Some(&group.to_owned()));
+        if state.dirty || restricted || state.restricted(before.as_ref().map(|(g, _)| g)) {
+            match self.apply(&mut state).await {
+                Ok(()) => {}
+                // The sandbox must not run without its rules.
+                Err(e) if restricted => return Err(e),
+                // Nothing of its own to apply: at worst a previous owner's jump (which only
+                // refuses) lingers until the next successful change.
+                Err(e) => tracing::warn!(error = %e, slot, "egress rules not rewritten; retrying"),
+            }
         }
         Ok(())
     }
 
-    /// A slot's sandbox is gone (stopped or destroyed).
-    pub(crate) async fn release(&self, slot: u32) -> Result<(), RuntimeError> {
+    /// A slot's sandbox is gone (stopped or destroyed). Never fails a teardown: a jump left
+    /// for a link that no longer exists matches nothing, and the next change (or `heal`)
+    /// removes it.
+    pub(crate) async fn release(&self, slot: u32) {
         let mut state = self.state.lock().await;
         let before = state.slots.remove(&slot);
         if state.dirty || state.restricted(before.as_ref().map(|(g, _)| g)) {
-            self.apply(&mut state).await?;
+            if let Err(e) = self.apply(&mut state).await {
+                tracing::warn!(error = %e, slot, "egress rules not rewritten; retrying");
+            }
         }
-        Ok(())
     }
 
     /// After a failed transaction, try the whole wanted state again.
@@ -259,6 +274,8 @@ impl Egress {
                 Ok(())
             }
             Err(e) => {
+                // Next time every chain is written whole, whatever the kernel holds now.
+                state.applied.clear();
                 state.dirty = true;
                 Err(e)
             }

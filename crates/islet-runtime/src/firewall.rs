@@ -226,6 +226,27 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Whether the kernel takes a connlimit rule (tried in a scratch chain, removed again).
+pub(crate) async fn connlimit_works(prefix: &str) -> bool {
+    let chain = format!("{}-PROBE", prefix.to_uppercase());
+    let _ = iptables(&["-N", &chain]).await;
+    let works = iptables(&[
+        "-A",
+        &chain,
+        "-m",
+        "connlimit",
+        "--connlimit-above",
+        "1",
+        "-j",
+        "RETURN",
+    ])
+    .await
+    .unwrap_or(false);
+    let _ = iptables(&["-F", &chain]).await;
+    let _ = iptables(&["-X", &chain]).await;
+    works
+}
+
 /// The resolvers in the host's `/etc/resolv.conf` that sandboxes can use (IPv4, not loopback).
 pub fn host_nameservers() -> Vec<Ipv4Addr> {
     std::fs::read_to_string("/etc/resolv.conf")

@@ -68,6 +68,8 @@ pub struct Runtime {
     netlink: Handle,
     cgroups: cgroups::Layout,
     egress: Egress,
+    /// Whether the kernel can cap connections (tenants' `max_connections_per_sandbox`).
+    connection_caps: bool,
     /// Whether sandboxes get disks of their own, i.e. `disk_mb` is enforced (see `disk`).
     disk_limits: bool,
 }
@@ -82,6 +84,8 @@ impl Runtime {
         allow_search_to(&config.layout.state_dir)?;
         firewall::install(&config).await?;
         let egress = Egress::start(&config.net_prefix).await?;
+        let connection_caps = config.max_egress_connections.is_some()
+            || firewall::connlimit_works(&config.net_prefix).await;
         let (connection, netlink, _) =
             rtnetlink::new_connection().map_err(RuntimeError::io("netlink socket"))?;
         tokio::spawn(connection);
@@ -100,6 +104,7 @@ impl Runtime {
             netlink,
             cgroups,
             egress,
+            connection_caps,
             disk_limits,
         })
     }
@@ -155,6 +160,11 @@ impl Runtime {
         self.egress
             .bind(slot, group, &host_veth(&self.config, slot))
             .await
+    }
+
+    /// Whether connection caps can be enforced on this host (the kernel's connlimit match).
+    pub fn connection_caps_supported(&self) -> bool {
+        self.connection_caps
     }
 
     /// After a failed change of the egress rules, apply them again (a no-op otherwise).
@@ -390,7 +400,7 @@ impl Runtime {
         );
         note(cgroups::remove(&self.cgroups, &cgroup_name(id)));
         if let Some(i) = net_index {
-            note(self.egress.release(i).await);
+            self.egress.release(i).await;
         }
         let veth = net_index.map(|i| host_veth(&self.config, i));
         match veth {

@@ -323,15 +323,18 @@ impl Store {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let now = now_millis();
-            // A tenant's suspension never replaces the operator's (nor its reason).
+            // The tenant's and the operator's suspensions are kept apart, each with its reason.
             tx.execute(
                 "INSERT INTO suspended_users (tenant_id, external_user_id, reason, suspended_at,
-                    by_operator)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                    by_tenant, by_operator, operator_reason)
+                 VALUES (?1, ?2, CASE WHEN ?5 THEN NULL ELSE ?3 END, ?4, NOT ?5, ?5,
+                    CASE WHEN ?5 THEN ?3 END)
                  ON CONFLICT(tenant_id, external_user_id) DO UPDATE SET
-                    reason = CASE WHEN by_operator AND NOT excluded.by_operator THEN reason
-                                  ELSE excluded.reason END,
-                    by_operator = by_operator OR excluded.by_operator",
+                    reason = CASE WHEN excluded.by_operator THEN reason ELSE excluded.reason END,
+                    by_tenant = by_tenant OR excluded.by_tenant,
+                    by_operator = by_operator OR excluded.by_operator,
+                    operator_reason = CASE WHEN excluded.by_operator
+                                           THEN excluded.operator_reason ELSE operator_reason END",
                 params![tenant.as_str(), user, reason, now, by_operator],
             )?;
             tx.execute(
@@ -357,29 +360,46 @@ impl Store {
         .await
     }
 
-    /// Lift a suspension; `false` if the user was not suspended. A tenant cannot lift the
-    /// operator's (409).
+    /// Lift `by`'s suspension: `(was suspended by them, still suspended by the other)`. The
+    /// tenant cannot lift anything while the operator's suspension stands (409).
     pub async fn unsuspend_user(
         &self,
         tenant_id: &TenantId,
         user: &str,
         by: SuspendedBy,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(bool, bool), StoreError> {
         let (tenant, user) = (tenant_id.clone(), user.to_owned());
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let operators: Option<bool> = tx
+            let flags: Option<(bool, bool)> = tx
                 .query_row(
-                    "SELECT by_operator FROM suspended_users
+                    "SELECT by_tenant, by_operator FROM suspended_users
                      WHERE tenant_id = ?1 AND external_user_id = ?2",
                     params![tenant.as_str(), user],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if operators == Some(true) && by == SuspendedBy::Tenant {
-                return Err(StoreError::Conflict(format!(
-                    "{user} was suspended by the platform's operator; only the operator can lift it"
-                )));
+            let Some((by_tenant, by_operator)) = flags else {
+                return Ok((false, false));
+            };
+            let (was, other) = match by {
+                SuspendedBy::Tenant if by_operator => {
+                    return Err(StoreError::Conflict(format!(
+                        "{user} is suspended by the platform's operator; only the operator can lift it"
+                    )));
+                }
+                SuspendedBy::Tenant => (by_tenant, false),
+                SuspendedBy::Operator => (by_operator, by_tenant),
+            };
+            if other {
+                // The tenant's own suspension stands.
+                tx.execute(
+                    "UPDATE suspended_users SET by_operator = 0, operator_reason = NULL
+                     WHERE tenant_id = ?1 AND external_user_id = ?2",
+                    params![tenant.as_str(), user],
+                )?;
+                tx.commit()?;
+                return Ok((was, true));
             }
             let removed = tx.execute(
                 "DELETE FROM suspended_users WHERE tenant_id = ?1 AND external_user_id = ?2",
@@ -395,7 +415,7 @@ impl Store {
                 )?;
             }
             tx.commit()?;
-            Ok(removed > 0)
+            Ok((was, false))
         })
         .await
     }
@@ -410,18 +430,23 @@ impl Store {
         self.with(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT reason, suspended_at, by_operator FROM suspended_users
+                    "SELECT reason, suspended_at, by_operator, operator_reason FROM suspended_users
                      WHERE tenant_id = ?1 AND external_user_id = ?2",
                     params![tenant, user],
                     |r| {
-                        Ok(Suspension {
-                            reason: r.get(0)?,
-                            at: r.get(1)?,
-                            by: if r.get::<_, bool>(2)? {
-                                SuspendedBy::Operator
-                            } else {
-                                SuspendedBy::Tenant
-                            },
+                        // The operator's outranks the tenant's: it is the one shown.
+                        Ok(if r.get::<_, bool>(2)? {
+                            Suspension {
+                                reason: r.get(3)?,
+                                at: r.get(1)?,
+                                by: SuspendedBy::Operator,
+                            }
+                        } else {
+                            Suspension {
+                                reason: r.get(0)?,
+                                at: r.get(1)?,
+                                by: SuspendedBy::Tenant,
+                            }
                         })
                     },
                 )

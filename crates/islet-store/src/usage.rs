@@ -90,7 +90,7 @@ pub(crate) fn mark_running(
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO usage_meters (sandbox_id, cpu_usec, run_at, storage_at, net_in, net_out)
-         VALUES (?1, 0, ?2, ?3, 0, 0)
+         VALUES (?1, 0, ?2, ?3, CASE WHEN ?4 THEN 0 END, CASE WHEN ?4 THEN 0 END)
          ON CONFLICT(sandbox_id) DO UPDATE SET run_at = ?2,
             cpu_usec = CASE WHEN ?4 THEN 0 ELSE cpu_usec END,
             net_in = CASE WHEN ?4 THEN 0 ELSE net_in END,

@@ -274,12 +274,13 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Unsuspend { tenant, user, data } => {
             let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
-            let was = store
+            let (was, still) = store
                 .unsuspend_user(&tenant_id, &user, islet_store::SuspendedBy::Operator)
                 .await?;
+            // `suspended` stays true when the tenant's own suspension stands.
             println!(
                 "{}",
-                serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": false, "was_suspended": was })
+                serde_json::json!({ "tenant_id": tenant_id, "external_user_id": user, "suspended": still, "was_suspended": was })
             );
         }
     }

@@ -46,6 +46,26 @@ fn connlimit() -> Check {
     }
 }
 
+/// The nftables backend, under which a tenant's unchanged egress chain keeps its connection
+/// counts when other rules change (the legacy backend rewrites the whole table each time).
+fn iptables_backend() -> Check {
+    let version = std::process::Command::new("iptables")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    Check {
+        name: "iptables backend",
+        ok: version.contains("nf_tables"),
+        detail: if version.is_empty() {
+            "unknown".into()
+        } else {
+            version
+        },
+        fix: "update-alternatives --set iptables /usr/sbin/iptables-nft (legacy restarts connection counts on every egress change)",
+    }
+}
+
 /// Real KVM (VT-x / AMD-V) versus PVM, which stock guest kernels cannot boot.
 fn kvm() -> Check {
     let dev = Path::new("/dev/kvm").exists();
@@ -98,6 +118,7 @@ pub fn run() -> anyhow::Result<()> {
             "apt-get install iptables (tenants' egress rules are applied with it)",
         ),
         connlimit(),
+        iptables_backend(),
         Check {
             name: "cgroups",
             ok: Path::new("/sys/fs/cgroup").exists(),

@@ -314,7 +314,7 @@ pub async fn unsuspend(
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&uid)?;
-    let was = state
+    let (was, _) = state
         .store
         .unsuspend_user(&caller.tenant_id, &user, SuspendedBy::Tenant)
         .await?;

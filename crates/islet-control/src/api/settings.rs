@@ -122,9 +122,19 @@ pub async fn put(
         )?),
         None => None,
     };
+    if egress
+        .as_ref()
+        .is_some_and(|p| p.max_connections_per_sandbox.is_some())
+        && !state.runtime.connection_caps_supported()
+    {
+        return Err(ApiError::validation(
+            "this host cannot cap connections (its kernel lacks the connlimit match)",
+            "egress.max_connections_per_sandbox",
+        ));
+    }
     // One change of settings at a time, so the store and the host firewall end up holding the
     // same egress rules whatever the order of concurrent changes.
-    let _one_at_a_time = state.settings_lock.lock().await;
+    let one_at_a_time = state.settings_lock.clone().lock_owned().await;
     if let Some(origins) = origins {
         state
             .store
@@ -136,13 +146,23 @@ pub async fn put(
         state.store.set_pricing(&caller.tenant_id, pricing).await?;
     }
     if let Some(policy) = egress {
-        // Stored first, then applied: a failure to apply is retried by the server (every
-        // second, and at start) and reported here.
-        state.store.set_egress(&caller.tenant_id, &policy).await?;
-        state
-            .runtime
-            .set_egress(caller.tenant_id.as_str(), policy)
-            .await?;
+        // Stored, then applied; if the host refuses the rules, the stored ones go back to what
+        // they were (the runtime undoes its side itself). Its own task: a client that goes
+        // away cannot leave the store and the host disagreeing.
+        let (task_state, tenant) = (state.clone(), caller.tenant_id.clone());
+        tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
+            let store = &task_state.store;
+            let previous = store.egress(&tenant).await?;
+            store.set_egress(&tenant, &policy).await?;
+            if let Err(e) = task_state.runtime.set_egress(tenant.as_str(), policy).await {
+                store.set_egress(&tenant, &previous).await?;
+                return Err(ApiError::from(e));
+            }
+            Ok::<(), ApiError>(())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
     Ok(Json(
         json!({ "data": view(&state, &caller.tenant_id).await? }),

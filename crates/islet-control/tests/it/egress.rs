@@ -42,7 +42,8 @@ while True:
 "#;
 
 /// Opens N connections one after another, holding each, then reports how they went; with a
-/// fourth argument `hold`, keeps them open until killed.
+/// fourth argument `hold`, also writes the report to /tmp/held.json and keeps them open until
+/// killed.
 const OPENER: &str = r#"
 import json, socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -61,8 +62,13 @@ for _ in range(n):
         out["other"].append(str(e))
         s.close()
 print(json.dumps(out), flush=True)
-while len(sys.argv) > 4 and sys.argv[4] == "hold":
-    time.sleep(60)
+if len(sys.argv) > 4 and sys.argv[4] == "hold":
+    with open("/tmp/held.json.part", "w") as f:
+        f.write(json.dumps(out))
+    import os
+    os.rename("/tmp/held.json.part", "/tmp/held.json")
+    while True:
+        time.sleep(60)
 for s in held:
     s.close()
 "#;
@@ -233,15 +239,18 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
         )
         .await;
     assert_eq!(holder.status, 201, "{:?}", holder.body);
-    let mut holding = false;
-    for _ in 0..50 {
-        if open(&acme, &a1, &out, 1).await == (0, 1) {
-            holding = true;
+    // Nothing else connects until the holder has opened all it could (its report is written).
+    let mut held = Value::Null;
+    for _ in 0..100 {
+        let (code, report, _) = acme.exec(&a1, "cat /tmp/held.json").await;
+        if code == 0 {
+            held = serde_json::from_str(report.trim()).unwrap();
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(holding, "the holder's 10 connections fill the cap");
+    assert_eq!(held["connected"], 10, "the holder fills the cap: {held}");
+    assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1));
     let rewrite = acme.sandbox(json!({"external_user_id": "u9"})).await;
     assert_eq!(
         open(&acme, &a1, &out, 1).await,

@@ -102,12 +102,18 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
         )
         .await;
     assert_eq!(holder.status, 201, "{:?}", holder.body);
+    let mut held = 0;
     for _ in 0..100 {
-        if cgroup_memory_bytes(server.child.id(), &id) >= 256 << 20 {
+        held = cgroup_memory_bytes(server.child.id(), &id);
+        if held >= 256 << 20 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        held >= 256 << 20,
+        "the workload holds its memory: {held} bytes"
+    );
     // Two meter intervals with it in place, then the meter's totals so far.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let before = client

@@ -696,6 +696,16 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     );
     assert!(ok, "{err}");
     assert_eq!(said["was_suspended"], true);
+    // The tenant's own suspension (made while the operator's stood) outlives the operator's.
+    assert_eq!(said["suspended"], true);
+    let user = tenant.call("GET", "/external-users/rogue", None).await;
+    assert_eq!(user.body["data"]["suspended_by"], "tenant");
+    assert_eq!(user.body["data"]["suspension_reason"], "mine");
+    let lift = tenant
+        .call("POST", "/external-users/rogue/unsuspend", Some(json!({})))
+        .await;
+    assert_eq!(lift.status, 200, "{:?}", lift.body);
+    assert_eq!(lift.body["data"]["was_suspended"], true);
     let again = tenant
         .call(
             "POST",
