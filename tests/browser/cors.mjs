@@ -30,14 +30,11 @@
 //
 // Env: CHROMIUM_PATH overrides the browser binary; HARNESS_TIMEOUT_MS the overall deadline (50 s);
 // EXTRA_CHROMIUM_ARGS adds space-separated flags.
-import { chromium } from 'playwright-core';
+import { launchChromium, runHarness, sleep, within } from './common.mjs';
 import fs from 'node:fs';
 import http from 'node:http';
 
-const t0 = Date.now();
 const log = (...a) => console.error('[cors.mjs]', ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const OVERALL_MS = Number(process.env.HARNESS_TIMEOUT_MS) || 50_000;
 const CALL_MS = 30_000; // one fetch (an exec runs a command in the sandbox)
 
 const result = {
@@ -54,28 +51,6 @@ const result = {
   duration_ms: null,
 };
 
-// ---- output exactly once ---------------------------------------------------------------
-let emitted = false;
-function emit(code) {
-  if (emitted) return;
-  emitted = true;
-  result.duration_ms = Date.now() - t0;
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code));
-}
-const watchdog = setTimeout(() => {
-  result.errors.push(`harness timed out after ${OVERALL_MS} ms`);
-  emit(2);
-}, OVERALL_MS);
-process.on('uncaughtException', (e) => { result.errors.push(`uncaught: ${e.stack || e}`); emit(3); });
-process.on('unhandledRejection', (e) => { result.errors.push(`unhandled: ${e?.stack || e}`); emit(3); });
-
-// Run fn but never longer than ms; a late rejection is swallowed.
-function within(ms, what, fn) {
-  const p = Promise.resolve().then(fn);
-  p.catch(() => {});
-  return Promise.race([p, sleep(ms).then(() => { throw new Error(`${what}: timed out after ${ms} ms`); })]);
-}
-
 // ---- page servers ----------------------------------------------------------------------
 // One tiny page per origin. Both are plain HTTP on 127.0.0.1 and differ only by port, which is
 // enough to be different origins; loopback pages are secure contexts and calling the loopback
@@ -90,14 +65,6 @@ async function startPageServer(port, which) {
   });
   await new Promise((resolve, reject) => server.once('error', reject).listen(port || 0, '127.0.0.1', resolve));
   return { server, origin: `http://127.0.0.1:${server.address().port}` };
-}
-
-function chromiumPath() {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  // Debian's /usr/bin/chromium is a shell wrapper that sources /etc/chromium.d (adds extension
-  // loading, GPU rasterization flags, ...). Launch the real binary behind it when present.
-  for (const p of ['/usr/lib/chromium/chromium', '/usr/bin/chromium']) if (fs.existsSync(p)) return p;
-  throw new Error('chromium not found: run tests/browser/install.sh or set CHROMIUM_PATH');
 }
 
 // The calls, made by the page's own script (page.evaluate runs in the page's main world, so
@@ -146,12 +113,7 @@ async function main() {
     if (result.allowed_origin === result.other_origin) throw new Error('config: the two origins are the same');
     log('pages at', result.allowed_origin, 'and', result.other_origin);
 
-    const args = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--no-first-run', '--no-default-browser-check',
-      '--disable-extensions', '--mute-audio'];
-    if (process.env.EXTRA_CHROMIUM_ARGS) args.push(...process.env.EXTRA_CHROMIUM_ARGS.split(' ').filter(Boolean));
-    browser = await within(20_000, 'launch chromium', () =>
-      chromium.launch({ executablePath: chromiumPath(), headless: true, args, timeout: 20_000 }));
+    browser = await launchChromium();
     result.chromium_version = browser.version();
     log('chromium', result.chromium_version);
 
@@ -213,7 +175,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => { clearTimeout(watchdog); emit(0); },
-  (e) => { result.errors.push(`harness: ${e.stack || e}`); clearTimeout(watchdog); emit(1); },
-);
+runHarness('harness', result, main);

@@ -20,7 +20,7 @@
 //
 // Env: CHROMIUM_PATH overrides the browser binary; HARNESS_TIMEOUT_MS the overall deadline (50 s);
 // EXTRA_CHROMIUM_ARGS adds space-separated flags (e.g. --test-third-party-cookie-phaseout).
-import { chromium } from 'playwright-core';
+import { launchChromium, runHarness, sleep, within } from './common.mjs';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -29,10 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 
-const t0 = Date.now();
 const log = (...a) => console.error('[iframe.mjs]', ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const OVERALL_MS = Number(process.env.HARNESS_TIMEOUT_MS) || 50_000;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'islet-iframe-')); // parent's TLS key + cert
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -57,28 +54,6 @@ const result = {
   errors: [],
   duration_ms: null,
 };
-
-// ---- output exactly once ---------------------------------------------------------------
-let emitted = false;
-function emit(code) {
-  if (emitted) return;
-  emitted = true;
-  result.duration_ms = Date.now() - t0;
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code));
-}
-const watchdog = setTimeout(() => {
-  result.errors.push(`harness timed out after ${OVERALL_MS} ms`);
-  emit(2);
-}, OVERALL_MS);
-process.on('uncaughtException', (e) => { result.errors.push(`uncaught: ${e.stack || e}`); emit(3); });
-process.on('unhandledRejection', (e) => { result.errors.push(`unhandled: ${e?.stack || e}`); emit(3); });
-
-// Run fn but never longer than ms; a late rejection is swallowed.
-function within(ms, what, fn) {
-  const p = Promise.resolve().then(fn);
-  p.catch(() => {});
-  return Promise.race([p, sleep(ms).then(() => { throw new Error(`${what}: timed out after ${ms} ms`); })]);
-}
 
 // Poll the frame's body text until `done(text)`; tolerates the frame being mid-navigation.
 async function pollFrameText(frame, done, ms) {
@@ -131,14 +106,6 @@ async function startParentServer(scheme, pages, tmp) {
   return { server, origin: `${scheme}://127.0.0.1:${server.address().port}` };
 }
 
-function chromiumPath() {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  // Debian's /usr/bin/chromium is a shell wrapper that sources /etc/chromium.d (adds extension
-  // loading, GPU rasterization flags, ...). Launch the real binary behind it when present.
-  for (const p of ['/usr/lib/chromium/chromium', '/usr/bin/chromium']) if (fs.existsSync(p)) return p;
-  throw new Error('chromium not found: run tests/browser/install.sh or set CHROMIUM_PATH');
-}
-
 // Cookies through CDP (Storage.getCookies for this context) because it exposes partitionKey
 // {topLevelSite, hasCrossSiteAncestor}; falls back to context.cookies().
 async function previewCookies(browser, context, page, previewHost) {
@@ -184,13 +151,9 @@ async function main() {
     }, tmp));
     log('parent at', result.parent_url);
 
-    const args = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-      '--disable-background-networking', '--ignore-certificate-errors', '--no-first-run',
-      '--no-default-browser-check', '--disable-extensions', '--mute-audio'];
-    if (cfg.host_resolver_rules) args.push(`--host-resolver-rules=${cfg.host_resolver_rules}`);
-    if (process.env.EXTRA_CHROMIUM_ARGS) args.push(...process.env.EXTRA_CHROMIUM_ARGS.split(' ').filter(Boolean));
-    browser = await within(20_000, 'launch chromium', () =>
-      chromium.launch({ executablePath: chromiumPath(), headless: true, args, timeout: 20_000 }));
+    const extra = ['--ignore-certificate-errors'];
+    if (cfg.host_resolver_rules) extra.push(`--host-resolver-rules=${cfg.host_resolver_rules}`);
+    browser = await launchChromium(extra);
     result.chromium_version = browser.version();
     log('chromium', result.chromium_version);
 
@@ -284,7 +247,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => { clearTimeout(watchdog); emit(0); },
-  (e) => { result.errors.push(`harness: ${e.stack || e}`); clearTimeout(watchdog); emit(1); },
-);
+runHarness('harness', result, main);

@@ -132,13 +132,27 @@ fn spread(from: UnixMillis, to: UnixMillis) -> Vec<(UnixMillis, f64)> {
     out
 }
 
+/// The measures an upsert adds to the row it meets (hourly and daily rows alike).
+macro_rules! add_measures {
+    () => {
+        "
+            sandbox_seconds = sandbox_seconds + excluded.sandbox_seconds,
+            vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
+            cpu_seconds = cpu_seconds + excluded.cpu_seconds,
+            memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
+            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours,
+            network_ingress_bytes = network_ingress_bytes + excluded.network_ingress_bytes,
+            network_egress_bytes = network_egress_bytes + excluded.network_egress_bytes"
+    };
+}
+
 fn add(
     tx: &Transaction<'_>,
     record: &SandboxRecord,
     hour: UnixMillis,
     t: &UsageTotals,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "INSERT INTO usage_hourly (sandbox_id, hour, tenant_id, external_user_id,
             external_project_id, external_workspace_id, sandbox_seconds, vcpu_seconds,
             cpu_seconds, memory_gib_seconds, storage_gib_hours, network_ingress_bytes,
@@ -148,15 +162,9 @@ fn add(
             tenant_id = excluded.tenant_id,
             external_user_id = excluded.external_user_id,
             external_project_id = excluded.external_project_id,
-            external_workspace_id = excluded.external_workspace_id,
-            sandbox_seconds = sandbox_seconds + excluded.sandbox_seconds,
-            vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
-            cpu_seconds = cpu_seconds + excluded.cpu_seconds,
-            memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
-            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours,
-            network_ingress_bytes = network_ingress_bytes + excluded.network_ingress_bytes,
-            network_egress_bytes = network_egress_bytes + excluded.network_egress_bytes",
-    )?
+            external_workspace_id = excluded.external_workspace_id,",
+        add_measures!()
+    ))?
     .execute(params![
         record.id.as_str(),
         hour,
@@ -172,22 +180,16 @@ fn add(
         t.network_ingress_bytes,
         t.network_egress_bytes,
     ])?;
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "INSERT INTO usage_daily (tenant_id, day, external_user_id, external_project_id,
             external_workspace_id, sandbox_seconds, vcpu_seconds, cpu_seconds,
             memory_gib_seconds, storage_gib_hours, network_ingress_bytes, network_egress_bytes)
          VALUES (?1, ?2, COALESCE(?3, ''), COALESCE(?4, ''), COALESCE(?5, ''), ?6, ?7, ?8, ?9,
             ?10, ?11, ?12)
          ON CONFLICT(tenant_id, day, external_user_id, external_project_id, external_workspace_id)
-         DO UPDATE SET
-            sandbox_seconds = sandbox_seconds + excluded.sandbox_seconds,
-            vcpu_seconds = vcpu_seconds + excluded.vcpu_seconds,
-            cpu_seconds = cpu_seconds + excluded.cpu_seconds,
-            memory_gib_seconds = memory_gib_seconds + excluded.memory_gib_seconds,
-            storage_gib_hours = storage_gib_hours + excluded.storage_gib_hours,
-            network_ingress_bytes = network_ingress_bytes + excluded.network_ingress_bytes,
-            network_egress_bytes = network_egress_bytes + excluded.network_egress_bytes",
-    )?
+         DO UPDATE SET",
+        add_measures!()
+    ))?
     .execute(params![
         record.tenant_id.as_str(),
         hour - hour.rem_euclid(DAY_MS),
