@@ -3,9 +3,9 @@
 //! A tenant that sets no prices has free usage (every `credit_cents` is 0, and a credit cap
 //! never bites).
 
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
+use crate::tenant_settings::{json_setting_tx, JsonSetting};
 use crate::usage::UsageTotals;
 use crate::StoreError;
 
@@ -77,21 +77,15 @@ impl Pricing {
 
 /// The tenant's price list (all zero when it set none).
 pub(crate) fn pricing_tx(conn: &rusqlite::Connection, tenant: &str) -> Result<Pricing, StoreError> {
-    let raw: Option<String> = conn
-        .prepare_cached("SELECT pricing FROM tenant_settings WHERE tenant_id = ?1")?
-        .query_row([tenant], |r| r.get(0))
-        .optional()?
-        .flatten();
-    match raw {
-        None => Ok(Pricing::default()),
-        Some(raw) => serde_json::from_str(&raw).map_err(StoreError::corrupt),
-    }
+    Ok(json_setting_tx(conn, tenant, JsonSetting::Pricing)?.unwrap_or_default())
 }
 
 impl crate::Store {
     pub async fn pricing(&self, tenant_id: &islet_types::TenantId) -> Result<Pricing, StoreError> {
-        let tenant = tenant_id.to_string();
-        self.with(move |conn| pricing_tx(conn, &tenant)).await
+        Ok(self
+            .json_setting(tenant_id, JsonSetting::Pricing)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Replace the tenant's price list (`None` clears it: usage is free).
@@ -100,22 +94,8 @@ impl crate::Store {
         tenant_id: &islet_types::TenantId,
         pricing: Option<Pricing>,
     ) -> Result<(), StoreError> {
-        let tenant = tenant_id.to_string();
-        let raw = match pricing {
-            Some(p) => Some(serde_json::to_string(&p).map_err(StoreError::corrupt)?),
-            None => None,
-        };
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            crate::tenant_settings::ensure_row(&tx, &tenant)?;
-            tx.execute(
-                "UPDATE tenant_settings SET pricing = ?2, updated_at = ?3 WHERE tenant_id = ?1",
-                rusqlite::params![tenant, raw, islet_types::time::now_millis()],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.set_json_setting(tenant_id, JsonSetting::Pricing, pricing.as_ref())
+            .await
     }
 }
 

@@ -65,6 +65,42 @@ pub struct EdgeSettings {
     pub certificates: Vec<CertificateRow>,
 }
 
+/// The tenant settings kept as JSON, one column each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JsonSetting {
+    AllowedOrigins,
+    Pricing,
+    Egress,
+}
+
+impl JsonSetting {
+    fn column(self) -> &'static str {
+        match self {
+            JsonSetting::AllowedOrigins => "allowed_origins",
+            JsonSetting::Pricing => "pricing",
+            JsonSetting::Egress => "egress",
+        }
+    }
+}
+
+/// One of the tenant's JSON settings, parsed, inside a transaction.
+pub(crate) fn json_setting_tx<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    which: JsonSetting,
+) -> Result<Option<T>, StoreError> {
+    let raw: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT {} FROM tenant_settings WHERE tenant_id = ?1",
+            which.column()
+        ))?
+        .query_row([tenant], |r| r.get(0))
+        .optional()?
+        .flatten();
+    raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt))
+        .transpose()
+}
+
 pub(crate) fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tenant_settings (tenant_id, updated_at) VALUES (?1, ?2)
@@ -134,15 +170,10 @@ impl Store {
 
     /// The web origins the tenant's browser code calls the API from.
     pub async fn allowed_origins(&self, tenant_id: &TenantId) -> Result<Vec<String>, StoreError> {
-        let tenant = tenant_id.to_string();
-        self.with(move |conn| {
-            let raw: Option<Option<String>> = conn
-                .prepare_cached("SELECT allowed_origins FROM tenant_settings WHERE tenant_id = ?1")?
-                .query_row([&tenant], |r| r.get(0))
-                .optional()?;
-            Ok(raw.flatten().map(json).transpose()?.unwrap_or_default())
-        })
-        .await
+        Ok(self
+            .json_setting(tenant_id, JsonSetting::AllowedOrigins)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Replace the tenant's allowed origins (already validated: `scheme://host[:port]`).
@@ -151,13 +182,41 @@ impl Store {
         tenant_id: &TenantId,
         origins: Vec<String>,
     ) -> Result<(), StoreError> {
+        self.set_json_setting(tenant_id, JsonSetting::AllowedOrigins, Some(&origins))
+            .await
+    }
+
+    /// One of the tenant's JSON settings, parsed (`None` when it has none).
+    pub(crate) async fn json_setting<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        tenant_id: &TenantId,
+        which: JsonSetting,
+    ) -> Result<Option<T>, StoreError> {
         let tenant = tenant_id.to_string();
-        let raw = serde_json::to_string(&origins).map_err(StoreError::corrupt)?;
+        self.with(move |conn| json_setting_tx(conn, &tenant, which))
+            .await
+    }
+
+    /// Replace one of the tenant's JSON settings (`None` clears it).
+    pub(crate) async fn set_json_setting<T: serde::Serialize>(
+        &self,
+        tenant_id: &TenantId,
+        which: JsonSetting,
+        value: Option<&T>,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant_id.to_string();
+        let raw = value
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::corrupt)?;
         self.with(move |conn| {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
             tx.execute(
-                "UPDATE tenant_settings SET allowed_origins = ?2, updated_at = ?3 WHERE tenant_id = ?1",
+                &format!(
+                    "UPDATE tenant_settings SET {} = ?2, updated_at = ?3 WHERE tenant_id = ?1",
+                    which.column()
+                ),
                 params![tenant, raw, now_millis()],
             )?;
             tx.commit()?;

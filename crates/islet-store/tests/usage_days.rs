@@ -27,6 +27,33 @@ fn request(user: &str, project: Option<&str>) -> CreateSandbox {
     }
 }
 
+/// A running sandbox of `user` (metered from now on).
+async fn started(
+    store: &Store,
+    tenant: &islet_types::TenantId,
+    user: &str,
+    project: Option<&str>,
+) -> islet_types::SandboxId {
+    let BeginCreate::New(record) = store
+        .begin_create(
+            tenant,
+            None,
+            request(user, project),
+            Isolation::Container,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not admitted");
+    };
+    store
+        .transition(&record.id, Transition::Started, TransitionFacts::default())
+        .await
+        .unwrap();
+    record.id
+}
+
 type Measures = [f64; 4];
 
 /// What a total says of running time, CPU, storage and bytes sent.
@@ -69,24 +96,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
         .tenant_id;
     let mut ids = Vec::new();
     for (user, project) in [("ann", Some("alpha")), ("bob", None)] {
-        let BeginCreate::New(record) = store
-            .begin_create(
-                &tenant,
-                None,
-                request(user, project),
-                Isolation::Container,
-                None,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("not admitted");
-        };
-        store
-            .transition(&record.id, Transition::Started, TransitionFacts::default())
-            .await
-            .unwrap();
-        ids.push(record.id);
+        ids.push(started(&store, &tenant, user, project).await);
     }
     // Samples reaching four days ahead: each interval is spread over the hours it covers.
     let t0 = now_millis();
@@ -200,26 +210,10 @@ async fn a_sample_older_than_what_is_accounted_adds_nothing() {
         .await
         .unwrap()
         .tenant_id;
-    let BeginCreate::New(record) = store
-        .begin_create(
-            &tenant,
-            None,
-            request("ann", None),
-            Isolation::Container,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("not admitted");
-    };
-    store
-        .transition(&record.id, Transition::Started, TransitionFacts::default())
-        .await
-        .unwrap();
+    let id = started(&store, &tenant, "ann", None).await;
     let t0 = now_millis();
     let sample = |at: i64, cpu: u64, bytes: u64| UsageSample {
-        sandbox_id: record.id.clone(),
+        sandbox_id: id.clone(),
         at,
         cpu_usec: Some(cpu),
         memory_bytes: 0,
@@ -230,12 +224,12 @@ async fn a_sample_older_than_what_is_accounted_adds_nothing() {
         .record_usage(vec![sample(t0 + 2_000, 2_000_000, 2_000)])
         .await
         .unwrap();
-    let (_, before) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    let (_, before) = store.sandbox_usage(&tenant, &id).await.unwrap();
     store
         .record_usage(vec![sample(t0 + 1_000, 1_000_000, 1_000)])
         .await
         .unwrap();
-    let (_, after) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    let (_, after) = store.sandbox_usage(&tenant, &id).await.unwrap();
     assert_eq!(before, after, "the late sample counted again");
     assert!((after.cpu_seconds - 2.0).abs() < 1e-9, "{after:?}");
     assert_eq!(after.network_egress_bytes, 2_000.0);
@@ -244,7 +238,7 @@ async fn a_sample_older_than_what_is_accounted_adds_nothing() {
         .record_usage(vec![sample(t0 + 3_000, 2_500_000, 2_600)])
         .await
         .unwrap();
-    let (_, later) = store.sandbox_usage(&tenant, &record.id).await.unwrap();
+    let (_, later) = store.sandbox_usage(&tenant, &id).await.unwrap();
     assert!((later.cpu_seconds - 2.5).abs() < 1e-9, "{later:?}");
     assert_eq!(later.network_egress_bytes, 2_600.0);
 }
