@@ -21,6 +21,15 @@ pub enum SandboxState {
     Destroyed,
 }
 
+/// The longest label (`name`, `external_user_id`, `external_project_id`, …), bytes.
+pub const MAX_LABEL: usize = 256;
+
+/// Whether `value` may be a label: 1 to `MAX_LABEL` bytes, no control characters. One rule for
+/// every place an end user's or project's id arrives (bodies, paths, the operator's tools).
+pub fn label_ok(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_LABEL && !value.chars().any(char::is_control)
+}
+
 /// A lifecycle operation on a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {

@@ -233,8 +233,9 @@ async fn tenant_and_user(
     user: &str,
 ) -> anyhow::Result<(islet_store::Store, islet_types::TenantId)> {
     anyhow::ensure!(
-        !user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control),
-        "--user must be 1..=256 printable characters"
+        islet_types::sandbox::label_ok(user),
+        "--user must be 1..={} printable characters, as external_user_id is",
+        islet_types::sandbox::MAX_LABEL
     );
     let db = data.data_dir.join("islet.db");
     anyhow::ensure!(db.exists(), "no Islet data in {}", data.data_dir.display());

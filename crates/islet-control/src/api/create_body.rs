@@ -12,7 +12,6 @@ use crate::error::ApiError;
 
 pub const DEFAULT_TIMEOUT_SEC: u64 = 1800;
 pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
-const MAX_LABEL: usize = 256;
 const MAX_TAGS: usize = 50;
 const MAX_ENV: usize = 200;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -44,12 +43,13 @@ pub(crate) fn label(
     field: &'static str,
 ) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.is_empty() || v.len() > MAX_LABEL || v.chars().any(char::is_control) => {
-            Err(ApiError::validation(
-                format!("{field} must be 1..={MAX_LABEL} printable characters"),
-                field,
-            ))
-        }
+        Some(v) if !islet_types::sandbox::label_ok(&v) => Err(ApiError::validation(
+            format!(
+                "{field} must be 1..={} printable characters",
+                islet_types::sandbox::MAX_LABEL
+            ),
+            field,
+        )),
         other => Ok(other),
     }
 }
