@@ -174,18 +174,19 @@ fn request(user: Option<&str>) -> CreateSandbox {
 }
 
 fn admission(rt: &tokio::runtime::Runtime, n: usize) -> serde_json::Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("islet.db")).expect("store");
-    let tenant = rt
-        .block_on(store.create_tenant("bench".into(), None))
-        .expect("tenant")
-        .tenant_id;
-    let policy = serde_json::json!({"quotas": {"max_sandboxes": 1_000_000_000u64, "max_concurrent": 1_000_000_000u64,
-        "max_cpu": 1_000_000_000u64, "max_memory_mb": 1_000_000_000u64, "max_storage_gb": 1_000_000_000u64}});
-    // The tenant's default applies to every user, so each create runs every check.
-    rt.block_on(store.set_policy(&tenant, Subject::Tenant, policy.as_object().cloned()))
-        .expect("policy");
+    // Each variant on a store of its own, so none runs on a file the one before it grew.
     let rate = |users: Option<usize>| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("islet.db")).expect("store");
+        let tenant = rt
+            .block_on(store.create_tenant("bench".into(), None))
+            .expect("tenant")
+            .tenant_id;
+        let policy = serde_json::json!({"quotas": {"max_sandboxes": 1_000_000_000u64, "max_concurrent": 1_000_000_000u64,
+            "max_cpu": 1_000_000_000u64, "max_memory_mb": 1_000_000_000u64, "max_storage_gb": 1_000_000_000u64}});
+        // The tenant's default applies to every user, so each create runs every check.
+        rt.block_on(store.set_policy(&tenant, Subject::Tenant, policy.as_object().cloned()))
+            .expect("policy");
         let t = Instant::now();
         for i in 0..n {
             let user = users.map(|u| format!("user_{}", i % u));
