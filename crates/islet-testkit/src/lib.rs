@@ -337,6 +337,11 @@ impl Client {
         }
     }
 
+    /// Only the status of a call (for assertions that need nothing else).
+    pub async fn status(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
+        self.call(method, path, body).await.status
+    }
+
     /// `POST /sandboxes` with an `Idempotency-Key`: (status, body), status 0 if the request
     /// itself failed (e.g. the server died).
     pub async fn create_with_key(&self, key: &str, body: &Value) -> (u16, Value) {

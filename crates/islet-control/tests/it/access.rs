@@ -28,12 +28,12 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     assert!(token.starts_with("msk_live_"));
     assert_eq!(made.body["data"]["scopes"], json!(["sandboxes:read"]));
     let reader = as_key(&tenant, &token);
-    assert_eq!(reader.call("GET", "/sandboxes", None).await.status, 200);
+    assert_eq!(reader.status("GET", "/sandboxes", None).await, 200);
     let denied = reader.call("POST", "/sandboxes", Some(json!({}))).await;
     assert_eq!(denied.status, 403);
     assert_eq!(denied.body["error"]["code"], "INSUFFICIENT_SCOPE");
-    assert_eq!(reader.call("GET", "/webhooks", None).await.status, 403);
-    assert_eq!(reader.call("GET", "/api-keys", None).await.status, 403);
+    assert_eq!(reader.status("GET", "/webhooks", None).await, 403);
+    assert_eq!(reader.status("GET", "/api-keys", None).await, 403);
     // A restricted key cannot mint a wider one.
     let writer = tenant
         .call(
@@ -79,27 +79,24 @@ async fn keys_carry_scopes_rotate_and_revoke() {
         .to_owned();
     assert_eq!(
         writer
-            .call("POST", &format!("/api-keys/{full}/rotate"), None)
-            .await
-            .status,
+            .status("POST", &format!("/api-keys/{full}/rotate"), None)
+            .await,
         403
     );
     assert_eq!(
         writer
-            .call("DELETE", &format!("/api-keys/{full}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/api-keys/{full}"), None)
+            .await,
         403
     );
     assert_eq!(
         writer
-            .call(
+            .status(
                 "PATCH",
                 &format!("/api-keys/{full}"),
                 Some(json!({"name": "mine now"}))
             )
-            .await
-            .status,
+            .await,
         403
     );
     let narrowed = tenant
@@ -136,30 +133,26 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     let new_token = rotated.body["data"]["token"].as_str().unwrap().to_owned();
     assert_eq!(
         as_key(&tenant, &token)
-            .call("GET", "/sandboxes", None)
-            .await
-            .status,
+            .status("GET", "/sandboxes", None)
+            .await,
         401
     );
     assert_eq!(
         as_key(&tenant, &new_token)
-            .call("GET", "/sandboxes", None)
-            .await
-            .status,
+            .status("GET", "/sandboxes", None)
+            .await,
         200
     );
     assert_eq!(
         tenant
-            .call("DELETE", &format!("/api-keys/{id}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/api-keys/{id}"), None)
+            .await,
         204
     );
     assert_eq!(
         as_key(&tenant, &new_token)
-            .call("GET", "/sandboxes", None)
-            .await
-            .status,
+            .status("GET", "/sandboxes", None)
+            .await,
         401
     );
     let got = tenant.call("GET", &format!("/api-keys/{id}"), None).await;
@@ -177,25 +170,20 @@ async fn keys_carry_scopes_rotate_and_revoke() {
         .to_owned();
     assert_eq!(
         tenant
-            .call("DELETE", &format!("/api-keys/{own}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/api-keys/{own}"), None)
+            .await,
         409
     );
     // Another tenant cannot see or touch these keys.
     let other = server.tenant(None).await;
     assert_eq!(
-        other
-            .call("GET", &format!("/api-keys/{id}"), None)
-            .await
-            .status,
+        other.status("GET", &format!("/api-keys/{id}"), None).await,
         404
     );
     assert_eq!(
         other
-            .call("POST", &format!("/api-keys/{own}/rotate"), None)
-            .await
-            .status,
+            .status("POST", &format!("/api-keys/{own}/rotate"), None)
+            .await,
         404
     );
     server.stop().await;
@@ -306,12 +294,11 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
         assert_eq!(r.status, 403, "{method} {path}: {:?}", r.body);
     }
     // Her usage, and nobody else's.
-    assert_eq!(alice.call("GET", "/usage", None).await.status, 200);
+    assert_eq!(alice.status("GET", "/usage", None).await, 200);
     assert_eq!(
         alice
-            .call("GET", "/usage?external_user_id=bob", None)
-            .await
-            .status,
+            .status("GET", "/usage?external_user_id=bob", None)
+            .await,
         403
     );
     // Bob's sandbox is untouched.
@@ -359,28 +346,23 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     assert_eq!(preview.status, 200, "{:?}", preview.body);
     // Beyond its scopes: no create, no minting, no renewal.
     assert_eq!(
-        browser
-            .call("POST", "/sandboxes", Some(json!({})))
-            .await
-            .status,
+        browser.status("POST", "/sandboxes", Some(json!({}))).await,
         403
     );
     assert_eq!(
         browser
-            .call(
+            .status(
                 "POST",
                 "/tokens/scoped",
                 Some(json!({"user_id": "carol", "workspace_id": "w"}))
             )
-            .await
-            .status,
+            .await,
         403
     );
     assert_eq!(
         browser
-            .call("DELETE", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         403
     );
     // Minting: TTL at most a day; never more scopes than the minting key holds.
@@ -448,29 +430,26 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         )
         .await;
     assert_eq!(
-        t.call(
+        t.status(
             "POST",
             &format!("/sandboxes/{sandbox}/exec"),
             Some(json!({"command": "true"}))
         )
-        .await
-        .status,
+        .await,
         403,
         "narrowed with its key"
     );
     assert_eq!(
-        t.call("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+        t.status("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         200
     );
     tenant
         .call("POST", &format!("/api-keys/{minter_id}/rotate"), None)
         .await;
     assert_eq!(
-        t.call("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+        t.status("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         401,
         "rotation kills its tokens"
     );
@@ -486,23 +465,21 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .await;
     let w = as_key(&tenant, w.body["data"]["token"].as_str().unwrap());
     assert_eq!(
-        w.call(
+        w.status(
             "POST",
             "/sandboxes",
             Some(json!({"isolation": "container"}))
         )
-        .await
-        .status,
+        .await,
         403
     );
     assert_eq!(
-        w.call(
+        w.status(
             "POST",
             "/sandboxes",
             Some(json!({"external_workspace_id": "ws_other"}))
         )
-        .await
-        .status,
+        .await,
         403
     );
     let made = w.call("POST", "/sandboxes", Some(json!({}))).await;
@@ -527,16 +504,14 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
     assert_eq!(
         tenant
-            .call("DELETE", &format!("/tokens/scoped/{token_id}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/tokens/scoped/{token_id}"), None)
+            .await,
         204
     );
     assert_eq!(
         browser
-            .call("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+            .status("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         401
     );
     // Expiry.
@@ -550,17 +525,15 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     let short = as_key(&tenant, short.body["data"]["token"].as_str().unwrap());
     assert_eq!(
         short
-            .call("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+            .status("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         200
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(
         short
-            .call("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await
-            .status,
+            .status("GET", &format!("/sandboxes/{sandbox}"), None)
+            .await,
         401
     );
     tenant
@@ -587,7 +560,7 @@ async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
     let steady = async {
         let mut codes = Vec::new();
         for _ in 0..8 {
-            codes.push(quiet.call("GET", "/sandboxes", None).await.status);
+            codes.push(quiet.status("GET", "/sandboxes", None).await);
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         codes

@@ -134,9 +134,8 @@ async fn kill_9_during_fifty_creates_leaves_no_orphans_and_no_duplicates() {
     for id in &ids {
         assert_eq!(
             client
-                .call("DELETE", &format!("/sandboxes/{id}"), None)
-                .await
-                .status,
+                .status("DELETE", &format!("/sandboxes/{id}"), None)
+                .await,
             204
         );
     }

@@ -68,9 +68,8 @@ async fn a_symlinked_etc_does_not_make_the_host_write_its_own_files() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         client
-            .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
-            .await
-            .status,
+            .status("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
+            .await,
         200
     );
     // Whether or not the sandbox comes back with its /etc replaced, the host's files stay.

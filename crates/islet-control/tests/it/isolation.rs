@@ -204,9 +204,8 @@ async fn delete_leaves_nothing_behind() {
     // A second delete is harmless.
     assert_eq!(
         client
-            .call("DELETE", &format!("/sandboxes/{id}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/sandboxes/{id}"), None)
+            .await,
         204
     );
     server.stop().await;

@@ -28,10 +28,7 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() {
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
     assert_eq!(
-        client
-            .call("GET", "/sandboxes/sbx_not_an_id", None)
-            .await
-            .status,
+        client.status("GET", "/sandboxes/sbx_not_an_id", None).await,
         404
     );
     let listed = client.call("GET", "/sandboxes", None).await;

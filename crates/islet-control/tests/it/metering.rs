@@ -137,9 +137,8 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     let memory_at_end = cgroup_memory_bytes(server.child.id(), &id) as f64;
     assert_eq!(
         client
-            .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
-            .await
-            .status,
+            .status("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
+            .await,
         200
     );
     let wall = started.elapsed().as_secs_f64();
@@ -223,9 +222,8 @@ async fn rollups_group_bucket_summarise_and_export() {
     for id in [&a, &b] {
         assert_eq!(
             tenant
-                .call("DELETE", &format!("/sandboxes/{id}"), None)
-                .await
-                .status,
+                .status("DELETE", &format!("/sandboxes/{id}"), None)
+                .await,
             204
         );
     }
@@ -307,9 +305,8 @@ async fn rollups_group_bucket_summarise_and_export() {
     );
     assert_eq!(
         other
-            .call("GET", &format!("/sandboxes/{a}/usage"), None)
-            .await
-            .status,
+            .status("GET", &format!("/sandboxes/{a}/usage"), None)
+            .await,
         404
     );
     server.stop().await;
@@ -436,9 +433,8 @@ async fn network_bytes_are_metered(isolation: Isolation) {
     let second = link_counters(&link);
     assert_eq!(
         tenant
-            .call("DELETE", &format!("/sandboxes/{id}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/sandboxes/{id}"), None)
+            .await,
         204
     );
 

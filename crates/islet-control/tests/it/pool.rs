@@ -78,10 +78,7 @@ async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
     let (code, out, _) = client.exec(&id, "hostname").await;
     assert_eq!((code, out.trim()), (0, id.replace('_', "-").as_str()));
     assert_eq!(
-        other
-            .call("GET", &format!("/sandboxes/{id}"), None)
-            .await
-            .status,
+        other.status("GET", &format!("/sandboxes/{id}"), None).await,
         404
     );
 

@@ -89,13 +89,12 @@ async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_fiv
     // Another user is not affected; the quota's usage counts what exists.
     assert_eq!(
         tenant
-            .call(
+            .status(
                 "POST",
                 "/sandboxes?wait=false",
                 Some(json!({"external_user_id": "other"}))
             )
-            .await
-            .status,
+            .await,
         202
     );
     let got = tenant.call("GET", "/quotas/external/racer", None).await;
@@ -104,20 +103,18 @@ async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_fiv
     // Deleting the quota lifts it.
     assert_eq!(
         tenant
-            .call("DELETE", "/quotas/external/racer", None)
-            .await
-            .status,
+            .status("DELETE", "/quotas/external/racer", None)
+            .await,
         204
     );
     assert_eq!(
         tenant
-            .call(
+            .status(
                 "POST",
                 "/sandboxes?wait=false",
                 Some(json!({"external_user_id": "racer"}))
             )
-            .await
-            .status,
+            .await,
         202
     );
     server.stop().await;
@@ -147,9 +144,8 @@ async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
     // A stopped sandbox holds no compute: the next one fits, and then `a` cannot resume.
     assert_eq!(
         tenant
-            .call("POST", &format!("/sandboxes/{a}/stop"), Some(json!({})))
-            .await
-            .status,
+            .status("POST", &format!("/sandboxes/{a}/stop"), Some(json!({})))
+            .await,
         200
     );
     let b = tenant.sandbox(json!({"external_user_id": "u1"})).await;
@@ -185,9 +181,8 @@ async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
     );
     assert_eq!(
         tenant
-            .call("POST", &format!("/sandboxes/{a}/resume"), Some(json!({})))
-            .await
-            .status,
+            .status("POST", &format!("/sandboxes/{a}/resume"), Some(json!({})))
+            .await,
         200
     );
     for id in [&a, &b] {
@@ -272,9 +267,8 @@ async fn policy_documents_validate_merge_and_set_defaults() {
     );
     assert_eq!(
         tenant
-            .call("DELETE", "/external-users/u/policy", None)
-            .await
-            .status,
+            .status("DELETE", "/external-users/u/policy", None)
+            .await,
         204
     );
     assert_eq!(
@@ -349,7 +343,7 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
         )
         .await;
     let browser = Client::new(&tenant.base, token.body["data"]["token"].as_str().unwrap());
-    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 200);
+    assert_eq!(browser.status("GET", "/sandboxes", None).await, 200);
     let suspended = tenant
         .call(
             "POST",
@@ -366,7 +360,7 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
         "other users are untouched"
     );
     assert_eq!(
-        browser.call("GET", "/sandboxes", None).await.status,
+        browser.status("GET", "/sandboxes", None).await,
         401,
         "their tokens die"
     );
@@ -414,13 +408,12 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
     assert_eq!(lifted.body["data"]["was_suspended"], true);
     assert_eq!(
         tenant
-            .call(
+            .status(
                 "POST",
                 &format!("/sandboxes/{running}/resume"),
                 Some(json!({}))
             )
-            .await
-            .status,
+            .await,
         200
     );
     for id in [&running, &other] {
@@ -626,7 +619,7 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
         )
         .await;
     let browser = Client::new(&server.base, token.body["data"]["token"].as_str().unwrap());
-    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 200);
+    assert_eq!(browser.status("GET", "/sandboxes", None).await, 200);
 
     // Bad input changes nothing.
     let (ok, _, err) = operator(&data, &["suspend", "--tenant", "nobody", "--user", "rogue"]);
@@ -653,7 +646,7 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     assert!(ok, "{err}");
     assert_eq!(said["suspended"], true);
     // At once: the user's token is dead and nothing of theirs is admitted.
-    assert_eq!(browser.call("GET", "/sandboxes", None).await.status, 401);
+    assert_eq!(browser.status("GET", "/sandboxes", None).await, 401);
     let create = tenant
         .call(
             "POST",

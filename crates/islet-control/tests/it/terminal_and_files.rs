@@ -101,13 +101,12 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
     }
     assert_eq!(
         client
-            .call(
+            .status(
                 "DELETE",
                 &format!("/sandboxes/{id}/terminal/{session}"),
                 None
             )
-            .await
-            .status,
+            .await,
         204
     );
     server.stop().await;

@@ -179,10 +179,7 @@ async fn management_api_validates_and_hides_the_secret() {
         .await;
     assert_eq!(deleted.status, 204);
     assert_eq!(
-        tenant
-            .call("GET", &format!("/webhooks/{id}"), None)
-            .await
-            .status,
+        tenant.status("GET", &format!("/webhooks/{id}"), None).await,
         404
     );
     server.stop().await;
@@ -216,9 +213,8 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
         .await;
     assert_eq!(
         tenant
-            .call("DELETE", &format!("/sandboxes/{id}"), None)
-            .await
-            .status,
+            .status("DELETE", &format!("/sandboxes/{id}"), None)
+            .await,
         204
     );
     let hits = rx
