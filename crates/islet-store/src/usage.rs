@@ -42,6 +42,19 @@ pub struct UsageTotals {
     pub network_egress_bytes: f64,
 }
 
+impl UsageTotals {
+    /// Add `k` × `other`, measure by measure.
+    pub fn add_scaled(&mut self, other: &UsageTotals, k: f64) {
+        self.sandbox_seconds += other.sandbox_seconds * k;
+        self.vcpu_seconds += other.vcpu_seconds * k;
+        self.cpu_seconds += other.cpu_seconds * k;
+        self.memory_gib_seconds += other.memory_gib_seconds * k;
+        self.storage_gib_hours += other.storage_gib_hours * k;
+        self.network_ingress_bytes += other.network_ingress_bytes * k;
+        self.network_egress_bytes += other.network_egress_bytes * k;
+    }
+}
+
 /// What rollups group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
@@ -280,38 +293,33 @@ fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
             (net_in, net_out) = (Some(inbound), Some(outbound));
         }
     }
+    // Storage accrues over its own interval (it runs on while a sandbox is stopped).
     let storage_hours = (s.at - storage_at).max(0) as f64 / HOUR_MS as f64;
-    t.storage_gib_hours = f64::from(record.resources.disk_mb) / 1024.0 * storage_hours;
+    let storage = UsageTotals {
+        storage_gib_hours: f64::from(record.resources.disk_mb) / 1024.0 * storage_hours,
+        ..UsageTotals::default()
+    };
     // Each part goes to the hours its interval covered, in proportion (after a long gap, such
     // as control-plane downtime, the usage lands in the hours it happened, not all in one).
     let mut hours: Vec<(UnixMillis, UsageTotals)> = Vec::new();
-    let mut put = |hour: UnixMillis, f: &dyn Fn(&mut UsageTotals)| match hours
+    let mut put = |hour: UnixMillis, part: &UsageTotals, share: f64| match hours
         .iter_mut()
         .find(|(h, _)| *h == hour)
     {
-        Some((_, totals)) => f(totals),
+        Some((_, totals)) => totals.add_scaled(part, share),
         None => {
             let mut totals = UsageTotals::default();
-            f(&mut totals);
+            totals.add_scaled(part, share);
             hours.push((hour, totals));
         }
     };
     if let Some(run_at) = run_at {
         for (hour, share) in spread(run_at, s.at) {
-            put(hour, &|u: &mut UsageTotals| {
-                u.sandbox_seconds += t.sandbox_seconds * share;
-                u.vcpu_seconds += t.vcpu_seconds * share;
-                u.cpu_seconds += t.cpu_seconds * share;
-                u.memory_gib_seconds += t.memory_gib_seconds * share;
-                u.network_ingress_bytes += t.network_ingress_bytes * share;
-                u.network_egress_bytes += t.network_egress_bytes * share;
-            });
+            put(hour, &t, share);
         }
     }
     for (hour, share) in spread(storage_at, s.at) {
-        put(hour, &|u: &mut UsageTotals| {
-            u.storage_gib_hours += t.storage_gib_hours * share
-        });
+        put(hour, &storage, share);
     }
     for (hour, totals) in &hours {
         add(tx, &record, *hour, totals)?;

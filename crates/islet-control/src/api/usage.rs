@@ -342,13 +342,7 @@ pub async fn summary(
     let (start, end, _, rows, _) = rollup(&state, &caller, &p, "mtd").await?;
     let mut sum = UsageTotals::default();
     for r in &rows {
-        sum.sandbox_seconds += r.totals.sandbox_seconds;
-        sum.vcpu_seconds += r.totals.vcpu_seconds;
-        sum.cpu_seconds += r.totals.cpu_seconds;
-        sum.memory_gib_seconds += r.totals.memory_gib_seconds;
-        sum.storage_gib_hours += r.totals.storage_gib_hours;
-        sum.network_ingress_bytes += r.totals.network_ingress_bytes;
-        sum.network_egress_bytes += r.totals.network_egress_bytes;
+        sum.add_scaled(&r.totals, 1.0);
     }
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     let mut data = totals_json(&sum, &pricing);
