@@ -209,15 +209,31 @@ pub async fn create(
         scopes: granted(&caller, b.scopes)?
             .or_else(|| (!caller.scopes.is_full()).then_some(caller.scopes)),
         external_user_id: label(b.external_user_id, "external_user_id", false)?,
-        description: b.description,
+        description: description(b.description)?,
         expires_at: expiry(b.expires_at)?,
     };
+    created(&state, &caller, new).await
+}
+
+/// Make the key and answer 201 with its secret (shown this once).
+async fn created(state: &AppState, caller: &Principal, new: NewKey) -> Result<Response, ApiError> {
     let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "data": with_secret(&key, &plaintext) })),
     )
         .into_response())
+}
+
+/// A key's free-text description: anything up to 1,000 bytes.
+fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(d) if d.len() > 1000 => Err(ApiError::validation(
+            "description must be at most 1000 bytes",
+            "description",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `POST /api-keys/scoped {"external_user_id", "scopes", "expires_at"?}`.
@@ -235,15 +251,10 @@ pub async fn create_scoped(
         name: label(b.name, "name", false)?.unwrap_or_else(|| format!("scoped: {user}")),
         scopes: Some(scopes),
         external_user_id: Some(user),
-        description: label(b.description, "description", false)?,
+        description: description(b.description)?,
         expires_at: expiry(b.expires_at)?,
     };
-    let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "data": with_secret(&key, &plaintext) })),
-    )
-        .into_response())
+    created(&state, &caller, new).await
 }
 
 /// `PATCH /api-keys/{id} {"name"?, "scopes"?, "status": "revoked"?}`.
