@@ -7,8 +7,13 @@
 //! - `bench-preview [--quick] [--no-build] [--backend-processes N]`: Islet's preview edge next
 //!   to nginx proxying the same in-sandbox backend; prints (and writes
 //!   `target/bench/preview.json`) a report. See `bench/preview/mod.rs`.
+//! - `ci lint|unit|host|sdk|all`: the test suite in tiers, cheapest first. See `ci.rs`.
+//! - `tidy modules`: every crate's module cycles (the lint tier refuses them where
+//!   `tidy::ONE_WAY` says). See `tidy.rs`.
 
 mod bench;
+mod ci;
+mod tidy;
 
 const USAGE: &str =
     "usage: cargo xtask bench [--quick] [--isolation container|gvisor|both] [--no-build] [--warm-pool N]
@@ -36,8 +41,18 @@ fn main() -> anyhow::Result<()> {
             }
             bench::preview::run(&options)
         }
+        Some("ci") => ci::run(&args[1..]),
+        Some("tidy") => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            for (krate, cycles) in tidy::cycles(&root)? {
+                for cycle in cycles {
+                    println!("{krate}: {} ({} modules)", cycle.join(" ↔ "), cycle.len());
+                }
+            }
+            Ok(())
+        }
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}\n\n{}", bench::preview::USAGE);
+            println!("{USAGE}\n\n{}\n\n{}", bench::preview::USAGE, ci::USAGE);
             Ok(())
         }
         _ => anyhow::bail!("{USAGE}\n\n{}", bench::preview::USAGE),

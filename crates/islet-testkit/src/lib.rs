@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod receiver;
+pub mod snapshot;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -18,3 +18,4 @@ mod tenancy;
 mod terminal_and_files;
 mod webhook_crash;
 mod webhooks;
+mod wire;
