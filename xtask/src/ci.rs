@@ -17,12 +17,12 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-pub const USAGE: &str = "usage: cargo xtask ci lint|unit|host|sdk|all";
+pub(crate) const USAGE: &str = "usage: cargo xtask ci lint|unit|host|sdk|all";
 
 /// Crates whose integration tests need neither root nor host packages (run by `unit`).
 const NO_ROOT_TEST_CRATES: &[&str] = &["islet-store", "islet"];
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("lint") => lint(&root),
@@ -44,26 +44,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn lint(root: &Path) -> anyhow::Result<()> {
     step(root, "cargo", &["fmt", "--all", "--", "--check"])?;
-    step(
-        root,
-        "cargo",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    step(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let problems = crate::tidy::check(root)?;
     if !problems.is_empty() {
         bail!("repository rules broken:\n{}", problems.join("\n"));
@@ -103,19 +89,7 @@ fn sdk(root: &Path) -> anyhow::Result<()> {
 /// The binaries the integration tests start, and the template their sandboxes boot (built
 /// once; later calls find it cached).
 fn build_binaries_and_template(root: &Path) -> anyhow::Result<()> {
-    step(
-        root,
-        "cargo",
-        &[
-            "build",
-            "-p",
-            "islet",
-            "-p",
-            "islet-agent",
-            "-p",
-            "islet-checker",
-        ],
-    )?;
+    step(root, "cargo", &["build", "-p", "islet", "-p", "islet-agent", "-p", "islet-checker"])?;
     let templates = template_dir();
     step(
         root,

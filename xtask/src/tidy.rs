@@ -12,10 +12,10 @@ use std::path::Path;
 use anyhow::Context;
 
 /// Crates whose modules must form a one-way graph.
-pub const ONE_WAY: &[&str] = &["islet-agent", "islet-store"];
+pub(crate) const ONE_WAY: &[&str] = &["islet-agent", "islet-store"];
 
 /// Every crate's cycles (sets of top-level modules that reach each other), by crate name.
-pub fn cycles(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<Vec<String>>>> {
+pub(crate) fn cycles(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<Vec<String>>>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(root.join("crates"))? {
         let dir = entry?.path();
@@ -23,10 +23,7 @@ pub fn cycles(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<Vec<String>>>>
         if !src.is_dir() {
             continue;
         }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let graph = module_graph(&src).with_context(|| format!("reading {}", src.display()))?;
         out.insert(name, strongly_connected(&graph));
     }
@@ -34,15 +31,12 @@ pub fn cycles(root: &Path) -> anyhow::Result<BTreeMap<String, Vec<Vec<String>>>>
 }
 
 /// The rule: no cycle in the [`ONE_WAY`] crates.
-pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn check(root: &Path) -> anyhow::Result<Vec<String>> {
     let all = cycles(root)?;
     let mut problems = Vec::new();
     for krate in ONE_WAY {
         for cycle in all.get(*krate).into_iter().flatten() {
-            problems.push(format!(
-                "{krate}: modules {} depend on each other",
-                cycle.join(", ")
-            ));
+            problems.push(format!("{krate}: modules {} depend on each other", cycle.join(", ")));
         }
     }
     Ok(problems)
@@ -52,10 +46,7 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
 fn module_graph(src: &Path) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
     let mut files = Vec::new();
     collect(src, &mut files)?;
-    let root_file = ["lib.rs", "main.rs"]
-        .iter()
-        .map(|f| src.join(f))
-        .find(|p| p.is_file());
+    let root_file = ["lib.rs", "main.rs"].iter().map(|f| src.join(f)).find(|p| p.is_file());
     let reexports = match &root_file {
         Some(path) => reexported_names(&std::fs::read_to_string(path)?),
         None => BTreeMap::new(),
@@ -98,12 +89,7 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> 
 
 /// `api/keys.rs` → `api`; `store.rs` → `store`; the crate root → none.
 fn top_module(relative: &Path) -> Option<String> {
-    let first = relative
-        .components()
-        .next()?
-        .as_os_str()
-        .to_string_lossy()
-        .into_owned();
+    let first = relative.components().next()?.as_os_str().to_string_lossy().into_owned();
     let name = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
     (name != "lib" && name != "main").then_some(name)
 }
@@ -118,9 +104,8 @@ fn reexported_names(root: &str) -> BTreeMap<String, String> {
         let Some((module, names)) = rest.split_once("::") else {
             continue;
         };
-        for name in names
-            .trim_matches(|c| c == '{' || c == '}' || char::is_whitespace(c))
-            .split(',')
+        for name in
+            names.trim_matches(|c| c == '{' || c == '}' || char::is_whitespace(c)).split(',')
         {
             let name = name.trim().rsplit("::").next().unwrap_or_default();
             let name = name.split(" as ").last().unwrap_or(name).trim();
@@ -164,9 +149,7 @@ fn named_modules(code: &str, relative: &Path) -> BTreeSet<String> {
 }
 
 fn ident(s: &str) -> String {
-    s.chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect()
+    s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
 }
 
 /// The graph's strongly connected components of more than one module, each sorted.
@@ -210,30 +193,18 @@ mod tests {
     fn paths_and_groups_name_their_modules() {
         let code = "use crate::{events::insert, Store};\nfn f() { crate::usage::mark(); }\nuse super::rows;";
         let named = named_modules(code, Path::new("api/keys.rs"));
-        assert_eq!(
-            named,
-            ["Store", "events", "rows", "usage"]
-                .map(String::from)
-                .into()
-        );
+        assert_eq!(named, ["Store", "events", "rows", "usage"].map(String::from).into());
         let top = named_modules(code, Path::new("keys.rs"));
-        assert!(
-            !top.contains("rows"),
-            "super:: in a top-level file is the crate root"
-        );
+        assert!(!top.contains("rows"), "super:: in a top-level file is the crate root");
     }
 
     #[test]
     fn a_cycle_is_found_and_a_chain_is_not() {
-        let graph: BTreeMap<String, BTreeSet<String>> = [
-            ("a", vec!["b"]),
-            ("b", vec!["c"]),
-            ("c", vec!["a"]),
-            ("d", vec!["a"]),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.into_iter().map(String::from).collect()))
-        .collect();
+        let graph: BTreeMap<String, BTreeSet<String>> =
+            [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"]), ("d", vec!["a"])]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_iter().map(String::from).collect()))
+                .collect();
         assert_eq!(strongly_connected(&graph), vec![vec!["a", "b", "c"]]);
     }
 

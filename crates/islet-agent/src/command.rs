@@ -17,8 +17,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-pub const TIMEOUT_EXIT_CODE: i32 = 124;
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const TIMEOUT_EXIT_CODE: i32 = 124;
 /// How long to keep reading pipes after the shell exited: a background job started with `&`
 /// may hold them open forever, and the caller must not hang on it.
 const LINGER: Duration = Duration::from_millis(300);
@@ -27,13 +28,13 @@ const KILL_DRAIN: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamKind {
+pub(crate) enum StreamKind {
     Stdout,
     Stderr,
 }
 
 impl StreamKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Stdout => "stdout",
             Self::Stderr => "stderr",
@@ -41,24 +42,24 @@ impl StreamKind {
     }
 }
 
-pub struct Chunk {
+pub(crate) struct Chunk {
     pub kind: StreamKind,
     pub data: Bytes,
 }
 
-pub enum Step {
+pub(crate) enum Step {
     Output(Chunk),
     Exited { exit_code: i32, timed_out: bool },
 }
 
-pub struct Spec<'a> {
+pub(crate) struct Spec<'a> {
     pub command: &'a str,
     pub cwd: PathBuf,
     pub env: &'a HashMap<String, String>,
 }
 
 /// `/bin/bash` when present; images without it still have a POSIX shell.
-pub fn shell() -> &'static str {
+pub(crate) fn shell() -> &'static str {
     if Path::new("/bin/bash").exists() {
         "/bin/bash"
     } else {
@@ -67,15 +68,13 @@ pub fn shell() -> &'static str {
 }
 
 /// The cwd a command runs in, checked up front so a typo is a 400 instead of a spawn error.
-pub fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, AgentError> {
+pub(crate) fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, AgentError> {
     let Some(cwd) = cwd.filter(|c| !c.is_empty()) else {
         let ws = Path::new("/workspace");
         return Ok(if ws.is_dir() { ws } else { Path::new("/") }.to_path_buf());
     };
     if !cwd.starts_with('/') || cwd.contains('\0') {
-        return Err(AgentError::validation(format!(
-            "cwd must be an absolute path, got {cwd:?}"
-        )));
+        return Err(AgentError::validation(format!("cwd must be an absolute path, got {cwd:?}")));
     }
     let path = PathBuf::from(cwd);
     if !path.is_dir() {
@@ -87,7 +86,7 @@ pub fn resolve_cwd(cwd: Option<&str>) -> Result<PathBuf, AgentError> {
 }
 
 /// Sets the variables a login would have when the agent itself was started without them.
-pub fn apply_env(cmd: &mut std::process::Command, extra: &HashMap<String, String>) {
+pub(crate) fn apply_env(cmd: &mut std::process::Command, extra: &HashMap<String, String>) {
     for (key, default) in [("HOME", "/root"), ("PATH", DEFAULT_PATH)] {
         if std::env::var_os(key).is_none() && !extra.contains_key(key) {
             cmd.env(key, default);
@@ -96,23 +95,20 @@ pub fn apply_env(cmd: &mut std::process::Command, extra: &HashMap<String, String
     cmd.envs(extra);
 }
 
-pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 /// Sends `sig` to every process in the group; false when the group is gone.
-pub fn signal_group(pgid: i32, sig: Signal) -> bool {
+pub(crate) fn signal_group(pgid: i32, sig: Signal) -> bool {
     killpg(Pid::from_raw(pgid), sig).is_ok()
 }
 
-pub fn group_alive(pgid: i32) -> bool {
+pub(crate) fn group_alive(pgid: i32) -> bool {
     killpg(Pid::from_raw(pgid), None).is_ok()
 }
 
-pub struct Running {
+pub(crate) struct Running {
     pub pid: i32,
     child: Child,
     output: mpsc::Receiver<Chunk>,
@@ -126,7 +122,7 @@ pub struct Running {
     linger_until: Option<Instant>,
 }
 
-pub fn spawn(spec: &Spec<'_>, timeout: Option<Duration>) -> Result<Running, AgentError> {
+pub(crate) fn spawn(spec: &Spec<'_>, timeout: Option<Duration>) -> Result<Running, AgentError> {
     let mut std_cmd = std::process::Command::new(shell());
     std_cmd
         .arg("-c")
@@ -185,21 +181,14 @@ async fn pump(mut pipe: impl AsyncRead + Unpin, kind: StreamKind, tx: mpsc::Send
 impl Running {
     /// The next piece of output, or the exit once the shell is gone and its pipes are drained
     /// (or abandoned). Cancel-safe; must not be called again after `Exited`.
-    pub async fn next(&mut self) -> Step {
+    pub(crate) async fn next(&mut self) -> Step {
         loop {
             let linger_over = self.linger_until.is_some_and(|t| Instant::now() >= t);
             if let (Some(code), true) = (self.exit_code, self.output_done || linger_over) {
                 self.output.close();
                 self.pumps.iter().for_each(|p| p.abort());
-                let exit_code = if self.timed_out {
-                    TIMEOUT_EXIT_CODE
-                } else {
-                    code
-                };
-                return Step::Exited {
-                    exit_code,
-                    timed_out: self.timed_out,
-                };
+                let exit_code = if self.timed_out { TIMEOUT_EXIT_CODE } else { code };
+                return Step::Exited { exit_code, timed_out: self.timed_out };
             }
             let far = Instant::now() + Duration::from_secs(86_400 * 365);
             let deadline = self.deadline.filter(|_| !self.timed_out);

@@ -15,10 +15,7 @@ pub enum AgentError {
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    AlreadyExists {
-        message: String,
-        details: Option<Value>,
-    },
+    AlreadyExists { message: String, details: Option<Value> },
     #[error("{0}")]
     PermissionDenied(String),
     #[error("request body is larger than {limit} bytes")]
@@ -41,10 +38,7 @@ impl AgentError {
     }
 
     pub fn already_exists(msg: impl Into<String>) -> Self {
-        Self::AlreadyExists {
-            message: msg.into(),
-            details: None,
-        }
+        Self::AlreadyExists { message: msg.into(), details: None }
     }
 
     pub fn internal(msg: impl std::fmt::Display) -> Self {

@@ -16,12 +16,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
-pub const MAX_TIMEOUT_SECS: u64 = 3600;
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 3600;
 const OUTPUT_CAP: usize = 16 * 1024 * 1024;
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
-pub struct ExecRequest {
+pub(crate) struct ExecRequest {
     command: Option<String>,
     cwd: Option<String>,
     env: Option<HashMap<String, String>>,
@@ -29,14 +29,14 @@ pub struct ExecRequest {
     timeout_sec: Option<f64>,
 }
 
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub command: String,
     pub cwd: std::path::PathBuf,
     pub env: HashMap<String, String>,
 }
 
 /// Validates the fields `/exec` and `/processes` share.
-pub fn prepare(
+pub(crate) fn prepare(
     command: Option<String>,
     cwd: Option<&str>,
     env: Option<HashMap<String, String>>,
@@ -47,26 +47,17 @@ pub fn prepare(
     if command.contains('\0') {
         return Err(AgentError::validation("command must not contain NUL bytes"));
     }
-    Ok(Prepared {
-        command,
-        cwd: command::resolve_cwd(cwd)?,
-        env: env.unwrap_or_default(),
-    })
+    Ok(Prepared { command, cwd: command::resolve_cwd(cwd)?, env: env.unwrap_or_default() })
 }
 
 /// Seconds from the request; `max` bounds it when set.
-pub fn timeout(raw: Option<f64>, max: Option<u64>) -> Result<Option<Duration>, AgentError> {
+pub(crate) fn timeout(raw: Option<f64>, max: Option<u64>) -> Result<Option<Duration>, AgentError> {
     let Some(secs) = raw else { return Ok(None) };
     if !secs.is_finite() || secs <= 0.0 {
-        return Err(AgentError::validation(
-            "timeout must be a positive number of seconds",
-        ));
+        return Err(AgentError::validation("timeout must be a positive number of seconds"));
     }
     if let Some(max) = max.filter(|m| secs > *m as f64) {
-        return Err(AgentError::TimeoutTooLong {
-            requested: secs,
-            max,
-        });
+        return Err(AgentError::TimeoutTooLong { requested: secs, max });
     }
     Ok(Some(Duration::from_secs_f64(secs)))
 }
@@ -74,18 +65,10 @@ pub fn timeout(raw: Option<f64>, max: Option<u64>) -> Result<Option<Duration>, A
 fn start(req: ExecRequest) -> Result<(Running, Instant), AgentError> {
     let p = prepare(req.command, req.cwd.as_deref(), req.env)?;
     let limit = timeout(
-        Some(
-            req.timeout
-                .or(req.timeout_sec)
-                .unwrap_or(DEFAULT_TIMEOUT_SECS),
-        ),
+        Some(req.timeout.or(req.timeout_sec).unwrap_or(DEFAULT_TIMEOUT_SECS)),
         Some(MAX_TIMEOUT_SECS),
     )?;
-    let spec = Spec {
-        command: &p.command,
-        cwd: p.cwd,
-        env: &p.env,
-    };
+    let spec = Spec { command: &p.command, cwd: p.cwd, env: &p.env };
     Ok((command::spawn(&spec, limit)?, Instant::now()))
 }
 
@@ -109,7 +92,7 @@ impl Capped {
     }
 }
 
-pub async fn exec(JsonBody(req): JsonBody<ExecRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn exec(JsonBody(req): JsonBody<ExecRequest>) -> Result<Response, AgentError> {
     let (mut running, started) = start(req)?;
     let (mut out, mut err) = (Capped::default(), Capped::default());
     loop {
@@ -118,10 +101,7 @@ pub async fn exec(JsonBody(req): JsonBody<ExecRequest>) -> Result<Response, Agen
                 StreamKind::Stdout => out.push(&chunk.data),
                 StreamKind::Stderr => err.push(&chunk.data),
             },
-            Step::Exited {
-                exit_code,
-                timed_out,
-            } => {
+            Step::Exited { exit_code, timed_out } => {
                 let body = json!({
                     "stdout": out.text(),
                     "stderr": err.text(),
@@ -137,7 +117,9 @@ pub async fn exec(JsonBody(req): JsonBody<ExecRequest>) -> Result<Response, Agen
     }
 }
 
-pub async fn exec_stream(JsonBody(req): JsonBody<ExecRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn exec_stream(
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> Result<Response, AgentError> {
     let (running, started) = start(req)?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(stream_task(running, started, tx));
@@ -168,22 +150,14 @@ async fn stream_task(
             Step::Output(chunk) => {
                 let splitter = &mut splitters[chunk.kind as usize];
                 for line in splitter.push(&chunk.data) {
-                    if tx
-                        .send(Ok(line_event(chunk.kind, &line.text)))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Ok(line_event(chunk.kind, &line.text))).await.is_err() {
                         return;
                     }
                 }
             }
-            Step::Exited {
-                exit_code,
-                timed_out,
-            } => {
-                for (kind, splitter) in [StreamKind::Stdout, StreamKind::Stderr]
-                    .into_iter()
-                    .zip(splitters.iter_mut())
+            Step::Exited { exit_code, timed_out } => {
+                for (kind, splitter) in
+                    [StreamKind::Stdout, StreamKind::Stderr].into_iter().zip(splitters.iter_mut())
                 {
                     if let Some(tail) = splitter.finish() {
                         let _ = tx.send(Ok(line_event(kind, &tail.text))).await;
@@ -195,9 +169,7 @@ async fn stream_task(
                     "duration_ms": started.elapsed().as_millis() as u64,
                     "timed_out": timed_out,
                 });
-                let _ = tx
-                    .send(Ok(Event::default().event("exit").data(exit.to_string())))
-                    .await;
+                let _ = tx.send(Ok(Event::default().event("exit").data(exit.to_string()))).await;
                 return;
             }
         }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::SystemTime;
 
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
 where
@@ -26,18 +26,12 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AgentError::TooLarge {
-                    limit: crate::routes::BODY_LIMIT as u64,
-                }
+                AgentError::TooLarge { limit: crate::routes::BODY_LIMIT as u64 }
             } else {
                 AgentError::validation(format!("could not read request body: {rej}"))
             }
         })?;
-        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         serde_json::from_slice(raw)
             .map(JsonBody)
             .map_err(|e| AgentError::validation(format!("invalid JSON body: {e}")))
@@ -45,7 +39,7 @@ where
 }
 
 /// Form-encoded query string, with rejections in the API's envelope.
-pub struct Params<T>(pub T);
+pub(crate) struct Params<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Params<T>
 where
@@ -63,26 +57,24 @@ where
 }
 
 /// `{"data": ...}` with a status.
-pub fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
+pub(crate) fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
     (status, axum::Json(serde_json::json!({ "data": data }))).into_response()
 }
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-pub fn time_rfc3339(t: SystemTime) -> String {
+pub(crate) fn time_rfc3339(t: SystemTime) -> String {
     DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Accepts `true`/`false` as well as the `1`/`0`/`yes` spellings some clients put in queries.
-pub fn parse_bool(raw: Option<&str>, default: bool) -> Result<bool, AgentError> {
+pub(crate) fn parse_bool(raw: Option<&str>, default: bool) -> Result<bool, AgentError> {
     match raw.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") => Ok(default),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(AgentError::validation(format!(
-            "expected a boolean, got {other:?}"
-        ))),
+        Some(other) => Err(AgentError::validation(format!("expected a boolean, got {other:?}"))),
     }
 }

@@ -21,7 +21,7 @@ const UPLOAD_LIMIT: u64 = 16 * 1024 * 1024 * 1024;
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 #[derive(Deserialize)]
-pub struct WriteRequest {
+pub(crate) struct WriteRequest {
     path: Option<String>,
     content_base64: Option<String>,
     content: Option<String>,
@@ -53,9 +53,7 @@ impl WriteRequest {
 async fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<(), AgentError> {
     let tmp = prepare_temp(path).await?;
     let result = async {
-        fs::write(&tmp, content)
-            .await
-            .map_err(|e| AgentError::io(e, path))?;
+        fs::write(&tmp, content).await.map_err(|e| AgentError::io(e, path))?;
         finish_temp(&tmp, path, mode).await
     }
     .await;
@@ -67,15 +65,10 @@ async fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<
 
 async fn prepare_temp(path: &Path) -> Result<PathBuf, AgentError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)
-            .await
-            .map_err(|e| AgentError::io(e, parent))?;
+        fs::create_dir_all(parent).await.map_err(|e| AgentError::io(e, parent))?;
     }
     if fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-        return Err(AgentError::validation(format!(
-            "is a directory: {}",
-            path.display()
-        )));
+        return Err(AgentError::validation(format!("is a directory: {}", path.display())));
     }
     Ok(temp_sibling(path))
 }
@@ -84,19 +77,14 @@ async fn finish_temp(tmp: &Path, path: &Path, mode: Option<u32>) -> Result<(), A
     // Keep an existing file's permissions unless the caller asked for others.
     let mode = match mode {
         Some(m) => Some(m & 0o7777),
-        None => fs::metadata(path)
-            .await
-            .ok()
-            .map(|m| m.permissions().mode() & 0o7777),
+        None => fs::metadata(path).await.ok().map(|m| m.permissions().mode() & 0o7777),
     };
     if let Some(mode) = mode {
         fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
             .await
             .map_err(|e| AgentError::io(e, path))?;
     }
-    fs::rename(tmp, path)
-        .await
-        .map_err(|e| AgentError::io(e, path))
+    fs::rename(tmp, path).await.map_err(|e| AgentError::io(e, path))
 }
 
 async fn write_one(req: &WriteRequest, legacy: bool) -> Result<(PathBuf, usize), AgentError> {
@@ -106,31 +94,27 @@ async fn write_one(req: &WriteRequest, legacy: bool) -> Result<(PathBuf, usize),
     Ok((path, content.len()))
 }
 
-pub async fn write(JsonBody(req): JsonBody<WriteRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn write(JsonBody(req): JsonBody<WriteRequest>) -> Result<Response, AgentError> {
     let (path, size) = write_one(&req, false).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({"path": display(&path), "size": size}),
-    ))
+    Ok(ok(StatusCode::OK, json!({"path": display(&path), "size": size})))
 }
 
-pub async fn write_legacy(JsonBody(req): JsonBody<WriteRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn write_legacy(
+    JsonBody(req): JsonBody<WriteRequest>,
+) -> Result<Response, AgentError> {
     let (path, size) = write_one(&req, true).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({"path": display(&path), "size": size}),
-    ))
+    Ok(ok(StatusCode::OK, json!({"path": display(&path), "size": size})))
 }
 
 #[derive(Deserialize)]
-pub struct WriteManyRequest {
+pub(crate) struct WriteManyRequest {
     files: Option<Vec<WriteRequest>>,
 }
 
-pub async fn write_many(JsonBody(req): JsonBody<WriteManyRequest>) -> Result<Response, AgentError> {
-    let files = req
-        .files
-        .ok_or_else(|| AgentError::validation("files is required"))?;
+pub(crate) async fn write_many(
+    JsonBody(req): JsonBody<WriteManyRequest>,
+) -> Result<Response, AgentError> {
+    let files = req.files.ok_or_else(|| AgentError::validation("files is required"))?;
     let (mut written, mut failed) = (Vec::new(), Vec::new());
     for file in &files {
         match write_one(file, false).await {
@@ -141,25 +125,23 @@ pub async fn write_many(JsonBody(req): JsonBody<WriteManyRequest>) -> Result<Res
             })),
         }
     }
-    Ok(ok(
-        StatusCode::OK,
-        json!({"written": written, "failed": failed}),
-    ))
+    Ok(ok(StatusCode::OK, json!({"written": written, "failed": failed})))
 }
 
 #[derive(Deserialize)]
-pub struct PathQuery {
+pub(crate) struct PathQuery {
     path: Option<String>,
 }
 
 /// Streams the request body to disk chunk by chunk: uploads can be far larger than memory.
-pub async fn upload(Params(q): Params<PathQuery>, body: Body) -> Result<Response, AgentError> {
+pub(crate) async fn upload(
+    Params(q): Params<PathQuery>,
+    body: Body,
+) -> Result<Response, AgentError> {
     let path = absolute(q.path.as_deref(), "path")?;
     let tmp = prepare_temp(&path).await?;
     let result = async {
-        let file = fs::File::create(&tmp)
-            .await
-            .map_err(|e| AgentError::io(e, &path))?;
+        let file = fs::File::create(&tmp).await.map_err(|e| AgentError::io(e, &path))?;
         let mut out = BufWriter::with_capacity(1024 * 1024, file);
         let size = copy_body(body, &mut out, &path).await?;
         out.flush().await.map_err(|e| AgentError::io(e, &path))?;
@@ -169,10 +151,7 @@ pub async fn upload(Params(q): Params<PathQuery>, body: Body) -> Result<Response
     }
     .await;
     match result {
-        Ok(size) => Ok(ok(
-            StatusCode::OK,
-            json!({"path": display(&path), "size": size}),
-        )),
+        Ok(size) => Ok(ok(StatusCode::OK, json!({"path": display(&path), "size": size}))),
         Err(e) => {
             let _ = fs::remove_file(&tmp).await;
             Err(e)
@@ -192,40 +171,30 @@ async fn copy_body(
             chunk.map_err(|e| AgentError::validation(format!("upload interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > UPLOAD_LIMIT {
-            return Err(AgentError::TooLarge {
-                limit: UPLOAD_LIMIT,
-            });
+            return Err(AgentError::TooLarge { limit: UPLOAD_LIMIT });
         }
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| AgentError::io(e, path))?;
+        out.write_all(&chunk).await.map_err(|e| AgentError::io(e, path))?;
     }
     Ok(size)
 }
 
-pub async fn download(Params(q): Params<PathQuery>) -> Result<Response, AgentError> {
+pub(crate) async fn download(Params(q): Params<PathQuery>) -> Result<Response, AgentError> {
     send_file(absolute(q.path.as_deref(), "path")?).await
 }
 
 /// `GET /files/{*rest}`: the path without its leading slash, segments percent-decoded.
-pub async fn download_legacy(UrlPath(rest): UrlPath<String>) -> Result<Response, AgentError> {
+pub(crate) async fn download_legacy(
+    UrlPath(rest): UrlPath<String>,
+) -> Result<Response, AgentError> {
     let raw = format!("/{}", rest.trim_start_matches('/'));
     send_file(absolute(Some(&raw), "path")?).await
 }
 
 async fn send_file(path: PathBuf) -> Result<Response, AgentError> {
-    let file = fs::File::open(&path)
-        .await
-        .map_err(|e| AgentError::io(e, &path))?;
-    let meta = file
-        .metadata()
-        .await
-        .map_err(|e| AgentError::io(e, &path))?;
+    let file = fs::File::open(&path).await.map_err(|e| AgentError::io(e, &path))?;
+    let meta = file.metadata().await.map_err(|e| AgentError::io(e, &path))?;
     if meta.is_dir() {
-        return Err(AgentError::validation(format!(
-            "is a directory: {}",
-            path.display()
-        )));
+        return Err(AgentError::validation(format!("is a directory: {}", path.display())));
     }
     // Pseudo-files (/proc) report size 0 yet have content: send those chunked. A file that
     // grows mid-download is cut at the length announced in the header.

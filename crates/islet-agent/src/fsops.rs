@@ -12,26 +12,21 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tokio::fs;
 
-pub fn modified_at(meta: &Metadata) -> Option<String> {
+pub(crate) fn modified_at(meta: &Metadata) -> Option<String> {
     meta.modified().ok().map(time_rfc3339)
 }
 
 #[derive(Deserialize)]
-pub struct PathBody {
+pub(crate) struct PathBody {
     path: Option<String>,
 }
 
-pub async fn stat(JsonBody(req): JsonBody<PathBody>) -> Result<Response, AgentError> {
+pub(crate) async fn stat(JsonBody(req): JsonBody<PathBody>) -> Result<Response, AgentError> {
     let path = absolute(req.path.as_deref(), "path")?;
-    let meta = fs::symlink_metadata(&path)
-        .await
-        .map_err(|e| AgentError::io(e, &path))?;
+    let meta = fs::symlink_metadata(&path).await.map_err(|e| AgentError::io(e, &path))?;
     let is_symlink = meta.file_type().is_symlink();
-    let target = if is_symlink {
-        fs::read_link(&path).await.ok().map(|t| display(&t))
-    } else {
-        None
-    };
+    let target =
+        if is_symlink { fs::read_link(&path).await.ok().map(|t| display(&t)) } else { None };
     let body: Value = json!({
         "path": display(&path),
         "size": meta.len(),
@@ -45,12 +40,12 @@ pub async fn stat(JsonBody(req): JsonBody<PathBody>) -> Result<Response, AgentEr
 }
 
 #[derive(Deserialize)]
-pub struct MkdirRequest {
+pub(crate) struct MkdirRequest {
     path: Option<String>,
     parents: Option<bool>,
 }
 
-pub async fn mkdir(JsonBody(req): JsonBody<MkdirRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn mkdir(JsonBody(req): JsonBody<MkdirRequest>) -> Result<Response, AgentError> {
     let path = absolute(req.path.as_deref(), "path")?;
     if req.parents.unwrap_or(true) {
         if let Ok(meta) = fs::metadata(&path).await {
@@ -70,7 +65,7 @@ pub async fn mkdir(JsonBody(req): JsonBody<MkdirRequest>) -> Result<Response, Ag
 }
 
 #[derive(Deserialize)]
-pub struct MoveRequest {
+pub(crate) struct MoveRequest {
     #[serde(alias = "source", alias = "old_path")]
     from: Option<String>,
     #[serde(alias = "destination", alias = "new_path")]
@@ -78,12 +73,10 @@ pub struct MoveRequest {
     overwrite: Option<bool>,
 }
 
-pub async fn rename(JsonBody(req): JsonBody<MoveRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn rename(JsonBody(req): JsonBody<MoveRequest>) -> Result<Response, AgentError> {
     let from = absolute(req.from.as_deref(), "from")?;
     let to = absolute(req.to.as_deref(), "to")?;
-    let src = fs::symlink_metadata(&from)
-        .await
-        .map_err(|e| AgentError::io(e, &from))?;
+    let src = fs::symlink_metadata(&from).await.map_err(|e| AgentError::io(e, &from))?;
     if from != to {
         if let Ok(dst) = fs::symlink_metadata(&to).await {
             if !req.overwrite.unwrap_or(false) {
@@ -98,9 +91,7 @@ pub async fn rename(JsonBody(req): JsonBody<MoveRequest>) -> Result<Response, Ag
             }
         }
         if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent)
-                .await
-                .map_err(|e| AgentError::io(e, parent))?;
+            fs::create_dir_all(parent).await.map_err(|e| AgentError::io(e, parent))?;
         }
         match fs::rename(&from, &to).await {
             Ok(()) => {}
@@ -111,10 +102,7 @@ pub async fn rename(JsonBody(req): JsonBody<MoveRequest>) -> Result<Response, Ag
             Err(e) => return Err(AgentError::io(e, &to)),
         }
     }
-    Ok(ok(
-        StatusCode::OK,
-        json!({"from": display(&from), "to": display(&to)}),
-    ))
+    Ok(ok(StatusCode::OK, json!({"from": display(&from), "to": display(&to)})))
 }
 
 /// Bind mounts (e.g. a volume at /workspace) make rename fail with EXDEV; copy instead.
@@ -157,30 +145,30 @@ async fn remove_path(path: &Path, meta: &Metadata, recursive: bool) -> Result<()
 
 async fn remove(raw: Option<&str>, recursive: bool) -> Result<Response, AgentError> {
     let path = absolute(raw, "path")?;
-    let meta = fs::symlink_metadata(&path)
-        .await
-        .map_err(|e| AgentError::io(e, &path))?;
+    let meta = fs::symlink_metadata(&path).await.map_err(|e| AgentError::io(e, &path))?;
     remove_path(&path, &meta, recursive).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
-pub struct RemoveRequest {
+pub(crate) struct RemoveRequest {
     path: Option<String>,
     recursive: Option<bool>,
 }
 
-pub async fn remove_body(JsonBody(req): JsonBody<RemoveRequest>) -> Result<Response, AgentError> {
+pub(crate) async fn remove_body(
+    JsonBody(req): JsonBody<RemoveRequest>,
+) -> Result<Response, AgentError> {
     remove(req.path.as_deref(), req.recursive.unwrap_or(false)).await
 }
 
 #[derive(Deserialize)]
-pub struct RemoveQuery {
+pub(crate) struct RemoveQuery {
     path: Option<String>,
     recursive: Option<String>,
 }
 
-pub async fn remove_query(Params(q): Params<RemoveQuery>) -> Result<Response, AgentError> {
+pub(crate) async fn remove_query(Params(q): Params<RemoveQuery>) -> Result<Response, AgentError> {
     let recursive = parse_bool(q.recursive.as_deref(), false)?;
     remove(q.path.as_deref(), recursive).await
 }

@@ -4,19 +4,19 @@
 const MAX_LINE: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct Line {
     pub text: String,
     /// False for a cut-off piece or the final partial line.
     pub newline: bool,
 }
 
 #[derive(Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     pending: Vec<u8>,
 }
 
 impl LineSplitter {
-    pub fn push(&mut self, data: &[u8]) -> Vec<Line> {
+    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
         for piece in data.split_inclusive(|b| *b == b'\n') {
             let (body, newline) = match piece.strip_suffix(b"\n") {
@@ -41,7 +41,7 @@ impl LineSplitter {
     }
 
     /// The unterminated tail, if any, once the stream has ended.
-    pub fn finish(&mut self) -> Option<Line> {
+    pub(crate) fn finish(&mut self) -> Option<Line> {
         (!self.pending.is_empty()).then(|| self.take(false))
     }
 
@@ -50,10 +50,7 @@ impl LineSplitter {
         if bytes.last() == Some(&b'\r') && newline {
             bytes.pop();
         }
-        Line {
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-            newline,
-        }
+        Line { text: String::from_utf8_lossy(&bytes).into_owned(), newline }
     }
 }
 

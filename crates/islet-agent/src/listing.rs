@@ -16,15 +16,13 @@ const MAX_LIST_ENTRIES: usize = 10_000;
 const MAX_TREE_NODES: usize = 2_000;
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     path: Option<String>,
     depth: Option<u32>,
 }
 
 fn name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| display(path))
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| display(path))
 }
 
 /// lstat, so symlinked directories are reported as links and never descended into.
@@ -56,10 +54,7 @@ fn entry_json(path: &Path, meta: &Metadata) -> Value {
 fn open_dir(path: &Path) -> Result<(), AgentError> {
     let meta = fs::metadata(path).map_err(|e| AgentError::io(e, path))?;
     if !meta.is_dir() {
-        return Err(AgentError::validation(format!(
-            "not a directory: {}",
-            path.display()
-        )));
+        return Err(AgentError::validation(format!("not a directory: {}", path.display())));
     }
     Ok(())
 }
@@ -96,7 +91,7 @@ fn list_blocking(root: &Path, depth: u32) -> Result<Value, AgentError> {
     Ok(body)
 }
 
-pub async fn list(Params(q): Params<ListQuery>) -> Result<Response, AgentError> {
+pub(crate) async fn list(Params(q): Params<ListQuery>) -> Result<Response, AgentError> {
     let root = absolute(q.path.as_deref(), "path")?;
     let depth = q.depth.unwrap_or(1).clamp(1, MAX_DEPTH);
     let body = tokio::task::spawn_blocking(move || list_blocking(&root, depth))
@@ -136,10 +131,7 @@ fn tree_blocking(root: &Path, depth: u32) -> Result<Value, AgentError> {
     if meta.is_dir() {
         fs::read_dir(root).map_err(|e| AgentError::io(e, root))?;
     }
-    let mut budget = TreeBudget {
-        left: MAX_TREE_NODES - 1,
-        truncated: false,
-    };
+    let mut budget = TreeBudget { left: MAX_TREE_NODES - 1, truncated: false };
     let mut node = tree_node(root, &meta, depth, &mut budget);
     if budget.truncated {
         node["truncated"] = Value::Bool(true);
@@ -147,7 +139,7 @@ fn tree_blocking(root: &Path, depth: u32) -> Result<Value, AgentError> {
     Ok(node)
 }
 
-pub async fn tree(Params(q): Params<ListQuery>) -> Result<Response, AgentError> {
+pub(crate) async fn tree(Params(q): Params<ListQuery>) -> Result<Response, AgentError> {
     let root = absolute(q.path.as_deref(), "path")?;
     let depth = q.depth.unwrap_or(3).min(MAX_DEPTH);
     let body = tokio::task::spawn_blocking(move || tree_blocking(&root, depth))

@@ -4,30 +4,26 @@ use crate::command::StreamKind;
 use crate::lines::Line;
 use std::collections::VecDeque;
 
-pub const LOG_CAP: usize = 1024 * 1024;
+pub(crate) const LOG_CAP: usize = 1024 * 1024;
 
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub kind: StreamKind,
     pub line: Line,
 }
 
-pub struct LogBuf {
+pub(crate) struct LogBuf {
     entries: VecDeque<Entry>,
     bytes: usize,
     cap: usize,
 }
 
 impl LogBuf {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            bytes: 0,
-            cap,
-        }
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { entries: VecDeque::new(), bytes: 0, cap }
     }
 
-    pub fn push(&mut self, entry: Entry) {
+    pub(crate) fn push(&mut self, entry: Entry) {
         self.bytes += cost(&entry);
         self.entries.push_back(entry);
         while self.bytes > self.cap {
@@ -38,12 +34,12 @@ impl LogBuf {
         }
     }
 
-    pub fn snapshot(&self) -> Vec<Entry> {
+    pub(crate) fn snapshot(&self) -> Vec<Entry> {
         self.entries.iter().cloned().collect()
     }
 
     /// The last `n` lines (all when `None`) as the process wrote them.
-    pub fn tail(&self, n: Option<usize>) -> String {
+    pub(crate) fn tail(&self, n: Option<usize>) -> String {
         let skip = n.map_or(0, |n| self.entries.len().saturating_sub(n));
         let mut out = String::new();
         for e in self.entries.iter().skip(skip) {
@@ -65,13 +61,7 @@ mod tests {
     use super::*;
 
     fn entry(text: &str) -> Entry {
-        Entry {
-            kind: StreamKind::Stdout,
-            line: Line {
-                text: text.into(),
-                newline: true,
-            },
-        }
+        Entry { kind: StreamKind::Stdout, line: Line { text: text.into(), newline: true } }
     }
 
     #[test]

@@ -16,17 +16,17 @@ use tokio::sync::{broadcast, watch};
 const MAX_EXITED: usize = 256;
 
 #[derive(Default)]
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     procs: Mutex<HashMap<i32, Arc<Proc>>>,
 }
 
 #[derive(Clone)]
-pub enum ProcEvent {
+pub(crate) enum ProcEvent {
     Line(Entry),
     Exit(i32),
 }
 
-pub struct Proc {
+pub(crate) struct Proc {
     pub pid: i32,
     command: String,
     name: Option<String>,
@@ -43,14 +43,14 @@ struct Inner {
 }
 
 /// What a new stream subscriber starts from.
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub replay: Vec<Entry>,
     pub live: broadcast::Receiver<ProcEvent>,
     pub exit_code: Option<i32>,
 }
 
 impl Proc {
-    pub fn view(&self) -> Value {
+    pub(crate) fn view(&self) -> Value {
         let inner = lock(&self.inner);
         json!({
             "pid": self.pid,
@@ -63,16 +63,16 @@ impl Proc {
         })
     }
 
-    pub fn exited(&self) -> bool {
+    pub(crate) fn exited(&self) -> bool {
         *self.done.borrow()
     }
 
-    pub fn logs(&self, tail: Option<usize>) -> String {
+    pub(crate) fn logs(&self, tail: Option<usize>) -> String {
         lock(&self.inner).log.tail(tail)
     }
 
     /// Snapshot and subscription under the lock `record` takes: no line is missed or repeated.
-    pub fn subscribe(&self) -> Subscription {
+    pub(crate) fn subscribe(&self) -> Subscription {
         let inner = lock(&self.inner);
         Subscription {
             replay: inner.log.snapshot(),
@@ -95,7 +95,7 @@ impl Proc {
         self.done.send_replace(true);
     }
 
-    pub async fn wait_exit(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_exit(&self, limit: Duration) -> bool {
         let mut rx = self.done.subscribe();
         let exited = tokio::time::timeout(limit, rx.wait_for(|d| *d)).await;
         exited.is_ok()
@@ -103,7 +103,7 @@ impl Proc {
 }
 
 impl ProcessTable {
-    pub fn get(&self, raw_pid: &str) -> Result<Arc<Proc>, AgentError> {
+    pub(crate) fn get(&self, raw_pid: &str) -> Result<Arc<Proc>, AgentError> {
         raw_pid
             .parse::<i32>()
             .ok()
@@ -111,28 +111,29 @@ impl ProcessTable {
             .ok_or_else(|| AgentError::not_found(format!("no such process: {raw_pid}")))
     }
 
-    pub fn all(&self) -> Vec<Arc<Proc>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Proc>> {
         let mut procs: Vec<Arc<Proc>> = lock(&self.procs).values().cloned().collect();
         procs.sort_by_key(|p| p.pid);
         procs
     }
 
-    pub fn remove(&self, pid: i32) {
+    pub(crate) fn remove(&self, pid: i32) {
         lock(&self.procs).remove(&pid);
     }
 
     /// Registers a freshly spawned process and starts collecting its output.
-    pub fn adopt(&self, running: Running, command: String, name: Option<String>) -> Arc<Proc> {
+    pub(crate) fn adopt(
+        &self,
+        running: Running,
+        command: String,
+        name: Option<String>,
+    ) -> Arc<Proc> {
         let proc = Arc::new(Proc {
             pid: running.pid,
             command,
             name,
             started_at: now_rfc3339(),
-            inner: Mutex::new(Inner {
-                log: LogBuf::new(LOG_CAP),
-                exit_code: None,
-                ended_at: None,
-            }),
+            inner: Mutex::new(Inner { log: LogBuf::new(LOG_CAP), exit_code: None, ended_at: None }),
             events: broadcast::channel(1024).0,
             done: watch::channel(false).0,
         });
@@ -164,16 +165,12 @@ async fn drive(proc: Arc<Proc>, mut running: Running) {
         match running.next().await {
             Step::Output(chunk) => {
                 for line in splitters[chunk.kind as usize].push(&chunk.data) {
-                    proc.record(Entry {
-                        kind: chunk.kind,
-                        line,
-                    });
+                    proc.record(Entry { kind: chunk.kind, line });
                 }
             }
             Step::Exited { exit_code, .. } => {
-                for (kind, s) in [StreamKind::Stdout, StreamKind::Stderr]
-                    .into_iter()
-                    .zip(splitters.iter_mut())
+                for (kind, s) in
+                    [StreamKind::Stdout, StreamKind::Stderr].into_iter().zip(splitters.iter_mut())
                 {
                     if let Some(line) = s.finish() {
                         proc.record(Entry { kind, line });

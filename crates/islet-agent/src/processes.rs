@@ -23,7 +23,7 @@ use tokio::time::Instant;
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
-pub struct StartRequest {
+pub(crate) struct StartRequest {
     command: Option<String>,
     cwd: Option<String>,
     env: Option<HashMap<String, String>>,
@@ -32,29 +32,25 @@ pub struct StartRequest {
     name: Option<String>,
 }
 
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<StartRequest>,
 ) -> Result<Response, AgentError> {
     let p = prepare(req.command, req.cwd.as_deref(), req.env)?;
     // No upper bound here: long-running services are what background processes are for.
     let limit = timeout(req.timeout.or(req.timeout_sec), None)?;
-    let spec = Spec {
-        command: &p.command,
-        cwd: p.cwd.clone(),
-        env: &p.env,
-    };
+    let spec = Spec { command: &p.command, cwd: p.cwd.clone(), env: &p.env };
     let running = command::spawn(&spec, limit)?;
     let proc = state.processes.adopt(running, p.command, req.name);
     Ok(ok(StatusCode::CREATED, proc.view()))
 }
 
-pub async fn list(State(state): State<AppState>) -> Response {
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
     let views: Vec<Value> = state.processes.all().iter().map(|p| p.view()).collect();
     ok(StatusCode::OK, views)
 }
 
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Path(pid): Path<String>,
 ) -> Result<Response, AgentError> {
@@ -62,11 +58,11 @@ pub async fn get(
 }
 
 #[derive(Deserialize)]
-pub struct LogsQuery {
+pub(crate) struct LogsQuery {
     tail: Option<usize>,
 }
 
-pub async fn logs(
+pub(crate) async fn logs(
     State(state): State<AppState>,
     Path(pid): Path<String>,
     Params(q): Params<LogsQuery>,
@@ -87,7 +83,7 @@ fn event_of(ev: &ProcEvent) -> Event {
 }
 
 /// Buffered output first, then live output, ending with the exit.
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(pid): Path<String>,
 ) -> Result<Response, AgentError> {
@@ -100,9 +96,7 @@ pub async fn stream(
         }
         None => live_events(sub.live).boxed(),
     };
-    let events = stream::iter(first)
-        .chain(live)
-        .map(|ev| Ok::<_, Infallible>(event_of(&ev)));
+    let events = stream::iter(first).chain(live).map(|ev| Ok::<_, Infallible>(event_of(&ev)));
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
         .into_response())
@@ -123,7 +117,7 @@ fn live_events(rx: broadcast::Receiver<ProcEvent>) -> impl Stream<Item = ProcEve
     })
 }
 
-pub async fn kill(
+pub(crate) async fn kill(
     State(state): State<AppState>,
     Path(pid): Path<String>,
 ) -> Result<Response, AgentError> {

@@ -17,11 +17,11 @@ use std::process::{Command, Stdio};
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 
-pub struct Pty {
+pub(crate) struct Pty {
     master: AsyncFd<File>,
 }
 
-pub struct ShellSpec<'a> {
+pub(crate) struct ShellSpec<'a> {
     pub shell: &'a str,
     pub args: &'a [&'a str],
     pub cwd: &'a Path,
@@ -31,12 +31,7 @@ pub struct ShellSpec<'a> {
 }
 
 fn winsize(cols: u16, rows: u16) -> Winsize {
-    Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
+    Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
 }
 
 fn set_cloexec(fd: &OwnedFd) -> io::Result<()> {
@@ -44,16 +39,13 @@ fn set_cloexec(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-pub fn spawn(spec: &ShellSpec<'_>) -> io::Result<(Pty, Child)> {
+pub(crate) fn spawn(spec: &ShellSpec<'_>) -> io::Result<(Pty, Child)> {
     let pair = openpty(Some(&winsize(spec.cols, spec.rows)), None)?;
     // openpty's fds are inheritable; a master leaked into other children would keep the
     // terminal alive after its shell is gone.
     set_cloexec(&pair.master)?;
     set_cloexec(&pair.slave)?;
-    fcntl(
-        pair.master.as_raw_fd(),
-        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-    )?;
+    fcntl(pair.master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
 
     let mut cmd = Command::new(spec.shell);
     cmd.args(spec.args)
@@ -87,7 +79,7 @@ pub fn spawn(spec: &ShellSpec<'_>) -> io::Result<(Pty, Child)> {
 
 impl Pty {
     /// Ok(0) once no process holds the slave side any more (Linux reports that as EIO).
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.master.readable().await?;
             match guard.try_io(|fd| fd.get_ref().read(buf)) {
@@ -98,7 +90,7 @@ impl Pty {
         }
     }
 
-    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut guard = self.master.writable().await?;
             match guard.try_io(|fd| fd.get_ref().write(data)) {
@@ -110,16 +102,12 @@ impl Pty {
         Ok(())
     }
 
-    pub fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
+    pub(crate) fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
         let ws = winsize(cols, rows);
         // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which points at a live
         // local of exactly that type; the fd is an open PTY master owned by `self`.
         let rc = unsafe {
-            libc::ioctl(
-                self.master.as_raw_fd(),
-                libc::TIOCSWINSZ,
-                &ws as *const Winsize,
-            )
+            libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws as *const Winsize)
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());

@@ -25,17 +25,17 @@ const SCROLLBACK: usize = 64 * 1024;
 const EXIT_LINGER: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
-pub struct TerminalTable {
+pub(crate) struct TerminalTable {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 #[derive(Clone)]
-pub enum TermEvent {
+pub(crate) enum TermEvent {
     Output(Bytes),
     Exit(i32),
 }
 
-pub struct Session {
+pub(crate) struct Session {
     pub id: String,
     pid: i32,
     shell: String,
@@ -54,14 +54,14 @@ struct Inner {
     exit_code: Option<i32>,
 }
 
-pub struct Attached {
+pub(crate) struct Attached {
     pub scrollback: Bytes,
     pub events: broadcast::Receiver<TermEvent>,
     pub exit_code: Option<i32>,
 }
 
 impl Session {
-    pub fn view(&self) -> Value {
+    pub(crate) fn view(&self) -> Value {
         let (cols, rows) = *lock(&self.size);
         let exit_code = lock(&self.inner).exit_code;
         json!({
@@ -78,7 +78,7 @@ impl Session {
     }
 
     /// Scrollback and subscription taken under one lock: no byte is lost or repeated.
-    pub fn attach(&self) -> Attached {
+    pub(crate) fn attach(&self) -> Attached {
         let inner = lock(&self.inner);
         Attached {
             scrollback: Bytes::copy_from_slice(&inner.scrollback),
@@ -87,12 +87,12 @@ impl Session {
         }
     }
 
-    pub async fn write(&self, data: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write(&self, data: &[u8]) -> std::io::Result<()> {
         let _guard = self.input.lock().await;
         self.pty.write_all(data).await
     }
 
-    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), AgentError> {
+    pub(crate) fn resize(&self, cols: u16, rows: u16) -> Result<(), AgentError> {
         if cols == 0 || rows == 0 {
             return Err(AgentError::validation("cols and rows must be positive"));
         }
@@ -124,7 +124,7 @@ impl Session {
 }
 
 impl TerminalTable {
-    pub fn get(&self, id: &str) -> Result<Arc<Session>, AgentError> {
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Session>, AgentError> {
         lock(&self.sessions)
             .get(id)
             .cloned()
@@ -133,7 +133,7 @@ impl TerminalTable {
 }
 
 #[derive(Deserialize, Default)]
-pub struct CreateRequest {
+pub(crate) struct CreateRequest {
     pub cols: Option<u16>,
     pub rows: Option<u16>,
     pub shell: Option<String>,
@@ -144,9 +144,8 @@ pub struct CreateRequest {
 fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..16)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect();
+    let suffix: String =
+        (0..16).map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())])).collect();
     format!("term_{suffix}")
 }
 
@@ -160,7 +159,7 @@ fn pick_shell(requested: Option<&str>) -> Result<String, AgentError> {
     }
 }
 
-pub fn create(state: &AppState, req: CreateRequest) -> Result<Arc<Session>, AgentError> {
+pub(crate) fn create(state: &AppState, req: CreateRequest) -> Result<Arc<Session>, AgentError> {
     let shell = pick_shell(req.shell.as_deref())?;
     let cwd = resolve_cwd(req.cwd.as_deref())?;
     let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
@@ -168,22 +167,10 @@ pub fn create(state: &AppState, req: CreateRequest) -> Result<Arc<Session>, Agen
         return Err(AgentError::validation("cols and rows must be positive"));
     }
     let mut env = req.env.unwrap_or_default();
-    env.entry("TERM".into())
-        .or_insert_with(|| "xterm-256color".into());
+    env.entry("TERM".into()).or_insert_with(|| "xterm-256color".into());
     // Login + interactive for POSIX-style shells, so profiles and prompts look familiar.
-    let args: &[&str] = if shell.ends_with("sh") {
-        &["-l", "-i"]
-    } else {
-        &[]
-    };
-    let spec = ShellSpec {
-        shell: &shell,
-        args,
-        cwd: &cwd,
-        env: &env,
-        cols,
-        rows,
-    };
+    let args: &[&str] = if shell.ends_with("sh") { &["-l", "-i"] } else { &[] };
+    let spec = ShellSpec { shell: &shell, args, cwd: &cwd, env: &env, cols, rows };
     let (pty, child) = pty::spawn(&spec)
         .map_err(|e| AgentError::internal(format!("could not start {shell}: {e}")))?;
     let pid = child
@@ -198,10 +185,7 @@ pub fn create(state: &AppState, req: CreateRequest) -> Result<Arc<Session>, Agen
         size: Mutex::new((cols, rows)),
         pty,
         input: tokio::sync::Mutex::new(()),
-        inner: Mutex::new(Inner {
-            scrollback: Vec::new(),
-            exit_code: None,
-        }),
+        inner: Mutex::new(Inner { scrollback: Vec::new(), exit_code: None }),
         events: broadcast::channel(1024).0,
         cancel: CancellationToken::new(),
     });
@@ -232,15 +216,12 @@ async fn pump(state: AppState, session: Arc<Session>, mut child: Child) {
     session.finish(code);
     // An ended session is gone: its PTY is released and reattaching answers 404.
     let mut sessions = lock(&state.terminals.sessions);
-    if sessions
-        .get(&session.id)
-        .is_some_and(|s| Arc::ptr_eq(s, &session))
-    {
+    if sessions.get(&session.id).is_some_and(|s| Arc::ptr_eq(s, &session)) {
         sessions.remove(&session.id);
     }
 }
 
-pub async fn create_route(
+pub(crate) async fn create_route(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> Result<Response, AgentError> {
@@ -248,7 +229,7 @@ pub async fn create_route(
     Ok(ok(StatusCode::CREATED, session.view()))
 }
 
-pub async fn list(State(state): State<AppState>) -> Response {
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
     let mut sessions: Vec<Arc<Session>> =
         lock(&state.terminals.sessions).values().cloned().collect();
     sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -256,7 +237,7 @@ pub async fn list(State(state): State<AppState>) -> Response {
     ok(StatusCode::OK, views)
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, AgentError> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Deserialize)]
-pub struct StreamQuery {
+pub(crate) struct StreamQuery {
     session_id: Option<String>,
     cols: Option<u16>,
     rows: Option<u16>,
@@ -31,7 +31,7 @@ enum Control {
     Input { data: String },
 }
 
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Params(q): Params<StreamQuery>,
     ws: WebSocketUpgrade,
@@ -45,11 +45,7 @@ pub async fn stream(
             (session, false)
         }
         None => {
-            let req = CreateRequest {
-                cols: q.cols,
-                rows: q.rows,
-                ..CreateRequest::default()
-            };
+            let req = CreateRequest { cols: q.cols, rows: q.rows, ..CreateRequest::default() };
             (terminal::create(&state, req)?, true)
         }
     };
@@ -57,11 +53,7 @@ pub async fn stream(
 }
 
 fn exit_frame(code: i32) -> Message {
-    Message::Text(
-        json!({"type": "exit", "exit_code": code})
-            .to_string()
-            .into(),
-    )
+    Message::Text(json!({"type": "exit", "exit_code": code}).to_string().into())
 }
 
 async fn attach(socket: WebSocket, session: Arc<Session>, created: bool) {
@@ -73,11 +65,7 @@ async fn attach(socket: WebSocket, session: Arc<Session>, created: bool) {
             return;
         }
     }
-    if tx
-        .send(Message::Binary(attached.scrollback.clone()))
-        .await
-        .is_err()
-    {
+    if tx.send(Message::Binary(attached.scrollback.clone())).await.is_err() {
         return;
     }
     if let Some(code) = attached.exit_code {

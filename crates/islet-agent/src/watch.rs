@@ -22,17 +22,15 @@ use tokio::time::Instant;
 const RENAME_PAIRING: Duration = Duration::from_millis(50);
 
 #[derive(Deserialize)]
-pub struct WatchQuery {
+pub(crate) struct WatchQuery {
     path: Option<String>,
     recursive: Option<String>,
 }
 
-pub async fn watch(Params(q): Params<WatchQuery>) -> Result<Response, AgentError> {
+pub(crate) async fn watch(Params(q): Params<WatchQuery>) -> Result<Response, AgentError> {
     let root = absolute(q.path.as_deref(), "path")?;
     let recursive = parse_bool(q.recursive.as_deref(), true)?;
-    tokio::fs::symlink_metadata(&root)
-        .await
-        .map_err(|e| AgentError::io(e, &root))?;
+    tokio::fs::symlink_metadata(&root).await.map_err(|e| AgentError::io(e, &root))?;
     let (tx, rx) = mpsc::channel(4096);
     // Runs on notify's own thread, so blocking when the client is slow is fine; it fails
     // at once when the stream (and with it the receiver) is gone.
@@ -40,26 +38,15 @@ pub async fn watch(Params(q): Params<WatchQuery>) -> Result<Response, AgentError
         let _ = tx.blocking_send(res);
     })
     .map_err(|e| AgentError::internal(format!("cannot start watcher: {e}")))?;
-    let mode = if recursive {
-        RecursiveMode::Recursive
-    } else {
-        RecursiveMode::NonRecursive
-    };
+    let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
     watcher
         .watch(&root, mode)
         .map_err(|e| AgentError::internal(format!("cannot watch {}: {e}", root.display())))?;
-    let state = Session {
-        rx,
-        _watcher: watcher,
-        translator: Translator::default(),
-        ready: Vec::new(),
-    };
+    let state =
+        Session { rx, _watcher: watcher, translator: Translator::default(), ready: Vec::new() };
     let events = stream::unfold(state, |mut s| async move {
         let frame = s.next_frame().await?;
-        Some((
-            Ok::<_, Infallible>(Event::default().data(frame.to_string())),
-            s,
-        ))
+        Some((Ok::<_, Infallible>(Event::default().data(frame.to_string())), s))
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
@@ -80,11 +67,7 @@ impl Session {
             if !self.ready.is_empty() {
                 return Some(self.ready.remove(0));
             }
-            let flush_at = self
-                .translator
-                .pending
-                .as_ref()
-                .map(|p| p.since + RENAME_PAIRING);
+            let flush_at = self.translator.pending.as_ref().map(|p| p.since + RENAME_PAIRING);
             tokio::select! {
                 ev = self.rx.recv() => match ev? {
                     Ok(ev) => self.ready = self.translator.translate(ev),
@@ -157,11 +140,7 @@ impl Translator {
         if let EventKind::Modify(ModifyKind::Name(RenameMode::From)) = ev.kind {
             out.extend(self.flush());
             if let Some(tracker) = tracker {
-                self.pending = Some(PendingFrom {
-                    tracker,
-                    path,
-                    since: Instant::now(),
-                });
+                self.pending = Some(PendingFrom { tracker, path, since: Instant::now() });
             }
             // Without a tracker it is MOVE_SELF, already reported through the parent.
             return out;

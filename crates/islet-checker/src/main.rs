@@ -54,10 +54,7 @@ fn main() {
                 connects.insert(value.clone(), connect(&value).into());
             }
             "--absent" => {
-                absent.insert(
-                    value.clone(),
-                    (!std::path::Path::new(&value).exists()).into(),
-                );
+                absent.insert(value.clone(), (!std::path::Path::new(&value).exists()).into());
             }
             "--process-marker" => marker = Some(value),
             _ => {}
@@ -66,9 +63,7 @@ fn main() {
     }
     let procs = processes();
     let marker_seen = marker.as_deref().is_some_and(|m| {
-        procs
-            .iter()
-            .any(|(_, cmd)| cmd.contains(m) && !cmd.contains("islet-checker"))
+        procs.iter().any(|(_, cmd)| cmd.contains(m) && !cmd.contains("islet-checker"))
     });
     let report = serde_json::json!({
         "hostname": read("/proc/sys/kernel/hostname").trim(),

@@ -75,11 +75,7 @@ pub async fn verify(
         Err(e) => return Err(VerifyError::Lookup(e.to_string())),
     };
     let found = lookup.iter().any(|txt| {
-        let value: Vec<u8> = txt
-            .txt_data()
-            .iter()
-            .flat_map(|part| part.iter().copied())
-            .collect();
+        let value: Vec<u8> = txt.txt_data().iter().flat_map(|part| part.iter().copied()).collect();
         value == challenge.as_bytes()
     });
     if found {

@@ -11,10 +11,7 @@ use crate::api::request_id;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Validation {
-        message: String,
-        field: Option<&'static str>,
-    },
+    Validation { message: String, field: Option<&'static str> },
     #[error("missing or invalid API key")]
     Unauthenticated,
     #[error("{0} not found")]
@@ -37,11 +34,7 @@ pub enum ApiError {
     RateLimited(String),
     /// Over a rate limit: this key's, or its end user's.
     #[error("too many requests for this {what}; retry after {} ms", retry_after.as_millis())]
-    Throttled {
-        what: &'static str,
-        retry_after: std::time::Duration,
-        limit: u32,
-    },
+    Throttled { what: &'static str, retry_after: std::time::Duration, limit: u32 },
     #[error("external user {0} is suspended")]
     Suspended(String),
     /// The credential lacks the scope (or is bound to one end user).
@@ -71,10 +64,7 @@ impl ApiError {
     }
 
     pub fn validation(message: impl Into<String>, field: &'static str) -> Self {
-        ApiError::Validation {
-            message: message.into(),
-            field: Some(field),
-        }
+        ApiError::Validation { message: message.into(), field: Some(field) }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, bool) {
@@ -85,11 +75,9 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", false),
             ApiError::NotRunning(_) => (StatusCode::CONFLICT, "SANDBOX_NOT_RUNNING", false),
             ApiError::Starting => (StatusCode::CONFLICT, "SANDBOX_STARTING", true),
-            ApiError::IdempotencyMismatch => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                false,
-            ),
+            ApiError::IdempotencyMismatch => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", false)
+            }
             ApiError::InvalidScope => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SCOPE", false),
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
@@ -98,10 +86,9 @@ impl ApiError {
             ApiError::Suspended(_) => (StatusCode::FORBIDDEN, "USER_SUSPENDED", false),
             ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
             // The contract's credit refusal: the SDK raises `InsufficientCreditsError`.
-            ApiError::QuotaExceeded {
-                limit: "max_credit_cents",
-                ..
-            } => (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", false),
+            ApiError::QuotaExceeded { limit: "max_credit_cents", .. } => {
+                (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", false)
+            }
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }
@@ -120,19 +107,10 @@ impl IntoResponse for ApiError {
             "message": self.to_string(),
             "retryable": retryable,
         });
-        if let ApiError::Validation {
-            field: Some(field), ..
-        } = &self
-        {
+        if let ApiError::Validation { field: Some(field), .. } = &self {
             error["details"] = serde_json::json!({ "field": field });
         }
-        if let ApiError::QuotaExceeded {
-            limit,
-            max,
-            current,
-            requested,
-            external_user_id,
-        } = &self
+        if let ApiError::QuotaExceeded { limit, max, current, requested, external_user_id } = &self
         {
             error["details"] = serde_json::json!({
                 "limit": limit, "max": max, "current": current, "requested": requested,
@@ -143,10 +121,7 @@ impl IntoResponse for ApiError {
             error["retry_after_ms"] = serde_json::json!(500);
         }
         let mut headers = axum::http::HeaderMap::new();
-        if let ApiError::Throttled {
-            retry_after, limit, ..
-        } = &self
-        {
+        if let ApiError::Throttled { retry_after, limit, .. } = &self {
             error["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             for (name, value) in [
@@ -174,10 +149,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(message) => ApiError::Conflict(message),
             StoreError::Suspended(user) => ApiError::Suspended(user),
-            StoreError::QuotaExceeded {
-                refusal,
-                external_user_id,
-            } => ApiError::quota(refusal, external_user_id),
+            StoreError::QuotaExceeded { refusal, external_user_id } => {
+                ApiError::quota(refusal, external_user_id)
+            }
             StoreError::NoNetworkSlot => ApiError::Capacity,
             StoreError::Transition(t) => ApiError::Conflict(t.to_string()),
             other => ApiError::Internal(other.to_string()),

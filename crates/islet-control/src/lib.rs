@@ -53,9 +53,8 @@ pub async fn run(
     .map_err(std::io::Error::other)?;
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
     let app = api::app(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     shutdown.cancel();
     let _ = reaper.await;
     let _ = pool.await;

@@ -50,10 +50,7 @@ pub(crate) async fn retry_start(state: &AppState, id: &SandboxId) -> Result<Crea
                 body: serde_json::json!({ "data": sandbox_view(state, &record) }),
             });
         }
-        state
-            .runtime
-            .stop(id, record.isolation, record.net_index)
-            .await?;
+        state.runtime.stop(id, record.isolation, record.net_index).await?;
     }
     start(state, id, true).await
 }
@@ -86,15 +83,7 @@ pub async fn create(
 ) -> Result<Created, ApiError> {
     let (state, tenant) = (state.clone(), tenant.clone());
     detached(async move {
-        create_attached(
-            &state,
-            &tenant,
-            tenant_isolation,
-            idempotency_key,
-            req,
-            wait,
-        )
-        .await
+        create_attached(&state, &tenant, tenant_isolation, idempotency_key, req, wait).await
     })
     .await
 }
@@ -170,17 +159,10 @@ async fn create_attached(
     req: CreateSandbox,
     wait: bool,
 ) -> Result<Created, ApiError> {
-    let isolation = req
-        .isolation
-        .or(tenant_isolation)
-        .unwrap_or(state.config.default_isolation);
+    let isolation = req.isolation.or(tenant_isolation).unwrap_or(state.config.default_isolation);
     let keyed = idempotency_key.is_some();
     let pool = state.pool.get().cloned();
-    match state
-        .store
-        .begin_create(tenant, idempotency_key, req, isolation, pool)
-        .await?
-    {
+    match state.store.begin_create(tenant, idempotency_key, req, isolation, pool).await? {
         BeginCreate::Claimed(record) => {
             tracing::info!(sandbox_id = %record.id, "sandbox taken from the warm pool");
             // It started under the pool's rules; from now on it is held to the tenant's. If
@@ -199,44 +181,27 @@ async fn create_attached(
                             error: Some("egress rules could not be applied".into()),
                             ..Default::default()
                         };
-                        let _ = state
-                            .store
-                            .transition(&record.id, Transition::Failed, facts)
-                            .await;
+                        let _ = state.store.transition(&record.id, Transition::Failed, facts).await;
                     }
                     return Err(e.into());
                 }
             }
             let body = serde_json::json!({ "data": sandbox_view(state, &record) });
             if keyed {
-                state
-                    .store
-                    .finish_idempotent(tenant, &record.id, 201, body.to_string())
-                    .await?;
+                state.store.finish_idempotent(tenant, &record.id, 201, body.to_string()).await?;
             }
-            Ok(Created {
-                status: StatusCode::CREATED,
-                body,
-            })
+            Ok(Created { status: StatusCode::CREATED, body })
         }
         BeginCreate::Mismatch => Err(ApiError::IdempotencyMismatch),
-        BeginCreate::Refused {
-            refusal,
-            external_user_id,
-        } => Err(ApiError::quota(refusal, external_user_id)),
-        BeginCreate::Replay {
-            response: Some((status, body)),
-            ..
-        } => Ok(Created {
+        BeginCreate::Refused { refusal, external_user_id } => {
+            Err(ApiError::quota(refusal, external_user_id))
+        }
+        BeginCreate::Replay { response: Some((status, body)), .. } => Ok(Created {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
             body: serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.to_string()))?,
         }),
         BeginCreate::Replay { sandbox, .. } => {
-            let record = if wait {
-                wait_started(state, &sandbox.id).await?
-            } else {
-                sandbox
-            };
+            let record = if wait { wait_started(state, &sandbox.id).await? } else { sandbox };
             // Same status as the first answer would have had: 202 while it is still starting.
             let status = if record.state == SandboxState::Creating {
                 StatusCode::ACCEPTED
@@ -286,10 +251,7 @@ pub(crate) async fn start(
                 boot_ms: Some(started.boot.as_millis() as i64),
                 ..Default::default()
             };
-            let record = state
-                .store
-                .transition(id, Transition::Started, facts)
-                .await?;
+            let record = state.store.transition(id, Transition::Started, facts).await?;
             tracing::info!(sandbox_id = %id, boot_ms = started.boot.as_millis() as u64, "sandbox running");
             (StatusCode::CREATED, record)
         }
@@ -299,10 +261,7 @@ pub(crate) async fn start(
                 error: Some("the sandbox failed to start".into()),
                 ..Default::default()
             };
-            let record = state
-                .store
-                .transition(id, Transition::Failed, facts)
-                .await?;
+            let record = state.store.transition(id, Transition::Failed, facts).await?;
             (StatusCode::INTERNAL_SERVER_ERROR, record)
         }
     };
@@ -364,25 +323,14 @@ pub(crate) async fn destroy_record(
     }
     if record.state != SandboxState::Destroying {
         crate::metering::sample(state, &record).await;
-        let facts = TransitionFacts {
-            timed_out,
-            ..Default::default()
-        };
-        record = state
-            .store
-            .transition(&id, Transition::Destroy, facts)
-            .await?;
+        let facts = TransitionFacts { timed_out, ..Default::default() };
+        record = state.store.transition(&id, Transition::Destroy, facts).await?;
     }
     // The runtime knows the slot from the record; a failure leaves the sandbox in
     // `destroying` for the reaper to finish.
-    state
-        .runtime
-        .destroy(&id, record.isolation, record.net_index)
-        .await?;
-    let record = state
-        .store
-        .transition(&id, Transition::Destroyed, TransitionFacts::default())
-        .await?;
+    state.runtime.destroy(&id, record.isolation, record.net_index).await?;
+    let record =
+        state.store.transition(&id, Transition::Destroyed, TransitionFacts::default()).await?;
     drop(guard);
     forget_lock(&id);
     Ok(record)
@@ -401,14 +349,8 @@ async fn stop_attached(
     }
     record.state.transition(Transition::Stop)?;
     crate::metering::sample(state, &record).await;
-    state
-        .runtime
-        .stop(id, record.isolation, record.net_index)
-        .await?;
-    Ok(state
-        .store
-        .transition(id, Transition::Stop, TransitionFacts::default())
-        .await?)
+    state.runtime.stop(id, record.isolation, record.net_index).await?;
+    Ok(state.store.transition(id, Transition::Stop, TransitionFacts::default()).await?)
 }
 
 async fn pause_attached(
@@ -424,10 +366,7 @@ async fn pause_attached(
     record.state.transition(Transition::Pause)?;
     crate::metering::sample(state, &record).await;
     state.runtime.pause(id, record.isolation).await?;
-    Ok(state
-        .store
-        .transition(id, Transition::Pause, TransitionFacts::default())
-        .await?)
+    Ok(state.store.transition(id, Transition::Pause, TransitionFacts::default()).await?)
 }
 
 /// Resume a paused sandbox (thaw) or a stopped one (start again over its kept files).
@@ -448,12 +387,7 @@ async fn resume_attached(
                     .transition(id, Transition::Resume, TransitionFacts::default())
                     .await?);
             }
-            _ => {
-                state
-                    .store
-                    .transition(id, Transition::Resume, TransitionFacts::default())
-                    .await?
-            }
+            _ => state.store.transition(id, Transition::Resume, TransitionFacts::default()).await?,
         }
     };
     let created = start(state, &record.id, false).await?;

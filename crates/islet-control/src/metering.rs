@@ -12,11 +12,7 @@ use crate::state::AppState;
 
 fn sample_of(state: &AppState, record: &SandboxRecord) -> Option<UsageSample> {
     let live = matches!(record.state, SandboxState::Running | SandboxState::Paused);
-    let usage = if live {
-        state.runtime.usage(&record.id)
-    } else {
-        None
-    };
+    let usage = if live { state.runtime.usage(&record.id) } else { None };
     match record.state {
         SandboxState::Creating | SandboxState::Destroyed => None,
         _ => Some(UsageSample {

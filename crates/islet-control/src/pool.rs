@@ -13,10 +13,10 @@ use crate::lifecycle;
 use crate::state::AppState;
 
 /// Name of the tenant that owns pooled sandboxes.
-pub const POOL_TENANT: &str = "__islet_warm_pool__";
+pub(crate) const POOL_TENANT: &str = "__islet_warm_pool__";
 const REFILL_EVERY: Duration = Duration::from_millis(200);
 
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let size = state.config.warm_pool;
     if size == 0 {
         return;
@@ -40,10 +40,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return drain(&state, &tenant_id).await,
             _ = tokio::time::sleep(REFILL_EVERY) => {}
         }
-        let filter = ListFilter {
-            limit: 1000,
-            ..Default::default()
-        };
+        let filter = ListFilter { limit: 1000, ..Default::default() };
         let members = match state.store.list_sandboxes(&tenant_id, filter).await {
             Ok((members, _)) => members,
             Err(e) => {
@@ -82,10 +79,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 /// On a clean shutdown the pool's sandboxes go: they belong to nobody, and the next start
 /// fills a fresh pool. (After a crash, reconciliation keeps them like any other sandbox.)
 async fn drain(state: &AppState, tenant_id: &islet_types::TenantId) {
-    let filter = ListFilter {
-        limit: 1000,
-        ..Default::default()
-    };
+    let filter = ListFilter { limit: 1000, ..Default::default() };
     let Ok((members, _)) = state.store.list_sandboxes(tenant_id, filter).await else {
         return;
     };
@@ -97,7 +91,7 @@ async fn drain(state: &AppState, tenant_id: &islet_types::TenantId) {
 }
 
 /// The resources of a create that names none: what pooled sandboxes are started with.
-pub fn default_resources() -> Resources {
+pub(crate) fn default_resources() -> Resources {
     Resources::resolve(None, None, None, None).unwrap_or(Resources {
         cpu_count: 1,
         memory_mb: 2048,

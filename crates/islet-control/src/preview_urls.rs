@@ -9,17 +9,17 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Port a preview URL names when the caller gave none and the sandbox exposes nothing yet.
-pub const DEFAULT_PORT: u16 = 3000;
+pub(crate) const DEFAULT_PORT: u16 = 3000;
 
 /// Builds URLs for one tenant (its domain looked up once).
-pub struct PreviewUrls {
+pub(crate) struct PreviewUrls {
     scheme: String,
     domain: DomainName,
     public_port: Option<u16>,
 }
 
 impl PreviewUrls {
-    pub async fn for_tenant(state: &AppState, tenant: &TenantId) -> Result<Self, ApiError> {
+    pub(crate) async fn for_tenant(state: &AppState, tenant: &TenantId) -> Result<Self, ApiError> {
         // A verified domain, and over https only once it can present a certificate (its own,
         // or one the edge obtains by ACME on the first visit).
         let tls = state.config.preview_scheme == "https";
@@ -38,11 +38,8 @@ impl PreviewUrls {
         })
     }
 
-    pub fn url(&self, sandbox_id: &SandboxId, port: u16) -> String {
-        let label = PreviewLabel {
-            port,
-            sandbox_id: sandbox_id.clone(),
-        };
+    pub(crate) fn url(&self, sandbox_id: &SandboxId, port: u16) -> String {
+        let label = PreviewLabel { port, sandbox_id: sandbox_id.clone() };
         match self.public_port {
             Some(p) => format!("{}://{label}.{}:{p}/", self.scheme, self.domain),
             None => format!("{}://{label}.{}/", self.scheme, self.domain),
@@ -50,7 +47,7 @@ impl PreviewUrls {
     }
 
     /// The URL with a token for the edge to exchange (`param` is `mt` or `ms`).
-    pub fn url_with_token(
+    pub(crate) fn url_with_token(
         &self,
         sandbox_id: &SandboxId,
         port: u16,

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::lifecycle;
 use crate::state::AppState;
 
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
     let mut ticks: u64 = 0;
     loop {
         tokio::select! {

@@ -15,7 +15,7 @@ use islet_types::{SandboxId, SandboxState};
 use crate::lifecycle;
 use crate::state::AppState;
 
-pub async fn reconcile(state: &AppState) {
+pub(crate) async fn reconcile(state: &AppState) {
     if let Err(e) = run(state).await {
         tracing::error!(error = %e, "reconciliation failed");
     }
@@ -25,17 +25,10 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
     let records = state.store.sandboxes_not_destroyed().await?;
     // The tenants' egress rules, for every sandbox that holds a network slot, before any
     // repair starts one again.
-    let groups = state
-        .store
-        .all_egress()
-        .await?
-        .into_iter()
-        .map(|(t, p)| (t.to_string(), p))
-        .collect();
-    let slots = records
-        .iter()
-        .filter_map(|r| r.net_index.map(|i| (i, r.tenant_id.to_string())))
-        .collect();
+    let groups =
+        state.store.all_egress().await?.into_iter().map(|(t, p)| (t.to_string(), p)).collect();
+    let slots =
+        records.iter().filter_map(|r| r.net_index.map(|i| (i, r.tenant_id.to_string()))).collect();
     // A failure leaves the rules to the reaper's retries; the repairs below must still run.
     if let Err(e) = state.runtime.load_egress(groups, slots).await {
         tracing::error!(error = %e, "loading the tenants' egress rules failed; retrying");
@@ -54,10 +47,7 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
             SandboxState::Creating => {
                 // Interrupted mid-create (or mid-resume): take down what was built, keep the
                 // files (a resumed sandbox's are the tenant's), and start it again below.
-                let stopped = state
-                    .runtime
-                    .stop(&id, record.isolation, record.net_index)
-                    .await;
+                let stopped = state.runtime.stop(&id, record.isolation, record.net_index).await;
                 if stopped.is_ok() {
                     restarts.push(id.clone());
                 }
@@ -78,11 +68,7 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
                         error: Some("lost while the server was down".into()),
                         ..Default::default()
                     };
-                    match state
-                        .runtime
-                        .stop(&id, record.isolation, record.net_index)
-                        .await
-                    {
+                    match state.runtime.stop(&id, record.isolation, record.net_index).await {
                         Ok(()) => state
                             .store
                             .transition(&id, Transition::Failed, facts)
@@ -98,9 +84,9 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
                 .stop(&id, record.isolation, record.net_index)
                 .await
                 .map_err(Into::into),
-            SandboxState::Destroying => lifecycle::destroy_record(state, record, false)
-                .await
-                .map(drop),
+            SandboxState::Destroying => {
+                lifecycle::destroy_record(state, record, false).await.map(drop)
+            }
             SandboxState::Destroyed => Ok(()),
         };
         if let Err(e) = repaired {

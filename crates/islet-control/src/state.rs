@@ -38,16 +38,10 @@ impl AppState {
         config: Config,
     ) -> Result<Self, islet_store::StoreError> {
         let signer = islet_tokens::Signer::new(&store.secret(islet_tokens::SECRET_NAME).await?);
-        let limiter = |rate: u32| {
-            Arc::new(islet_types::rate::RateLimiter::new(
-                rate,
-                rate.saturating_mul(2),
-            ))
-        };
-        let (key_limiter, user_limiter) = (
-            limiter(config.api_rate_limit),
-            limiter(config.api_user_rate_limit),
-        );
+        let limiter =
+            |rate: u32| Arc::new(islet_types::rate::RateLimiter::new(rate, rate.saturating_mul(2)));
+        let (key_limiter, user_limiter) =
+            (limiter(config.api_rate_limit), limiter(config.api_user_rate_limit));
         Ok(Self {
             signer,
             store,

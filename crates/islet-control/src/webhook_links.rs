@@ -10,7 +10,7 @@ use islet_webhooks::payload::{PreviewLinks, UrlFn};
 use crate::preview_urls::PreviewUrls;
 use crate::state::AppState;
 
-pub struct ControlLinks(pub AppState);
+pub(crate) struct ControlLinks(pub AppState);
 
 impl PreviewLinks for ControlLinks {
     fn for_tenant<'a>(
@@ -19,11 +19,9 @@ impl PreviewLinks for ControlLinks {
     ) -> Pin<Box<dyn Future<Output = Option<UrlFn>> + Send + 'a>> {
         Box::pin(async move {
             match PreviewUrls::for_tenant(&self.0, tenant).await {
-                Ok(urls) => Some(
-                    Box::new(move |sandbox: &islet_types::SandboxId, port: u16| {
-                        urls.url(sandbox, port)
-                    }) as UrlFn,
-                ),
+                Ok(urls) => Some(Box::new(move |sandbox: &islet_types::SandboxId, port: u16| {
+                    urls.url(sandbox, port)
+                }) as UrlFn),
                 Err(e) => {
                     tracing::warn!(error = %e, %tenant, "no preview URLs for event bodies");
                     None

@@ -45,7 +45,7 @@ pub struct AcmeConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
+pub(crate) enum AcmeError {
     #[error("ACME: {0}")]
     Protocol(#[from] instant_acme::Error),
     #[error("ACME order ended as {0:?}")]
@@ -63,7 +63,7 @@ pub enum AcmeError {
 }
 
 /// Issues and renews host certificates; answers the CA's challenges meanwhile.
-pub struct Issuer {
+pub(crate) struct Issuer {
     config: AcmeConfig,
     store: Store,
     account: tokio::sync::OnceCell<Account>,
@@ -76,7 +76,7 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(config: AcmeConfig, store: Store) -> Self {
+    pub(crate) fn new(config: AcmeConfig, store: Store) -> Self {
         Self {
             config,
             store,
@@ -87,17 +87,17 @@ impl Issuer {
         }
     }
 
-    pub fn renew_before(&self) -> Duration {
+    pub(crate) fn renew_before(&self) -> Duration {
         self.config.renew_before
     }
 
     /// The key authorisation for an HTTP-01 token the CA asks about.
-    pub fn http_response(&self, token: &str) -> Option<String> {
+    pub(crate) fn http_response(&self, token: &str) -> Option<String> {
         self.http_tokens.lock().ok()?.get(token).cloned()
     }
 
     /// The TLS-ALPN-01 certificate for `host`, while its challenge is pending.
-    pub fn alpn_certificate(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn alpn_certificate(&self, host: &str) -> Option<Arc<CertifiedKey>> {
         self.alpn_certificates.lock().ok()?.get(host).cloned()
     }
 
@@ -136,7 +136,7 @@ impl Issuer {
     /// Obtain a certificate for `host` (under `tenant`'s verified `domain`), store it and
     /// return it. Concurrent calls for one host share one order; a caller that waited finds
     /// `fresh` answering with the certificate the first one stored.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         host: &str,
         domain: &DomainName,
@@ -209,10 +209,7 @@ impl Issuer {
                 Challenge::Http01 => {
                     tokens.push(challenge.token.clone());
                     if let Ok(mut m) = self.http_tokens.lock() {
-                        m.insert(
-                            challenge.token.clone(),
-                            key_authorization.as_str().to_owned(),
-                        );
+                        m.insert(challenge.token.clone(), key_authorization.as_str().to_owned());
                     }
                 }
                 Challenge::TlsAlpn01 => {

@@ -8,22 +8,18 @@ use std::time::{Duration, Instant};
 use islet_store::Store;
 use islet_types::SandboxId;
 
-pub struct Activity {
+pub(crate) struct Activity {
     store: Store,
     interval: Duration,
     last: Mutex<HashMap<SandboxId, Instant>>,
 }
 
 impl Activity {
-    pub fn new(store: Store, interval: Duration) -> Self {
-        Self {
-            store,
-            interval,
-            last: Mutex::default(),
-        }
+    pub(crate) fn new(store: Store, interval: Duration) -> Self {
+        Self { store, interval, last: Mutex::default() }
     }
 
-    pub fn touch(self: &Arc<Self>, sandbox: &SandboxId) {
+    pub(crate) fn touch(self: &Arc<Self>, sandbox: &SandboxId) {
         let due = self
             .last
             .lock()
@@ -55,7 +51,7 @@ impl Activity {
 
     /// Keep touching while a long-lived exchange (WebSocket, event stream) lasts: until the
     /// returned guard is dropped.
-    pub fn hold(self: &Arc<Self>, sandbox: SandboxId) -> Hold {
+    pub(crate) fn hold(self: &Arc<Self>, sandbox: SandboxId) -> Hold {
         let activity = self.clone();
         Hold(tokio::spawn(async move {
             loop {
@@ -67,7 +63,7 @@ impl Activity {
 }
 
 /// Ends a [`Activity::hold`] when dropped.
-pub struct Hold(tokio::task::JoinHandle<()>);
+pub(crate) struct Hold(tokio::task::JoinHandle<()>);
 
 impl Drop for Hold {
     fn drop(&mut self) {

@@ -47,11 +47,8 @@ pub fn split_query(query: Option<&str>) -> (Option<String>, Option<String>) {
         if QUERY_PARAMS.contains(&key) {
             if token.is_none() {
                 let value = pair.split_once('=').map_or("", |(_, v)| v);
-                token = Some(
-                    urlencoding::decode(value)
-                        .map(|v| v.into_owned())
-                        .unwrap_or_default(),
-                );
+                token =
+                    Some(urlencoding::decode(value).map(|v| v.into_owned()).unwrap_or_default());
             }
         } else if !pair.is_empty() {
             kept.push(pair);
@@ -111,10 +108,8 @@ pub fn presented(headers: &HeaderMap, query_token: Option<String>) -> Presented 
 /// `Referer`.
 pub fn strip(headers: &mut HeaderMap) {
     headers.remove(TOKEN_HEADER);
-    let platform_bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
+    let platform_bearer =
+        headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| {
             bearer(v).is_some_and(is_platform_credential) || is_platform_credential(v.trim())
         });
     if platform_bearer {
@@ -140,10 +135,7 @@ pub fn strip(headers: &mut HeaderMap) {
 
 /// A `Referer` without the token parameters (a page may have been opened with one).
 pub fn strip_referer(headers: &mut HeaderMap) {
-    let Some(referer) = headers
-        .get(http::header::REFERER)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(referer) = headers.get(http::header::REFERER).and_then(|v| v.to_str().ok()) else {
         return;
     };
     let Some((base, query)) = referer.split_once('?') else {
@@ -169,9 +161,7 @@ pub fn strip_referer(headers: &mut HeaderMap) {
 
 /// Whether a `Set-Cookie` value from the app names one of the edge's cookies.
 pub fn sets_edge_cookie(value: &str) -> bool {
-    value
-        .split_once('=')
-        .is_some_and(|(name, _)| is_edge_cookie(name.trim()))
+    value.split_once('=').is_some_and(|(name, _)| is_edge_cookie(name.trim()))
 }
 
 /// The `Set-Cookie` value handing a verified token to the browser. Host-only (no `Domain`),
@@ -206,10 +196,7 @@ mod tests {
     #[test]
     fn strips_platform_credentials_only() {
         let mut h = HeaderMap::new();
-        h.append(
-            COOKIE,
-            "a=1; pv_session=mp_secret; b=2".parse().expect("value"),
-        );
+        h.append(COOKIE, "a=1; pv_session=mp_secret; b=2".parse().expect("value"));
         h.append(COOKIE, "__Host-pv_session=mp_other".parse().expect("value"));
         h.insert(AUTHORIZATION, "Bearer mp_secret".parse().expect("value"));
         h.insert(TOKEN_HEADER, "mp_secret".parse().expect("value"));
@@ -222,10 +209,7 @@ mod tests {
             Presented::Cookies(vec!["mp_secret".into(), "mp_other".into()])
         );
         strip(&mut h);
-        assert_eq!(
-            h.get(COOKIE).and_then(|v| v.to_str().ok()),
-            Some("a=1; b=2")
-        );
+        assert_eq!(h.get(COOKIE).and_then(|v| v.to_str().ok()), Some("a=1; b=2"));
         assert!(h.get(AUTHORIZATION).is_none());
         assert!(h.get(TOKEN_HEADER).is_none());
 
@@ -247,16 +231,10 @@ mod referer_tests {
     #[test]
     fn referer_loses_only_the_token() {
         let mut h = HeaderMap::new();
-        h.insert(
-            http::header::REFERER,
-            "https://a.b/p?x=1&mt=mp_secret".parse().expect("value"),
-        );
+        h.insert(http::header::REFERER, "https://a.b/p?x=1&mt=mp_secret".parse().expect("value"));
         strip_referer(&mut h);
         assert_eq!(h[http::header::REFERER], "https://a.b/p?x=1");
-        h.insert(
-            http::header::REFERER,
-            "https://a.b/p?ms=mp_secret".parse().expect("value"),
-        );
+        h.insert(http::header::REFERER, "https://a.b/p?ms=mp_secret".parse().expect("value"));
         strip_referer(&mut h);
         assert_eq!(h[http::header::REFERER], "https://a.b/p");
         assert!(sets_edge_cookie("__Host-pv_session=x; Path=/"));

@@ -37,7 +37,7 @@ struct CachedRoute {
     refreshing: bool,
 }
 
-pub struct Directory {
+pub(crate) struct Directory {
     store: Store,
     route_ttl: Duration,
     settings: RwLock<Arc<Settings>>,
@@ -53,11 +53,11 @@ pub struct Directory {
 
 /// The revocation list is too old to trust.
 #[derive(Debug, Clone, Copy)]
-pub struct Stale;
+pub(crate) struct Stale;
 
 /// An issued host certificate, for renewal.
 #[derive(Debug, Clone)]
-pub struct HostCertificate {
+pub(crate) struct HostCertificate {
     pub host: String,
     pub domain: DomainName,
     pub tenant_id: TenantId,
@@ -65,7 +65,7 @@ pub struct HostCertificate {
 }
 
 impl Directory {
-    pub fn new(store: Store, route_ttl: Duration, certificates: Arc<SniResolver>) -> Self {
+    pub(crate) fn new(store: Store, route_ttl: Duration, certificates: Arc<SniResolver>) -> Self {
         Self {
             store,
             route_ttl,
@@ -85,7 +85,7 @@ impl Directory {
 
     /// Follow the revocation log, then reload settings and (when changed) certificates. Each
     /// part fails on its own: a bad settings row never holds revocations back.
-    pub async fn refresh(&self) -> Result<(), StoreError> {
+    pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
         let after = self.revoked.read().map(|r| r.after_seq).unwrap_or(0);
         let revocations = self.store.revocations_after(after).await?;
         if let Ok(mut revoked) = self.revoked.write() {
@@ -110,11 +110,7 @@ impl Directory {
             *slot = Arc::new(settings);
         }
         let version = self.store.certificates_version().await?;
-        let changed = self
-            .certificate_version
-            .lock()
-            .map(|v| *v != Some(version))
-            .unwrap_or(true);
+        let changed = self.certificate_version.lock().map(|v| *v != Some(version)).unwrap_or(true);
         if changed {
             self.load_certificates(loaded.certificates);
             if let Ok(mut v) = self.certificate_version.lock() {
@@ -158,32 +154,31 @@ impl Directory {
     }
 
     /// Issued host certificates expiring before `deadline` (Unix ms).
-    pub fn hosts_expiring_before(&self, deadline: i64) -> Vec<HostCertificate> {
+    pub(crate) fn hosts_expiring_before(&self, deadline: i64) -> Vec<HostCertificate> {
         self.host_expiry
             .lock()
-            .map(|v| {
-                v.iter()
-                    .filter(|c| c.not_after < deadline)
-                    .cloned()
-                    .collect()
-            })
+            .map(|v| v.iter().filter(|c| c.not_after < deadline).cloned().collect())
             .unwrap_or_default()
     }
 
     /// The verified tenant domain `domain` is, and its tenant.
-    pub fn domain(&self, domain: &str) -> Option<(DomainName, TenantId)> {
+    pub(crate) fn domain(&self, domain: &str) -> Option<(DomainName, TenantId)> {
         let settings = self.settings.read().ok()?.clone();
         let name: DomainName = domain.parse().ok()?;
         settings.domains.get(&name).map(|t| (name, t.clone()))
     }
 
-    pub fn branding(&self, tenant: &TenantId) -> Option<Arc<Branding>> {
+    pub(crate) fn branding(&self, tenant: &TenantId) -> Option<Arc<Branding>> {
         self.settings.read().ok()?.branding.get(tenant).cloned()
     }
 
     /// Whether the token must be refused as revoked. Fails closed: a poisoned lock, or a list
     /// not synced for longer than `max_age`, refuses every token.
-    pub fn is_revoked(&self, token: &PreviewTokenId, max_age: Duration) -> Result<bool, Stale> {
+    pub(crate) fn is_revoked(
+        &self,
+        token: &PreviewTokenId,
+        max_age: Duration,
+    ) -> Result<bool, Stale> {
         let revoked = self.revoked.read().map_err(|_| Stale)?;
         if revoked.synced_at.elapsed() > max_age {
             return Err(Stale);
@@ -195,7 +190,10 @@ impl Directory {
     /// The sandbox's route, from the cache when fresh. Once it is older than `route_ttl`, one
     /// request reloads it while the others go on with the old copy (for at most another
     /// `route_ttl`), so a busy sandbox never sends a burst of requests to the store at once.
-    pub async fn route(&self, sandbox: &SandboxId) -> Result<Option<Arc<EdgeRoute>>, StoreError> {
+    pub(crate) async fn route(
+        &self,
+        sandbox: &SandboxId,
+    ) -> Result<Option<Arc<EdgeRoute>>, StoreError> {
         if let Ok(mut routes) = self.routes.lock() {
             if let Some(cached) = routes.get_mut(sandbox) {
                 let age = cached.at.elapsed();
@@ -229,11 +227,7 @@ impl Directory {
         }
         routes.insert(
             sandbox.clone(),
-            CachedRoute {
-                at: Instant::now(),
-                route: route.clone(),
-                refreshing: false,
-            },
+            CachedRoute { at: Instant::now(), route: route.clone(), refreshing: false },
         );
         Ok(route)
     }

@@ -92,7 +92,7 @@ pub struct Edge {
 
 /// The connection a request arrived on.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
     pub local_port: u16,
@@ -118,10 +118,7 @@ impl Edge {
         let directory = Directory::new(store.clone(), config.route_ttl, certificates.clone());
         directory.refresh().await?;
         Ok(Arc::new(Self {
-            acme: config
-                .acme
-                .clone()
-                .map(|acme| Issuer::new(acme, store.clone())),
+            acme: config.acme.clone().map(|acme| Issuer::new(acme, store.clone())),
             renewals: Mutex::default(),
             activity: Arc::new(Activity::new(store, config.activity_interval)),
             limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
@@ -151,9 +148,8 @@ impl Edge {
             + i64::try_from(acme.renew_before().as_millis()).unwrap_or(i64::MAX);
         for due in self.directory.hosts_expiring_before(deadline) {
             let start = self.renewals.lock().is_ok_and(|mut r| {
-                let recent = r
-                    .get(&due.host)
-                    .is_some_and(|at| at.elapsed() < Duration::from_secs(300));
+                let recent =
+                    r.get(&due.host).is_some_and(|at| at.elapsed() < Duration::from_secs(300));
                 if !recent {
                     r.insert(due.host.clone(), Instant::now());
                 }
@@ -165,10 +161,7 @@ impl Edge {
             let edge = self.clone();
             tokio::spawn(async move {
                 let Some(acme) = &edge.acme else { return };
-                match acme
-                    .issue(&due.host, &due.domain, &due.tenant_id, || None)
-                    .await
-                {
+                match acme.issue(&due.host, &due.domain, &due.tenant_id, || None).await {
                     Ok(key) => edge.certificates.set_host(&due.host, key),
                     Err(error) => {
                         tracing::warn!(host = %due.host, %error, "certificate renewal failed")
@@ -193,10 +186,9 @@ impl Edge {
         let Some((first, rest)) = host.split_once('.') else {
             return;
         };
-        let (Some((domain, tenant)), Ok(label)) = (
-            self.directory.domain(rest),
-            first.parse::<islet_types::preview::PreviewLabel>(),
-        ) else {
+        let (Some((domain, tenant)), Ok(label)) =
+            (self.directory.domain(rest), first.parse::<islet_types::preview::PreviewLabel>())
+        else {
             return;
         };
         let exists = match self.directory.route(&label.sandbox_id).await {

@@ -27,27 +27,18 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Headers about the client or the original request that proxies set and apps trust: a
 /// client may not forge them (every `x-forwarded-*` goes too). The edge sets its own.
-const FORWARDING: [&str; 6] = [
-    "forwarded",
-    "x-real-ip",
-    "x-client-ip",
-    "true-client-ip",
-    "x-original-url",
-    "x-rewrite-url",
-];
+const FORWARDING: [&str; 6] =
+    ["forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "x-original-url", "x-rewrite-url"];
 
 fn forged_forwarding(name: &HeaderName) -> bool {
     name.as_str().starts_with("x-forwarded-") || FORWARDING.contains(&name.as_str())
 }
 
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONNECTION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        })
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
         && headers.contains_key(header::UPGRADE)
 }
 
@@ -77,14 +68,14 @@ fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Where upstream requests go: the visitor connection's own upstream connection (HTTP/1
 /// visitors) or the shared pool.
-pub struct Upstreams<'a> {
+pub(crate) struct Upstreams<'a> {
     pub pool: &'a Pool,
     pub pinned: Option<&'a Pinned>,
     pub connect_timeout: std::time::Duration,
 }
 
 /// Facts about the visitor's connection that the app may learn.
-pub struct Forwarded<'a> {
+pub(crate) struct Forwarded<'a> {
     pub peer: SocketAddr,
     pub tls: bool,
     pub public_host: &'a str,
@@ -95,7 +86,7 @@ pub struct Forwarded<'a> {
 /// `ip:port` and stream the answer back. `hold` keeps the sandbox active for as long as a
 /// WebSocket or an event stream lasts.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward(
+pub(crate) async fn forward(
     upstreams: Upstreams<'_>,
     mut request: Request<hyper::body::Incoming>,
     ip: IpAddr,
@@ -110,11 +101,8 @@ pub async fn forward(
     let (mut parts, body) = request.into_parts();
     let headers = &mut parts.headers;
     drop_hop_by_hop(headers, upgrade);
-    let forged: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| forged_forwarding(n))
-        .cloned()
-        .collect();
+    let forged: Vec<HeaderName> =
+        headers.keys().filter(|n| forged_forwarding(n)).cloned().collect();
     for name in forged {
         headers.remove(name);
     }
@@ -124,11 +112,7 @@ pub async fn forward(
         }
     };
     insert(headers, "x-forwarded-for", facts.peer.ip().to_string());
-    insert(
-        headers,
-        "x-forwarded-proto",
-        if facts.tls { "https" } else { "http" }.into(),
-    );
+    insert(headers, "x-forwarded-proto", if facts.tls { "https" } else { "http" }.into());
     insert(headers, "x-forwarded-host", facts.public_host.to_owned());
     insert(headers, "x-forwarded-port", facts.public_port.to_string());
     // Dev servers (Vite and others) only answer hosts they know; the public name travels in
@@ -142,16 +126,15 @@ pub async fn forward(
             Some(pinned) => {
                 parts.uri = path_and_query.parse().map_err(|_| Failure::BadRequest)?;
                 let upstream = Request::from_parts(parts, body.boxed());
-                pinned
-                    .send(address, upstream, upstreams.connect_timeout)
-                    .await
-                    .map_err(|error| match error {
+                pinned.send(address, upstream, upstreams.connect_timeout).await.map_err(|error| {
+                    match error {
                         UpstreamError::Connect => Failure::PortClosed,
                         UpstreamError::Exchange(error) => {
                             tracing::debug!(%error, "upstream exchange failed");
                             Failure::UpstreamFailed
                         }
-                    })
+                    }
+                })
             }
             None => {
                 parts.uri = format!("http://{address}{path_and_query}")
@@ -169,9 +152,8 @@ pub async fn forward(
             }
         }
     };
-    let mut response = tokio::time::timeout(response_timeout, exchange)
-        .await
-        .map_err(|_| Failure::Timeout)??;
+    let mut response =
+        tokio::time::timeout(response_timeout, exchange).await.map_err(|_| Failure::Timeout)??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -201,10 +183,7 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if streaming {
-        let held = HeldBody {
-            inner: body,
-            _hold: hold(),
-        };
+        let held = HeldBody { inner: body, _hold: hold() };
         return Ok(Response::from_parts(parts, held.boxed()));
     }
     Ok(Response::from_parts(parts, body.boxed()))

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Largest request head followed (and accepted: hyper's buffer is set to the same size).
-pub const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Debug)]
 enum State {
@@ -32,20 +32,17 @@ enum State {
 
 /// Follows request framing over the bytes of one connection.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     state: State,
     ambiguous: Arc<AtomicBool>,
 }
 
 impl Tracker {
-    pub fn new(ambiguous: Arc<AtomicBool>) -> Self {
-        Self {
-            state: State::Head(Vec::new()),
-            ambiguous,
-        }
+    pub(crate) fn new(ambiguous: Arc<AtomicBool>) -> Self {
+        Self { state: State::Head(Vec::new()), ambiguous }
     }
 
-    pub fn feed(&mut self, mut data: &[u8]) {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let used = match &mut self.state {
                 State::Passthrough => return,
@@ -147,11 +144,7 @@ impl Tracker {
             }
             // hyper refuses what it cannot parse; nothing more to follow.
             Inspected::Invalid => Some(buf.len()),
-            Inspected::Complete {
-                len,
-                ambiguous,
-                next,
-            } => {
+            Inspected::Complete { len, ambiguous, next } => {
                 if ambiguous {
                     self.ambiguous.store(true, Ordering::SeqCst);
                 }
@@ -165,19 +158,12 @@ impl Tracker {
 enum Inspected {
     Partial,
     Invalid,
-    Complete {
-        len: usize,
-        ambiguous: bool,
-        next: State,
-    },
+    Complete { len: usize, ambiguous: bool, next: State },
 }
 
 fn inspect(buf: &[u8]) -> Inspected {
     // Tolerate the blank lines RFC 9112 §2.2 allows between messages.
-    let skip = buf
-        .iter()
-        .take_while(|b| **b == b'\r' || **b == b'\n')
-        .count();
+    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut request = httparse::Request::new(&mut headers);
     let len = match request.parse(&buf[skip..]) {
@@ -214,25 +200,18 @@ fn inspect(buf: &[u8]) -> Inspected {
             Some(None) => State::Passthrough,
         }
     };
-    Inspected::Complete {
-        len,
-        ambiguous,
-        next,
-    }
+    Inspected::Complete { len, ambiguous, next }
 }
 
 /// A connection whose reads are followed by a [`Tracker`].
-pub struct Guarded<S> {
+pub(crate) struct Guarded<S> {
     inner: S,
     tracker: Tracker,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, ambiguous: Arc<AtomicBool>) -> Self {
-        Self {
-            inner,
-            tracker: Tracker::new(ambiguous),
-        }
+    pub(crate) fn new(inner: S, ambiguous: Arc<AtomicBool>) -> Self {
+        Self { inner, tracker: Tracker::new(ambiguous) }
     }
 }
 
@@ -315,11 +294,8 @@ mod tests {
         // A body that looks like a smuggled head is skipped as a body, and the guard still
         // follows the connection afterwards.
         let fake_head = b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
-        let mut body_with_head = format!(
-            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            fake_head.len()
-        )
-        .into_bytes();
+        let mut body_with_head =
+            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", fake_head.len()).into_bytes();
         body_with_head.extend_from_slice(fake_head);
         assert!(!ambiguous(&[&body_with_head[..]]));
         assert!(ambiguous(&[&body_with_head[..], two_cl]));

@@ -49,17 +49,9 @@ fn ambiguous_framing(request: &Incoming, conn: &Connection) -> bool {
 
 /// The authority the client addressed (with its port), from the URI (HTTP/2) or `Host`.
 fn authority(request: &Incoming) -> Option<String> {
-    request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
+    request.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
+        request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    })
 }
 
 /// Which domain the request came in on.
@@ -116,9 +108,7 @@ impl Edge {
         );
         if failure == Failure::BadRequest && http1 {
             // Where one message's end is in doubt, so is the next one's start.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -126,15 +116,10 @@ impl Edge {
     /// The answer to an ACME HTTP-01 validation request, on any host.
     fn acme_http01(&self, request: &Incoming) -> Option<Response<Body>> {
         let acme = self.acme.as_ref()?;
-        let token = request
-            .uri()
-            .path()
-            .strip_prefix("/.well-known/acme-challenge/")?;
+        let token = request.uri().path().strip_prefix("/.well-known/acme-challenge/")?;
         let body = acme.http_response(token)?;
         let mut response = Response::new(crate::full(Bytes::from(body)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         Some(response)
     }
 
@@ -142,11 +127,7 @@ impl Edge {
     fn https_redirect(&self, request: &Incoming, conn: &Connection) -> Option<Response<Body>> {
         let port = self.config.https_redirect_port.filter(|_| !conn.tls)?;
         let host = host::normalise(&authority(request)?)?;
-        let authority = if port == 443 {
-            host
-        } else {
-            format!("{host}:{port}")
-        };
+        let authority = if port == 443 { host } else { format!("{host}:{port}") };
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let mut response = Response::new(crate::empty());
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
@@ -248,10 +229,7 @@ impl Edge {
             claims.scope
         };
         // Read-only: no method that changes things, and no WebSocket (a channel for input).
-        let safe_method = matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS
-        );
+        let safe_method = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if scope == Scope::Read && (!safe_method || upgrade) {
             return Err(Failure::ReadOnly);
         }
@@ -263,9 +241,7 @@ impl Edge {
         if !self.limiter.allow(&label.sandbox_id) {
             return Err(Failure::TooManyRequests);
         }
-        let net_index = route
-            .net_index
-            .ok_or(Failure::NotRunning { starting: false })?;
+        let net_index = route.net_index.ok_or(Failure::NotRunning { starting: false })?;
         self.activity.touch(&label.sandbox_id);
 
         credentials::strip(request.headers_mut());
@@ -306,20 +282,14 @@ impl Edge {
         label: &PreviewLabel,
         route: &EdgeRoute,
     ) -> Result<Claims, Failure> {
-        let claims = self
-            .signer
-            .verify(token, now_secs())
-            .map_err(|_| Failure::TokenRejected)?;
+        let claims = self.signer.verify(token, now_secs()).map_err(|_| Failure::TokenRejected)?;
         let fits = claims.sandbox_id == label.sandbox_id
             && claims.port.is_none_or(|p| p == label.port)
             && claims.tenant_id == route.tenant_id;
         if !fits {
             return Err(Failure::TokenRejected);
         }
-        match self
-            .directory
-            .is_revoked(&claims.id, self.config.revocation_max_age)
-        {
+        match self.directory.is_revoked(&claims.id, self.config.revocation_max_age) {
             Ok(false) => Ok(claims),
             Ok(true) => Err(Failure::TokenRejected),
             Err(_stale) => Err(Failure::Unavailable),
@@ -356,9 +326,6 @@ fn exchange(
         }
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }

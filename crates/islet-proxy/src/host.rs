@@ -1,7 +1,7 @@
 //! Request hosts, normalised.
 
 /// The host with any port removed, lowercased; `None` if it is not a plausible host name.
-pub fn normalise(host: &str) -> Option<String> {
+pub(crate) fn normalise(host: &str) -> Option<String> {
     let host = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
@@ -9,9 +9,7 @@ pub fn normalise(host: &str) -> Option<String> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     (!host.is_empty()
         && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
     .then_some(host)
 }
 

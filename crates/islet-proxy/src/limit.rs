@@ -3,4 +3,4 @@
 
 use islet_types::SandboxId;
 
-pub type RateLimiter = islet_types::rate::RateLimiter<SandboxId>;
+pub(crate) type RateLimiter = islet_types::rate::RateLimiter<SandboxId>;

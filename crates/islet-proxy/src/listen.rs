@@ -73,10 +73,7 @@ struct Accepted {
 /// connection, its upstream connection and all their tasks stay on one thread, with no
 /// cross-thread wake-ups on the hot path. Acceptors hand connections out in turn.
 #[derive(Clone)]
-struct Workers(
-    Arc<Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>>,
-    Arc<AtomicUsize>,
-);
+struct Workers(Arc<Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>>, Arc<AtomicUsize>);
 
 impl Workers {
     fn start(edge: &Arc<Edge>) -> std::io::Result<Self> {
@@ -84,19 +81,15 @@ impl Workers {
         let mut senders = Vec::with_capacity(count);
         for n in 0..count {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let edge = edge.clone();
-            std::thread::Builder::new()
-                .name(format!("preview-{n}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        while let Some(accepted) = rx.recv().await {
-                            tokio::spawn(serve_connection(edge.clone(), accepted));
-                        }
-                    })
-                })?;
+            std::thread::Builder::new().name(format!("preview-{n}")).spawn(move || {
+                runtime.block_on(async move {
+                    while let Some(accepted) = rx.recv().await {
+                        tokio::spawn(serve_connection(edge.clone(), accepted));
+                    }
+                })
+            })?;
             senders.push(tx);
         }
         Ok(Self(Arc::new(senders), Arc::default()))
@@ -137,25 +130,13 @@ async fn accept(
         let Ok(stream) = stream.into_std() else {
             continue;
         };
-        workers.dispatch(Accepted {
-            stream,
-            peer,
-            local_port,
-            tls: tls.clone(),
-            slot,
-        });
+        workers.dispatch(Accepted { stream, peer, local_port, tls: tls.clone(), slot });
     }
 }
 
 /// One visitor connection, on a worker's runtime.
 async fn serve_connection(edge: Arc<Edge>, accepted: Accepted) {
-    let Accepted {
-        stream,
-        peer,
-        local_port,
-        tls,
-        slot,
-    } = accepted;
+    let Accepted { stream, peer, local_port, tls, slot } = accepted;
     let _slot = slot;
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
         return;
@@ -224,9 +205,8 @@ async fn handshake(
         .ok()?;
     let hello = start.client_hello();
     let name = hello.server_name().map(str::to_owned);
-    let acme_probe = hello
-        .alpn()
-        .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+    let acme_probe =
+        hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
     if acme_probe {
         let key = edge.acme.as_ref()?.alpn_certificate(name.as_deref()?)?;
         let config = islet_tls::single_certificate_config(key, ACME_TLS_ALPN).ok()?;

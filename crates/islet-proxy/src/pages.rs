@@ -221,10 +221,7 @@ pub fn render(failure: Failure, ctx: &PageContext<'_>) -> Response<Body> {
              script-src 'unsafe-inline'",
         ),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
         headers.insert("x-request-id", id);
     }

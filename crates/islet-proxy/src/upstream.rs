@@ -15,10 +15,10 @@ use hyper_util::rt::TokioIo;
 
 use crate::Body;
 
-pub type Pool =
+pub(crate) type Pool =
     hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
-pub fn pool(connect_timeout: Duration) -> Pool {
+pub(crate) fn pool(connect_timeout: Duration) -> Pool {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
@@ -30,7 +30,7 @@ pub fn pool(connect_timeout: Duration) -> Pool {
 
 /// Why an upstream exchange failed.
 #[derive(Debug)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// Nothing accepted the connection.
     Connect,
     /// The exchange broke off.
@@ -39,7 +39,7 @@ pub enum UpstreamError {
 
 /// One visitor connection's own upstream connection.
 #[derive(Default)]
-pub struct Pinned(tokio::sync::Mutex<Option<(SocketAddr, http1::SendRequest<Body>)>>);
+pub(crate) struct Pinned(tokio::sync::Mutex<Option<(SocketAddr, http1::SendRequest<Body>)>>);
 
 impl std::fmt::Debug for Pinned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,9 +56,8 @@ async fn connect(
         .map_err(|_| UpstreamError::Connect)?
         .map_err(|_| UpstreamError::Connect)?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(UpstreamError::Exchange)?;
+    let (sender, connection) =
+        http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Exchange)?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "upstream connection ended");
@@ -70,7 +69,7 @@ async fn connect(
 impl Pinned {
     /// Send `request` (origin-form URI, `Host` set) to `address` on this connection's own
     /// upstream connection.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         address: SocketAddr,
         mut request: Request<Body>,

@@ -25,11 +25,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 fn policy(denies: usize) -> EgressPolicy {
     EgressPolicy {
         deny: (0..denies)
-            .map(|i| {
-                format!("198.{}.{}.0/24", 18 + i / 256, i % 256)
-                    .parse()
-                    .expect("net")
-            })
+            .map(|i| format!("198.{}.{}.0/24", 18 + i / 256, i % 256).parse().expect("net"))
             .collect(),
         max_connections_per_sandbox: Some(64),
     }
@@ -88,43 +84,34 @@ fn main() {
     config.net_prefix = PREFIX.into();
     config.subnet_octet = 251;
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let runtime = rt
-        .block_on(Runtime::start(config))
-        .expect("runtime (run as root)");
+    let runtime = rt.block_on(Runtime::start(config)).expect("runtime (run as root)");
     // The baseline's own chain, so it never touches what the runtime owns.
     let bare = format!("{}-BARE", PREFIX.to_uppercase());
-    let _ = std::process::Command::new("iptables")
-        .args(["-w", "-N", &bare])
-        .status();
+    let _ = std::process::Command::new("iptables").args(["-w", "-N", &bare]).status();
 
     println!("| tenants × denied networks, restricted sandboxes (rules) | islet p50 / p99 ms | bare iptables -A + -D p50 / p99 ms | ratio (p50) |");
     println!("|---|---|---|---|");
     let mut report = Vec::new();
     for (tenants, denies, sandboxes) in [(1, 1, 1), (1, 64, 50), (10, 16, 200), (50, 64, 500)] {
-        let groups: Vec<(String, EgressPolicy)> = (0..tenants)
-            .map(|t| (format!("ten_{t}"), policy(denies)))
-            .collect();
-        let slots: Vec<(u32, String)> = (0..sandboxes as u32)
-            .map(|s| (s, format!("ten_{}", s as usize % tenants)))
-            .collect();
-        rt.block_on(runtime.load_egress(groups, slots))
-            .expect("load");
+        let groups: Vec<(String, EgressPolicy)> =
+            (0..tenants).map(|t| (format!("ten_{t}"), policy(denies))).collect();
+        let slots: Vec<(u32, String)> =
+            (0..sandboxes as u32).map(|s| (s, format!("ten_{}", s as usize % tenants))).collect();
+        rt.block_on(runtime.load_egress(groups, slots)).expect("load");
         let rules = tenants * (2 + 2 * denies) + sandboxes;
         let extra = sandboxes as u32 + 1;
         let (mut ours, mut base) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             // A sandbox of tenant 0 starts (bound) and stops (released: as teardown does).
             let t = Instant::now();
-            rt.block_on(runtime.rebind_egress(extra, "ten_0"))
-                .expect("bind");
+            rt.block_on(runtime.rebind_egress(extra, "ten_0")).expect("bind");
             ours.push(t.elapsed().as_secs_f64() * 1000.0);
             let link = runtime.link_name(extra);
             let t = Instant::now();
             iptables(&["-A", &bare, "-i", &link, "-j", "RETURN"]);
             iptables(&["-D", &bare, "-i", &link, "-j", "RETURN"]);
             base.push(t.elapsed().as_secs_f64() * 1000.0);
-            rt.block_on(runtime.rebind_egress(extra, "nobody"))
-                .expect("unbind");
+            rt.block_on(runtime.rebind_egress(extra, "nobody")).expect("unbind");
         }
         ours.sort_by(f64::total_cmp);
         base.sort_by(f64::total_cmp);
@@ -142,18 +129,12 @@ fn main() {
             "bare_p50_ms": pct(&base, 0.5), "bare_p99_ms": pct(&base, 0.99),
         }));
     }
-    rt.block_on(runtime.load_egress(Vec::new(), Vec::new()))
-        .expect("clear");
-    let _ = std::process::Command::new("iptables")
-        .args(["-w", "-X", &bare])
-        .status();
+    rt.block_on(runtime.load_egress(Vec::new(), Vec::new())).expect("clear");
+    let _ = std::process::Command::new("iptables").args(["-w", "-X", &bare]).status();
     drop(runtime);
     remove_our_firewall();
     let _ = std::fs::remove_dir_all(&dir);
     let out =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-egress.json");
-    let _ = std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    );
+    let _ = std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap_or_default());
 }

@@ -47,11 +47,7 @@ impl AgentClient {
             .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
             .open(&self.socket)
             .map_err(AgentError::Connect)?;
-        let is_socket = pinned
-            .metadata()
-            .map_err(AgentError::Connect)?
-            .file_type()
-            .is_socket();
+        let is_socket = pinned.metadata().map_err(AgentError::Connect)?.file_type().is_socket();
         if !is_socket {
             return Err(AgentError::Connect(std::io::Error::other(
                 "the agent socket is not a socket",

@@ -51,24 +51,12 @@ fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeEr
     };
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        )?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
         mount(
             "/dev/shm",
@@ -76,32 +64,12 @@ fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeEr
             "shm",
             &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
         )?,
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        )?,
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         // The sandbox's user namespace does not own its network namespace, so it cannot mount
         // a fresh sysfs; a read-only view of the host's is what rootless containers use.
-        mount(
-            "/sys",
-            "none",
-            "/sys",
-            &["rbind", "nosuid", "noexec", "nodev", "ro"],
-        )?,
-        mount(
-            AGENT_PATH,
-            "none",
-            &agent,
-            &["bind", "ro", "nosuid", "nodev"],
-        )?,
-        mount(
-            AGENT_DIR,
-            "none",
-            &agent_dir,
-            &["bind", "rw", "nosuid", "nodev", "noexec"],
-        )?,
+        mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])?,
+        mount(AGENT_PATH, "none", &agent, &["bind", "ro", "nosuid", "nodev"])?,
+        mount(AGENT_DIR, "none", &agent_dir, &["bind", "rw", "nosuid", "nodev", "noexec"])?,
         etc_file("hostname")?,
         etc_file("hosts")?,
         etc_file("resolv.conf")?,
@@ -135,21 +103,9 @@ pub(crate) fn build(
 ) -> Result<Spec, RuntimeError> {
     let caps = capabilities();
     let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(
-            caps.iter()
-                .copied()
-                .collect::<oci_spec::runtime::Capabilities>(),
-        )
-        .effective(
-            caps.iter()
-                .copied()
-                .collect::<oci_spec::runtime::Capabilities>(),
-        )
-        .permitted(
-            caps.iter()
-                .copied()
-                .collect::<oci_spec::runtime::Capabilities>(),
-        )
+        .bounding(caps.iter().copied().collect::<oci_spec::runtime::Capabilities>())
+        .effective(caps.iter().copied().collect::<oci_spec::runtime::Capabilities>())
+        .permitted(caps.iter().copied().collect::<oci_spec::runtime::Capabilities>())
         .build()
         .map_err(spec_err)?;
     let mut env = vec![
@@ -162,13 +118,7 @@ pub(crate) fn build(
     env.extend(sandbox.env.iter().map(|(k, v)| format!("{k}={v}")));
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(
-            UserBuilder::default()
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .map_err(spec_err)?,
-        )
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(spec_err)?)
         .args(vec![
             AGENT_PATH.to_string(),
             "--socket".to_string(),
@@ -202,12 +152,7 @@ pub(crate) fn build(
                 .build()
                 .map_err(spec_err)?,
         )
-        .pids(
-            LinuxPidsBuilder::default()
-                .limit(PIDS_MAX)
-                .build()
-                .map_err(spec_err)?,
-        )
+        .pids(LinuxPidsBuilder::default().limit(PIDS_MAX).build().map_err(spec_err)?)
         .build()
         .map_err(spec_err)?;
 
@@ -254,16 +199,10 @@ pub(crate) fn build(
             .collect::<Vec<_>>(),
         )
         .readonly_paths(
-            [
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
+            ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
         );
     if sandbox.isolation == islet_types::sandbox::Isolation::Container {
         // gVisor is its own syscall filter and brings its own user-space kernel; runc gets the

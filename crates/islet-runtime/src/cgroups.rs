@@ -93,11 +93,7 @@ pub(crate) fn create(
                     .map_err(RuntimeError::io(format!("mkdir {}", dir.display())))?;
                 match *controller {
                     "memory" => {
-                        write(
-                            &dir,
-                            "memory.limit_in_bytes",
-                            &limits.memory_bytes.to_string(),
-                        )?;
+                        write(&dir, "memory.limit_in_bytes", &limits.memory_bytes.to_string())?;
                         // Absent without swap accounting; the plain limit still holds.
                         let _ = write(
                             &dir,
@@ -129,11 +125,7 @@ pub(crate) fn create(
             }
             write(&dir, "memory.max", &limits.memory_bytes.to_string())?;
             let _ = write(&dir, "memory.swap.max", "0");
-            write(
-                &dir,
-                "cpu.max",
-                &format!("{} {}", limits.cpu_quota_us, limits.cpu_period_us),
-            )?;
+            write(&dir, "cpu.max", &format!("{} {}", limits.cpu_quota_us, limits.cpu_period_us))?;
             write(&dir, "pids.max", &limits.pids.to_string())?;
         }
     }
@@ -185,16 +177,11 @@ pub(crate) fn usage(layout: &Layout, name: &str) -> Option<CgroupUsage> {
     match layout {
         Layout::V1(dirs) => {
             let dir = |controller: &str| {
-                dirs.iter()
-                    .find(|(c, _)| *c == controller)
-                    .map(|(_, d)| d.join(name))
+                dirs.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.join(name))
             };
             let cpu_ns = read_u64(&dir("cpuacct")?.join("cpuacct.usage"))?;
             let memory = read_u64(&dir("memory")?.join("memory.usage_in_bytes"))?;
-            Some(CgroupUsage {
-                cpu_usec: cpu_ns / 1000,
-                memory_bytes: memory,
-            })
+            Some(CgroupUsage { cpu_usec: cpu_ns / 1000, memory_bytes: memory })
         }
         Layout::V2(base) => {
             let dir = base.join(name);
@@ -204,20 +191,14 @@ pub(crate) fn usage(layout: &Layout, name: &str) -> Option<CgroupUsage> {
                 .find_map(|l| l.strip_prefix("usage_usec "))
                 .and_then(|v| v.trim().parse().ok())?;
             let memory = read_u64(&dir.join("memory.current"))?;
-            Some(CgroupUsage {
-                cpu_usec,
-                memory_bytes: memory,
-            })
+            Some(CgroupUsage { cpu_usec, memory_bytes: memory })
         }
     }
 }
 
 /// The `cgroup.procs` files a process must join to be inside `name`'s cgroups.
 pub(crate) fn procs_files(layout: &Layout, name: &str) -> Vec<PathBuf> {
-    sandbox_dirs(layout, name)
-        .into_iter()
-        .map(|d| d.join("cgroup.procs"))
-        .collect()
+    sandbox_dirs(layout, name).into_iter().map(|d| d.join("cgroup.procs")).collect()
 }
 
 #[cfg(test)]

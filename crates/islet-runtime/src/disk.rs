@@ -104,10 +104,9 @@ pub(crate) async fn attach(
 pub(crate) fn detach(paths: &SandboxPaths) -> Result<(), RuntimeError> {
     match umount2(&paths.disk, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(e) => Err(RuntimeError::Sys {
-            what: format!("umount {}", paths.disk.display()),
-            source: e,
-        }),
+        Err(e) => {
+            Err(RuntimeError::Sys { what: format!("umount {}", paths.disk.display()), source: e })
+        }
     }
 }
 
@@ -132,10 +131,7 @@ async fn format(config: &Config, image: &Path, size_mb: u32) -> Result<(), Runti
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(RuntimeError::io(format!(
-            "run {}",
-            config.mkfs_ext4.display()
-        )))?;
+        .map_err(RuntimeError::io(format!("run {}", config.mkfs_ext4.display())))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -148,21 +144,10 @@ async fn format(config: &Config, image: &Path, size_mb: u32) -> Result<(), Runti
 }
 
 fn mount_image(image: &Path, target: &Path) -> Result<(), RuntimeError> {
-    let device = loopdev::attach(image).map_err(RuntimeError::io(format!(
-        "loop device for {}",
-        image.display()
-    )))?;
-    mount(
-        Some(&device.path),
-        target,
-        Some("ext4"),
-        MsFlags::empty(),
-        Some(MOUNT_OPTIONS),
-    )
-    .map_err(RuntimeError::sys(format!(
-        "mount disk at {}",
-        target.display()
-    )))
+    let device = loopdev::attach(image)
+        .map_err(RuntimeError::io(format!("loop device for {}", image.display())))?;
+    mount(Some(&device.path), target, Some("ext4"), MsFlags::empty(), Some(MOUNT_OPTIONS))
+        .map_err(RuntimeError::sys(format!("mount disk at {}", target.display())))
     // `device` is dropped here: mounted, the device stays until the unmount; if the mount
     // failed, it detaches at once.
 }

@@ -73,10 +73,7 @@ impl Egress {
                 state.next_chain = state.next_chain.max(n + 1);
             }
         }
-        Ok(Self {
-            prefix,
-            state: Mutex::new(state),
-        })
+        Ok(Self { prefix, state: Mutex::new(state) })
     }
 
     pub(crate) fn main_chain(prefix: &str) -> String {
@@ -97,10 +94,7 @@ impl Egress {
         for (group, policy) in groups {
             Self::put(&mut state, &self.prefix, group, policy);
         }
-        state.slots = slots
-            .into_iter()
-            .map(|(slot, group, link)| (slot, (group, link)))
-            .collect();
+        state.slots = slots.into_iter().map(|(slot, group, link)| (slot, (group, link))).collect();
         self.apply(&mut state).await
     }
 
@@ -137,9 +131,7 @@ impl Egress {
         link: &str,
     ) -> Result<(), RuntimeError> {
         let mut state = self.state.lock().await;
-        let before = state
-            .slots
-            .insert(slot, (group.to_owned(), link.to_owned()));
+        let before = state.slots.insert(slot, (group.to_owned(), link.to_owned()));
         let restricted = state.restricted(Some(&group.to_owned()));
         if state.dirty || restricted || state.restricted(before.as_ref().map(|(g, _)| g)) {
             match self.apply(&mut state).await {
@@ -220,20 +212,12 @@ impl Egress {
                 let cap = format!(
                     "-m conntrack --ctstate NEW -m connlimit --connlimit-above {n} --connlimit-mask 32 --connlimit-saddr"
                 );
-                let _ = writeln!(
-                    s,
-                    "-A {chain} -p tcp {cap} -j REJECT --reject-with tcp-reset"
-                );
-                let _ = writeln!(
-                    s,
-                    "-A {chain} {cap} -j REJECT --reject-with icmp-port-unreachable"
-                );
+                let _ = writeln!(s, "-A {chain} -p tcp {cap} -j REJECT --reject-with tcp-reset");
+                let _ =
+                    writeln!(s, "-A {chain} {cap} -j REJECT --reject-with icmp-port-unreachable");
             }
             for net in &policy.deny {
-                let _ = writeln!(
-                    s,
-                    "-A {chain} -d {net} -p tcp -j REJECT --reject-with tcp-reset"
-                );
+                let _ = writeln!(s, "-A {chain} -d {net} -p tcp -j REJECT --reject-with tcp-reset");
                 let _ = writeln!(
                     s,
                     "-A {chain} -d {net} -j REJECT --reject-with icmp-port-unreachable"
@@ -318,10 +302,7 @@ mod tests {
 
     #[test]
     fn the_script_sends_restricted_sandboxes_to_their_groups_chain_only() {
-        let egress = Egress {
-            prefix: "ISL".into(),
-            state: Mutex::new(State::default()),
-        };
+        let egress = Egress { prefix: "ISL".into(), state: Mutex::new(State::default()) };
         let mut state = State::default();
         let policy = EgressPolicy {
             deny: vec!["203.0.113.0/24".parse().expect("net")],
@@ -333,28 +314,16 @@ mod tests {
         state.slots.insert(2, ("ten_b".into(), "isl2".into()));
         state.stale.insert("ISL-E9".into());
         let script = egress.script(&state);
-        assert!(
-            script.starts_with("*filter\n:ISL-EGRESS - [0:0]\n:ISL-E0 - [0:0]\n"),
-            "{script}"
-        );
-        assert!(
-            script.contains("-A ISL-EGRESS -i isl1 -j ISL-E0\n"),
-            "{script}"
-        );
+        assert!(script.starts_with("*filter\n:ISL-EGRESS - [0:0]\n:ISL-E0 - [0:0]\n"), "{script}");
+        assert!(script.contains("-A ISL-EGRESS -i isl1 -j ISL-E0\n"), "{script}");
         // A group with no rules gets no chain, and its sandboxes no jump.
         assert!(!script.contains("isl2"), "{script}");
         assert!(script.contains("--connlimit-above 7"), "{script}");
         assert!(script
             .contains("-A ISL-E0 -d 203.0.113.0/24 -p tcp -j REJECT --reject-with tcp-reset\n"));
-        assert!(
-            script.ends_with("-F ISL-E9\n-X ISL-E9\nCOMMIT\n"),
-            "{script}"
-        );
+        assert!(script.ends_with("-F ISL-E9\n-X ISL-E9\nCOMMIT\n"), "{script}");
         // Only refusals: nothing in a group chain can accept.
-        assert!(
-            !script.contains("ACCEPT") && !script.contains("RETURN"),
-            "{script}"
-        );
+        assert!(!script.contains("ACCEPT") && !script.contains("RETURN"), "{script}");
 
         // Once applied, an unchanged chain is left alone (its connection counts carry on);
         // only the jumps are rewritten.
@@ -362,13 +331,7 @@ mod tests {
         state.stale.clear();
         state.slots.insert(3, ("ten_a".into(), "isl3".into()));
         let again = egress.script(&state);
-        assert!(
-            !again.contains(":ISL-E0") && !again.contains("-A ISL-E0"),
-            "{again}"
-        );
-        assert!(
-            again.contains("-A ISL-EGRESS -i isl3 -j ISL-E0\n"),
-            "{again}"
-        );
+        assert!(!again.contains(":ISL-E0") && !again.contains("-A ISL-E0"), "{again}");
+        assert!(again.contains("-A ISL-EGRESS -i isl3 -j ISL-E0\n"), "{again}");
     }
 }

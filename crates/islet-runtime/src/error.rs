@@ -17,11 +17,7 @@ pub enum RuntimeError {
     #[error("netlink: {0}")]
     Netlink(String),
     #[error("{tool} failed ({status}): {stderr}")]
-    Command {
-        tool: String,
-        status: String,
-        stderr: String,
-    },
+    Command { tool: String, status: String, stderr: String },
     #[error("template `{0}` is not built (run `islet template build {0}`)")]
     TemplateMissing(String),
     #[error("template path {0} is not a directory")]
@@ -31,10 +27,7 @@ pub enum RuntimeError {
     #[error("OCI spec: {0}")]
     Spec(String),
     #[error("create failed: {error}; cleanup also failed: {cleanup}")]
-    CreateAndCleanup {
-        error: Box<RuntimeError>,
-        cleanup: Box<RuntimeError>,
-    },
+    CreateAndCleanup { error: Box<RuntimeError>, cleanup: Box<RuntimeError> },
 }
 
 impl RuntimeError {

@@ -95,50 +95,14 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
     }
 
     // Sandbox -> host: only replies to connections the host opened.
-    must(&[
-        "-A",
-        &input,
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "ESTABLISHED,RELATED",
-        "-j",
-        "ACCEPT",
-    ])
-    .await?;
-    must(&[
-        "-A",
-        &input,
-        "-p",
-        "tcp",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ])
-    .await?;
-    must(&[
-        "-A",
-        &input,
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "icmp-port-unreachable",
-    ])
-    .await?;
+    must(&["-A", &input, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"])
+        .await?;
+    must(&["-A", &input, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]).await?;
+    must(&["-A", &input, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]).await?;
 
     // Forwarded traffic.
-    must(&[
-        "-A",
-        &forward,
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "ESTABLISHED,RELATED",
-        "-j",
-        "ACCEPT",
-    ])
-    .await?;
+    must(&["-A", &forward, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"])
+        .await?;
     // Nobody outside opens connections into a sandbox through us, and sandboxes not to each other.
     must(&[
         "-A",
@@ -154,10 +118,8 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
     for ns in &config.nameservers {
         let ns = ns.to_string();
         for proto in ["udp", "tcp"] {
-            must(&[
-                "-A", &forward, "-d", &ns, "-p", proto, "--dport", "53", "-j", "ACCEPT",
-            ])
-            .await?;
+            must(&["-A", &forward, "-d", &ns, "-p", proto, "--dport", "53", "-j", "ACCEPT"])
+                .await?;
         }
     }
     if let Some(cap) = config.max_egress_connections {
@@ -230,18 +192,10 @@ pub(crate) async fn install(config: &Config) -> Result<(), RuntimeError> {
 pub(crate) async fn connlimit_works(prefix: &str) -> bool {
     let chain = format!("{}-PROBE", prefix.to_uppercase());
     let _ = iptables(&["-N", &chain]).await;
-    let works = iptables(&[
-        "-A",
-        &chain,
-        "-m",
-        "connlimit",
-        "--connlimit-above",
-        "1",
-        "-j",
-        "RETURN",
-    ])
-    .await
-    .unwrap_or(false);
+    let works =
+        iptables(&["-A", &chain, "-m", "connlimit", "--connlimit-above", "1", "-j", "RETURN"])
+            .await
+            .unwrap_or(false);
     let _ = iptables(&["-F", &chain]).await;
     let _ = iptables(&["-X", &chain]).await;
     works

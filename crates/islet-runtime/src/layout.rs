@@ -28,7 +28,7 @@ pub(crate) struct SandboxPaths {
 }
 
 impl SandboxPaths {
-    pub fn new(config: &Config, id: &SandboxId) -> Self {
+    pub(crate) fn new(config: &Config, id: &SandboxId) -> Self {
         let dir = config.layout.state_dir.join(id.as_str());
         let disk = dir.join("disk");
         let agent_dir = disk.join("agent");
@@ -73,10 +73,7 @@ mod tests {
         );
         assert_eq!(
             slot_addresses(&config, 16_383),
-            (
-                Ipv4Addr::new(10, 213, 255, 253),
-                Ipv4Addr::new(10, 213, 255, 254)
-            )
+            (Ipv4Addr::new(10, 213, 255, 253), Ipv4Addr::new(10, 213, 255, 254))
         );
         assert!(host_veth(&config, 16_383).len() <= 15);
     }

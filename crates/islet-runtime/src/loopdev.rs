@@ -108,10 +108,7 @@ pub(crate) fn attach(image: &Path) -> io::Result<LoopDevice> {
 
 fn attach_with(image: &Path, flags: u32) -> io::Result<LoopDevice> {
     let backing = OpenOptions::new().read(true).write(true).open(image)?;
-    let control = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/loop-control")?;
+    let control = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
     let config = LoopConfig::new(&backing, image, flags);
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
@@ -134,17 +131,10 @@ fn attach_with(image: &Path, flags: u32) -> io::Result<LoopDevice> {
         // SAFETY: `config` is a fully initialised `struct loop_config` that outlives the call;
         // the kernel only reads it. `backing` (whose fd it names) is open for the whole call.
         let rc = unsafe {
-            libc::ioctl(
-                device.as_raw_fd(),
-                LOOP_CONFIGURE,
-                &config as *const LoopConfig,
-            )
+            libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const LoopConfig)
         };
         if rc == 0 {
-            return Ok(LoopDevice {
-                path,
-                _handle: device,
-            });
+            return Ok(LoopDevice { path, _handle: device });
         }
         let error = io::Error::last_os_error();
         // Someone else configured this device between GET_FREE and CONFIGURE: take another.

@@ -55,8 +55,7 @@ async fn create_namespace(path: &Path) -> Result<Handle, RuntimeError> {
         })();
         let _ = tx.send(result);
     });
-    rx.await
-        .map_err(|_| RuntimeError::Netlink("netns thread vanished".into()))?
+    rx.await.map_err(|_| RuntimeError::Netlink("netns thread vanished".into()))?
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, RuntimeError> {
@@ -90,8 +89,7 @@ pub(crate) async fn create(
         if let LinkAttribute::LinkInfo(infos) = attribute {
             for info in infos {
                 if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = info {
-                    peer.attributes
-                        .push(LinkAttribute::NetNsFd(netns_file.as_raw_fd()));
+                    peer.attributes.push(LinkAttribute::NetNsFd(netns_file.as_raw_fd()));
                 }
             }
         }
@@ -101,40 +99,19 @@ pub(crate) async fn create(
     let host_index = link_index(host, host_veth)
         .await?
         .ok_or_else(|| RuntimeError::Netlink("host veth missing".into()))?;
-    host.address()
-        .add(host_index, IpAddr::V4(host_ip), 30)
-        .execute()
-        .await
-        .map_err(nl)?;
-    host.link()
-        .set(host_index)
-        .up()
-        .execute()
-        .await
-        .map_err(nl)?;
+    host.address().add(host_index, IpAddr::V4(host_ip), 30).execute().await.map_err(nl)?;
+    host.link().set(host_index).up().execute().await.map_err(nl)?;
 
     for name in ["lo", "eth0"] {
         let index = link_index(&inner, name)
             .await?
             .ok_or_else(|| RuntimeError::Netlink(format!("{name} missing in netns")))?;
         if name == "eth0" {
-            inner
-                .address()
-                .add(index, IpAddr::V4(sandbox_ip), 30)
-                .execute()
-                .await
-                .map_err(nl)?;
+            inner.address().add(index, IpAddr::V4(sandbox_ip), 30).execute().await.map_err(nl)?;
         }
         inner.link().set(index).up().execute().await.map_err(nl)?;
     }
-    inner
-        .route()
-        .add()
-        .v4()
-        .gateway(host_ip)
-        .execute()
-        .await
-        .map_err(nl)?;
+    inner.route().add().v4().gateway(host_ip).execute().await.map_err(nl)?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub(crate) struct Oci {
 }
 
 impl Oci {
-    pub fn for_isolation(config: &Config, isolation: Isolation) -> Self {
+    pub(crate) fn for_isolation(config: &Config, isolation: Isolation) -> Self {
         let run_dir = &config.layout.run_dir;
         match isolation {
             Isolation::Container => Self {
@@ -44,10 +44,7 @@ impl Oci {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.global)
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args(&self.global).args(args).stdin(Stdio::null()).kill_on_drop(true);
         cmd
     }
 
@@ -70,7 +67,12 @@ impl Oci {
     }
 
     /// Create and start the container detached; its stdout and stderr go to `log`.
-    pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+    pub(crate) async fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+    ) -> Result<(), RuntimeError> {
         let bundle = bundle.to_string_lossy();
         let cmd = self.command(&["run", "--detach", "--bundle", &bundle, id]);
         self.status_logged(cmd, log).await
@@ -84,14 +86,9 @@ impl Oci {
             .append(true)
             .open(log)
             .map_err(RuntimeError::io("open agent log"))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(RuntimeError::io("dup agent log"))?;
+        let log_err = log_file.try_clone().map_err(RuntimeError::io("dup agent log"))?;
         cmd.stdout(log_file).stderr(log_err);
-        let status = cmd
-            .status()
-            .await
-            .map_err(RuntimeError::io(format!("run {}", self.name)))?;
+        let status = cmd.status().await.map_err(RuntimeError::io(format!("run {}", self.name)))?;
         if status.success() {
             return Ok(());
         }
@@ -104,20 +101,17 @@ impl Oci {
         })
     }
 
-    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         self.checked(self.command(&["pause", id]), "pause").await
     }
 
-    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
         self.checked(self.command(&["resume", id]), "resume").await
     }
 
     /// Kill every process and remove the container's runtime state. Absent containers are fine.
-    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
-        match self
-            .checked(self.command(&["delete", "--force", id]), "delete")
-            .await
-        {
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.checked(self.command(&["delete", "--force", id]), "delete").await {
             Ok(()) => Ok(()),
             Err(RuntimeError::Command { stderr, .. })
                 if stderr.contains("does not exist") || stderr.contains("not exist") =>
@@ -129,7 +123,7 @@ impl Oci {
     }
 
     /// The container's status as the runtime reports it (`running`, `paused`, `stopped`…).
-    pub async fn status(&self, id: &str) -> Option<String> {
+    pub(crate) async fn status(&self, id: &str) -> Option<String> {
         let out = self.command(&["state", id]).output().await.ok()?;
         let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         state.get("status")?.as_str().map(str::to_owned)
@@ -137,7 +131,7 @@ impl Oci {
 
     /// IDs of containers this runtime knows about whose bundle lies under `state_dir`
     /// (other servers on the same host may share the runtime's root).
-    pub async fn list(&self, state_dir: &Path) -> Result<Vec<String>, RuntimeError> {
+    pub(crate) async fn list(&self, state_dir: &Path) -> Result<Vec<String>, RuntimeError> {
         let out = self
             .command(&["list", "--format", "json"])
             .output()
@@ -164,7 +158,7 @@ impl Oci {
 impl Oci {
     /// Like [`Oci::run`], with the runtime process (and so everything it forks) placed in the
     /// given cgroups first: for runtimes told to ignore cgroups.
-    pub async fn run_in_cgroups(
+    pub(crate) async fn run_in_cgroups(
         &self,
         id: &str,
         bundle: &Path,

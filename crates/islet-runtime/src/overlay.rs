@@ -27,24 +27,17 @@ pub(crate) fn mount_root(
         paths.upper.display(),
         paths.work.display()
     );
-    mount(
-        Some("overlay"),
-        &paths.rootfs,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .map_err(RuntimeError::sys("mount overlay"))
+    mount(Some("overlay"), &paths.rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+        .map_err(RuntimeError::sys("mount overlay"))
 }
 
 /// Unmount the overlay if it is mounted (lazily, so a busy mount never blocks cleanup).
 pub(crate) fn unmount_root(paths: &SandboxPaths) -> Result<(), RuntimeError> {
     match umount2(&paths.rootfs, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(e) => Err(RuntimeError::Sys {
-            what: format!("umount {}", paths.rootfs.display()),
-            source: e,
-        }),
+        Err(e) => {
+            Err(RuntimeError::Sys { what: format!("umount {}", paths.rootfs.display()), source: e })
+        }
     }
 }
 

@@ -99,14 +99,7 @@ impl Runtime {
                 false
             }
         };
-        Ok(Self {
-            config,
-            netlink,
-            cgroups,
-            egress,
-            connection_caps,
-            disk_limits,
-        })
+        Ok(Self { config, netlink, cgroups, egress, connection_caps, disk_limits })
     }
 
     /// What a sandbox's cgroup has used so far (CPU time, memory now); `None` when it has no
@@ -122,17 +115,10 @@ impl Runtime {
             .join(host_veth(&self.config, index))
             .join("statistics");
         let read = |name: &str| -> Option<u64> {
-            std::fs::read_to_string(dir.join(name))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
+            std::fs::read_to_string(dir.join(name)).ok()?.trim().parse().ok()
         };
         // The host end's receive counter is what the sandbox sent, and the other way round.
-        Some(NetCounters {
-            egress_bytes: read("rx_bytes")?,
-            ingress_bytes: read("tx_bytes")?,
-        })
+        Some(NetCounters { egress_bytes: read("rx_bytes")?, ingress_bytes: read("tx_bytes")? })
     }
 
     /// Set (an empty policy clears) a group's egress rules; its running sandboxes get them at
@@ -157,9 +143,7 @@ impl Runtime {
 
     /// A running sandbox changed hands (the warm pool's, now a tenant's).
     pub async fn rebind_egress(&self, slot: u32, group: &str) -> Result<(), RuntimeError> {
-        self.egress
-            .bind(slot, group, &host_veth(&self.config, slot))
-            .await
+        self.egress.bind(slot, group, &host_veth(&self.config, slot)).await
     }
 
     /// Whether connection caps can be enforced on this host (the kernel's connlimit match).
@@ -192,15 +176,9 @@ impl Runtime {
     pub async fn create(&self, spec: &SandboxSpec) -> Result<Started, RuntimeError> {
         let start = Instant::now();
         match self.create_steps(spec).await {
-            Ok(ip) => Ok(Started {
-                boot: start.elapsed(),
-                ip,
-            }),
+            Ok(ip) => Ok(Started { boot: start.elapsed(), ip }),
             Err(error) => {
-                match self
-                    .teardown(&spec.id, spec.isolation, Some(spec.net_index), false)
-                    .await
-                {
+                match self.teardown(&spec.id, spec.isolation, Some(spec.net_index), false).await {
                     Ok(()) => Err(error),
                     Err(cleanup) => Err(RuntimeError::CreateAndCleanup {
                         error: Box::new(error),
@@ -213,12 +191,7 @@ impl Runtime {
 
     async fn create_steps(&self, spec: &SandboxSpec) -> Result<Ipv4Addr, RuntimeError> {
         let paths = SandboxPaths::new(&self.config, &spec.id);
-        let template = self
-            .config
-            .layout
-            .template_dir
-            .join(&spec.template)
-            .join("rootfs");
+        let template = self.config.layout.template_dir.join(&spec.template).join("rootfs");
         if !template.join("etc").is_dir() {
             return Err(RuntimeError::TemplateMissing(spec.template.clone()));
         }
@@ -234,9 +207,7 @@ impl Runtime {
         root?;
         network?;
         // Before anything runs in it, the sandbox is held to its tenant's egress rules.
-        self.egress
-            .bind(spec.net_index, &spec.egress_group, &veth)
-            .await?;
+        self.egress.bind(spec.net_index, &spec.egress_group, &veth).await?;
         phases.mark("root+network");
         self.write_etc(&paths, spec, sandbox_ip)?;
 
@@ -255,8 +226,7 @@ impl Runtime {
             };
             cgroups::create(&self.cgroups, &cgroup_name(&spec.id), &limits)?;
             let procs = cgroups::procs_files(&self.cgroups, &cgroup_name(&spec.id));
-            oci.run_in_cgroups(spec.id.as_str(), &paths.bundle, &paths.log, &procs)
-                .await?;
+            oci.run_in_cgroups(spec.id.as_str(), &paths.bundle, &paths.log, &procs).await?;
         } else {
             oci.run(spec.id.as_str(), &paths.bundle, &paths.log).await?;
         }
@@ -278,13 +248,7 @@ impl Runtime {
         spec: &SandboxSpec,
         template: &std::path::Path,
     ) -> Result<(), RuntimeError> {
-        crate::disk::attach(
-            &self.config,
-            paths,
-            spec.resources.disk_mb,
-            self.disk_limits,
-        )
-        .await?;
+        crate::disk::attach(&self.config, paths, spec.resources.disk_mb, self.disk_limits).await?;
         std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
         std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
         overlay::chown(&paths.agent_dir, self.config.uid_base)?;
@@ -339,15 +303,11 @@ impl Runtime {
     }
 
     pub async fn pause(&self, id: &SandboxId, isolation: Isolation) -> Result<(), RuntimeError> {
-        Oci::for_isolation(&self.config, isolation)
-            .pause(id.as_str())
-            .await
+        Oci::for_isolation(&self.config, isolation).pause(id.as_str()).await
     }
 
     pub async fn resume(&self, id: &SandboxId, isolation: Isolation) -> Result<(), RuntimeError> {
-        Oci::for_isolation(&self.config, isolation)
-            .resume(id.as_str())
-            .await
+        Oci::for_isolation(&self.config, isolation).resume(id.as_str()).await
     }
 
     /// Is the sandbox's container there and frozen? (After a host reboot it is neither.)
@@ -393,11 +353,7 @@ impl Runtime {
                 first_error.get_or_insert(e);
             }
         };
-        note(
-            Oci::for_isolation(&self.config, isolation)
-                .delete(id.as_str())
-                .await,
-        );
+        note(Oci::for_isolation(&self.config, isolation).delete(id.as_str()).await);
         note(cgroups::remove(&self.cgroups, &cgroup_name(id)));
         if let Some(i) = net_index {
             self.egress.release(i).await;
@@ -414,10 +370,7 @@ impl Runtime {
             match std::fs::remove_dir_all(&paths.dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => note(Err(RuntimeError::io(format!(
-                    "remove {}",
-                    paths.dir.display()
-                ))(e))),
+                Err(e) => note(Err(RuntimeError::io(format!("remove {}", paths.dir.display()))(e))),
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -428,9 +381,7 @@ impl Runtime {
         let mut found = Leftovers::default();
         if let Ok(entries) = std::fs::read_dir(&self.config.layout.state_dir) {
             for entry in entries.flatten() {
-                found
-                    .sandbox_dirs
-                    .push(entry.file_name().to_string_lossy().into_owned());
+                found.sandbox_dirs.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
         for isolation in [Isolation::Container, Isolation::Gvisor] {
@@ -487,10 +438,7 @@ struct Phases {
 
 impl Phases {
     fn start() -> Self {
-        Self {
-            last: Instant::now(),
-            done: Vec::new(),
-        }
+        Self { last: Instant::now(), done: Vec::new() }
     }
 
     fn mark(&mut self, name: &'static str) {

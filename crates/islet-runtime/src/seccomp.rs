@@ -347,11 +347,7 @@ pub(crate) fn profile() -> Result<LinuxSeccomp, RuntimeError> {
     LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(libc::EPERM as u32)
-        .architectures(vec![
-            Arch::ScmpArchX86_64,
-            Arch::ScmpArchX86,
-            Arch::ScmpArchX32,
-        ])
+        .architectures(vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32])
         .syscalls(vec![allow, clone, clone3])
         .build()
         .map_err(spec)

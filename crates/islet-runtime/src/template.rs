@@ -62,9 +62,7 @@ pub async fn build(
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(RuntimeError::io("mkdir template staging"))?;
     let staging_root = staging.join("rootfs");
-    progress(&format!(
-        "building template {name} from {mirror} (mmdebstrap, minbase)"
-    ));
+    progress(&format!("building template {name} from {mirror} (mmdebstrap, minbase)"));
     let mut child = Command::new("mmdebstrap")
         .args([
             "--variant=minbase",
@@ -82,19 +80,14 @@ pub async fn build(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(RuntimeError::io(
-            "run mmdebstrap (apt-get install mmdebstrap)",
-        ))?;
+        .map_err(RuntimeError::io("run mmdebstrap (apt-get install mmdebstrap)"))?;
     if let Some(stderr) = child.stderr.take() {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             progress(&line);
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(RuntimeError::io("wait mmdebstrap"))?;
+    let status = child.wait().await.map_err(RuntimeError::io("wait mmdebstrap"))?;
     if !status.success() {
         return Err(RuntimeError::Command {
             tool: "mmdebstrap".into(),
@@ -102,9 +95,7 @@ pub async fn build(
             stderr: "see the lines above".into(),
         });
     }
-    progress(&format!(
-        "shifting file owners by {uid_base} for the sandbox user namespace"
-    ));
+    progress(&format!("shifting file owners by {uid_base} for the sandbox user namespace"));
     let root = staging_root.clone();
     tokio::task::spawn_blocking(move || shift_owners(&root, uid_base))
         .await

@@ -32,8 +32,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 /// Fill `usage_hourly` with `n` rows for `tenant`.
 fn fill(path: &std::path::Path, tenant: &TenantId, n: usize) {
     let mut conn = rusqlite::Connection::open(path).expect("open");
-    conn.pragma_update(None, "synchronous", "OFF")
-        .expect("pragma");
+    conn.pragma_update(None, "synchronous", "OFF").expect("pragma");
     let sandboxes = USERS * PER_USER;
     let hours = n.div_ceil(sandboxes);
     let now = now_millis();
@@ -70,8 +69,7 @@ fn fill(path: &std::path::Path, tenant: &TenantId, n: usize) {
         }
     }
     // The daily rows the meter keeps beside the hourly ones, as if it had written both.
-    tx.execute("DELETE FROM usage_daily", [])
-        .expect("clear daily");
+    tx.execute("DELETE FROM usage_daily", []).expect("clear daily");
     tx.execute(
         "INSERT INTO usage_daily
          SELECT tenant_id, hour - hour % 86400000, COALESCE(external_user_id, ''),
@@ -178,10 +176,8 @@ fn admission(rt: &tokio::runtime::Runtime, n: usize) -> serde_json::Value {
     let rate = |users: Option<usize>| {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("islet.db")).expect("store");
-        let tenant = rt
-            .block_on(store.create_tenant("bench".into(), None))
-            .expect("tenant")
-            .tenant_id;
+        let tenant =
+            rt.block_on(store.create_tenant("bench".into(), None)).expect("tenant").tenant_id;
         let policy = serde_json::json!({"quotas": {"max_sandboxes": 1_000_000_000u64, "max_concurrent": 1_000_000_000u64,
             "max_cpu": 1_000_000_000u64, "max_memory_mb": 1_000_000_000u64, "max_storage_gb": 1_000_000_000u64}});
         // The tenant's default applies to every user, so each create runs every check.
@@ -226,19 +222,13 @@ fn main() {
     println!("| measure | islet | baseline | ratio | target |");
     println!("|---|---|---|---|---|");
     let mut report = serde_json::json!({ "rollup": [] });
-    let sizes: &[usize] = if quick {
-        &[100_000, 1_000_000]
-    } else {
-        &[1_000_000, 10_000_000]
-    };
+    let sizes: &[usize] = if quick { &[100_000, 1_000_000] } else { &[1_000_000, 10_000_000] };
     for &n in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("islet.db");
         let store = Store::open(&path).expect("store");
-        let tenant = rt
-            .block_on(store.create_tenant("bench".into(), None))
-            .expect("tenant")
-            .tenant_id;
+        let tenant =
+            rt.block_on(store.create_tenant("bench".into(), None)).expect("tenant").tenant_id;
         let result = rollup(&store, &tenant, n, &path, &rt);
         if let Some(list) = report["rollup"].as_array_mut() {
             list.push(result);

@@ -64,9 +64,8 @@ impl Store {
         let conn = self.conn.clone();
         let (written, events) = (self.event_written.clone(), self.events.clone());
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Join("store mutex poisoned".into()))?;
+            let mut guard =
+                conn.lock().map_err(|_| StoreError::Join("store mutex poisoned".into()))?;
             let result = f(&mut guard);
             if written.swap(false, Ordering::Relaxed) {
                 events.send_modify(|n| *n = n.wrapping_add(1));

@@ -144,9 +144,7 @@ fn insert_delivery_tx(
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                 && d.replay_id.is_some() =>
         {
-            Err(StoreError::Conflict(
-                "this replay_id was already used for this webhook".into(),
-            ))
+            Err(StoreError::Conflict("this replay_id was already used for this webhook".into()))
         }
         // The endpoint was deleted meanwhile.
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -160,11 +158,7 @@ fn insert_delivery_tx(
 
 fn cursor_tx(tx: &rusqlite::Connection, name: &str) -> Result<i64, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT seq FROM outbox_cursors WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
+        .query_row("SELECT seq FROM outbox_cursors WHERE name = ?1", [name], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
@@ -242,9 +236,7 @@ fn attempts_of(conn: &rusqlite::Connection, id: &str) -> Result<Vec<AttemptRow>,
         "SELECT attempt, started_at, duration_ms, status, error, response FROM webhook_attempts
          WHERE delivery_id = ?1 ORDER BY attempt",
     )?;
-    let rows = stmt
-        .query_map([id], attempt_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map([id], attempt_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -268,11 +260,7 @@ impl Store {
                 }
             }
             tx.commit()?;
-            Ok(OutboxBatch {
-                cursor,
-                events,
-                webhooks,
-            })
+            Ok(OutboxBatch { cursor, events, webhooks })
         })
         .await
     }
@@ -510,9 +498,7 @@ impl Store {
                 let Some(webhook) = webhook else { continue };
                 let reason = if a.verdict == Verdict::EndpointGone {
                     Some(DISABLED_GONE)
-                } else if webhook
-                    .failing_since
-                    .is_some_and(|since| now - since >= disable_after_ms)
+                } else if webhook.failing_since.is_some_and(|since| now - since >= disable_after_ms)
                 {
                     Some(DISABLED_FAILING)
                 } else {
@@ -560,10 +546,7 @@ impl Store {
                  WHERE webhook_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
             ))?;
             let rows = stmt
-                .query_map(
-                    params![webhook, before.unwrap_or(i64::MAX), limit + 1],
-                    delivery_row,
-                )?
+                .query_map(params![webhook, before.unwrap_or(i64::MAX), limit + 1], delivery_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             let more = rows.len() > limit as usize;
             let mut out = Vec::with_capacity(rows.len());
@@ -585,11 +568,7 @@ impl Store {
         webhook_id: &WebhookId,
         id: &DeliveryId,
     ) -> Result<DeliveryRecord, StoreError> {
-        let (tenant, webhook, id) = (
-            tenant_id.to_string(),
-            webhook_id.to_string(),
-            id.to_string(),
-        );
+        let (tenant, webhook, id) = (tenant_id.to_string(), webhook_id.to_string(), id.to_string());
         self.with(move |conn| {
             crate::webhooks::get_tx(conn, &tenant, &webhook)?;
             let (mut d, _) = conn
@@ -628,10 +607,7 @@ impl Store {
                    AND webhook_id IN (SELECT id FROM webhooks WHERE active = 0)",
                 params![before, now_millis()],
             )?;
-            tx.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)",
-                [],
-            )?;
+            tx.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY)", [])?;
             tx.execute("DELETE FROM prune_ids", [])?;
             tx.execute(
                 "INSERT INTO prune_ids SELECT id FROM webhook_deliveries

@@ -8,10 +8,7 @@ use islet_types::TenantId;
 impl Store {
     /// The tenant's egress rules (empty when it set none).
     pub async fn egress(&self, tenant_id: &TenantId) -> Result<EgressPolicy, StoreError> {
-        Ok(self
-            .json_setting(tenant_id, JsonSetting::Egress)
-            .await?
-            .unwrap_or_default())
+        Ok(self.json_setting(tenant_id, JsonSetting::Egress).await?.unwrap_or_default())
     }
 
     /// Replace the tenant's egress rules (already validated; empty clears them).
@@ -21,8 +18,7 @@ impl Store {
         policy: &EgressPolicy,
     ) -> Result<(), StoreError> {
         let value = (!policy.is_empty()).then_some(policy);
-        self.set_json_setting(tenant_id, JsonSetting::Egress, value)
-            .await
+        self.set_json_setting(tenant_id, JsonSetting::Egress, value).await
     }
 
     /// Every tenant that has egress rules, with them.
@@ -31,9 +27,8 @@ impl Store {
             let mut stmt = conn.prepare_cached(
                 "SELECT tenant_id, egress FROM tenant_settings WHERE egress IS NOT NULL",
             )?;
-            let rows: Vec<(String, String)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
+            let rows: Vec<(String, String)> =
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
             rows.into_iter()
                 .map(|(t, raw)| {
                     Ok((

@@ -16,10 +16,7 @@ pub enum StoreError {
     Conflict(String),
     /// Admitting would take an end user past a limit of their policy.
     #[error("{} of {external_user_id} would exceed {} ({})", refusal.limit, refusal.max, refusal.limit)]
-    QuotaExceeded {
-        refusal: islet_types::policy::Refusal,
-        external_user_id: String,
-    },
+    QuotaExceeded { refusal: islet_types::policy::Refusal, external_user_id: String },
     /// The end user is suspended.
     #[error("external user {0} is suspended")]
     Suspended(String),

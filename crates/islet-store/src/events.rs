@@ -85,13 +85,7 @@ pub(crate) fn insert_event(
     event_type: &str,
 ) -> Result<(), StoreError> {
     let data = sandbox_payload(tx, record)?;
-    insert_any(
-        tx,
-        &record.tenant_id,
-        Some(record.id.as_str()),
-        event_type,
-        data,
-    )
+    insert_any(tx, &record.tenant_id, Some(record.id.as_str()), event_type, data)
 }
 
 pub(crate) fn insert_any(

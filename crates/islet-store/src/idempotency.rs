@@ -23,20 +23,14 @@ pub enum BeginCreate {
     New(SandboxRecord),
     /// The key was seen before with the same body. `response` is the stored response once the
     /// first request finished; until then the caller waits on the sandbox.
-    Replay {
-        sandbox: SandboxRecord,
-        response: Option<(u16, String)>,
-    },
+    Replay { sandbox: SandboxRecord, response: Option<(u16, String)> },
     /// The key was seen before with a different body.
     Mismatch,
     /// A pre-started sandbox from the warm pool, now the tenant's and already `running`.
     Claimed(SandboxRecord),
     /// The end user's policy does not allow another sandbox; a `quota.exceeded` event was
     /// written.
-    Refused {
-        refusal: islet_types::policy::Refusal,
-        external_user_id: String,
-    },
+    Refused { refusal: islet_types::policy::Refusal, external_user_id: String },
 }
 
 /// The warm pool: pre-started sandboxes owned by `tenant_id`, handed to the first eligible
@@ -49,7 +43,7 @@ pub struct Pool {
 }
 
 /// A stable hash of a request body (canonical JSON of the validated request).
-pub fn request_hash(req: &CreateSandbox) -> String {
+pub(crate) fn request_hash(req: &CreateSandbox) -> String {
     let canonical = serde_json::to_vec(req).unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))
 }

@@ -183,9 +183,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, id"
             ))?;
-            let rows = stmt
-                .query_map([tenant], key_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt.query_map([tenant], key_row)?.collect::<Result<Vec<_>, _>>()?;
             rows.into_iter().map(finish).collect()
         })
         .await
@@ -249,24 +247,14 @@ impl Store {
                 return Err(StoreError::Conflict("the key is revoked".into()));
             }
             if let Some(name) = name {
-                tx.execute(
-                    "UPDATE api_keys SET name = ?2 WHERE id = ?1",
-                    params![id, name],
-                )?;
+                tx.execute("UPDATE api_keys SET name = ?2 WHERE id = ?1", params![id, name])?;
             }
             if let Some(scopes) = scopes {
                 if !scopes.is_full() {
                     keep_a_full_key(&tx, &tenant, &key)?;
                 }
-                let json = if scopes.is_full() {
-                    None
-                } else {
-                    scopes_json(Some(scopes))
-                };
-                tx.execute(
-                    "UPDATE api_keys SET scopes = ?2 WHERE id = ?1",
-                    params![id, json],
-                )?;
+                let json = if scopes.is_full() { None } else { scopes_json(Some(scopes)) };
+                tx.execute("UPDATE api_keys SET scopes = ?2 WHERE id = ?1", params![id, json])?;
             }
             let key = get_key_tx(&tx, &tenant, &id)?;
             tx.commit()?;

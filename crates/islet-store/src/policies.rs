@@ -34,8 +34,7 @@ pub(crate) fn policy_tx(
         .prepare_cached("SELECT document FROM policies WHERE tenant_id = ?1 AND subject = ?2")?
         .query_row(params![tenant, subject.key()], |r| r.get(0))
         .optional()?;
-    raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt))
-        .transpose()
+    raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt)).transpose()
 }
 
 fn put_tx(
@@ -183,11 +182,7 @@ fn spend_refusal(
             return Some(islet_types::policy::Refusal {
                 limit: "max_credit_cents",
                 max: cap,
-                current: if spent.is_finite() {
-                    spent.ceil() as u64
-                } else {
-                    cap
-                },
+                current: if spent.is_finite() { spent.ceil() as u64 } else { cap },
                 requested: 0,
             });
         }
@@ -226,14 +221,8 @@ pub(crate) fn check_spend(
         // Fail closed: a cap that cannot be read refuses.
         Err(e) => {
             tracing::warn!(error = %e, "reading what a user spent failed");
-            let all = crate::UsageTotals {
-                sandbox_seconds: f64::INFINITY,
-                ..Default::default()
-            };
-            let pricing = crate::Pricing {
-                sandbox_hour_cents: 1.0,
-                ..Default::default()
-            };
+            let all = crate::UsageTotals { sandbox_seconds: f64::INFINITY, ..Default::default() };
+            let pricing = crate::Pricing { sandbox_hour_cents: 1.0, ..Default::default() };
             (all, all, pricing)
         }
     };
@@ -268,8 +257,7 @@ impl Store {
         subject: Subject,
     ) -> Result<Option<Map<String, Value>>, StoreError> {
         let tenant = tenant_id.to_string();
-        self.with(move |conn| policy_tx(conn, &tenant, &subject))
-            .await
+        self.with(move |conn| policy_tx(conn, &tenant, &subject)).await
     }
 
     /// Replace (or with `None` or an empty document, remove) a policy document.
@@ -280,8 +268,7 @@ impl Store {
         document: Option<Map<String, Value>>,
     ) -> Result<(), StoreError> {
         let tenant = tenant_id.to_string();
-        self.with(move |conn| put_tx(conn, &tenant, &subject, document.as_ref()))
-            .await
+        self.with(move |conn| put_tx(conn, &tenant, &subject, document.as_ref())).await
     }
 
     /// Change one section of a policy document in one transaction (`None` removes it);
@@ -442,11 +429,7 @@ impl Store {
                                 by: SuspendedBy::Operator,
                             }
                         } else {
-                            Suspension {
-                                reason: r.get(0)?,
-                                at: r.get(1)?,
-                                by: SuspendedBy::Tenant,
-                            }
+                            Suspension { reason: r.get(0)?, at: r.get(1)?, by: SuspendedBy::Tenant }
                         })
                     },
                 )
@@ -560,12 +543,9 @@ impl Store {
                 "SELECT id FROM sandboxes WHERE tenant_id = ?1 AND external_user_id = ?2
                    AND state IN ('running', 'paused')",
             )?;
-            let ids: Vec<String> = stmt
-                .query_map(params![tenant, user], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            ids.into_iter()
-                .map(|i| i.parse().map_err(StoreError::corrupt))
-                .collect()
+            let ids: Vec<String> =
+                stmt.query_map(params![tenant, user], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            ids.into_iter().map(|i| i.parse().map_err(StoreError::corrupt)).collect()
         })
         .await
     }
@@ -577,8 +557,7 @@ impl Store {
         user: &str,
     ) -> Result<Holding, StoreError> {
         let (tenant, user) = (tenant_id.to_string(), user.to_owned());
-        self.with(move |conn| holding_tx(conn, &tenant, &user, None))
-            .await
+        self.with(move |conn| holding_tx(conn, &tenant, &user, None)).await
     }
 
     /// The limits that apply to an end user, and what they hold now.
@@ -589,10 +568,7 @@ impl Store {
     ) -> Result<(Limits, Holding), StoreError> {
         let (tenant, user) = (tenant_id.to_string(), user.to_owned());
         self.with(move |conn| {
-            Ok((
-                limits_tx(conn, &tenant, Some(&user))?,
-                holding_tx(conn, &tenant, &user, None)?,
-            ))
+            Ok((limits_tx(conn, &tenant, Some(&user))?, holding_tx(conn, &tenant, &user, None)?))
         })
         .await
     }

@@ -319,11 +319,7 @@ impl Store {
         sandbox_id: &SandboxId,
         preview_id: &PreviewId,
     ) -> Result<PreviewRecord, StoreError> {
-        let ids = (
-            tenant_id.to_string(),
-            sandbox_id.to_string(),
-            preview_id.to_string(),
-        );
+        let ids = (tenant_id.to_string(), sandbox_id.to_string(), preview_id.to_string());
         self.with(move |conn| {
             let tx = conn.transaction()?;
             get_preview_tx(&tx, &ids.0, &ids.1, &ids.2)
@@ -338,11 +334,7 @@ impl Store {
         sandbox_id: &SandboxId,
         preview_id: &PreviewId,
     ) -> Result<(), StoreError> {
-        let ids = (
-            tenant_id.to_string(),
-            sandbox_id.to_string(),
-            preview_id.to_string(),
-        );
+        let ids = (tenant_id.to_string(), sandbox_id.to_string(), preview_id.to_string());
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let share: Option<Option<String>> = tx
@@ -443,11 +435,7 @@ impl Store {
         token_id: &PreviewTokenId,
         kind: TokenKind,
     ) -> Result<(), StoreError> {
-        let ids = (
-            tenant_id.to_string(),
-            sandbox_id.to_string(),
-            token_id.to_string(),
-        );
+        let ids = (tenant_id.to_string(), sandbox_id.to_string(), token_id.to_string());
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let exists: Option<i64> = tx

@@ -82,10 +82,7 @@ pub(crate) fn pricing_tx(conn: &rusqlite::Connection, tenant: &str) -> Result<Pr
 
 impl crate::Store {
     pub async fn pricing(&self, tenant_id: &islet_types::TenantId) -> Result<Pricing, StoreError> {
-        Ok(self
-            .json_setting(tenant_id, JsonSetting::Pricing)
-            .await?
-            .unwrap_or_default())
+        Ok(self.json_setting(tenant_id, JsonSetting::Pricing).await?.unwrap_or_default())
     }
 
     /// Replace the tenant's price list (`None` clears it: usage is free).
@@ -94,8 +91,7 @@ impl crate::Store {
         tenant_id: &islet_types::TenantId,
         pricing: Option<Pricing>,
     ) -> Result<(), StoreError> {
-        self.set_json_setting(tenant_id, JsonSetting::Pricing, pricing.as_ref())
-            .await
+        self.set_json_setting(tenant_id, JsonSetting::Pricing, pricing.as_ref()).await
     }
 }
 
@@ -132,10 +128,7 @@ mod tests {
     fn prices_must_be_sane() {
         assert!(Pricing::default().validate().is_ok());
         for bad in [-1.0, f64::NAN, f64::INFINITY, MAX_PRICE_CENTS * 2.0] {
-            let p = Pricing {
-                cpu_hour_cents: bad,
-                ..Pricing::default()
-            };
+            let p = Pricing { cpu_hour_cents: bad, ..Pricing::default() };
             assert_eq!(p.validate().expect_err("a bad price").0, "cpu_hour_cents");
         }
     }

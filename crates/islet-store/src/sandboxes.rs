@@ -11,7 +11,7 @@ use crate::events::insert_event;
 use crate::{Store, StoreError};
 
 /// Number of /30 slots a node hands out (10.213.0.0/16 holds 16384; slot 0 is never used).
-pub const NET_SLOTS: i64 = 16_383;
+pub(crate) const NET_SLOTS: i64 = 16_383;
 
 /// A sandbox as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,11 +105,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
         metadata: json(r.get(9)?)?,
         tags: json(r.get(10)?)?,
         env: json(r.get(11)?)?,
-        resources: Resources {
-            cpu_count: r.get(12)?,
-            memory_mb: r.get(13)?,
-            disk_mb: r.get(14)?,
-        },
+        resources: Resources { cpu_count: r.get(12)?, memory_mb: r.get(13)?, disk_mb: r.get(14)? },
         timeout_sec: r.get(15)?,
         idle_timeout_sec: r.get(16)?,
         net_index: r.get(17)?,
@@ -126,17 +122,13 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
 
 pub(crate) fn get_tx(tx: &Transaction<'_>, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
     Ok(tx
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"),
-            [id],
-            from_row,
-        )
+        .query_row(&format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"), [id], from_row)
         .optional()?)
 }
 
 /// How long a released network slot stays out of use: well past the preview edge's route
 /// cache lifetime (1 s), so cached routes to a slot die before another sandbox gets it.
-pub const NET_SLOT_HOLD_MS: i64 = 10_000;
+pub(crate) const NET_SLOT_HOLD_MS: i64 = 10_000;
 
 /// The lowest network slot neither in use nor recently released, or an error when the node is
 /// full.
@@ -253,9 +245,7 @@ pub(crate) fn insert_tx(
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation && record.name.is_some() =>
         {
-            return Err(StoreError::NameTaken(
-                record.name.clone().unwrap_or_default(),
-            ));
+            return Err(StoreError::NameTaken(record.name.clone().unwrap_or_default()));
         }
         other => other?,
     };
@@ -499,10 +489,7 @@ impl Store {
                             crate::policies::refusal_data(&refusal, &user, "resume", Some(&id)),
                         )?;
                         tx.commit()?;
-                        return Err(StoreError::QuotaExceeded {
-                            refusal,
-                            external_user_id: user,
-                        });
+                        return Err(StoreError::QuotaExceeded { refusal, external_user_id: user });
                     }
                 }
             }
@@ -666,9 +653,7 @@ impl Store {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM sandboxes WHERE state != 'destroyed' ORDER BY created_at"
             ))?;
-            let rows = stmt
-                .query_map([], from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await

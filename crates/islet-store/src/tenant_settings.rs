@@ -97,8 +97,7 @@ pub(crate) fn json_setting_tx<T: serde::de::DeserializeOwned>(
         .query_row([tenant], |r| r.get(0))
         .optional()?
         .flatten();
-    raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt))
-        .transpose()
+    raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt)).transpose()
 }
 
 pub(crate) fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
@@ -117,13 +116,7 @@ fn challenge() -> String {
 }
 
 /// domain, challenge, verified_at, certificate not_after, certificate source.
-type DomainRow = (
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+type DomainRow = (Option<String>, Option<String>, Option<i64>, Option<i64>, Option<String>);
 
 fn preview_domain_tx(
     tx: &Transaction<'_>,
@@ -170,10 +163,7 @@ impl Store {
 
     /// The web origins the tenant's browser code calls the API from.
     pub async fn allowed_origins(&self, tenant_id: &TenantId) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .json_setting(tenant_id, JsonSetting::AllowedOrigins)
-            .await?
-            .unwrap_or_default())
+        Ok(self.json_setting(tenant_id, JsonSetting::AllowedOrigins).await?.unwrap_or_default())
     }
 
     /// Replace the tenant's allowed origins (already validated: `scheme://host[:port]`).
@@ -182,8 +172,7 @@ impl Store {
         tenant_id: &TenantId,
         origins: Vec<String>,
     ) -> Result<(), StoreError> {
-        self.set_json_setting(tenant_id, JsonSetting::AllowedOrigins, Some(&origins))
-            .await
+        self.set_json_setting(tenant_id, JsonSetting::AllowedOrigins, Some(&origins)).await
     }
 
     /// One of the tenant's JSON settings, parsed (`None` when it has none).
@@ -193,8 +182,7 @@ impl Store {
         which: JsonSetting,
     ) -> Result<Option<T>, StoreError> {
         let tenant = tenant_id.to_string();
-        self.with(move |conn| json_setting_tx(conn, &tenant, which))
-            .await
+        self.with(move |conn| json_setting_tx(conn, &tenant, which)).await
     }
 
     /// Replace one of the tenant's JSON settings (`None` clears it).
@@ -205,10 +193,7 @@ impl Store {
         value: Option<&T>,
     ) -> Result<(), StoreError> {
         let tenant = tenant_id.to_string();
-        let raw = value
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(StoreError::corrupt)?;
+        let raw = value.map(serde_json::to_string).transpose().map_err(StoreError::corrupt)?;
         self.with(move |conn| {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
@@ -248,10 +233,8 @@ impl Store {
         branding: Option<Branding>,
     ) -> Result<(), StoreError> {
         let tenant = tenant_id.to_string();
-        let raw = branding
-            .map(|b| serde_json::to_string(&b))
-            .transpose()
-            .map_err(StoreError::corrupt)?;
+        let raw =
+            branding.map(|b| serde_json::to_string(&b)).transpose().map_err(StoreError::corrupt)?;
         self.with(move |conn| {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
@@ -516,11 +499,9 @@ impl Store {
                  ON CONFLICT (name) DO NOTHING",
                 params![name, fresh, now_millis()],
             )?;
-            Ok(conn.query_row(
-                "SELECT value FROM server_secrets WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )?)
+            Ok(conn.query_row("SELECT value FROM server_secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })?)
         })
         .await
     }

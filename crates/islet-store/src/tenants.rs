@@ -62,9 +62,8 @@ pub(crate) fn hash_key(plaintext: &str) -> String {
 pub(crate) fn new_secret(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::thread_rng();
-    let body: String = (0..40)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
+    let body: String =
+        (0..40).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     format!("{prefix}{body}")
 }
 
@@ -94,12 +93,7 @@ impl Store {
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO tenants (id, name, isolation, created_at) VALUES (?1, ?2, ?3, ?4)",
-                (
-                    tenant_id.as_str(),
-                    &name,
-                    isolation.map(Isolation::as_str),
-                    now_millis(),
-                ),
+                (tenant_id.as_str(), &name, isolation.map(Isolation::as_str), now_millis()),
             )?;
             let key = insert_key(&tx, &tenant_id, "default")?;
             tx.commit()?;
@@ -209,9 +203,7 @@ impl Store {
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let found: Option<String> = tx
-                .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| r.get(0))
                 .optional()?;
             let id = match found {
                 Some(id) => id.parse().map_err(StoreError::corrupt)?,
@@ -250,9 +242,5 @@ fn insert_key(
             now_millis(),
         ),
     )?;
-    Ok(ApiKeyCreated {
-        id,
-        tenant_id: tenant_id.clone(),
-        plaintext,
-    })
+    Ok(ApiKeyCreated { id, tenant_id: tenant_id.clone(), plaintext })
 }

@@ -115,10 +115,7 @@ pub(crate) fn mark_running(
 
 /// Running time stops accruing (pause, stop, failure); storage goes on until destroyed.
 pub(crate) fn mark_not_running(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE usage_meters SET run_at = NULL WHERE sandbox_id = ?1",
-        [id],
-    )?;
+    tx.execute("UPDATE usage_meters SET run_at = NULL WHERE sandbox_id = ?1", [id])?;
     Ok(())
 }
 
@@ -391,9 +388,7 @@ pub(crate) fn user_totals_tx(
                 SELECT {MEASURES} FROM usage_hourly INDEXED BY usage_user_hour
                  WHERE tenant_id = ?1 AND external_user_id = ?2 AND hour >= ?5)"
         ))?
-        .query_row(params![tenant, user, start, head_end, tail_start], |r| {
-            totals_of(r, 0)
-        })?)
+        .query_row(params![tenant, user, start, head_end, tail_start], |r| totals_of(r, 0))?)
 }
 
 impl Store {
@@ -522,14 +517,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt
                 .query_map(
-                    params![
-                        tenant,
-                        start,
-                        q.end,
-                        q.external_user_id,
-                        head_end,
-                        tail_start
-                    ],
+                    params![tenant, start, q.end, q.external_user_id, head_end, tail_start],
                     |r| {
                         Ok(UsageRow {
                             group: r.get(0)?,
@@ -564,10 +552,7 @@ mod tests {
             split(d + HOUR_MS, d + DAY_MS + HOUR_MS, false),
             (d + DAY_MS + HOUR_MS, d + DAY_MS + HOUR_MS)
         );
-        assert_eq!(
-            split(d, d + 2 * DAY_MS, true),
-            (d + 2 * DAY_MS, d + 2 * DAY_MS)
-        );
+        assert_eq!(split(d, d + 2 * DAY_MS, true), (d + 2 * DAY_MS, d + 2 * DAY_MS));
     }
 
     #[test]

@@ -130,9 +130,7 @@ pub(crate) fn active_for_tenant(
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 AND active = 1 ORDER BY created_at"
     ))?;
-    let rows = stmt
-        .query_map([tenant], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = stmt.query_map([tenant], from_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -193,9 +191,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY created_at, id"
             ))?;
-            let rows = stmt
-                .query_map([tenant], from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt.query_map([tenant], from_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -313,10 +309,7 @@ impl Store {
                     (SELECT id FROM webhook_deliveries WHERE webhook_id = ?1)",
                 [&id],
             )?;
-            tx.execute(
-                "DELETE FROM webhook_deliveries WHERE webhook_id = ?1",
-                [&id],
-            )?;
+            tx.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?1", [&id])?;
             tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])?;
             tx.commit()?;
             Ok(())

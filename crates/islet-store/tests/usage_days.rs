@@ -35,22 +35,13 @@ async fn started(
     project: Option<&str>,
 ) -> islet_types::SandboxId {
     let BeginCreate::New(record) = store
-        .begin_create(
-            tenant,
-            None,
-            request(user, project),
-            Isolation::Container,
-            None,
-        )
+        .begin_create(tenant, None, request(user, project), Isolation::Container, None)
         .await
         .unwrap()
     else {
         panic!("not admitted");
     };
-    store
-        .transition(&record.id, Transition::Started, TransitionFacts::default())
-        .await
-        .unwrap();
+    store.transition(&record.id, Transition::Started, TransitionFacts::default()).await.unwrap();
     record.id
 }
 
@@ -58,12 +49,7 @@ type Measures = [f64; 4];
 
 /// What a total says of running time, CPU, storage and bytes sent.
 fn measures(t: &islet_store::UsageTotals) -> Measures {
-    [
-        t.sandbox_seconds,
-        t.cpu_seconds,
-        t.storage_gib_hours,
-        t.network_egress_bytes,
-    ]
+    [t.sandbox_seconds, t.cpu_seconds, t.storage_gib_hours, t.network_egress_bytes]
 }
 
 /// Those measures per user over `[start, end)`, from the hourly rows alone.
@@ -89,11 +75,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("islet.db");
     let store = Store::open(&path).unwrap();
-    let tenant = store
-        .create_tenant("t".into(), None)
-        .await
-        .unwrap()
-        .tenant_id;
+    let tenant = store.create_tenant("t".into(), None).await.unwrap().tenant_id;
     let mut ids = Vec::new();
     for (user, project) in [("ann", Some("alpha")), ("bob", None)] {
         ids.push(started(&store, &tenant, user, project).await);
@@ -156,10 +138,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
                     );
                 }
             }
-            assert!(
-                truth.iter().all(|(_, m)| m.iter().all(|x| *x > 0.0)),
-                "{truth:?}"
-            );
+            assert!(truth.iter().all(|(_, m)| m.iter().all(|x| *x > 0.0)), "{truth:?}");
         }
         // One user alone, and by project (bob has none: a null group).
         let ann = store
@@ -177,11 +156,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
             .unwrap();
         assert_eq!(ann.len(), 1);
         assert_eq!(ann[0].group.as_deref(), Some("alpha"));
-        let want = hourly_truth(&path, start, end)
-            .into_iter()
-            .find(|(u, _)| u == "ann")
-            .unwrap()
-            .1;
+        let want = hourly_truth(&path, start, end).into_iter().find(|(u, _)| u == "ann").unwrap().1;
         assert!((ann[0].totals.sandbox_seconds - want[0]).abs() < 1e-6);
         let projects = store
             .usage_rollup(
@@ -205,11 +180,7 @@ async fn whole_days_and_edges_add_up_to_the_hourly_rows() {
 async fn a_sample_older_than_what_is_accounted_adds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("islet.db")).unwrap();
-    let tenant = store
-        .create_tenant("t".into(), None)
-        .await
-        .unwrap()
-        .tenant_id;
+    let tenant = store.create_tenant("t".into(), None).await.unwrap().tenant_id;
     let id = started(&store, &tenant, "ann", None).await;
     let t0 = now_millis();
     let sample = |at: i64, cpu: u64, bytes: u64| UsageSample {
@@ -220,24 +191,15 @@ async fn a_sample_older_than_what_is_accounted_adds_nothing() {
         network: Some((bytes, bytes)),
     };
     // The meter read at t0 + 1 s, but a stop's sample (t0 + 2 s) was accounted first.
-    store
-        .record_usage(vec![sample(t0 + 2_000, 2_000_000, 2_000)])
-        .await
-        .unwrap();
+    store.record_usage(vec![sample(t0 + 2_000, 2_000_000, 2_000)]).await.unwrap();
     let (_, before) = store.sandbox_usage(&tenant, &id).await.unwrap();
-    store
-        .record_usage(vec![sample(t0 + 1_000, 1_000_000, 1_000)])
-        .await
-        .unwrap();
+    store.record_usage(vec![sample(t0 + 1_000, 1_000_000, 1_000)]).await.unwrap();
     let (_, after) = store.sandbox_usage(&tenant, &id).await.unwrap();
     assert_eq!(before, after, "the late sample counted again");
     assert!((after.cpu_seconds - 2.0).abs() < 1e-9, "{after:?}");
     assert_eq!(after.network_egress_bytes, 2_000.0);
     // The marks did not move back: the next sample counts only what is new.
-    store
-        .record_usage(vec![sample(t0 + 3_000, 2_500_000, 2_600)])
-        .await
-        .unwrap();
+    store.record_usage(vec![sample(t0 + 3_000, 2_500_000, 2_600)]).await.unwrap();
     let (_, later) = store.sandbox_usage(&tenant, &id).await.unwrap();
     assert!((later.cpu_seconds - 2.5).abs() < 1e-9, "{later:?}");
     assert_eq!(later.network_egress_bytes, 2_600.0);

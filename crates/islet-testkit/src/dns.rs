@@ -36,10 +36,7 @@ impl FakeDns {
 
     /// Publish `value` as a TXT record of `name` (no trailing dot), replacing earlier ones.
     pub fn set_txt(&self, name: &str, value: &str) {
-        self.txt
-            .lock()
-            .unwrap()
-            .insert(name.to_ascii_lowercase(), vec![value.to_owned()]);
+        self.txt.lock().unwrap().insert(name.to_ascii_lowercase(), vec![value.to_owned()]);
     }
 }
 

@@ -133,14 +133,11 @@ impl TestServer {
         let dns = dns::FakeDns::start().await;
         control.domain_verify = VerifyTarget::Nameserver(dns.address);
         let domain = control.preview_domain.clone();
-        let state = AppState::new(store.clone(), runtime, control)
-            .await
-            .unwrap();
+        let state = AppState::new(store.clone(), runtime, control).await.unwrap();
         let (platform_cert_pem, key_pem) =
             islet_tls::self_signed(&[format!("*.{domain}"), domain.to_string()]).unwrap();
-        let platform = islet_tls::parse_pair(&platform_cert_pem, &key_pem, &domain, now_millis())
-            .unwrap()
-            .key;
+        let platform =
+            islet_tls::parse_pair(&platform_cert_pem, &key_pem, &domain, now_millis()).unwrap().key;
         let mut edge_config = islet_proxy::Config::new(domain);
         edge(&mut edge_config);
         let runtime = state.runtime.clone();
@@ -155,17 +152,8 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(islet_proxy::run(
-            edge.clone(),
-            Some(http),
-            Some(https),
-            shutdown.clone(),
-        ));
-        let task = tokio::spawn(islet_control::run(
-            listener,
-            state.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(islet_proxy::run(edge.clone(), Some(http), Some(https), shutdown.clone()));
+        let task = tokio::spawn(islet_control::run(listener, state.clone(), shutdown.clone()));
         Self {
             base,
             state,
@@ -183,41 +171,19 @@ impl TestServer {
 
     /// The lifecycle events recorded for one sandbox, oldest first.
     pub async fn events(&self, sandbox_id: &str) -> Vec<islet_store::EventRow> {
-        let record = self
-            .state
-            .store
-            .get_sandbox_any(&sandbox_id.parse().unwrap())
-            .await
-            .unwrap();
-        let events = self
-            .state
-            .store
-            .events_after(&record.tenant_id, 0, 1000)
-            .await
-            .unwrap();
-        events
-            .into_iter()
-            .filter(|e| e.sandbox_id.as_deref() == Some(sandbox_id))
-            .collect()
+        let record = self.state.store.get_sandbox_any(&sandbox_id.parse().unwrap()).await.unwrap();
+        let events = self.state.store.events_after(&record.tenant_id, 0, 1000).await.unwrap();
+        events.into_iter().filter(|e| e.sandbox_id.as_deref() == Some(sandbox_id)).collect()
     }
 
     /// Just their types.
     pub async fn event_types(&self, sandbox_id: &str) -> Vec<String> {
-        self.events(sandbox_id)
-            .await
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect()
+        self.events(sandbox_id).await.into_iter().map(|e| e.event_type).collect()
     }
 
     /// A new tenant and a client holding its key.
     pub async fn tenant(&self, isolation: Option<Isolation>) -> Client {
-        let key = self
-            .state
-            .store
-            .create_tenant("test".into(), isolation)
-            .await
-            .unwrap();
+        let key = self.state.store.create_tenant("test".into(), isolation).await.unwrap();
         Client::new(&self.base, &key.plaintext)
     }
 
@@ -252,35 +218,18 @@ impl Drop for TestServer {
                 .status();
         };
         let sandboxes = self.data_dir.join("sandboxes");
-        for entry in std::fs::read_dir(&sandboxes)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for entry in std::fs::read_dir(&sandboxes).into_iter().flatten().flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
-            run(
-                "runc",
-                &["--root=/run/islet/runc", "delete", "--force", &id],
-            );
-            run(
-                "runsc",
-                &["--root=/run/islet/runsc", "delete", "--force", &id],
-            );
+            run("runc", &["--root=/run/islet/runc", "delete", "--force", &id]);
+            run("runsc", &["--root=/run/islet/runsc", "delete", "--force", &id]);
             for mount in ["rootfs", "disk"] {
-                run(
-                    "umount",
-                    &["-l", &entry.path().join(mount).to_string_lossy()],
-                );
+                run("umount", &["-l", &entry.path().join(mount).to_string_lossy()]);
             }
             let netns = format!("/run/islet/netns/{id}");
             run("umount", &["-l", &netns]);
             let _ = std::fs::remove_file(&netns);
         }
-        for link in std::fs::read_dir("/sys/class/net")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for link in std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten() {
             let name = link.file_name().to_string_lossy().into_owned();
             let ours = name
                 .strip_prefix(&self.prefix)
@@ -311,19 +260,13 @@ pub struct Reply {
 
 impl Client {
     pub fn new(base: &str, key: &str) -> Self {
-        Self {
-            base: base.to_owned(),
-            key: key.to_owned(),
-            http: reqwest::Client::new(),
-        }
+        Self { base: base.to_owned(), key: key.to_owned(), http: reqwest::Client::new() }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -331,11 +274,7 @@ impl Client {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap().to_vec();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            body,
-            bytes,
-        }
+        Reply { status, body, bytes }
     }
 
     /// Only the status of a call (for assertions that need nothing else).
@@ -367,10 +306,7 @@ impl Client {
     /// The sandbox's current state as the API reports it.
     pub async fn state(&self, id: &str) -> String {
         let reply = self.call("GET", &format!("/sandboxes/{id}"), None).await;
-        reply.body["data"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        reply.body["data"]["state"].as_str().unwrap_or_default().to_owned()
     }
 
     /// Poll (every 100 ms, for at most `seconds`) until the sandbox is in `want`; returns the
@@ -424,11 +360,7 @@ impl Client {
             .send()
             .await
             .unwrap();
-        assert!(
-            response.status().is_success(),
-            "upload failed: {}",
-            response.status()
-        );
+        assert!(response.status().is_success(), "upload failed: {}", response.status());
         let (code, _, err) = self.exec(id, &format!("chmod 755 {remote}")).await;
         assert_eq!(code, 0, "{err}");
     }
@@ -447,11 +379,7 @@ impl Client {
                 ),
             )
             .await;
-        assert!(
-            reply.status < 300,
-            "starting the app failed: {:?}",
-            reply.body
-        );
+        assert!(reply.status < 300, "starting the app failed: {:?}", reply.body);
         let probe = format!(
             "for i in $(seq 100); do curl -sf http://127.0.0.1:{port}/echo >/dev/null && exit 0; sleep 0.05; done; exit 1"
         );
@@ -461,19 +389,10 @@ impl Client {
 
     /// Mint a preview token for the sandbox; returns (token, url).
     pub async fn preview_token(&self, id: &str, body: Value) -> (String, String) {
-        let reply = self
-            .call(
-                "POST",
-                &format!("/sandboxes/{id}/preview-token"),
-                Some(body),
-            )
-            .await;
+        let reply = self.call("POST", &format!("/sandboxes/{id}/preview-token"), Some(body)).await;
         assert_eq!(reply.status, 200, "preview-token failed: {:?}", reply.body);
         let data = &reply.body["data"];
-        (
-            data["token"].as_str().unwrap().to_owned(),
-            data["url"].as_str().unwrap().to_owned(),
-        )
+        (data["token"].as_str().unwrap().to_owned(), data["url"].as_str().unwrap().to_owned())
     }
 }
 

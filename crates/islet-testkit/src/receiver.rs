@@ -43,11 +43,7 @@ pub struct Hit {
 
 impl Hit {
     pub fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -85,11 +81,7 @@ impl Receiver {
             hits: Mutex::default(),
             script: Mutex::default(),
         });
-        let r = Arc::new(Self {
-            addr,
-            inner,
-            accept: Mutex::new(None),
-        });
+        let r = Arc::new(Self { addr, inner, accept: Mutex::new(None) });
         r.serve(listener);
         r
     }
@@ -116,10 +108,8 @@ impl Receiver {
 
     /// Change behaviour. `Refuse` closes the listener; leaving it binds the same port again.
     pub async fn set(&self, mode: Mode) {
-        let was_refusing = matches!(
-            *self.inner.mode.lock().unwrap_or_else(|p| p.into_inner()),
-            Mode::Refuse
-        );
+        let was_refusing =
+            matches!(*self.inner.mode.lock().unwrap_or_else(|p| p.into_inner()), Mode::Refuse);
         *self.inner.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode.clone();
         match (was_refusing, matches!(mode, Mode::Refuse)) {
             (false, true) => {
@@ -149,11 +139,7 @@ impl Receiver {
     }
 
     pub fn hits(&self) -> Vec<Hit> {
-        self.inner
-            .hits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.hits.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Wait until `pred` holds over the hits, up to `timeout`.
@@ -176,12 +162,7 @@ async fn handle(
     let at = Instant::now();
     let path = req.uri().path().to_owned();
     let headers = req.headers().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mode = {
         let scripted = inner.script.lock().unwrap_or_else(|p| p.into_inner()).pop();
         scripted.unwrap_or_else(|| inner.mode.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -199,10 +180,8 @@ async fn handle(
         }
         Mode::Redirect => {
             let mut r = full(302, "moved");
-            r.headers_mut().insert(
-                http::header::LOCATION,
-                http::HeaderValue::from_static("/elsewhere"),
-            );
+            r.headers_mut()
+                .insert(http::header::LOCATION, http::HeaderValue::from_static("/elsewhere"));
             (302, r)
         }
         Mode::Endless => {
@@ -212,30 +191,22 @@ async fn handle(
             (200, Response::new(BodyExt::boxed(StreamBody::new(chunks))))
         }
         Mode::Hang => {
-            inner
-                .hits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Hit {
-                    at,
-                    path,
-                    headers,
-                    body,
-                    answered: 0,
-                });
+            inner.hits.lock().unwrap_or_else(|p| p.into_inner()).push(Hit {
+                at,
+                path,
+                headers,
+                body,
+                answered: 0,
+            });
             return std::future::pending().await;
         }
     };
-    inner
-        .hits
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Hit {
-            at,
-            path,
-            headers,
-            body,
-            answered,
-        });
+    inner.hits.lock().unwrap_or_else(|p| p.into_inner()).push(Hit {
+        at,
+        path,
+        headers,
+        body,
+        answered,
+    });
     Ok(response)
 }

@@ -25,15 +25,8 @@ const VOLATILE_KEYS: &[&str] = &[
 ];
 
 /// Key suffixes with the same meaning (`created_at`, `cpu_seconds`, `network_egress_bytes`…).
-const VOLATILE_SUFFIXES: &[&str] = &[
-    "_at",
-    "_seconds",
-    "_bytes",
-    "_cents",
-    "_cents_exact",
-    "_hours",
-    "_ms",
-];
+const VOLATILE_SUFFIXES: &[&str] =
+    &["_at", "_seconds", "_bytes", "_cents", "_cents_exact", "_hours", "_ms"];
 
 fn patterns() -> &'static [(Regex, &'static str)] {
     static PATTERNS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
@@ -49,10 +42,7 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             (r"\b([a-z]{2,5})([_-])[a-z0-9]{20}\b", "${1}${2}[id]"),
             (r"\breq_[A-Za-z0-9]{8,}\b", "req_[id]"),
             (r"\b[0-9a-f]{32,64}\b", "[hex]"),
-            (
-                r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})",
-                "[time]",
-            ),
+            (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})", "[time]"),
             (r"(127\.0\.0\.1|localhost):\d{2,5}\b", "${1}:[port]"),
             (r"\b10\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", "[sandbox-ip]"),
         ]
@@ -124,10 +114,7 @@ pub fn assert_snapshot(path: &Path, actual: &Value) {
         return;
     }
     let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "no snapshot at {} ({e}); run with ISLET_UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
+        panic!("no snapshot at {} ({e}); run with ISLET_UPDATE_SNAPSHOTS=1", path.display())
     });
     if expected != text {
         let changed: Vec<String> = diff_lines(&expected, &text);

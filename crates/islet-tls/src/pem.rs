@@ -88,17 +88,10 @@ pub fn parse_for(
         return Err(CertError::WrongName(name.to_owned()));
     }
     let provider = crate::provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|_| CertError::BadKey)?;
+    let signing = provider.key_provider.load_private_key(key).map_err(|_| CertError::BadKey)?;
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|_| CertError::KeyMismatch)?;
-    Ok(ParsedCertificate {
-        key: Arc::new(certified),
-        not_after,
-        dns_names,
-    })
+    Ok(ParsedCertificate { key: Arc::new(certified), not_after, dns_names })
 }
 
 /// The self-signed certificate that answers an ACME TLS-ALPN-01 challenge for `name`
@@ -119,10 +112,7 @@ pub fn acme_challenge_certificate(
         .load_private_key(der)
         .map_err(|e| CertError::Generate(e.to_string()))?;
     // Not `CertifiedKey::from_der`: that refuses the critical ACME extension.
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing,
-    )))
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)))
 }
 
 /// A fresh key and a CSR for `names` (PEM key, DER request): what an ACME order is finalised
@@ -141,9 +131,7 @@ pub fn self_signed(names: &[String]) -> Result<(String, String), CertError> {
     let key = rcgen::KeyPair::generate().map_err(|e| CertError::Generate(e.to_string()))?;
     let params = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| CertError::Generate(e.to_string()))?;
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| CertError::Generate(e.to_string()))?;
+    let cert = params.self_signed(&key).map_err(|e| CertError::Generate(e.to_string()))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -161,10 +149,7 @@ mod tests {
     #[test]
     fn accepts_matching_pair_and_refuses_others() {
         let domain: DomainName = "preview.acme.dev".parse().expect("domain");
-        let names = vec![
-            "*.preview.acme.dev".to_owned(),
-            "preview.acme.dev".to_owned(),
-        ];
+        let names = vec!["*.preview.acme.dev".to_owned(), "preview.acme.dev".to_owned()];
         let (cert, key) = self_signed(&names).expect("generate");
         let parsed = parse_pair(&cert, &key, &domain, now()).expect("valid pair");
         assert!(parsed.dns_names.contains(&"*.preview.acme.dev".to_owned()));
@@ -176,18 +161,9 @@ mod tests {
             Some(CertError::KeyMismatch)
         );
         let other: DomainName = "preview.evil.dev".parse().expect("domain");
-        assert!(matches!(
-            parse_pair(&cert, &key, &other, now()),
-            Err(CertError::WrongName(_))
-        ));
-        assert_eq!(
-            parse_pair("junk", &key, &domain, now()).err(),
-            Some(CertError::NoCertificate)
-        );
-        assert_eq!(
-            parse_pair(&cert, "junk", &domain, now()).err(),
-            Some(CertError::NoKey)
-        );
+        assert!(matches!(parse_pair(&cert, &key, &other, now()), Err(CertError::WrongName(_))));
+        assert_eq!(parse_pair("junk", &key, &domain, now()).err(), Some(CertError::NoCertificate));
+        assert_eq!(parse_pair(&cert, "junk", &domain, now()).err(), Some(CertError::NoKey));
         assert_eq!(
             parse_pair(&cert, &key, &domain, i64::MAX / 2).err(),
             Some(CertError::NotCurrent)

@@ -72,9 +72,7 @@ impl Signer {
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
         mac.update(b"islet preview token v1");
         let key: [u8; 32] = mac.finalize().into_bytes().into();
-        Self {
-            keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length"),
-        }
+        Self { keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length") }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -105,9 +103,7 @@ impl Signer {
         if encoded.len() > 2 * (CLAIMS_LEN + TAG_LEN) {
             return Err(Rejected::Malformed);
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(encoded)
-            .map_err(|_| Rejected::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| Rejected::Malformed)?;
         if bytes.len() != CLAIMS_LEN + TAG_LEN {
             return Err(Rejected::Malformed);
         }
@@ -168,11 +164,7 @@ mod tests {
         let token = signer.sign(&c);
         assert!(token.starts_with("mp_"));
         assert_eq!(signer.verify(&token, 1_000), Ok(c.clone()));
-        let any_port = Claims {
-            port: None,
-            scope: Scope::Interact,
-            ..c
-        };
+        let any_port = Claims { port: None, scope: Scope::Interact, ..c };
         assert_eq!(signer.verify(&signer.sign(&any_port), 1_000), Ok(any_port));
     }
 
@@ -185,14 +177,9 @@ mod tests {
         assert_eq!(other.verify(&token, 0), Err(Rejected::Signature));
         assert!(signer.verify(&token[..token.len() - 1], 0).is_err());
         assert_eq!(signer.verify("mp_", 0), Err(Rejected::Malformed));
-        assert_eq!(
-            signer.verify(&token.replace("mp_", "mx_"), 0),
-            Err(Rejected::Malformed)
-        );
+        assert_eq!(signer.verify(&token.replace("mp_", "mx_"), 0), Err(Rejected::Malformed));
         let mut rng = rand::thread_rng();
-        let raw = URL_SAFE_NO_PAD
-            .decode(&token[3..])
-            .expect("own token decodes");
+        let raw = URL_SAFE_NO_PAD.decode(&token[3..]).expect("own token decodes");
         for _ in 0..2_000 {
             let mut bytes = raw.clone();
             let bit = rand::Rng::gen_range(&mut rng, 0..bytes.len() * 8);

@@ -43,18 +43,13 @@ fn check_url(field: &'static str, url: &str) -> Result<(), BrandingError> {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
     {
-        return Err(err(
-            field,
-            "must be an http(s) URL without spaces, quotes or angle brackets",
-        ));
+        return Err(err(field, "must be an http(s) URL without spaces, quotes or angle brackets"));
     }
     Ok(())
 }
 
 fn check_color(field: &'static str, color: &str) -> Result<(), BrandingError> {
-    let hex = color
-        .strip_prefix('#')
-        .ok_or(err(field, "must be a #rrggbb colour"))?;
+    let hex = color.strip_prefix('#').ok_or(err(field, "must be a #rrggbb colour"))?;
     if !(hex.len() == 6 || hex.len() == 3) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(err(field, "must be a #rrggbb colour"));
     }
@@ -116,26 +111,11 @@ mod tests {
         };
         assert_eq!(good.validate(), Ok(()));
         let cases = [
-            Branding {
-                logo_url: Some("javascript:alert(1)".into()),
-                ..Default::default()
-            },
-            Branding {
-                logo_url: Some("https://x/\"onerror=1".into()),
-                ..Default::default()
-            },
-            Branding {
-                primary_color: Some("red".into()),
-                ..Default::default()
-            },
-            Branding {
-                support_email: Some("nope".into()),
-                ..Default::default()
-            },
-            Branding {
-                product_name: Some(" ".into()),
-                ..Default::default()
-            },
+            Branding { logo_url: Some("javascript:alert(1)".into()), ..Default::default() },
+            Branding { logo_url: Some("https://x/\"onerror=1".into()), ..Default::default() },
+            Branding { primary_color: Some("red".into()), ..Default::default() },
+            Branding { support_email: Some("nope".into()), ..Default::default() },
+            Branding { product_name: Some(" ".into()), ..Default::default() },
         ];
         for case in cases {
             assert!(case.validate().is_err(), "{case:?} accepted");

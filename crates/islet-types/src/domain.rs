@@ -23,17 +23,13 @@ impl DomainName {
 
     /// `host` lies strictly below this domain: the part in front of `.<self>`.
     pub fn strip_from<'a>(&self, host: &'a str) -> Option<&'a str> {
-        host.strip_suffix(self.0.as_str())?
-            .strip_suffix('.')
-            .filter(|s| !s.is_empty())
+        host.strip_suffix(self.0.as_str())?.strip_suffix('.').filter(|s| !s.is_empty())
     }
 }
 
 fn valid_label(label: &str) -> bool {
     (1..=63).contains(&label.len())
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -76,16 +72,7 @@ mod tests {
     fn normalises_and_rejects() {
         let d: DomainName = "Preview.Acme.COM.".parse().expect("valid");
         assert_eq!(d.as_str(), "preview.acme.com");
-        for bad in [
-            "localhost",
-            "a..b",
-            "-a.b",
-            "a_b.com",
-            "a.b:80",
-            "",
-            "é.com",
-            "a.b/c",
-        ] {
+        for bad in ["localhost", "a..b", "-a.b", "a_b.com", "a.b:80", "", "é.com", "a.b/c"] {
             assert!(bad.parse::<DomainName>().is_err(), "{bad} accepted");
         }
         assert_eq!(d.strip_from("8080-x.preview.acme.com"), Some("8080-x"));

@@ -23,11 +23,7 @@ pub struct Ipv4Net {
 
 impl Ipv4Net {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        };
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
         u32::from(ip) & mask == u32::from(self.addr)
     }
 }
@@ -57,9 +53,7 @@ impl FromStr for Ipv4Net {
         if !net.contains(addr) {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
             let base = Ipv4Addr::from(u32::from(addr) & mask);
-            return Err(format!(
-                "`{raw}` has host bits set; the network is {base}/{prefix}"
-            ));
+            return Err(format!("`{raw}` has host bits set; the network is {base}/{prefix}"));
         }
         Ok(net)
     }
@@ -132,10 +126,7 @@ mod tests {
         assert_eq!(n.to_string(), "203.0.113.0/24");
         assert!(n.contains("203.0.113.77".parse().expect("parses")));
         assert!(!n.contains("203.0.114.1".parse().expect("parses")));
-        assert_eq!(
-            "8.8.8.8".parse::<Ipv4Net>().expect("parses").to_string(),
-            "8.8.8.8/32"
-        );
+        assert_eq!("8.8.8.8".parse::<Ipv4Net>().expect("parses").to_string(), "8.8.8.8/32");
         assert!("0.0.0.0/0"
             .parse::<Ipv4Net>()
             .expect("parses")
@@ -174,21 +165,11 @@ mod tests {
         .expect("parses");
         assert_eq!(p.deny.len(), 2);
         assert_eq!(p.deny[0].to_string(), "1.1.1.1/32");
-        let zero = EgressPolicy {
-            max_connections_per_sandbox: Some(0),
-            ..EgressPolicy::default()
-        };
-        assert_eq!(
-            zero.normalised().expect_err("zero").0,
-            "max_connections_per_sandbox"
-        );
+        let zero = EgressPolicy { max_connections_per_sandbox: Some(0), ..EgressPolicy::default() };
+        assert_eq!(zero.normalised().expect_err("zero").0, "max_connections_per_sandbox");
         let many = EgressPolicy {
             deny: (0..=MAX_DENY as u32)
-                .map(|i| {
-                    format!("1.0.{}.{}", i / 256, i % 256)
-                        .parse()
-                        .expect("parses")
-                })
+                .map(|i| format!("1.0.{}.{}", i / 256, i % 256).parse().expect("parses"))
                 .collect(),
             ..EgressPolicy::default()
         };

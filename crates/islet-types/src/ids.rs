@@ -21,9 +21,7 @@ pub struct IdError {
 
 fn random_body() -> String {
     let mut rng = rand::thread_rng();
-    (0..BODY_LEN)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..BODY_LEN).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
 }
 
 fn valid_body(body: &str) -> bool {

@@ -137,18 +137,9 @@ pub fn effective(
                 let from_user = u.and_then(|m| m.get(f)).filter(|v| !v.is_null());
                 let from_tenant = t.and_then(|m| m.get(f)).filter(|v| !v.is_null());
                 let e = match (from_user, from_tenant) {
-                    (Some(v), _) => Effective {
-                        value: v.clone(),
-                        source: Source::User,
-                    },
-                    (None, Some(v)) => Effective {
-                        value: v.clone(),
-                        source: Source::Tenant,
-                    },
-                    (None, None) => Effective {
-                        value: Value::Null,
-                        source: Source::Platform,
-                    },
+                    (Some(v), _) => Effective { value: v.clone(), source: Source::User },
+                    (None, Some(v)) => Effective { value: v.clone(), source: Source::Tenant },
+                    (None, None) => Effective { value: Value::Null, source: Source::Platform },
                 };
                 (f.clone(), e)
             })
@@ -177,9 +168,7 @@ impl Limits {
     pub fn of(tenant: &Map<String, Value>, user: &Map<String, Value>) -> Self {
         let get = |section: &str, field: &str| {
             let pick = |doc: &Map<String, Value>| {
-                doc.get(section)
-                    .and_then(|s| s.get(field))
-                    .and_then(Value::as_u64)
+                doc.get(section).and_then(|s| s.get(field)).and_then(Value::as_u64)
             };
             pick(user).or_else(|| pick(tenant))
         };
@@ -224,25 +213,10 @@ pub struct Refusal {
 /// `add.sandboxes` is 0 for a resume (the sandbox already exists).
 pub fn admit(limits: &Limits, held: &Holding, add: &Holding) -> Result<(), Refusal> {
     let checks = [
-        (
-            "max_sandboxes",
-            limits.max_sandboxes,
-            held.sandboxes,
-            add.sandboxes,
-        ),
-        (
-            "max_concurrent",
-            limits.max_concurrent,
-            held.concurrent,
-            add.concurrent,
-        ),
+        ("max_sandboxes", limits.max_sandboxes, held.sandboxes, add.sandboxes),
+        ("max_concurrent", limits.max_concurrent, held.concurrent, add.concurrent),
         ("max_cpu", limits.max_cpu, held.cpu, add.cpu),
-        (
-            "max_memory_mb",
-            limits.max_memory_mb,
-            held.memory_mb,
-            add.memory_mb,
-        ),
+        ("max_memory_mb", limits.max_memory_mb, held.memory_mb, add.memory_mb),
         (
             "max_storage_gb",
             limits.max_storage_gb.map(|g| g * 1024),
@@ -261,12 +235,7 @@ pub fn admit(limits: &Limits, held: &Holding, add: &Holding) -> Result<(), Refus
                 } else {
                     (max, current, requested)
                 };
-                return Err(Refusal {
-                    limit,
-                    max,
-                    current,
-                    requested,
-                });
+                return Err(Refusal { limit, max, current, requested });
             }
         }
     }
@@ -290,11 +259,7 @@ mod tests {
         let user = doc(json!({"quotas": {"max_sandboxes": 3, "max_cpu": null}}));
         let limits = Limits::of(&tenant, &user);
         assert_eq!(limits.max_sandboxes, Some(3));
-        assert_eq!(
-            limits.max_cpu,
-            Some(8),
-            "null in the user's document falls back"
-        );
+        assert_eq!(limits.max_cpu, Some(8), "null in the user's document falls back");
         assert_eq!(limits.default_timeout_sec, Some(600));
         assert_eq!(limits.max_concurrent, None);
         let eff = effective(&tenant, &user);
@@ -322,53 +287,22 @@ mod tests {
         ] {
             assert!(validate(&bad).is_err(), "{bad} accepted");
         }
-        assert!(
-            validate(&json!({"custom": {"tier": "gold"}, "quotas": {"max_sandboxes": null}}))
-                .is_ok()
-        );
+        assert!(validate(&json!({"custom": {"tier": "gold"}, "quotas": {"max_sandboxes": null}}))
+            .is_ok());
     }
 
     #[test]
     fn admission_names_the_limit() {
-        let limits = Limits {
-            max_concurrent: Some(2),
-            max_storage_gb: Some(1),
-            ..Default::default()
-        };
-        let held = Holding {
-            sandboxes: 4,
-            concurrent: 2,
-            cpu: 2,
-            memory_mb: 1024,
-            storage_mb: 512,
-        };
-        let new = Holding {
-            sandboxes: 1,
-            concurrent: 1,
-            cpu: 1,
-            memory_mb: 512,
-            storage_mb: 256,
-        };
+        let limits =
+            Limits { max_concurrent: Some(2), max_storage_gb: Some(1), ..Default::default() };
+        let held =
+            Holding { sandboxes: 4, concurrent: 2, cpu: 2, memory_mb: 1024, storage_mb: 512 };
+        let new = Holding { sandboxes: 1, concurrent: 1, cpu: 1, memory_mb: 512, storage_mb: 256 };
         let refusal = admit(&limits, &held, &new).expect_err("over");
-        assert_eq!(
-            (refusal.limit, refusal.max, refusal.current),
-            ("max_concurrent", 2, 2)
-        );
-        let stopped = Holding {
-            concurrent: 0,
-            cpu: 0,
-            memory_mb: 0,
-            ..new
-        };
+        assert_eq!((refusal.limit, refusal.max, refusal.current), ("max_concurrent", 2, 2));
+        let stopped = Holding { concurrent: 0, cpu: 0, memory_mb: 0, ..new };
         assert!(admit(&limits, &held, &stopped).is_ok());
-        let big = Holding {
-            storage_mb: 600,
-            concurrent: 0,
-            ..new
-        };
-        assert_eq!(
-            admit(&limits, &held, &big).map_err(|r| r.limit),
-            Err("max_storage_gb")
-        );
+        let big = Holding { storage_mb: 600, concurrent: 0, ..new };
+        assert_eq!(admit(&limits, &held, &big).map_err(|r| r.limit), Err("max_storage_gb"));
     }
 }

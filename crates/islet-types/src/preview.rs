@@ -94,10 +94,7 @@ impl FromStr for PreviewLabel {
             return Err(());
         }
         let port = valid_port(port.parse().map_err(|_| ())?).ok_or(())?;
-        let body = rest
-            .strip_prefix("sbx-")
-            .or_else(|| rest.strip_prefix("sbx_"))
-            .ok_or(())?;
+        let body = rest.strip_prefix("sbx-").or_else(|| rest.strip_prefix("sbx_")).ok_or(())?;
         let sandbox_id = SandboxId::from_body(body).map_err(|_| ())?;
         Ok(Self { port, sandbox_id })
     }
@@ -110,10 +107,7 @@ mod tests {
     #[test]
     fn label_round_trips_in_both_spellings() {
         let id = SandboxId::generate();
-        let label = PreviewLabel {
-            port: 8080,
-            sandbox_id: id.clone(),
-        };
+        let label = PreviewLabel { port: 8080, sandbox_id: id.clone() };
         let text = label.to_string();
         assert!(!text.contains('_'));
         assert_eq!(text.parse::<PreviewLabel>(), Ok(label.clone()));

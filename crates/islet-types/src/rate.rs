@@ -73,11 +73,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         Decision {
             allowed,
             remaining: tokens.floor() as u32,
-            retry_after: if allowed {
-                Duration::ZERO
-            } else {
-                refill(1.0 - *tokens)
-            },
+            retry_after: if allowed { Duration::ZERO } else { refill(1.0 - *tokens) },
             reset: refill(self.burst - *tokens),
         }
     }

@@ -67,12 +67,7 @@ impl SandboxState {
             (Running | Paused, T::Stop) => Stopped,
             (Creating | Running | Paused | Stopped | Error, T::Destroy) => Destroying,
             (Destroying, T::Destroyed) => Destroyed,
-            _ => {
-                return Err(TransitionError {
-                    from: self,
-                    transition: t,
-                })
-            }
+            _ => return Err(TransitionError { from: self, transition: t }),
         };
         Ok(next)
     }
@@ -91,10 +86,7 @@ impl SandboxState {
 
     /// States in which the sandbox holds host resources (processes, mounts, network).
     pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            SandboxState::Creating | SandboxState::Running | SandboxState::Paused
-        )
+        matches!(self, SandboxState::Creating | SandboxState::Running | SandboxState::Paused)
     }
 }
 
@@ -146,9 +138,7 @@ impl FromStr for Isolation {
         match s {
             "container" => Ok(Isolation::Container),
             "gvisor" => Ok(Isolation::Gvisor),
-            other => Err(format!(
-                "unknown isolation `{other}`: expected container or gvisor"
-            )),
+            other => Err(format!("unknown isolation `{other}`: expected container or gvisor")),
         }
     }
 }

@@ -72,11 +72,9 @@ impl Scope {
     /// The scopes this one grants (itself included).
     fn grants(self) -> u32 {
         let implied: &[Scope] = match self {
-            Scope::SandboxesWrite => &[
-                Scope::SandboxesRead,
-                Scope::SandboxesCreate,
-                Scope::SandboxesExec,
-            ],
+            Scope::SandboxesWrite => {
+                &[Scope::SandboxesRead, Scope::SandboxesCreate, Scope::SandboxesExec]
+            }
             Scope::WebhooksWrite => &[Scope::WebhooksRead],
             Scope::KeysWrite => &[Scope::KeysRead],
             _ => &[],
@@ -94,10 +92,7 @@ impl fmt::Display for Scope {
 impl std::str::FromStr for Scope {
     type Err = UnknownScope;
     fn from_str(s: &str) -> Result<Self, UnknownScope> {
-        ALL.iter()
-            .copied()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| UnknownScope(s.to_owned()))
+        ALL.iter().copied().find(|x| x.as_str() == s).ok_or_else(|| UnknownScope(s.to_owned()))
     }
 }
 
@@ -123,10 +118,8 @@ impl ScopeSet {
         if names.iter().any(|n| n.as_ref() == "*") {
             return Ok(Self::full());
         }
-        let scopes = names
-            .iter()
-            .map(|n| n.as_ref().trim().parse())
-            .collect::<Result<Vec<Scope>, _>>()?;
+        let scopes =
+            names.iter().map(|n| n.as_ref().trim().parse()).collect::<Result<Vec<Scope>, _>>()?;
         Ok(Self::of(&scopes))
     }
 
@@ -144,10 +137,7 @@ impl ScopeSet {
 
     /// The names, in catalogue order.
     pub fn names(self) -> Vec<&'static str> {
-        ALL.iter()
-            .filter(|s| self.allows(**s))
-            .map(|s| s.as_str())
-            .collect()
+        ALL.iter().filter(|s| self.allows(**s)).map(|s| s.as_str()).collect()
     }
 
     pub fn is_full(self) -> bool {

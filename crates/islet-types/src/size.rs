@@ -15,11 +15,7 @@ pub enum SizeError {
     #[error("unknown size `{0}`: expected one of xs, small, medium, large, xl")]
     UnknownTier(String),
     #[error("{field} must be between {min} and {max}")]
-    OutOfRange {
-        field: &'static str,
-        min: u32,
-        max: u32,
-    },
+    OutOfRange { field: &'static str, min: u32, max: u32 },
 }
 
 /// The tiers the SDK knows: name, vCPUs, memory in MiB.
@@ -87,10 +83,7 @@ mod tests {
     #[test]
     fn tier_then_overrides() {
         let r = Resources::resolve(Some("small"), None, Some(1024), None).expect("valid");
-        assert_eq!(
-            (r.cpu_count, r.memory_mb, r.disk_mb),
-            (2, 1024, DEFAULT_DISK_MB)
-        );
+        assert_eq!((r.cpu_count, r.memory_mb, r.disk_mb), (2, 1024, DEFAULT_DISK_MB));
         assert_eq!(r.tier(), None);
         let xs = Resources::resolve(None, None, None, None).expect("valid");
         assert_eq!(xs.tier(), Some("xs"));

@@ -38,14 +38,8 @@ mod tests {
     fn months_and_days_start_at_midnight_utc() {
         // 2026-05-25T14:32:10.123Z
         assert_eq!(month_start(1_779_719_530_123), 1_777_593_600_000);
-        assert_eq!(
-            rfc3339(month_start(1_779_719_530_123)),
-            "2026-05-01T00:00:00.000000Z"
-        );
-        assert_eq!(
-            rfc3339(day_start(1_779_719_530_123)),
-            "2026-05-25T00:00:00.000000Z"
-        );
+        assert_eq!(rfc3339(month_start(1_779_719_530_123)), "2026-05-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(day_start(1_779_719_530_123)), "2026-05-25T00:00:00.000000Z");
         // The first millisecond of a month is its own start.
         assert_eq!(month_start(1_777_593_600_000), 1_777_593_600_000);
     }

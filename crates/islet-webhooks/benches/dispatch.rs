@@ -36,10 +36,7 @@ const TENANTS: usize = 20;
 const SANDBOXES: usize = 1000;
 
 fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
 /// What the receiver has seen: delivered event numbers and lags (µs), and request count.
@@ -58,11 +55,8 @@ fn start_receiver(seen: Arc<Seen>) -> SocketAddr {
             .build()
             .expect("receiver runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send addr");
             while let Ok((stream, _)) = listener.accept().await {
                 let seen = seen.clone();
                 tokio::spawn(async move {
@@ -79,10 +73,7 @@ fn start_receiver(seen: Arc<Seen>) -> SocketAddr {
                             seen.requests.fetch_add(1, Ordering::Relaxed);
                             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
                                 if let Some(n) = v["data"]["n"].as_u64() {
-                                    seen.events
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .insert(n);
+                                    seen.events.lock().unwrap_or_else(|p| p.into_inner()).insert(n);
                                 }
                                 if let Some(t) = v["data"]["t"].as_u64() {
                                     seen.lags_us
@@ -174,11 +165,7 @@ async fn setup(addr: SocketAddr) -> Setup {
     let store = Store::open(&dir.path().join("islet.db")).expect("store");
     let mut tenants = Vec::new();
     for i in 0..TENANTS {
-        let tenant = store
-            .create_tenant(format!("t{i}"), None)
-            .await
-            .expect("tenant")
-            .tenant_id;
+        let tenant = store.create_tenant(format!("t{i}"), None).await.expect("tenant").tenant_id;
         store
             .create_webhook(
                 &tenant,
@@ -198,11 +185,7 @@ async fn setup(addr: SocketAddr) -> Setup {
             .expect("webhook");
         tenants.push(tenant);
     }
-    Setup {
-        store,
-        tenants,
-        _dir: dir,
-    }
+    Setup { store, tenants, _dir: dir }
 }
 
 fn events(tenants: &[TenantId], range: std::ops::Range<u64>, stamp: bool) -> Vec<NewEvent> {
@@ -222,18 +205,11 @@ fn events(tenants: &[TenantId], range: std::ops::Range<u64>, stamp: bool) -> Vec
 
 fn dispatcher(store: &Store) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let config = DispatcherConfig {
-        policy: TargetPolicy {
-            allow_private: true,
-        },
+        policy: TargetPolicy { allow_private: true },
         ..DispatcherConfig::default()
     };
-    let d = Dispatcher::new(
-        store.clone(),
-        config,
-        Arc::new(NoLinks),
-        DispatchHandle::default(),
-    )
-    .expect("dispatcher");
+    let d = Dispatcher::new(store.clone(), config, Arc::new(NoLinks), DispatchHandle::default())
+        .expect("dispatcher");
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(d.run(shutdown.clone()));
     (shutdown, task)
@@ -261,10 +237,7 @@ async fn drain(n: u64) -> (f64, f64) {
             .await
             .expect("emit");
     }
-    seen.events
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
+    seen.events.lock().unwrap_or_else(|p| p.into_inner()).clear();
     let start = Instant::now();
     let (shutdown, task) = dispatcher(&s.store);
     let ok = wait_delivered(&seen, n as usize, Duration::from_secs(600)).await;
@@ -291,28 +264,16 @@ async fn lag(rate: u64, seconds: u64) -> (f64, f64, f64, usize) {
     let mut n = 0;
     while n < total {
         tick.tick().await;
-        s.store
-            .emit_events(events(&s.tenants, n..n + per_tick, true))
-            .await
-            .expect("emit");
+        s.store.emit_events(events(&s.tenants, n..n + per_tick, true)).await.expect("emit");
         n += per_tick;
     }
     let ok = wait_delivered(&seen, total as usize, Duration::from_secs(120)).await;
     assert!(ok, "not every event was delivered");
     shutdown.cancel();
     let _ = task.await;
-    let mut lags = seen
-        .lags_us
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let mut lags = seen.lags_us.lock().unwrap_or_else(|p| p.into_inner()).clone();
     lags.sort_unstable();
-    (
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
-        percentile(&lags, 1.0),
-        lags.len(),
-    )
+    (percentile(&lags, 0.5), percentile(&lags, 0.99), percentile(&lags, 1.0), lags.len())
 }
 
 fn main() {

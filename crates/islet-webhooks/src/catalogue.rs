@@ -35,9 +35,7 @@ pub const READY_ALIAS: (&str, &str) = ("sandbox.ready", "sandbox.running");
 const DIRECT_ONLY: &[&str] = &["webhook.test"];
 
 pub fn all_events() -> impl Iterator<Item = &'static str> {
-    CATEGORIES
-        .iter()
-        .flat_map(|(_, events)| events.iter().copied())
+    CATEGORIES.iter().flat_map(|(_, events)| events.iter().copied())
 }
 
 /// Why a subscription entry was refused.
@@ -74,9 +72,7 @@ pub fn pattern_matches(pattern: &str, event: &str) -> bool {
         return true;
     }
     match pattern.strip_suffix(".*") {
-        Some(prefix) => event
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('.')),
+        Some(prefix) => event.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')),
         None => pattern == event,
     }
 }
@@ -113,9 +109,7 @@ pub fn well_formed(pattern: &str) -> bool {
         && name.len() <= 100
         && name.split('.').all(|part| {
             !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         })
 }
 
@@ -145,14 +139,8 @@ mod tests {
 
     #[test]
     fn ready_alias_only_when_named() {
-        assert_eq!(
-            delivered_as(&v(&["sandbox.*"]), "sandbox.running"),
-            vec!["sandbox.running"]
-        );
-        assert_eq!(
-            delivered_as(&v(&["sandbox.ready"]), "sandbox.running"),
-            vec!["sandbox.ready"]
-        );
+        assert_eq!(delivered_as(&v(&["sandbox.*"]), "sandbox.running"), vec!["sandbox.running"]);
+        assert_eq!(delivered_as(&v(&["sandbox.ready"]), "sandbox.running"), vec!["sandbox.ready"]);
         assert_eq!(
             delivered_as(&v(&["sandbox.running", "sandbox.ready"]), "sandbox.running"),
             vec!["sandbox.running", "sandbox.ready"]
@@ -167,15 +155,7 @@ mod tests {
             validate(&v(&[" sandbox.* ", "sandbox.*", "webhook.disabled"])).ok(),
             Some(v(&["sandbox.*", "webhook.disabled"]))
         );
-        for bad in [
-            "sandbox",
-            "sandbox.",
-            "sbx.*",
-            "*.running",
-            "sandbox.**",
-            "",
-            "deployment.*",
-        ] {
+        for bad in ["sandbox", "sandbox.", "sbx.*", "*.running", "sandbox.**", "", "deployment.*"] {
             assert!(validate(&v(&[bad])).is_err(), "{bad:?} accepted");
         }
     }

@@ -83,11 +83,7 @@ impl Deliverer {
         for pem in extra_roots {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        Ok(Self {
-            client: builder.build()?,
-            policy,
-            timeout,
-        })
+        Ok(Self { client: builder.build()?, policy, timeout })
     }
 
     /// The headers of one attempt.
@@ -102,10 +98,9 @@ impl Deliverer {
         let mut h = HeaderMap::new();
         // Custom headers first, so nothing below can be overridden by them.
         for (name, value) in &delivery.webhook.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
+            if let (Ok(n), Ok(v)) =
+                (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+            {
                 if !RESERVED_HEADERS.contains(&n.as_str()) {
                     h.insert(n, v);
                 }
@@ -123,27 +118,16 @@ impl Deliverer {
             put("x-miosa-signature", miosa_signature(current, body));
         }
         if let Some(previous) = secrets.get(1) {
-            put(
-                "x-miosa-signature-previous",
-                miosa_signature(previous, body),
-            );
+            put("x-miosa-signature-previous", miosa_signature(previous, body));
         }
         // The older timestamped form: the previous secret first, so a verifier that keeps the
         // last `v1` checks the current one.
-        let timestamped: Vec<String> = secrets
-            .iter()
-            .rev()
-            .map(|s| miosa_timestamped_signature(s, now_secs, body))
-            .collect();
+        let timestamped: Vec<String> =
+            secrets.iter().rev().map(|s| miosa_timestamped_signature(s, now_secs, body)).collect();
         if !timestamped.is_empty() {
-            let v1s: Vec<&str> = timestamped
-                .iter()
-                .filter_map(|t| t.split_once(",v1=").map(|(_, v)| v))
-                .collect();
-            put(
-                "miosa-signature",
-                format!("t={now_secs},v1={}", v1s.join(",v1=")),
-            );
+            let v1s: Vec<&str> =
+                timestamped.iter().filter_map(|t| t.split_once(",v1=").map(|(_, v)| v)).collect();
+            put("miosa-signature", format!("t={now_secs},v1={}", v1s.join(",v1=")));
         }
         put("webhook-id", delivery.id.to_string());
         put("webhook-timestamp", now_secs.to_string());
@@ -182,11 +166,7 @@ impl Deliverer {
             }
         };
         let headers = Self::headers(delivery, since_epoch.as_secs(), started_at_ms);
-        let request = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(delivery.body.clone());
+        let request = self.client.post(url).headers(headers).body(delivery.body.clone());
         let exchange = async {
             let response = request.send().await?;
             let status = response.status().as_u16();

@@ -118,13 +118,7 @@ impl Dispatcher {
         handle: DispatchHandle,
     ) -> reqwest::Result<Self> {
         let deliverer = Deliverer::new(config.policy, config.timeout, &config.extra_roots)?;
-        Ok(Self {
-            store,
-            config: Arc::new(config),
-            links,
-            deliverer,
-            handle,
-        })
+        Ok(Self { store, config: Arc::new(config), links, deliverer, handle })
     }
 
     pub fn handle(&self) -> DispatchHandle {
@@ -145,11 +139,8 @@ impl Dispatcher {
             self.handle.clone(),
             shutdown.clone(),
         ));
-        let pruner = tokio::spawn(prune_loop(
-            self.store.clone(),
-            self.config.retention,
-            shutdown.clone(),
-        ));
+        let pruner =
+            tokio::spawn(prune_loop(self.store.clone(), self.config.retention, shutdown.clone()));
         let in_flight: InFlight = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_loop(
@@ -260,9 +251,7 @@ pub async fn fan_out_once(
             }
         }
     }
-    store
-        .commit_fan_out(READER, batch.cursor, last, deliveries)
-        .await?;
+    store.commit_fan_out(READER, batch.cursor, last, deliveries).await?;
     Ok(batch.events.len())
 }
 
@@ -290,11 +279,7 @@ async fn claim_loop(
         let free = config.max_in_flight.saturating_sub(total).min(256) as u32;
         let mut claimed_full = false;
         if free > 0 {
-            match dispatcher
-                .store
-                .claim_deliveries(free, lease_ms, busy)
-                .await
-            {
+            match dispatcher.store.claim_deliveries(free, lease_ms, busy).await {
                 Ok(claimed) => {
                     claimed_full = claimed.len() as u32 == free;
                     for delivery in claimed {

@@ -59,12 +59,7 @@ pub fn event_body(
             let mut by_port = Map::new();
             let mut first = Value::Null;
             if let (Some(sandbox), Some(urls)) = (sandbox, urls) {
-                for port in ports
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_u64)
-                {
+                for port in ports.as_array().into_iter().flatten().filter_map(Value::as_u64) {
                     let Ok(port) = u16::try_from(port) else {
                         continue;
                     };
@@ -167,10 +162,7 @@ mod tests {
         assert_eq!(body["occurred_at"], body["timestamp"]);
         assert_eq!(body["data"]["external_user_id"], "user_42");
         let sandbox = e.sandbox_id.clone().unwrap_or_default();
-        assert_eq!(
-            body["data"]["preview_url"],
-            format!("https://5173-{sandbox}.example/")
-        );
+        assert_eq!(body["data"]["preview_url"], format!("https://5173-{sandbox}.example/"));
         assert_eq!(
             body["data"]["preview_urls"]["3000"],
             format!("https://3000-{sandbox}.example/")

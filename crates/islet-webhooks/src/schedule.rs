@@ -37,10 +37,7 @@ pub struct RetrySchedule {
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self {
-            steps: STEPS.to_vec(),
-            jitter: 0.1,
-        }
+        Self { steps: STEPS.to_vec(), jitter: 0.1 }
     }
 }
 
@@ -56,11 +53,7 @@ impl RetrySchedule {
     /// The step after failed attempt `attempt` (1-based), before jitter.
     pub fn step(&self, attempt: u32) -> Duration {
         let index = (attempt.max(1) - 1) as usize;
-        self.steps
-            .get(index)
-            .or(self.steps.last())
-            .copied()
-            .unwrap_or_default()
+        self.steps.get(index).or(self.steps.last()).copied().unwrap_or_default()
     }
 
     /// How long to wait after failed attempt `attempt`, given the receiver's `Retry-After`.
@@ -100,10 +93,7 @@ mod tests {
         for (i, step) in STEPS.iter().enumerate() {
             for _ in 0..50 {
                 let d = s.delay(i as u32 + 1, None);
-                assert!(
-                    d >= step.mul_f64(0.9) && d <= step.mul_f64(1.1),
-                    "{d:?} vs {step:?}"
-                );
+                assert!(d >= step.mul_f64(0.9) && d <= step.mul_f64(1.1), "{d:?} vs {step:?}");
             }
         }
         assert_eq!(s.step(9), Duration::from_secs(10 * 3600));
@@ -116,10 +106,7 @@ mod tests {
         assert_eq!(d, Duration::from_secs(120));
         let d = s.delay(3, Some(Duration::from_secs(1)));
         assert!(d >= Duration::from_secs(30 * 60 * 9 / 10));
-        assert_eq!(
-            s.delay(1, Some(Duration::from_secs(10 * 86400))),
-            MAX_RETRY_AFTER
-        );
+        assert_eq!(s.delay(1, Some(Duration::from_secs(10 * 86400))), MAX_RETRY_AFTER);
     }
 
     #[test]
@@ -127,10 +114,7 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(90))
-        );
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }

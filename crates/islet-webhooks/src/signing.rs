@@ -25,11 +25,7 @@ pub struct Secret(String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Secret({}…)",
-            self.0.get(..SECRET_PREFIX.len() + 4).unwrap_or("")
-        )
+        write!(f, "Secret({}…)", self.0.get(..SECRET_PREFIX.len() + 4).unwrap_or(""))
     }
 }
 
@@ -62,9 +58,7 @@ impl Secret {
     }
 
     pub(crate) fn standard_key(&self) -> Vec<u8> {
-        STANDARD
-            .decode(&self.0[SECRET_PREFIX.len()..])
-            .unwrap_or_default()
+        STANDARD.decode(&self.0[SECRET_PREFIX.len()..]).unwrap_or_default()
     }
 }
 
@@ -119,12 +113,7 @@ mod tests {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            standard_signature(
-                &[&secret],
-                "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                1_614_265_330,
-                body
-            ),
+            standard_signature(&[&secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }

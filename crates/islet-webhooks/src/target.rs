@@ -82,12 +82,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     if s[0] == 0x2002 {
         // 6to4 2002:AABB:CCDD::/48
-        return Some(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
+        return Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
     }
     None
 }
@@ -180,10 +175,8 @@ pub async fn resolve_checked(
     if found.is_empty() {
         return Err(TargetError::Unresolvable(host.to_owned()));
     }
-    let allowed: Vec<SocketAddr> = found
-        .into_iter()
-        .filter(|a| address_allowed(a.ip(), policy))
-        .collect();
+    let allowed: Vec<SocketAddr> =
+        found.into_iter().filter(|a| address_allowed(a.ip(), policy)).collect();
     if allowed.is_empty() {
         return Err(TargetError::ResolvesPrivate(host.to_owned()));
     }
@@ -209,12 +202,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
 mod tests {
     use super::*;
 
-    const STRICT: TargetPolicy = TargetPolicy {
-        allow_private: false,
-    };
-    const LOCAL: TargetPolicy = TargetPolicy {
-        allow_private: true,
-    };
+    const STRICT: TargetPolicy = TargetPolicy { allow_private: false };
+    const LOCAL: TargetPolicy = TargetPolicy { allow_private: true };
 
     #[test]
     fn refuses_every_spelling_of_internal_addresses() {
@@ -269,17 +258,10 @@ mod tests {
         assert!(check_url("https://hooks.example.com/islet", STRICT).is_ok());
         assert!(check_url("https://93.184.216.34:8443/x", STRICT).is_ok());
         assert!(check_url("https://[2606:4700::1111]/", STRICT).is_ok());
-        assert_eq!(
-            check_url("http://hooks.example.com/", STRICT),
-            Err(TargetError::Scheme)
-        );
-        for bad in [
-            "ftp://example.com/",
-            "file:///etc/passwd",
-            "gopher://x/",
-            "/relative",
-            "https://",
-        ] {
+        assert_eq!(check_url("http://hooks.example.com/", STRICT), Err(TargetError::Scheme));
+        for bad in
+            ["ftp://example.com/", "file:///etc/passwd", "gopher://x/", "/relative", "https://"]
+        {
             assert!(check_url(bad, STRICT).is_err(), "{bad} accepted");
         }
     }

@@ -102,46 +102,15 @@ mod tests {
     #[test]
     fn own_signatures_verify() {
         let s = secret();
-        assert!(verify_miosa(
-            BODY,
-            &miosa_signature(&s, BODY),
-            s.expose(),
-            NOW
-        ));
-        assert!(verify_miosa(
-            BODY,
-            &miosa_timestamped_signature(&s, NOW, BODY),
-            s.expose(),
-            NOW
-        ));
+        assert!(verify_miosa(BODY, &miosa_signature(&s, BODY), s.expose(), NOW));
+        assert!(verify_miosa(BODY, &miosa_timestamped_signature(&s, NOW, BODY), s.expose(), NOW));
         let sig = standard_signature(&[&s], "dlv_x", NOW, BODY);
-        assert!(verify_standard(
-            s.expose(),
-            "dlv_x",
-            &NOW.to_string(),
-            &sig,
-            BODY,
-            NOW
-        ));
+        assert!(verify_standard(s.expose(), "dlv_x", &NOW.to_string(), &sig, BODY, NOW));
         // Rotation: a receiver on either secret verifies.
         let other = Secret::generate();
         let both = standard_signature(&[&other, &s], "dlv_x", NOW, BODY);
-        assert!(verify_standard(
-            s.expose(),
-            "dlv_x",
-            &NOW.to_string(),
-            &both,
-            BODY,
-            NOW
-        ));
-        assert!(verify_standard(
-            other.expose(),
-            "dlv_x",
-            &NOW.to_string(),
-            &both,
-            BODY,
-            NOW
-        ));
+        assert!(verify_standard(s.expose(), "dlv_x", &NOW.to_string(), &both, BODY, NOW));
+        assert!(verify_standard(other.expose(), "dlv_x", &NOW.to_string(), &both, BODY, NOW));
     }
 
     /// Battery W1: every one of these must be refused.
@@ -152,29 +121,14 @@ mod tests {
         let good = miosa_signature(&s, BODY);
         let hex_part = good.trim_start_matches("sha256=").to_owned();
         let ts = miosa_timestamped_signature(&s, NOW, BODY);
-        let ts_v1 = ts
-            .split_once(",v1=")
-            .map(|(_, v)| v.to_owned())
-            .unwrap_or_default();
+        let ts_v1 = ts.split_once(",v1=").map(|(_, v)| v.to_owned()).unwrap_or_default();
         let mut changed = BODY.to_vec();
         changed[10] ^= 1;
         // (case, header, body, secret, now)
         type MiosaCase<'a> = (&'a str, String, Vec<u8>, String, u64);
         let miosa: Vec<MiosaCase> = vec![
-            (
-                "empty header",
-                String::new(),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "empty sha256",
-                "sha256=".into(),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
+            ("empty header", String::new(), BODY.to_vec(), key.into(), NOW),
+            ("empty sha256", "sha256=".into(), BODY.to_vec(), key.into(), NOW),
             (
                 "upper-case hex",
                 format!("sha256={}", hex_part.to_uppercase()),
@@ -182,79 +136,22 @@ mod tests {
                 key.into(),
                 NOW,
             ),
-            (
-                "leading space",
-                format!(" {good}"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "trailing space",
-                format!("{good} "),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "truncated",
-                good[..good.len() - 1].into(),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "extended",
-                format!("{good}0"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "half length",
-                good[..7 + 32].into(),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "wrong prefix",
-                format!("sha1={hex_part}"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "upper prefix",
-                format!("SHA256={hex_part}"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
+            ("leading space", format!(" {good}"), BODY.to_vec(), key.into(), NOW),
+            ("trailing space", format!("{good} "), BODY.to_vec(), key.into(), NOW),
+            ("truncated", good[..good.len() - 1].into(), BODY.to_vec(), key.into(), NOW),
+            ("extended", format!("{good}0"), BODY.to_vec(), key.into(), NOW),
+            ("half length", good[..7 + 32].into(), BODY.to_vec(), key.into(), NOW),
+            ("wrong prefix", format!("sha1={hex_part}"), BODY.to_vec(), key.into(), NOW),
+            ("upper prefix", format!("SHA256={hex_part}"), BODY.to_vec(), key.into(), NOW),
             (
                 "base64 value",
-                format!(
-                    "sha256={}",
-                    STANDARD.encode(hex::decode(&hex_part).unwrap_or_default())
-                ),
+                format!("sha256={}", STANDARD.encode(hex::decode(&hex_part).unwrap_or_default())),
                 BODY.to_vec(),
                 key.into(),
                 NOW,
             ),
-            (
-                "wrong secret",
-                good.clone(),
-                BODY.to_vec(),
-                "whsec_other".into(),
-                NOW,
-            ),
-            (
-                "empty secret",
-                good.clone(),
-                BODY.to_vec(),
-                String::new(),
-                NOW,
-            ),
+            ("wrong secret", good.clone(), BODY.to_vec(), "whsec_other".into(), NOW),
+            ("empty secret", good.clone(), BODY.to_vec(), String::new(), NOW),
             (
                 "secret decoded instead of verbatim",
                 good.clone(),
@@ -262,20 +159,8 @@ mod tests {
                 key.trim_start_matches("whsec_").into(),
                 NOW,
             ),
-            (
-                "body changed by one bit",
-                good.clone(),
-                changed.clone(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "body with trailing newline",
-                good.clone(),
-                [BODY, b"\n"].concat(),
-                key.into(),
-                NOW,
-            ),
+            ("body changed by one bit", good.clone(), changed.clone(), key.into(), NOW),
+            ("body with trailing newline", good.clone(), [BODY, b"\n"].concat(), key.into(), NOW),
             ("empty body", good.clone(), Vec::new(), key.into(), NOW),
             (
                 "body re-serialised",
@@ -295,20 +180,8 @@ mod tests {
                 key.into(),
                 NOW,
             ),
-            (
-                "timestamped, 301 s old",
-                ts.clone(),
-                BODY.to_vec(),
-                key.into(),
-                NOW + 301,
-            ),
-            (
-                "timestamped, 301 s ahead",
-                ts.clone(),
-                BODY.to_vec(),
-                key.into(),
-                NOW - 301,
-            ),
+            ("timestamped, 301 s old", ts.clone(), BODY.to_vec(), key.into(), NOW + 301),
+            ("timestamped, 301 s ahead", ts.clone(), BODY.to_vec(), key.into(), NOW - 301),
             (
                 "timestamped, space after comma",
                 format!("t={NOW}, v1={ts_v1}"),
@@ -330,27 +203,9 @@ mod tests {
                 key.into(),
                 NOW,
             ),
-            (
-                "timestamped, no t",
-                format!("v1={ts_v1}"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "timestamped, no v1",
-                format!("t={NOW}"),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
-            (
-                "timestamped, empty v1",
-                format!("t={NOW},v1="),
-                BODY.to_vec(),
-                key.into(),
-                NOW,
-            ),
+            ("timestamped, no t", format!("v1={ts_v1}"), BODY.to_vec(), key.into(), NOW),
+            ("timestamped, no v1", format!("t={NOW}"), BODY.to_vec(), key.into(), NOW),
+            ("timestamped, empty v1", format!("t={NOW},v1="), BODY.to_vec(), key.into(), NOW),
             (
                 "timestamped, t changed",
                 format!("t={},v1={ts_v1}", NOW + 1),
@@ -358,20 +213,8 @@ mod tests {
                 key.into(),
                 NOW,
             ),
-            (
-                "timestamped, wrong secret",
-                ts.clone(),
-                BODY.to_vec(),
-                "whsec_other".into(),
-                NOW,
-            ),
-            (
-                "timestamped, body changed",
-                ts.clone(),
-                changed.clone(),
-                key.into(),
-                NOW,
-            ),
+            ("timestamped, wrong secret", ts.clone(), BODY.to_vec(), "whsec_other".into(), NOW),
+            ("timestamped, body changed", ts.clone(), changed.clone(), key.into(), NOW),
             (
                 "timestamped, upper-case v1",
                 format!("t={NOW},v1={}", ts_v1.to_uppercase()),
@@ -383,10 +226,7 @@ mod tests {
         ];
         let mut refused = 0;
         for (name, header, body, secret, now) in &miosa {
-            assert!(
-                !verify_miosa(body, header, secret, *now),
-                "MIOSA accepted: {name}"
-            );
+            assert!(!verify_miosa(body, header, secret, *now), "MIOSA accepted: {name}");
             refused += 1;
         }
 
@@ -397,22 +237,8 @@ mod tests {
         // (case, webhook-id, webhook-timestamp, webhook-signature, body, now)
         type Case<'a> = (&'a str, String, String, String, Vec<u8>, u64);
         let standard: Vec<Case> = vec![
-            (
-                "empty v1,",
-                "dlv_x".into(),
-                t.clone(),
-                "v1,".into(),
-                BODY.to_vec(),
-                NOW,
-            ),
-            (
-                "missing header",
-                "dlv_x".into(),
-                t.clone(),
-                String::new(),
-                BODY.to_vec(),
-                NOW,
-            ),
+            ("empty v1,", "dlv_x".into(), t.clone(), "v1,".into(), BODY.to_vec(), NOW),
+            ("missing header", "dlv_x".into(), t.clone(), String::new(), BODY.to_vec(), NOW),
             (
                 "truncated",
                 "dlv_x".into(),
@@ -421,30 +247,13 @@ mod tests {
                 BODY.to_vec(),
                 NOW,
             ),
-            (
-                "wrong version",
-                "dlv_x".into(),
-                t.clone(),
-                format!("v2,{raw}"),
-                BODY.to_vec(),
-                NOW,
-            ),
-            (
-                "no version",
-                "dlv_x".into(),
-                t.clone(),
-                raw.clone(),
-                BODY.to_vec(),
-                NOW,
-            ),
+            ("wrong version", "dlv_x".into(), t.clone(), format!("v2,{raw}"), BODY.to_vec(), NOW),
+            ("no version", "dlv_x".into(), t.clone(), raw.clone(), BODY.to_vec(), NOW),
             (
                 "hex instead of base64",
                 "dlv_x".into(),
                 t.clone(),
-                format!(
-                    "v1,{}",
-                    hex::encode(STANDARD.decode(&raw).unwrap_or_default())
-                ),
+                format!("v1,{}", hex::encode(STANDARD.decode(&raw).unwrap_or_default())),
                 BODY.to_vec(),
                 NOW,
             ),
@@ -452,31 +261,12 @@ mod tests {
                 "base64url alphabet",
                 "dlv_x".into(),
                 t.clone(),
-                format!(
-                    "v1,{}",
-                    raw.replace('+', "-")
-                        .replace('/', "_")
-                        .trim_end_matches('=')
-                ),
+                format!("v1,{}", raw.replace('+', "-").replace('/', "_").trim_end_matches('=')),
                 BODY.to_vec(),
                 NOW,
             ),
-            (
-                "other message id",
-                "dlv_y".into(),
-                t.clone(),
-                sig.clone(),
-                BODY.to_vec(),
-                NOW,
-            ),
-            (
-                "empty message id",
-                String::new(),
-                t.clone(),
-                sig.clone(),
-                BODY.to_vec(),
-                NOW,
-            ),
+            ("other message id", "dlv_y".into(), t.clone(), sig.clone(), BODY.to_vec(), NOW),
+            ("empty message id", String::new(), t.clone(), sig.clone(), BODY.to_vec(), NOW),
             (
                 "timestamp 301 s old",
                 "dlv_x".into(),
@@ -517,22 +307,8 @@ mod tests {
                 BODY.to_vec(),
                 NOW,
             ),
-            (
-                "missing timestamp",
-                "dlv_x".into(),
-                String::new(),
-                sig.clone(),
-                BODY.to_vec(),
-                NOW,
-            ),
-            (
-                "body changed",
-                "dlv_x".into(),
-                t.clone(),
-                sig.clone(),
-                changed.clone(),
-                NOW,
-            ),
+            ("missing timestamp", "dlv_x".into(), String::new(), sig.clone(), BODY.to_vec(), NOW),
+            ("body changed", "dlv_x".into(), t.clone(), sig.clone(), changed.clone(), NOW),
             (
                 "signed by another secret",
                 "dlv_x".into(),
@@ -545,10 +321,7 @@ mod tests {
                 "comma instead of space",
                 "dlv_x".into(),
                 t.clone(),
-                format!(
-                    "{},{sig}",
-                    standard_signature(&[&other], "dlv_x", NOW, BODY)
-                ),
+                format!("{},{sig}", standard_signature(&[&other], "dlv_x", NOW, BODY)),
                 BODY.to_vec(),
                 NOW,
             ),
@@ -569,16 +342,8 @@ mod tests {
             refused += 1;
         }
         // Secrets that are not secrets.
-        for bad in [
-            "",
-            "whsec_",
-            "whsec_!!!",
-            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ] {
-            assert!(
-                !verify_standard(bad, "dlv_x", &t, &sig, BODY, NOW),
-                "secret {bad:?}"
-            );
+        for bad in ["", "whsec_", "whsec_!!!", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            assert!(!verify_standard(bad, "dlv_x", &t, &sig, BODY, NOW), "secret {bad:?}");
             refused += 1;
         }
         assert!(refused >= 40, "only {refused} negative cases");

@@ -7,13 +7,13 @@ use islet_types::sandbox::Isolation;
 
 #[derive(Parser)]
 #[command(name = "islet", version, about = "Self-hosted, white-label sandboxes")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Args, Clone)]
-pub struct DataArgs {
+pub(crate) struct DataArgs {
     /// Where Islet keeps its database and sandbox state.
     #[arg(long, env = "ISLET_DATA_DIR", default_value = "./.islet")]
     pub data_dir: PathBuf,
@@ -23,15 +23,13 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    pub fn template_dir(&self) -> PathBuf {
-        self.template_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("templates"))
+    pub(crate) fn template_dir(&self) -> PathBuf {
+        self.template_dir.clone().unwrap_or_else(|| self.data_dir.join("templates"))
     }
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the API, the node runtime and the preview listener on this host.
     Serve(Box<ServeArgs>),
     /// Manage tenants.
@@ -54,7 +52,7 @@ pub enum Command {
 }
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Address of the API.
@@ -99,11 +97,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ISLET_DOMAIN_VERIFY_NAMESERVER")]
     pub domain_verify_nameserver: Option<std::net::SocketAddr>,
     /// Domain previews are served under.
-    #[arg(
-        long,
-        env = "ISLET_PREVIEW_DOMAIN",
-        default_value = "preview.localhost"
-    )]
+    #[arg(long, env = "ISLET_PREVIEW_DOMAIN", default_value = "preview.localhost")]
     pub preview_domain: String,
     /// Isolation for tenants without their own setting.
     #[arg(long, env = "ISLET_ISOLATION", default_value = "container")]
@@ -112,11 +106,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ISLET_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
     /// Debian mirror used to build templates.
-    #[arg(
-        long,
-        env = "ISLET_DEBIAN_MIRROR",
-        default_value = "http://deb.debian.org/debian"
-    )]
+    #[arg(long, env = "ISLET_DEBIAN_MIRROR", default_value = "http://deb.debian.org/debian")]
     pub mirror: String,
     /// Let sandboxes reach private address ranges (off by default).
     #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false)]
@@ -166,7 +156,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TenantCommand {
+pub(crate) enum TenantCommand {
     /// Create a tenant and print its ID and first API key (shown once) as JSON.
     Create {
         #[arg(long)]
@@ -180,7 +170,7 @@ pub enum TenantCommand {
 }
 
 #[derive(Subcommand)]
-pub enum UserCommand {
+pub(crate) enum UserCommand {
     /// Suspend an end user: a running server stops their sandboxes within seconds, their
     /// user-bound keys and browser tokens stop working at once, and nothing of theirs is
     /// admitted until they are reinstated. The tenant gets a `user.suspended` event.
@@ -208,17 +198,13 @@ pub enum UserCommand {
 }
 
 #[derive(Subcommand)]
-pub enum TemplateCommand {
+pub(crate) enum TemplateCommand {
     /// Build a template (only `default` / `miosa-sandbox` exists today).
     Build {
         name: String,
         #[command(flatten)]
         data: DataArgs,
-        #[arg(
-            long,
-            env = "ISLET_DEBIAN_MIRROR",
-            default_value = "http://deb.debian.org/debian"
-        )]
+        #[arg(long, env = "ISLET_DEBIAN_MIRROR", default_value = "http://deb.debian.org/debian")]
         mirror: String,
         /// Rebuild even if it is already built.
         #[arg(long)]
@@ -240,33 +226,21 @@ async fn tenant_and_user(
     let db = data.data_dir.join("islet.db");
     anyhow::ensure!(db.exists(), "no Islet data in {}", data.data_dir.display());
     let store = islet_store::Store::open(&db)?;
-    let id = store
-        .find_tenant(tenant)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no tenant `{tenant}`"))?;
+    let id =
+        store.find_tenant(tenant).await?.ok_or_else(|| anyhow::anyhow!("no tenant `{tenant}`"))?;
     Ok((store, id))
 }
 
 async fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Suspend {
-            tenant,
-            user,
-            reason,
-            data,
-        } => {
+        UserCommand::Suspend { tenant, user, reason, data } => {
             anyhow::ensure!(
                 reason.as_ref().is_none_or(|r| r.len() <= 500),
                 "--reason must be at most 500 bytes"
             );
             let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
             store
-                .suspend_user(
-                    &tenant_id,
-                    &user,
-                    reason,
-                    islet_store::SuspendedBy::Operator,
-                )
+                .suspend_user(&tenant_id, &user, reason, islet_store::SuspendedBy::Operator)
                 .await?;
             println!(
                 "{}",
@@ -275,9 +249,8 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Unsuspend { tenant, user, data } => {
             let (store, tenant_id) = tenant_and_user(&data, &tenant, &user).await?;
-            let (was, still) = store
-                .unsuspend_user(&tenant_id, &user, islet_store::SuspendedBy::Operator)
-                .await?;
+            let (was, still) =
+                store.unsuspend_user(&tenant_id, &user, islet_store::SuspendedBy::Operator).await?;
             // `suspended` stays true when the tenant's own suspension stands.
             println!(
                 "{}",
@@ -288,17 +261,10 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(*args).await,
-        Command::Tenant {
-            command:
-                TenantCommand::Create {
-                    name,
-                    isolation,
-                    data,
-                },
-        } => {
+        Command::Tenant { command: TenantCommand::Create { name, isolation, data } } => {
             anyhow::ensure!(
                 !name.starts_with("__islet"),
                 "tenant names starting with __islet are reserved"
@@ -313,23 +279,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command } => user(command).await,
-        Command::Template {
-            command:
-                TemplateCommand::Build {
-                    name,
-                    data,
-                    mirror,
-                    force,
-                },
-        } => {
+        Command::Template { command: TemplateCommand::Build { name, data, mirror, force } } => {
             let canonical = islet_runtime::template::resolve(&name)
                 .ok_or_else(|| anyhow::anyhow!("unknown template `{name}` (try `default`)"))?;
             let dir = data.template_dir();
             if islet_runtime::template::is_built(&dir, canonical) && !force {
-                println!(
-                    "template {canonical} already built at {}",
-                    dir.join(canonical).display()
-                );
+                println!("template {canonical} already built at {}", dir.join(canonical).display());
                 return Ok(());
             }
             std::fs::create_dir_all(&dir)?;

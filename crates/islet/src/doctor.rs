@@ -20,12 +20,7 @@ fn which(tool: &str) -> Option<String> {
 
 fn tool(name: &'static str, fix: &'static str) -> Check {
     let found = which(name);
-    Check {
-        name,
-        ok: found.is_some(),
-        detail: found.unwrap_or_else(|| "not found".into()),
-        fix,
-    }
+    Check { name, ok: found.is_some(), detail: found.unwrap_or_else(|| "not found".into()), fix }
 }
 
 /// The connlimit match the per-sandbox connection cap is made of.
@@ -88,7 +83,7 @@ fn kvm() -> Check {
     }
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let uid = nix_uid();
     let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "v2".to_owned()
@@ -108,10 +103,7 @@ pub fn run() -> anyhow::Result<()> {
         },
         tool("runc", "apt-get install runc"),
         tool("runsc", "apt-get install runsc (for gvisor isolation)"),
-        tool(
-            "mmdebstrap",
-            "apt-get install mmdebstrap (to build templates)",
-        ),
+        tool("mmdebstrap", "apt-get install mmdebstrap (to build templates)"),
         tool("iptables", "apt-get install iptables"),
         tool(
             "iptables-restore",

@@ -24,10 +24,7 @@ fn agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             .join("islet-agent"),
     };
     let path = path.canonicalize().with_context(|| {
-        format!(
-            "islet-agent not found at {} (build it, or pass --agent-binary)",
-            path.display()
-        )
+        format!("islet-agent not found at {} (build it, or pass --agent-binary)", path.display())
     })?;
     Ok(path)
 }
@@ -49,9 +46,7 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<islet_webhooks::Dispatcher
         None => Vec::new(),
     };
     Ok(islet_webhooks::DispatcherConfig {
-        policy: islet_webhooks::TargetPolicy {
-            allow_private: args.webhook_allow_private,
-        },
+        policy: islet_webhooks::TargetPolicy { allow_private: args.webhook_allow_private },
         timeout: std::time::Duration::from_secs(args.webhook_timeout),
         schedule: islet_webhooks::schedule::RetrySchedule::scaled(args.webhook_retry_scale),
         extra_roots,
@@ -59,7 +54,7 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<islet_webhooks::Dispatcher
     })
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)?;
     let data_dir = args.data.data_dir.canonicalize()?;
     let template_dir = args.data.template_dir();
@@ -94,9 +89,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let runtime = Runtime::start(runtime_config)
-        .await
-        .context("preparing the host")?;
+    let runtime = Runtime::start(runtime_config).await.context("preparing the host")?;
 
     let preview_domain: DomainName = args
         .preview_domain
@@ -111,9 +104,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.preview_listen))?;
     let preview_tls_listener = match &args.preview_tls_listen {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?,
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?,
         ),
         None => None,
     };
@@ -121,10 +112,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(l) => ("https", l.local_addr()?),
         None => ("http", preview_listener.local_addr()?),
     };
-    let public_port = args
-        .preview_public_port
-        .or(Some(url_listener.port()))
-        .filter(|p| *p != 80 && *p != 443);
+    let public_port =
+        args.preview_public_port.or(Some(url_listener.port())).filter(|p| *p != 80 && *p != 443);
     let config = Config {
         default_isolation: args.isolation,
         preview_domain: preview_domain.clone(),
@@ -183,20 +172,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(l) => Some(args.preview_public_port.unwrap_or(l.local_addr()?.port())),
         None => None,
     };
-    edge_config.acme = args
-        .acme_directory
-        .clone()
-        .map(|directory_url| islet_proxy::AcmeConfig {
-            directory_url,
-            root_ca: args.acme_ca_file.clone(),
-            challenge: if args.acme_challenge == "http-01" {
-                islet_proxy::Challenge::Http01
-            } else {
-                islet_proxy::Challenge::TlsAlpn01
-            },
-            renew_before: std::time::Duration::from_secs(args.acme_renew_days * 86_400),
-            issue_timeout: std::time::Duration::from_secs(60),
-        });
+    edge_config.acme = args.acme_directory.clone().map(|directory_url| islet_proxy::AcmeConfig {
+        directory_url,
+        root_ca: args.acme_ca_file.clone(),
+        challenge: if args.acme_challenge == "http-01" {
+            islet_proxy::Challenge::Http01
+        } else {
+            islet_proxy::Challenge::TlsAlpn01
+        },
+        renew_before: std::time::Duration::from_secs(args.acme_renew_days * 86_400),
+        issue_timeout: std::time::Duration::from_secs(60),
+    });
     let edge = islet_proxy::Edge::new(
         store,
         edge_config,

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, ensure, Context};
 use serde_json::{json, Value};
 
 /// One tenant's view of the API.
-pub struct Client {
+pub(super) struct Client {
     agent: ureq::Agent,
     /// `http://127.0.0.1:PORT/api/v1`
     base: String,
@@ -18,14 +18,14 @@ pub struct Client {
 }
 
 /// What `POST /sandboxes` answered.
-pub struct Created {
+pub(super) struct Created {
     pub id: String,
     /// The server's own figure for the boot, when it gives one.
     pub boot_ms: Option<f64>,
 }
 
 /// What `POST /sandboxes/{id}/exec` answered.
-pub struct ExecOutput {
+pub(super) struct ExecOutput {
     pub exit_code: i64,
     pub stdout: String,
     pub stderr: String,
@@ -46,7 +46,7 @@ fn shorten(text: &str) -> String {
 }
 
 impl Client {
-    pub fn new(base: &str, api_key: &str) -> Self {
+    pub(super) fn new(base: &str, api_key: &str) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(300))
@@ -78,9 +78,9 @@ impl Client {
             .set("Authorization", &self.auth);
         let result = match body {
             Some(Payload::Json(body)) => request.send_json(body),
-            Some(Payload::Bytes(bytes)) => request
-                .set("Content-Type", "application/octet-stream")
-                .send_bytes(bytes),
+            Some(Payload::Bytes(bytes)) => {
+                request.set("Content-Type", "application/octet-stream").send_bytes(bytes)
+            }
             None => request.call(),
         };
         let response = match result {
@@ -88,9 +88,8 @@ impl Client {
             Err(e) => return Err(anyhow!(e).context(format!("{method} {path}"))),
         };
         let status = response.status();
-        let text = response
-            .into_string()
-            .with_context(|| format!("{method} {path}: reading the body"))?;
+        let text =
+            response.into_string().with_context(|| format!("{method} {path}: reading the body"))?;
         let value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -100,72 +99,48 @@ impl Client {
     }
 
     /// `POST /sandboxes` with `{}`; returns once the server answers (the agent is up).
-    pub fn create(&self) -> anyhow::Result<Created> {
+    pub(super) fn create(&self) -> anyhow::Result<Created> {
         self.create_with(json!({}))
     }
 
     /// `POST /sandboxes` with `request` (size, CPU count, …).
-    pub fn create_with(&self, request: Value) -> anyhow::Result<Created> {
+    pub(super) fn create_with(&self, request: Value) -> anyhow::Result<Created> {
         let (status, body) = self.call("POST", "/sandboxes", Some(request))?;
         let data = &body["data"];
         // Remember it before any check, so that a half-made sandbox is deleted too.
         if let Some(id) = data["id"].as_str() {
             self.lock().insert(id.to_owned());
         }
-        ensure!(
-            status == 201,
-            "POST /sandboxes: HTTP {status}: {}",
-            shorten(&body.to_string())
-        );
-        let id = data["id"]
-            .as_str()
-            .context("POST /sandboxes: no data.id in the answer")?
-            .to_owned();
+        ensure!(status == 201, "POST /sandboxes: HTTP {status}: {}", shorten(&body.to_string()));
+        let id =
+            data["id"].as_str().context("POST /sandboxes: no data.id in the answer")?.to_owned();
         let state = data["state"].as_str().unwrap_or("?");
-        ensure!(
-            state == "running",
-            "POST /sandboxes: sandbox {id} is {state}, not running"
-        );
-        Ok(Created {
-            id,
-            boot_ms: data["boot_ms"].as_f64(),
-        })
+        ensure!(state == "running", "POST /sandboxes: sandbox {id} is {state}, not running");
+        Ok(Created { id, boot_ms: data["boot_ms"].as_f64() })
     }
 
     /// `POST /sandboxes/{id}/exec` of `command`; fails unless it exits 0.
-    pub fn exec_ok(&self, id: &str, command: &str) -> anyhow::Result<()> {
+    pub(super) fn exec_ok(&self, id: &str, command: &str) -> anyhow::Result<()> {
         let path = format!("/sandboxes/{id}/exec");
         let (status, body) = self.call("POST", &path, Some(json!({ "command": command })))?;
-        ensure!(
-            status == 200,
-            "POST {path}: HTTP {status}: {}",
-            shorten(&body.to_string())
-        );
+        ensure!(status == 200, "POST {path}: HTTP {status}: {}", shorten(&body.to_string()));
         match body["data"]["exit_code"].as_i64() {
             Some(0) => Ok(()),
             Some(code) => bail!(
                 "exec {command:?} in {id} exited {code}: {}",
                 shorten(body["data"]["stderr"].as_str().unwrap_or(""))
             ),
-            None => bail!(
-                "POST {path}: no data.exit_code in {}",
-                shorten(&body.to_string())
-            ),
+            None => bail!("POST {path}: no data.exit_code in {}", shorten(&body.to_string())),
         }
     }
 
     /// `POST /sandboxes/{id}/exec` of `command`: its exit code and output, whatever the code.
-    pub fn exec(&self, id: &str, command: &str) -> anyhow::Result<ExecOutput> {
-        let data = self.post(
-            &format!("/sandboxes/{id}/exec"),
-            json!({ "command": command, "timeout": 60 }),
-        )?;
+    pub(super) fn exec(&self, id: &str, command: &str) -> anyhow::Result<ExecOutput> {
+        let data = self
+            .post(&format!("/sandboxes/{id}/exec"), json!({ "command": command, "timeout": 60 }))?;
         Ok(ExecOutput {
             exit_code: data["exit_code"].as_i64().with_context(|| {
-                format!(
-                    "exec in {id}: no exit_code in {}",
-                    shorten(&data.to_string())
-                )
+                format!("exec in {id}: no exit_code in {}", shorten(&data.to_string()))
             })?,
             stdout: data["stdout"].as_str().unwrap_or_default().to_owned(),
             stderr: data["stderr"].as_str().unwrap_or_default().to_owned(),
@@ -173,7 +148,7 @@ impl Client {
     }
 
     /// `POST path` with a JSON body; fails unless the answer is 2xx. Returns its `data`.
-    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let (status, mut answer) = self.call("POST", path, Some(body))?;
         ensure!(
             (200..300).contains(&status),
@@ -184,7 +159,7 @@ impl Client {
     }
 
     /// `PUT /sandboxes/{id}/fs/upload?path=…` of `bytes`.
-    pub fn upload(&self, id: &str, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    pub(super) fn upload(&self, id: &str, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let url = format!("/sandboxes/{id}/fs/upload?path={path}");
         let (status, answer) = self.send("PUT", &url, Some(Payload::Bytes(bytes)))?;
         ensure!(
@@ -196,7 +171,7 @@ impl Client {
     }
 
     /// `DELETE /sandboxes/{id}`; a sandbox that is already gone counts as deleted.
-    pub fn delete(&self, id: &str) -> anyhow::Result<()> {
+    pub(super) fn delete(&self, id: &str) -> anyhow::Result<()> {
         let path = format!("/sandboxes/{id}");
         let (status, body) = self.call("DELETE", &path, None)?;
         ensure!(
@@ -210,7 +185,7 @@ impl Client {
 
     /// Delete every sandbox this client created and has not deleted, a few at a time.
     /// Returns the failures.
-    pub fn delete_all(&self) -> Vec<(String, anyhow::Error)> {
+    pub(super) fn delete_all(&self) -> Vec<(String, anyhow::Error)> {
         let ids: Vec<String> = self.lock().iter().cloned().collect();
         let failures = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
@@ -228,9 +203,7 @@ impl Client {
                 });
             }
         });
-        failures
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
+        failures.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {

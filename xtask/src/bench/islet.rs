@@ -14,7 +14,7 @@ use super::{signals, Isolation, Sizes};
 
 /// A series of create → first exec latencies.
 #[derive(Debug, Clone, Serialize)]
-pub struct CreateSeries {
+pub(super) struct CreateSeries {
     pub concurrency: usize,
     pub attempted: usize,
     pub failures: usize,
@@ -30,7 +30,7 @@ pub struct CreateSeries {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MemoryResult {
+pub(super) struct MemoryResult {
     pub sandboxes: usize,
     pub cgroup_version: &'static str,
     /// Sandbox cgroups that could not be read.
@@ -57,7 +57,7 @@ pub struct MemoryResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct IsolationResult {
+pub(super) struct IsolationResult {
     pub isolation: Isolation,
     pub serial: Option<CreateSeries>,
     pub concurrent: Option<CreateSeries>,
@@ -274,7 +274,7 @@ fn idle_memory(server: &Server, client: &Client, k: usize) -> anyhow::Result<Mem
 
 /// Everything for `isolation`. A failing section is recorded and the next one still runs
 /// (unless the server died or a stop was asked for).
-pub fn measure(server: &Server, isolation: Isolation, sizes: &Sizes) -> IsolationResult {
+pub(super) fn measure(server: &Server, isolation: Isolation, sizes: &Sizes) -> IsolationResult {
     let mut result = IsolationResult {
         isolation,
         serial: None,
@@ -303,18 +303,12 @@ pub fn measure(server: &Server, isolation: Isolation, sizes: &Sizes) -> Isolatio
     };
     let mut errors = Vec::new();
 
-    eprintln!(
-        "bench: {name}: create → first exec, one at a time (N={})",
-        sizes.serial
-    );
+    eprintln!("bench: {name}: create → first exec, one at a time (N={})", sizes.serial);
     let outcome = serial(client, sizes.serial).map(|s| result.serial = Some(s));
     record("create → first exec (c=1)", outcome, &mut errors);
 
     if !signals::stopping() {
-        eprintln!(
-            "bench: {name}: create → first exec, {} at once",
-            sizes.concurrent
-        );
+        eprintln!("bench: {name}: create → first exec, {} at once", sizes.concurrent);
         let outcome = concurrent(client, sizes.concurrent).map(|s| result.concurrent = Some(s));
         record("create → first exec (concurrent)", outcome, &mut errors);
     }

@@ -13,7 +13,7 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Where the memory cgroups of a process's sandboxes live.
 #[derive(Debug, Clone)]
-pub enum MemoryCgroups {
+pub(super) enum MemoryCgroups {
     /// cgroup v1 (or hybrid): the process's directory in the memory hierarchy.
     V1(PathBuf),
     /// cgroup v2: the process's directory in the unified hierarchy.
@@ -22,7 +22,7 @@ pub enum MemoryCgroups {
 
 /// One sandbox cgroup's memory, in bytes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CgroupMemory {
+pub(super) struct CgroupMemory {
     /// `memory.usage_in_bytes` (v1) or `memory.current` (v2).
     pub usage: u64,
     /// Anonymous memory (v1 `total_rss`, v2 `anon`).
@@ -37,7 +37,7 @@ pub struct CgroupMemory {
 
 impl MemoryCgroups {
     /// The memory cgroup directory of process `pid`.
-    pub fn of_process(pid: u32) -> anyhow::Result<Self> {
+    pub(super) fn of_process(pid: u32) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .with_context(|| format!("read /proc/{pid}/cgroup"))?;
         let entries: Vec<(&str, &str)> = text
@@ -61,12 +61,10 @@ impl MemoryCgroups {
             .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
             .map(|(_, p)| *p)
             .context("no memory controller in /proc/PID/cgroup")?;
-        Ok(Self::V1(
-            root.join("memory").join(path.trim_start_matches('/')),
-        ))
+        Ok(Self::V1(root.join("memory").join(path.trim_start_matches('/'))))
     }
 
-    pub fn version(&self) -> &'static str {
+    pub(super) fn version(&self) -> &'static str {
         match self {
             Self::V1(_) => "v1",
             Self::V2(_) => "v2",
@@ -74,14 +72,14 @@ impl MemoryCgroups {
     }
 
     /// The directory of sandbox `id`.
-    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn sandbox_dir(&self, id: &str) -> PathBuf {
         match self {
             Self::V1(dir) | Self::V2(dir) => dir.join("islet").join(id),
         }
     }
 
     /// The memory of sandbox `id`'s cgroup.
-    pub fn sandbox(&self, id: &str) -> anyhow::Result<CgroupMemory> {
+    pub(super) fn sandbox(&self, id: &str) -> anyhow::Result<CgroupMemory> {
         let dir = self.sandbox_dir(id);
         let read = |file: &str| -> anyhow::Result<String> {
             std::fs::read_to_string(dir.join(file))
@@ -102,19 +100,14 @@ impl MemoryCgroups {
                 usage: read("memory.usage_in_bytes")?.trim().parse()?,
                 anon: field("total_rss"),
                 file: field("total_cache"),
-                kernel: read("memory.kmem.usage_in_bytes")
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok()),
+                kernel: read("memory.kmem.usage_in_bytes").ok().and_then(|s| s.trim().parse().ok()),
                 procs,
             },
             Self::V2(_) => CgroupMemory {
                 usage: read("memory.current")?.trim().parse()?,
                 anon: field("anon"),
                 file: field("file"),
-                kernel: stat
-                    .lines()
-                    .any(|l| l.starts_with("kernel "))
-                    .then(|| field("kernel")),
+                kernel: stat.lines().any(|l| l.starts_with("kernel ")).then(|| field("kernel")),
                 procs,
             },
         })
@@ -137,21 +130,21 @@ fn kb_field(path: &str, name: &str) -> anyhow::Result<u64> {
 }
 
 /// Resident set size of process `pid`, in bytes.
-pub fn rss(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn rss(pid: u32) -> anyhow::Result<u64> {
     kb_field(&format!("/proc/{pid}/status"), "VmRSS")
 }
 
 /// The host's MemAvailable, in bytes.
-pub fn mem_available() -> anyhow::Result<u64> {
+pub(super) fn mem_available() -> anyhow::Result<u64> {
     kb_field("/proc/meminfo", "MemAvailable")
 }
 
 /// The host's MemTotal, in bytes.
-pub fn mem_total() -> anyhow::Result<u64> {
+pub(super) fn mem_total() -> anyhow::Result<u64> {
     kb_field("/proc/meminfo", "MemTotal")
 }
 
 /// Bytes to MiB.
-pub fn mib(bytes: f64) -> f64 {
+pub(super) fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }

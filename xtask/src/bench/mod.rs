@@ -18,7 +18,7 @@
 mod http;
 mod islet;
 mod memory;
-pub mod preview;
+pub(crate) mod preview;
 mod report;
 mod runc_baseline;
 mod server;
@@ -36,13 +36,13 @@ const TEMPLATE: &str = "miosa-sandbox";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Isolation {
+pub(crate) enum Isolation {
     Container,
     Gvisor,
 }
 
 impl Isolation {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Container => "container",
             Self::Gvisor => "gvisor",
@@ -52,7 +52,7 @@ impl Isolation {
 
 /// Sample sizes.
 #[derive(Debug, Clone, Serialize)]
-pub struct Sizes {
+pub(crate) struct Sizes {
     /// create → first exec, one at a time.
     pub serial: usize,
     /// create → first exec, all at once.
@@ -68,26 +68,14 @@ pub struct Sizes {
 impl Sizes {
     fn new(quick: bool) -> Self {
         if quick {
-            Self {
-                serial: 5,
-                concurrent: 10,
-                baseline: 5,
-                exec: 30,
-                idle: 5,
-            }
+            Self { serial: 5, concurrent: 10, baseline: 5, exec: 30, idle: 5 }
         } else {
-            Self {
-                serial: 30,
-                concurrent: 50,
-                baseline: 30,
-                exec: 200,
-                idle: 20,
-            }
+            Self { serial: 30, concurrent: 50, baseline: 30, exec: 200, idle: 20 }
         }
     }
 }
 
-pub struct Options {
+pub(crate) struct Options {
     pub quick: bool,
     pub isolations: Vec<Isolation>,
     pub build: bool,
@@ -97,7 +85,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(args: &[String]) -> anyhow::Result<Self> {
         let mut options = Self {
             quick: false,
             isolations: vec![Isolation::Container, Isolation::Gvisor],
@@ -148,10 +136,7 @@ pub(crate) fn flag_value<'a>(
 ) -> anyhow::Result<String> {
     match inline {
         Some(v) => Ok(v),
-        None => Ok(rest
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .clone()),
+        None => Ok(rest.next().with_context(|| format!("{flag} needs a value"))?.clone()),
     }
 }
 
@@ -243,9 +228,7 @@ fn cgroup_version() -> &'static str {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The template rootfs, built with `islet template build default` if missing.
@@ -261,11 +244,7 @@ fn template_rootfs(islet: &Path, template_dir: &Path) -> anyhow::Result<PathBuf>
             .context("run islet template build")?;
         anyhow::ensure!(status.success(), "islet template build failed: {status}");
     }
-    anyhow::ensure!(
-        rootfs.join("bin").exists(),
-        "no template rootfs at {}",
-        rootfs.display()
-    );
+    anyhow::ensure!(rootfs.join("bin").exists(), "no template rootfs at {}", rootfs.display());
     Ok(rootfs)
 }
 
@@ -290,7 +269,7 @@ impl Drop for Scratch {
     }
 }
 
-pub fn run(options: &Options) -> anyhow::Result<()> {
+pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     signals::install()?;
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
@@ -348,9 +327,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                     if signals::stopping() {
                         break;
                     }
-                    report
-                        .islet
-                        .push(islet::measure(&server, isolation, &sizes));
+                    report.islet.push(islet::measure(&server, isolation, &sizes));
                     if !server.alive() {
                         report.errors.push(format!(
                             "islet serve died during the {} run:\n{}",
@@ -361,9 +338,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                     }
                 }
                 drop(server);
-                report
-                    .notes
-                    .push(format!("server log: {}", server_log.display()));
+                report.notes.push(format!("server log: {}", server_log.display()));
             }
             Err(e) => report.errors.push(format!("starting islet serve: {e:#}")),
         }

@@ -9,7 +9,7 @@ use super::{Isolation, Sizes};
 
 /// The targets of the issue.
 #[derive(Debug, Clone, Serialize)]
-pub struct Targets {
+pub(super) struct Targets {
     pub create_to_first_exec_p50_ms: f64,
     pub create_to_first_exec_p50_max_ratio_to_bare_runc: f64,
     pub create_to_first_exec_p99_ms: f64,
@@ -17,7 +17,7 @@ pub struct Targets {
     pub idle_container_sandbox_mib: f64,
 }
 
-pub const TARGETS: Targets = Targets {
+pub(super) const TARGETS: Targets = Targets {
     create_to_first_exec_p50_ms: 30.0,
     create_to_first_exec_p50_max_ratio_to_bare_runc: 2.0,
     create_to_first_exec_p99_ms: 80.0,
@@ -26,7 +26,7 @@ pub const TARGETS: Targets = Targets {
 };
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Host {
+pub(super) struct Host {
     pub cpus: usize,
     pub kernel: String,
     pub mem_total_mib: f64,
@@ -36,14 +36,14 @@ pub struct Host {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Ratio {
+pub(super) struct Ratio {
     pub isolation: Isolation,
     /// Islet create → first exec p50 (one at a time) / bare runc lifecycle p50.
     pub islet_p50_over_runc_p50: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub generated_unix_s: u64,
     pub mode: &'static str,
     /// `islet serve --warm-pool` of this run (0 = every create a cold start).
@@ -78,16 +78,16 @@ fn judged(value: String, met: Option<bool>) -> String {
 
 /// Rows of cells printed in aligned columns (also used by `bench-preview`).
 #[derive(Default)]
-pub struct Table {
+pub(super) struct Table {
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(super) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    pub fn print(&self) {
+    pub(super) fn print(&self) {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
@@ -112,7 +112,7 @@ impl Table {
 }
 
 impl Report {
-    pub fn ratio(&self, isolation: Isolation) -> Option<f64> {
+    pub(super) fn ratio(&self, isolation: Isolation) -> Option<f64> {
         let runc = self.baseline.as_ref()?.lifecycle_ms.as_ref()?.p50;
         let islet = self
             .islet
@@ -127,7 +127,7 @@ impl Report {
     }
 
     /// Fill in the derived figures (ratios).
-    pub fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.ratios = self
             .islet
             .iter()
@@ -140,7 +140,7 @@ impl Report {
             .collect();
     }
 
-    pub fn print(&self) {
+    pub(super) fn print(&self) {
         let t = &self.targets;
         let h = &self.host;
         println!();
@@ -199,10 +199,7 @@ impl Report {
                     if b.user_namespace {
                         "user namespace 0→100000 (65536 ids), as Islet maps it".to_owned()
                     } else {
-                        format!(
-                            "WITHOUT a user namespace: {}",
-                            b.note.as_deref().unwrap_or("?")
-                        )
+                        format!("WITHOUT a user namespace: {}", b.note.as_deref().unwrap_or("?"))
                     }
                 );
                 let line = |name: &str, s: &Option<Summary>| match s {
@@ -239,23 +236,14 @@ impl Report {
         header.extend(runs.iter().map(|r| r.isolation.as_str().to_owned()));
         header.push("target".to_owned());
         table.row(header.clone());
-        table.row(
-            header
-                .iter()
-                .map(|h| "-".repeat(h.chars().count().max(4)))
-                .collect(),
-        );
+        table.row(header.iter().map(|h| "-".repeat(h.chars().count().max(4))).collect());
         let mut row = |section: &str, what: &str, cells: Vec<String>, target: &str| {
             let mut r = vec![section.to_owned(), what.to_owned()];
             r.extend(cells);
             r.push(target.to_owned());
             table.row(r);
         };
-        let runc_p50 = self
-            .baseline
-            .as_ref()
-            .and_then(|b| b.lifecycle_ms.as_ref())
-            .map(|s| s.p50);
+        let runc_p50 = self.baseline.as_ref().and_then(|b| b.lifecycle_ms.as_ref()).map(|s| s.p50);
 
         for concurrent in [false, true] {
             let series = |r: &IsolationResult| -> Option<CreateSeries> {
@@ -324,12 +312,7 @@ impl Report {
                 }),
                 "",
             );
-            row(
-                "",
-                "  create (201) p50",
-                info(&|s| s.create_ms.as_ref().map(|x| ms(x.p50))),
-                "",
-            );
+            row("", "  create (201) p50", info(&|s| s.create_ms.as_ref().map(|x| ms(x.p50))), "");
             row(
                 "",
                 "  server boot_ms p50",
@@ -339,12 +322,7 @@ impl Report {
             if concurrent {
                 row("", "  wall, all done", info(&|s| s.wall_ms.map(ms)), "");
             }
-            row(
-                "",
-                "  failures",
-                info(&|s| Some(format!("{}/{}", s.failures, s.attempted))),
-                "",
-            );
+            row("", "  failures", info(&|s| Some(format!("{}/{}", s.failures, s.attempted))), "");
         }
 
         let section = format!("exec round trip (N={})", self.sizes.exec);
@@ -377,9 +355,7 @@ impl Report {
 
         let section = format!("host memory, {} idle sandboxes", self.sizes.idle);
         let mem = |f: &dyn Fn(&super::islet::MemoryResult) -> String| -> Vec<String> {
-            runs.iter()
-                .map(|r| r.memory.as_ref().map(f).unwrap_or_else(|| "-".into()))
-                .collect()
+            runs.iter().map(|r| r.memory.as_ref().map(f).unwrap_or_else(|| "-".into())).collect()
         };
         row(
             &section,
@@ -404,8 +380,7 @@ impl Report {
                     "{:.2} / {:.2} / {}",
                     m.per_sandbox_anon_mib,
                     m.per_sandbox_file_mib,
-                    m.per_sandbox_kernel_mib
-                        .map_or_else(|| "?".to_owned(), |k| format!("{k:.2}"))
+                    m.per_sandbox_kernel_mib.map_or_else(|| "?".to_owned(), |k| format!("{k:.2}"))
                 )
             }),
             "MiB",
@@ -416,18 +391,8 @@ impl Report {
             mem(&|m| format!("{:.2} / {:.2} MiB", m.min_sandbox_mib, m.max_sandbox_mib)),
             "",
         );
-        row(
-            "",
-            "  processes per sandbox",
-            mem(&|m| format!("{:.1}", m.processes_per_sandbox)),
-            "",
-        );
-        row(
-            "",
-            "total (cgroups)",
-            mem(&|m| format!("{:.1} MiB", m.total_cgroup_mib)),
-            "",
-        );
+        row("", "  processes per sandbox", mem(&|m| format!("{:.1}", m.processes_per_sandbox)), "");
+        row("", "total (cgroups)", mem(&|m| format!("{:.1} MiB", m.total_cgroup_mib)), "");
         row(
             "",
             "server RSS growth / sandbox",

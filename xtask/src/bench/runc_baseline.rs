@@ -26,7 +26,7 @@ const UID_BASE: u32 = 100_000;
 const ID_COUNT: u32 = 65_536;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct BaselineResult {
+pub(super) struct BaselineResult {
     /// Whether the containers ran in a user namespace (Islet's mapping).
     pub user_namespace: bool,
     /// Why the user namespace was dropped, if it was.
@@ -56,14 +56,7 @@ struct Bundle<'a> {
 impl<'a> Bundle<'a> {
     fn new(runc_root: &'a Path, base: &Path, id: String) -> Self {
         let dir = base.join(&id);
-        Self {
-            runc_root,
-            merged: dir.join("merged"),
-            dir,
-            id,
-            mounted: false,
-            started: false,
-        }
+        Self { runc_root, merged: dir.join("merged"), dir, id, mounted: false, started: false }
     }
 
     fn setup(&mut self, rootfs: &Path, spec: &Value, userns: bool) -> anyhow::Result<()> {
@@ -185,9 +178,8 @@ fn spec(work: &Path, userns: bool) -> anyhow::Result<Value> {
     linux["resources"]["memory"] = json!({ "limit": memory, "swap": memory });
     linux["resources"]["cpu"] = json!({ "period": 100_000, "quota": 100_000 });
     linux["resources"]["pids"] = json!({ "limit": 1024 });
-    let namespaces = linux["namespaces"]
-        .as_array_mut()
-        .context("runc spec: no linux.namespaces")?;
+    let namespaces =
+        linux["namespaces"].as_array_mut().context("runc spec: no linux.namespaces")?;
     let mut wanted = vec!["cgroup"];
     if userns {
         wanted.push("user");
@@ -228,7 +220,7 @@ fn lifecycle(
 }
 
 /// Measure `n` lifecycles in `work` (created; removed again when empty).
-pub fn run(work: &Path, rootfs: &Path, n: usize) -> anyhow::Result<BaselineResult> {
+pub(super) fn run(work: &Path, rootfs: &Path, n: usize) -> anyhow::Result<BaselineResult> {
     let runc_root = work.join("runc");
     std::fs::create_dir_all(&runc_root)?;
     let tag = std::process::id();
@@ -236,42 +228,21 @@ pub fn run(work: &Path, rootfs: &Path, n: usize) -> anyhow::Result<BaselineResul
     let mut userns = true;
     let mut note = None;
     let mut spec_value = spec(work, true)?;
-    if let Err(e) = lifecycle(
-        &runc_root,
-        work,
-        format!("bnch-{tag}-warm"),
-        rootfs,
-        &spec_value,
-        true,
-    ) {
+    if let Err(e) =
+        lifecycle(&runc_root, work, format!("bnch-{tag}-warm"), rootfs, &spec_value, true)
+    {
         userns = false;
-        note = Some(format!(
-            "runc failed with the user namespace, measured without it: {e:#}"
-        ));
+        note = Some(format!("runc failed with the user namespace, measured without it: {e:#}"));
         spec_value = spec(work, false)?;
-        lifecycle(
-            &runc_root,
-            work,
-            format!("bnch-{tag}-warm2"),
-            rootfs,
-            &spec_value,
-            false,
-        )
-        .context("bare runc, even without a user namespace")?;
+        lifecycle(&runc_root, work, format!("bnch-{tag}-warm2"), rootfs, &spec_value, false)
+            .context("bare runc, even without a user namespace")?;
     }
     let (mut setup, mut run, mut teardown, mut total) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut failures, mut first_error) = (0, None);
     for i in 0..n {
         signals::check()?;
-        match lifecycle(
-            &runc_root,
-            work,
-            format!("bnch-{tag}-{i}"),
-            rootfs,
-            &spec_value,
-            userns,
-        ) {
+        match lifecycle(&runc_root, work, format!("bnch-{tag}-{i}"), rootfs, &spec_value, userns) {
             Ok((s, r, t)) => {
                 setup.push(s);
                 run.push(r);

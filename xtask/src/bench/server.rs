@@ -22,11 +22,11 @@ use super::http::Client;
 use super::{signals, Isolation};
 
 /// Prefix of the server's host interfaces and firewall chains.
-pub const NET_PREFIX: &str = "bnch";
+pub(super) const NET_PREFIX: &str = "bnch";
 /// Sandboxes get 10.205.0.0/16.
-pub const SUBNET_OCTET: u8 = 205;
+pub(super) const SUBNET_OCTET: u8 = 205;
 
-pub struct Server {
+pub(super) struct Server {
     child: Child,
     pub pid: u32,
     pub data_dir: PathBuf,
@@ -83,15 +83,12 @@ fn create_tenant(islet: &Path, data_dir: &Path, isolation: Isolation) -> anyhow:
     }
     let value: serde_json::Value = serde_json::from_slice(&output.stdout)
         .context("islet tenant create: output is not JSON")?;
-    Ok(value["api_key"]
-        .as_str()
-        .context("islet tenant create: no api_key")?
-        .to_owned())
+    Ok(value["api_key"].as_str().context("islet tenant create: no api_key")?.to_owned())
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (the server binds it right after; the
 /// API's own port is the server's pick, read from its output).
-pub fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -103,15 +100,13 @@ fn has_mounts_under(dir: &Path) -> bool {
     };
     let dir = dir.to_string_lossy();
     text.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|mount_point| mount_point.starts_with(dir.as_ref()))
+        line.split(' ').nth(4).is_some_and(|mount_point| mount_point.starts_with(dir.as_ref()))
     })
 }
 
 impl Server {
     /// Create the tenants and start the server; returns once its API listens.
-    pub fn start(
+    pub(super) fn start(
         islet: &Path,
         data_dir: PathBuf,
         template_dir: &Path,
@@ -182,10 +177,7 @@ impl Server {
                         );
                     }
                     if started.elapsed() > Duration::from_secs(300) {
-                        bail!(
-                            "islet serve did not listen within 300 s:\n{}",
-                            server.log_tail(20)
-                        );
+                        bail!("islet serve did not listen within 300 s:\n{}", server.log_tail(20));
                     }
                     signals::check()?;
                 }
@@ -204,7 +196,7 @@ impl Server {
     }
 
     /// The client of the tenant whose sandboxes use `isolation`.
-    pub fn client(&self, isolation: Isolation) -> anyhow::Result<&Client> {
+    pub(super) fn client(&self, isolation: Isolation) -> anyhow::Result<&Client> {
         self.tenants
             .iter()
             .find(|(i, _)| *i == isolation)
@@ -213,14 +205,14 @@ impl Server {
     }
 
     /// The last `lines` lines of the server's log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(super) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Whether the server process is still running.
-    pub fn alive(&mut self) -> bool {
+    pub(super) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 

@@ -13,32 +13,30 @@ use signal_hook::iterator::Signals;
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Start the thread that turns the signals into a stop request.
-pub fn install() -> anyhow::Result<()> {
+pub(super) fn install() -> anyhow::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new()
-        .name("bench-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if STOP.swap(true, Ordering::SeqCst) {
-                    eprintln!("\nbench: signal {signal} again: exiting without cleanup");
-                    std::process::exit(130);
-                }
-                eprintln!(
-                    "\nbench: signal {signal}: stopping after the current request and cleaning \
-                     up (send it again to exit at once)"
-                );
+    std::thread::Builder::new().name("bench-signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("\nbench: signal {signal} again: exiting without cleanup");
+                std::process::exit(130);
             }
-        })?;
+            eprintln!(
+                "\nbench: signal {signal}: stopping after the current request and cleaning \
+                     up (send it again to exit at once)"
+            );
+        }
+    })?;
     Ok(())
 }
 
 /// Whether a stop was asked for.
-pub fn stopping() -> bool {
+pub(super) fn stopping() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
 /// Fail with "interrupted" once a stop was asked for.
-pub fn check() -> anyhow::Result<()> {
+pub(super) fn check() -> anyhow::Result<()> {
     anyhow::ensure!(!stopping(), "interrupted");
     Ok(())
 }

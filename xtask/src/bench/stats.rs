@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// Nearest-rank summary of a set of samples, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(super) struct Summary {
     pub n: usize,
     pub min: f64,
     pub p50: f64,
@@ -21,7 +21,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Summarize `samples`; `None` when there are none.
-pub fn summarize(samples: &[f64]) -> Option<Summary> {
+pub(super) fn summarize(samples: &[f64]) -> Option<Summary> {
     if samples.is_empty() {
         return None;
     }
@@ -39,7 +39,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
 }
 
 /// Milliseconds elapsed since `start`.
-pub fn ms_since(start: std::time::Instant) -> f64 {
+pub(super) fn ms_since(start: std::time::Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -51,10 +51,7 @@ mod tests {
     fn nearest_rank_percentiles() {
         let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = summarize(&samples).expect("not empty");
-        assert_eq!(
-            (s.min, s.p50, s.p90, s.p99, s.max),
-            (1.0, 50.0, 90.0, 99.0, 100.0)
-        );
+        assert_eq!((s.min, s.p50, s.p90, s.p99, s.max), (1.0, 50.0, 90.0, 99.0, 100.0));
         assert_eq!(s.mean, 50.5);
         let one = summarize(&[7.0]).expect("not empty");
         assert_eq!((one.p50, one.p99), (7.0, 7.0));

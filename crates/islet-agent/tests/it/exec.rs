@@ -92,17 +92,11 @@ async fn exec_validates_its_input() {
         let (status, body) = agent.post("/exec", serde_json::Value::Null).await;
         assert_error(status, &body, 400, "VALIDATION_FAILED");
 
-        let (status, body) = agent
-            .post("/exec", json!({"command": "true", "timeout": 4000}))
-            .await;
+        let (status, body) = agent.post("/exec", json!({"command": "true", "timeout": 4000})).await;
         assert_error(status, &body, 400, "TIMEOUT_TOO_LONG");
 
-        let (status, body) = agent
-            .post(
-                "/exec",
-                json!({"command": "true", "cwd": agent.path("nope")}),
-            )
-            .await;
+        let (status, body) =
+            agent.post("/exec", json!({"command": "true", "cwd": agent.path("nope")})).await;
         assert_error(status, &body, 400, "VALIDATION_FAILED");
 
         let (status, body) = agent.get("/no/such/route").await;
@@ -178,9 +172,7 @@ async fn exec_does_not_wait_for_background_jobs_holding_its_pipes() {
     let agent = Agent::start().await;
     within(30, async {
         let started = Instant::now();
-        let (status, body) = agent
-            .post("/exec", json!({"command": "sleep 5 & echo done"}))
-            .await;
+        let (status, body) = agent.post("/exec", json!({"command": "sleep 5 & echo done"})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"]["stdout"], "done\n");
         assert_eq!(body["data"]["exit_code"], 0);

@@ -20,10 +20,7 @@ async fn write_and_download_round_trip() {
         let binary: Vec<u8> = (0..=255u8).collect();
         let path = agent.path("deep/new/bin.dat");
         let (status, body) = agent
-            .post(
-                "/fs/write",
-                json!({"path": path, "content_base64": b64(&binary), "mode": 0o600}),
-            )
+            .post("/fs/write", json!({"path": path, "content_base64": b64(&binary), "mode": 0o600}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"], json!({"path": path, "size": 256}));
@@ -34,28 +31,21 @@ async fn write_and_download_round_trip() {
         assert_eq!(&bytes[..], &binary[..]);
 
         let (_, stat) = agent.post("/fs/stat", json!({"path": path})).await;
-        assert_eq!(
-            stat["data"]["mode"].as_u64().map(|m| m & 0o777),
-            Some(0o600)
-        );
+        assert_eq!(stat["data"]["mode"].as_u64().map(|m| m & 0o777), Some(0o600));
 
         let text = agent.path("text.txt");
-        let (_, body) = agent
-            .post("/fs/write", json!({"path": text, "content": "héllo"}))
-            .await;
+        let (_, body) = agent.post("/fs/write", json!({"path": text, "content": "héllo"})).await;
         assert_eq!(body["data"]["size"], 6);
         assert_eq!(std::fs::read_to_string(&text).expect("read"), "héllo");
 
         // Legacy route: `content` is base64 there.
-        let (status, _) = agent
-            .post("/files", json!({"path": text, "content": b64(b"legacy")}))
-            .await;
+        let (status, _) =
+            agent.post("/files", json!({"path": text, "content": b64(b"legacy")})).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(std::fs::read(&text).expect("read"), b"legacy");
 
-        let (status, body) = agent
-            .post("/fs/write", json!({"path": "relative.txt", "content": "x"}))
-            .await;
+        let (status, body) =
+            agent.post("/fs/write", json!({"path": "relative.txt", "content": "x"})).await;
         assert_error(status, &body, 400, "INVALID_PATH");
 
         let (status, _, bytes) = download(&agent, &agent.path("missing")).await;
@@ -80,9 +70,8 @@ async fn legacy_download_decodes_percent_encoded_segments() {
             .split('/')
             .map(|s| urlencoding::encode(s).into_owned())
             .collect();
-        let (status, _, bytes) = agent
-            .raw(Method::GET, &format!("/files/{}", encoded.join("/")), "")
-            .await;
+        let (status, _, bytes) =
+            agent.raw(Method::GET, &format!("/files/{}", encoded.join("/")), "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(&bytes[..], b"odd name");
     })
@@ -110,12 +99,8 @@ async fn write_many_reports_each_file() {
         assert!(body["data"]["failed"][0]["error"].as_str().is_some());
         assert_eq!(std::fs::read(&b).expect("read"), [0, 1, 2]);
 
-        let (status, _) = agent
-            .post(
-                "/files/write-many",
-                json!({"files": [{"path": a, "data": "AA"}]}),
-            )
-            .await;
+        let (status, _) =
+            agent.post("/files/write-many", json!({"files": [{"path": a, "data": "AA"}]})).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(std::fs::read_to_string(&a).expect("read"), "AA");
     })
@@ -145,10 +130,7 @@ async fn list_stat_and_tree() {
 
         let (status, body) = agent.get(&format!("/files?path={q}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(
-            names(&body["data"]["entries"]),
-            [agent.path("t/a"), agent.path("t/link")]
-        );
+        assert_eq!(names(&body["data"]["entries"]), [agent.path("t/a"), agent.path("t/link")]);
         let link = &body["data"]["entries"][1];
         assert_eq!(link["is_symlink"], true);
         assert_eq!(link["name"], "link");
@@ -157,22 +139,15 @@ async fn list_stat_and_tree() {
         let want = ["t/a", "t/a/b", "t/a/b/c.txt", "t/a/x.txt", "t/link"].map(|p| agent.path(p));
         assert_eq!(names(&body["data"]["entries"]), want);
         let file = &body["data"]["entries"][3];
-        assert_eq!(
-            (file["is_dir"].clone(), file["size"].clone()),
-            (json!(false), json!(2))
-        );
-        assert!(file["modified_at"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')));
+        assert_eq!((file["is_dir"].clone(), file["size"].clone()), (json!(false), json!(2)));
+        assert!(file["modified_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
         let (status, body) = agent.get(&format!("/files?path={q}%2Fnope")).await;
         assert_error(status, &body, 404, "NOT_FOUND");
         let (status, body) = agent.get(&format!("/files?path={q}%2Flink")).await;
         assert_error(status, &body, 400, "VALIDATION_FAILED");
 
-        let (_, body) = agent
-            .post("/fs/stat", json!({"path": agent.path("t/link")}))
-            .await;
+        let (_, body) = agent.post("/fs/stat", json!({"path": agent.path("t/link")})).await;
         let d = &body["data"];
         assert_eq!(d["is_symlink"], true);
         assert_eq!(d["symlink_target"], "a/x.txt");
@@ -210,31 +185,23 @@ async fn mkdir_move_remove() {
         assert!(agent.root.join("made/deep").is_dir());
         let (status, _) = agent.post("/fs/mkdir", json!({"path": dir})).await;
         assert_eq!(status, StatusCode::CREATED, "parents: existing dir is fine");
-        let (status, body) = agent
-            .post("/fs/mkdir", json!({"path": dir, "parents": false}))
-            .await;
+        let (status, body) = agent.post("/fs/mkdir", json!({"path": dir, "parents": false})).await;
         assert_error(status, &body, 409, "ALREADY_EXISTS");
 
         let (src, dst) = (agent.path("made/src.txt"), agent.path("moved/dst.txt"));
         std::fs::write(&src, "s").expect("write");
         std::fs::write(agent.root.join("made/other.txt"), "o").expect("write");
-        let (status, body) = agent
-            .post("/fs/move", json!({"from": src, "to": dst}))
-            .await;
+        let (status, body) = agent.post("/fs/move", json!({"from": src, "to": dst})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"], json!({"from": src, "to": dst}));
         assert_eq!(std::fs::read_to_string(&dst).expect("moved"), "s");
 
         let other = agent.path("made/other.txt");
-        let (status, body) = agent
-            .post("/fs/move", json!({"source": other, "destination": dst}))
-            .await;
+        let (status, body) =
+            agent.post("/fs/move", json!({"source": other, "destination": dst})).await;
         assert_error(status, &body, 409, "ALREADY_EXISTS");
         let (status, _) = agent
-            .post(
-                "/fs/move",
-                json!({"old_path": other, "new_path": dst, "overwrite": true}),
-            )
+            .post("/fs/move", json!({"old_path": other, "new_path": dst, "overwrite": true}))
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(std::fs::read_to_string(&dst).expect("moved"), "o");
@@ -242,22 +209,15 @@ async fn mkdir_move_remove() {
         let made = agent.path("made");
         let (status, body) = agent.post("/fs/remove", json!({"path": made})).await;
         assert_error(status, &body, 409, "ALREADY_EXISTS");
-        let (status, _) = agent
-            .post("/fs/remove", json!({"path": made, "recursive": true}))
-            .await;
+        let (status, _) = agent.post("/fs/remove", json!({"path": made, "recursive": true})).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(!agent.root.join("made").exists());
         let (status, body) = agent.post("/fs/remove", json!({"path": made})).await;
         assert_error(status, &body, 404, "NOT_FOUND");
 
         let q = urlencoding::encode(&agent.path("moved")).into_owned();
-        let (status, _, _) = agent
-            .raw(
-                Method::DELETE,
-                &format!("/files?path={q}&recursive=true"),
-                "",
-            )
-            .await;
+        let (status, _, _) =
+            agent.raw(Method::DELETE, &format!("/files?path={q}&recursive=true"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(!agent.root.join("moved").exists());
     })

@@ -23,15 +23,11 @@ async fn background_process_lifecycle() {
         let pid = created["pid"].as_i64().expect("pid");
         assert_eq!(created["state"], "running");
         assert_eq!(created["name"], "svc");
-        assert!(created["started_at"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')));
+        assert!(created["started_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
         let (_, list) = agent.get("/processes").await;
         let listed = list["data"].as_array().expect("list");
-        assert!(listed
-            .iter()
-            .any(|p| p["pid"] == pid && p["exit_code"].is_null()));
+        assert!(listed.iter().any(|p| p["pid"] == pid && p["exit_code"].is_null()));
 
         let logs = eventually(5, || async {
             let (_, body) = agent.get(&format!("/processes/{pid}/logs")).await;
@@ -43,13 +39,8 @@ async fn background_process_lifecycle() {
         let (_, tail) = agent.get(&format!("/processes/{pid}/logs?tail=1")).await;
         assert_eq!(tail["data"].as_str().map(|t| t.lines().count()), Some(1));
 
-        let mut sse = agent
-            .sse(
-                Method::GET,
-                &format!("/processes/{pid}/stream"),
-                Value::Null,
-            )
-            .await;
+        let mut sse =
+            agent.sse(Method::GET, &format!("/processes/{pid}/stream"), Value::Null).await;
         let mut replayed = Vec::new();
         for _ in 0..2 {
             let ev = sse.next().await.expect("replayed line");
@@ -59,15 +50,10 @@ async fn background_process_lifecycle() {
         replayed.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             replayed,
-            vec![
-                ("stderr".into(), json!("two")),
-                ("stdout".into(), json!("one"))
-            ]
+            vec![("stderr".into(), json!("two")), ("stdout".into(), json!("one"))]
         );
 
-        let (status, _, _) = agent
-            .raw(Method::DELETE, &format!("/processes/{pid}"), "")
-            .await;
+        let (status, _, _) = agent.raw(Method::DELETE, &format!("/processes/{pid}"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let exit = sse.next().await.expect("exit event");
         assert_eq!(exit.event, "exit");
@@ -78,9 +64,7 @@ async fn background_process_lifecycle() {
         assert!(after["ended_at"].as_str().is_some());
 
         // Deleting an exited process forgets it.
-        let (status, _, _) = agent
-            .raw(Method::DELETE, &format!("/processes/{pid}"), "")
-            .await;
+        let (status, _, _) = agent.raw(Method::DELETE, &format!("/processes/{pid}"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, body) = agent.get(&format!("/processes/{pid}")).await;
         assert_error(status, &body, 404, "NOT_FOUND");
@@ -93,10 +77,7 @@ async fn finished_process_replays_output_and_exit() {
     let agent = Agent::start().await;
     within(30, async {
         let (_, body) = agent
-            .post(
-                "/processes",
-                json!({"command": "for i in 1 2 3 4 5; do echo $i; done; exit 5"}),
-            )
+            .post("/processes", json!({"command": "for i in 1 2 3 4 5; do echo $i; done; exit 5"}))
             .await;
         let pid = body["data"]["pid"].as_i64().expect("pid");
         let done = eventually(5, || async {
@@ -109,13 +90,8 @@ async fn finished_process_replays_output_and_exit() {
         let (_, tail) = agent.get(&format!("/processes/{pid}/logs?tail=2")).await;
         assert_eq!(tail["data"], "4\n5\n");
 
-        let mut sse = agent
-            .sse(
-                Method::GET,
-                &format!("/processes/{pid}/stream"),
-                Value::Null,
-            )
-            .await;
+        let mut sse =
+            agent.sse(Method::GET, &format!("/processes/{pid}/stream"), Value::Null).await;
         let mut lines = Vec::new();
         loop {
             let ev = sse.next().await.expect("event");
@@ -135,9 +111,8 @@ async fn finished_process_replays_output_and_exit() {
 async fn process_timeout_and_unknown_ids() {
     let agent = Agent::start().await;
     within(30, async {
-        let (_, body) = agent
-            .post("/processes", json!({"command": "sleep 30", "timeout": 0.3}))
-            .await;
+        let (_, body) =
+            agent.post("/processes", json!({"command": "sleep 30", "timeout": 0.3})).await;
         let pid = body["data"]["pid"].as_i64().expect("pid");
         let done = eventually(10, || async {
             let s = state_of(&agent, pid).await;
@@ -173,9 +148,7 @@ async fn kill_escalates_to_sigkill_when_term_is_ignored() {
         })
         .await;
         let started = std::time::Instant::now();
-        let (status, _, _) = agent
-            .raw(Method::DELETE, &format!("/processes/{pid}"), "")
-            .await;
+        let (status, _, _) = agent.raw(Method::DELETE, &format!("/processes/{pid}"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(started.elapsed() >= std::time::Duration::from_secs(2));
         let after = state_of(&agent, pid).await;

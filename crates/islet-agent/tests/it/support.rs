@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::UnixStream;
 
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -31,7 +31,7 @@ impl TempDir {
         Self(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -42,7 +42,7 @@ impl Drop for TempDir {
     }
 }
 
-pub struct Agent {
+pub(crate) struct Agent {
     pub socket: PathBuf,
     /// Scratch space for the test's files, apart from the socket.
     pub root: PathBuf,
@@ -56,14 +56,12 @@ impl Drop for Agent {
     }
 }
 
-pub async fn within<T>(secs: u64, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut)
-        .await
-        .expect("test step timed out")
+pub(crate) async fn within<T>(secs: u64, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut).await.expect("test step timed out")
 }
 
 /// Polls `check` until it returns Some, for at most `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -80,7 +78,7 @@ where
 }
 
 impl Agent {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = TempDir::new();
         let socket = dir.path().join("run/agent.sock");
         let root = dir.path().join("root");
@@ -88,34 +86,28 @@ impl Agent {
         let listener = islet_agent::bind_socket(&socket).expect("bind");
         let shutdown = CancellationToken::new();
         tokio::spawn(islet_agent::run(listener, shutdown.clone()));
-        Self {
-            socket,
-            root,
-            shutdown,
-            _dir: dir,
-        }
+        Self { socket, root, shutdown, _dir: dir }
     }
 
     /// An absolute path under the test's scratch root, as a string for JSON bodies.
-    pub fn path(&self, rel: &str) -> String {
+    pub(crate) fn path(&self, rel: &str) -> String {
         self.root.join(rel).to_string_lossy().into_owned()
     }
 
-    pub async fn send<B>(&self, req: Request<B>) -> Response<Incoming>
+    pub(crate) async fn send<B>(&self, req: Request<B>) -> Response<Incoming>
     where
         B: hyper::body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let stream = UnixStream::connect(&self.socket).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
         tokio::spawn(conn);
         sender.send_request(req).await.expect("send request")
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: Method,
         uri: &str,
@@ -134,12 +126,8 @@ impl Agent {
     }
 
     /// Sends a JSON body (or none for `Value::Null`) and parses the JSON answer.
-    pub async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        let bytes = if body.is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(body.to_string())
-        };
+    pub(crate) async fn call(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+        let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
         let (status, _, bytes) = self.raw(method, uri, bytes).await;
         let value = if bytes.is_empty() {
             Value::Null
@@ -151,21 +139,17 @@ impl Agent {
         (status, value)
     }
 
-    pub async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, uri, body).await
     }
 
-    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Method::GET, uri, Value::Null).await
     }
 
     /// Opens an SSE stream; panics unless it answers 200 with `text/event-stream`.
-    pub async fn sse(&self, method: Method, uri: &str, body: Value) -> Sse {
-        let bytes = if body.is_null() {
-            Bytes::new()
-        } else {
-            Bytes::from(body.to_string())
-        };
+    pub(crate) async fn sse(&self, method: Method, uri: &str, body: Value) -> Sse {
+        let bytes = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
         let req = Request::builder()
             .method(method)
             .uri(uri)
@@ -180,38 +164,32 @@ impl Agent {
             Some("text/event-stream"),
             "{uri}"
         );
-        Sse {
-            body: resp.into_body(),
-            buf: String::new(),
-        }
+        Sse { body: resp.into_body(), buf: String::new() }
     }
 }
 
-pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, code: &str) {
+pub(crate) fn assert_error(status: StatusCode, body: &Value, want_status: u16, code: &str) {
     assert_eq!(status.as_u16(), want_status, "body: {body}");
     let err = &body["error"];
     assert_eq!(err["code"], code, "body: {body}");
-    assert!(
-        err["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert_eq!(err["retryable"], false, "{body}");
 }
 
-pub struct Sse {
+pub(crate) struct Sse {
     body: Incoming,
     buf: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct SseEvent {
+pub(crate) struct SseEvent {
     pub event: String,
     pub data: Value,
 }
 
 impl Sse {
     /// The next event (comments skipped); None when the stream ends.
-    pub async fn next(&mut self) -> Option<SseEvent> {
+    pub(crate) async fn next(&mut self) -> Option<SseEvent> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();

@@ -11,9 +11,7 @@ type Ws = WebSocketStream<UnixStream>;
 async fn connect(agent: &Agent, query: &str) -> Result<Ws, tungstenite::Error> {
     let stream = UnixStream::connect(&agent.socket).await.expect("connect");
     let url = format!("ws://agent/terminal/stream{query}");
-    tokio_tungstenite::client_async(url, stream)
-        .await
-        .map(|(ws, _)| ws)
+    tokio_tungstenite::client_async(url, stream).await.map(|(ws, _)| ws)
 }
 
 /// Reads binary output until it contains `needle`; text frames are returned alongside.
@@ -37,24 +35,15 @@ async fn send_text(ws: &mut Ws, text: String) {
 async fn terminal_session_survives_reattach() {
     let agent = Agent::start().await;
     within(60, async {
-        let (status, body) = agent
-            .post(
-                "/terminal",
-                json!({"cols": 100, "rows": 30, "cwd": agent.path("")}),
-            )
-            .await;
+        let (status, body) =
+            agent.post("/terminal", json!({"cols": 100, "rows": 30, "cwd": agent.path("")})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let d = &body["data"];
         let id = d["session_id"].as_str().expect("id").to_string();
         assert_eq!(d["id"], id.as_str());
         assert!(id.starts_with("term_") && id.len() == 21, "{id}");
-        assert!(id[5..]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
-        assert_eq!(
-            (d["cols"].clone(), d["rows"].clone()),
-            (json!(100), json!(30))
-        );
+        assert!(id[5..].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert_eq!((d["cols"].clone(), d["rows"].clone()), (json!(100), json!(30)));
         assert_eq!(d["state"], "running");
 
         let (_, list) = agent.get("/terminal").await;
@@ -64,42 +53,28 @@ async fn terminal_session_survives_reattach() {
             .iter()
             .any(|s| s["session_id"] == id.as_str()));
 
-        let mut ws = connect(&agent, &format!("?session_id={id}"))
-            .await
-            .expect("attach");
+        let mut ws = connect(&agent, &format!("?session_id={id}")).await.expect("attach");
         // Raw keystrokes as a binary frame; `$((6*7))` proves the shell ran it (the echo of
         // the typed line itself does not contain "42").
-        ws.send(Message::Binary("echo hi; echo mark$((6*7))\n".into()))
-            .await
-            .expect("send");
+        ws.send(Message::Binary("echo hi; echo mark$((6*7))\n".into())).await.expect("send");
         let (out, _) = read_until(&mut ws, "mark42").await;
         assert!(out.contains("hi\r\n"), "{out:?}");
 
-        send_text(
-            &mut ws,
-            json!({"type": "resize", "cols": 120, "rows": 40}).to_string(),
-        )
-        .await;
+        send_text(&mut ws, json!({"type": "resize", "cols": 120, "rows": 40}).to_string()).await;
         send_text(&mut ws, "stty size\n".to_string()).await;
         read_until(&mut ws, "40 120").await;
         ws.close(None).await.expect("detach");
         drop(ws);
 
-        let mut ws = connect(&agent, &format!("?session_id={id}"))
-            .await
-            .expect("reattach");
+        let mut ws = connect(&agent, &format!("?session_id={id}")).await.expect("reattach");
         let first = ws.next().await.expect("frame").expect("frame");
-        let Message::Binary(scrollback) = first else {
-            panic!("scrollback first, got {first:?}")
-        };
+        let Message::Binary(scrollback) = first else { panic!("scrollback first, got {first:?}") };
         assert!(String::from_utf8_lossy(&scrollback).contains("mark42"));
         let input = json!({"type": "input", "data": "echo again$((1+1))\n"}).to_string();
         send_text(&mut ws, input).await;
         read_until(&mut ws, "again2").await;
 
-        let (status, _, _) = agent
-            .raw(Method::DELETE, &format!("/terminal/{id}"), "")
-            .await;
+        let (status, _, _) = agent.raw(Method::DELETE, &format!("/terminal/{id}"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let exit = loop {
             match ws.next().await {
@@ -113,13 +88,9 @@ async fn terminal_session_survives_reattach() {
         assert_eq!(exit["type"], "exit");
         assert!(exit["exit_code"].as_i64().is_some());
 
-        let (status, _, _) = agent
-            .raw(Method::DELETE, &format!("/terminal/{id}"), "")
-            .await;
+        let (status, _, _) = agent.raw(Method::DELETE, &format!("/terminal/{id}"), "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let err = connect(&agent, &format!("?session_id={id}"))
-            .await
-            .expect_err("gone");
+        let err = connect(&agent, &format!("?session_id={id}")).await.expect_err("gone");
         match err {
             tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 404),
             other => panic!("expected HTTP 404, got {other}"),
@@ -140,20 +111,14 @@ async fn websocket_without_session_creates_one_and_reports_exit() {
         assert_eq!(hello["type"], "session");
         let id = hello["session_id"].as_str().expect("id").to_string();
         let (_, list) = agent.get("/terminal").await;
-        let listed = list["data"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .find(|s| s["id"] == id.as_str())
-            .cloned();
+        let listed =
+            list["data"].as_array().expect("list").iter().find(|s| s["id"] == id.as_str()).cloned();
         assert_eq!(
             listed.map(|s| (s["cols"].clone(), s["rows"].clone())),
             Some((json!(90), json!(20)))
         );
 
-        ws.send(Message::Binary("exit 7\n".into()))
-            .await
-            .expect("send");
+        ws.send(Message::Binary("exit 7\n".into())).await.expect("send");
         let (_, texts) = read_until_exit(&mut ws).await;
         assert_eq!(texts.last(), Some(&json!({"type": "exit", "exit_code": 7})));
         let (status, body) = agent.get(&format!("/no-such/{id}")).await;

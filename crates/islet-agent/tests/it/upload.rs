@@ -34,10 +34,7 @@ async fn upload_and_download_stream_large_files() {
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         let body: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(body["data"]["size"], CHUNK * CHUNKS);
-        assert_eq!(
-            std::fs::metadata(&path).expect("uploaded").len(),
-            (CHUNK * CHUNKS) as u64
-        );
+        assert_eq!(std::fs::metadata(&path).expect("uploaded").len(), (CHUNK * CHUNKS) as u64);
 
         let req = Request::builder()
             .uri(format!("/fs/download?path={}", urlencoding::encode(&path)))
@@ -45,10 +42,7 @@ async fn upload_and_download_stream_large_files() {
             .body(http_body_util::Empty::<Bytes>::new())
             .expect("request");
         let resp = agent.send(req).await;
-        assert_eq!(
-            resp.headers()["content-length"],
-            (CHUNK * CHUNKS).to_string()
-        );
+        assert_eq!(resp.headers()["content-length"], (CHUNK * CHUNKS).to_string());
         let mut body = resp.into_body();
         let mut offset = 0usize;
         while let Some(frame) = body.frame().await {
@@ -63,19 +57,12 @@ async fn upload_and_download_stream_large_files() {
         assert_eq!(offset, CHUNK * CHUNKS);
         // Buffering either direction would add >= 100 MiB to the peak; streaming adds little.
         if let (Some(before), Some(after)) = (hwm_before, vm_hwm_kib()) {
-            assert!(
-                after - before < 90 * 1024,
-                "peak RSS grew {} KiB",
-                after - before
-            );
+            assert!(after - before < 90 * 1024, "peak RSS grew {} KiB", after - before);
         }
 
         // In the same test, after the RSS check: this one does hold 64 MiB in memory.
         let filler = "a".repeat(islet_agent::BODY_LIMIT + 1024);
-        let body = format!(
-            "{{\"path\":\"{}\",\"content\":\"{filler}\"}}",
-            agent.path("x")
-        );
+        let body = format!("{{\"path\":\"{}\",\"content\":\"{filler}\"}}", agent.path("x"));
         let (status, _, bytes) = agent.raw(Method::POST, "/fs/write", body).await;
         let body: Value = serde_json::from_slice(&bytes).expect("json");
         assert_error(status, &body, 413, "TOO_LARGE");

@@ -23,20 +23,13 @@ async fn watch_reports_changes() {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let q = urlencoding::encode(&dir).into_owned();
         let mut sse = agent
-            .sse(
-                Method::GET,
-                &format!("/files/watch?path={q}&recursive=true"),
-                Value::Null,
-            )
+            .sse(Method::GET, &format!("/files/watch?path={q}&recursive=true"), Value::Null)
             .await;
 
         let plain = agent.path("w/plain.txt");
         std::fs::write(&plain, "x").expect("write");
         let (ev, _) = wait_for(&mut sse, "created", &plain).await;
-        assert_eq!(
-            ev,
-            json!({"type": "file", "event": "created", "path": plain, "is_dir": false})
-        );
+        assert_eq!(ev, json!({"type": "file", "event": "created", "path": plain, "is_dir": false}));
         let (ev, _) = wait_for(&mut sse, "modified", &plain).await;
         assert_eq!(ev["is_dir"], false);
 
@@ -47,13 +40,10 @@ async fn watch_reports_changes() {
 
         // The agent's atomic write shows up under the real name only.
         let api = agent.path("w/api.txt");
-        agent
-            .post("/fs/write", json!({"path": api, "content": "hi"}))
-            .await;
+        agent.post("/fs/write", json!({"path": api, "content": "hi"})).await;
         let (_, seen) = wait_for(&mut sse, "created", &api).await;
         assert!(
-            seen.iter()
-                .all(|e| !e["path"].as_str().unwrap_or_default().contains("islet-tmp")),
+            seen.iter().all(|e| !e["path"].as_str().unwrap_or_default().contains("islet-tmp")),
             "{seen:?}"
         );
 

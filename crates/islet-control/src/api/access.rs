@@ -16,21 +16,18 @@ use crate::state::AppState;
 /// What a route needs: a scope (`None`: any credential of the tenant), and whether
 /// end-user-bound credentials may call it at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Need {
+pub(super) struct Need {
     pub scope: Option<Scope>,
     pub user_bound_ok: bool,
 }
 
 const fn need(scope: Scope, user_bound_ok: bool) -> Option<Need> {
-    Some(Need {
-        scope: Some(scope),
-        user_bound_ok,
-    })
+    Some(Need { scope: Some(scope), user_bound_ok })
 }
 
 /// The table. `path` is the route pattern under `/api/v1`. `None`: no such route is known
 /// to this table, which refuses it (a new route must be added here to be reachable).
-pub fn requirement(method: &Method, path: &str) -> Option<Need> {
+pub(super) fn requirement(method: &Method, path: &str) -> Option<Need> {
     use Scope::*;
     let read = *method == Method::GET || *method == Method::HEAD;
     let sandbox_sub = path.strip_prefix("/sandboxes/{id}");
@@ -95,20 +92,14 @@ pub fn requirement(method: &Method, path: &str) -> Option<Need> {
         }
         (p, _) if p.starts_with("/tenant/preview-domain") => {
             if read {
-                Some(Need {
-                    scope: None,
-                    user_bound_ok: false,
-                })
+                Some(Need { scope: None, user_bound_ok: false })
             } else {
                 need(DomainsWrite, false)
             }
         }
         ("/tenant/branding" | "/settings/branding" | "/settings", _) => {
             if read {
-                Some(Need {
-                    scope: None,
-                    user_bound_ok: false,
-                })
+                Some(Need { scope: None, user_bound_ok: false })
             } else {
                 need(SettingsWrite, false)
             }
@@ -129,10 +120,7 @@ fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -146,13 +134,13 @@ fn sandbox_segment(path: &str) -> Option<&str> {
 /// The tenant a response was for, once its credential was known (for CORS, which answers
 /// with the tenant's own allowed origins).
 #[derive(Debug, Clone)]
-pub struct AnsweredFor(pub islet_types::TenantId);
+pub(super) struct AnsweredFor(pub islet_types::TenantId);
 
 /// The layer: authenticate, look the route up, check the scope, and for end-user-bound
 /// credentials check the sandbox belongs to their user. The principal is left in the request
 /// for the handler ([`super::auth::Caller`]); the response, refusals included, notes the
 /// tenant.
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut tenant = None;
     let mut response = match check(&state, req, next, &mut tenant).await {
         Ok(r) => r,
@@ -170,47 +158,31 @@ async fn check(
     next: Next,
     tenant: &mut Option<islet_types::TenantId>,
 ) -> Result<Response, ApiError> {
-    let pattern = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
-    let pattern = pattern
-        .strip_prefix("/api/v1")
-        .unwrap_or(&pattern)
-        .to_owned();
+    let pattern =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let pattern = pattern.strip_prefix("/api/v1").unwrap_or(&pattern).to_owned();
     if pattern == "/health" {
         return Ok(next.run(req).await);
     }
     let token = bearer(&req).ok_or(ApiError::Unauthenticated)?;
-    let principal: Principal = state
-        .store
-        .authenticate(token)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let principal: Principal =
+        state.store.authenticate(token).await?.ok_or(ApiError::Unauthenticated)?;
     *tenant = Some(principal.tenant_id.clone());
     let need = requirement(req.method(), &pattern)
         .ok_or_else(|| ApiError::Forbidden("this route is not open to API credentials".into()))?;
     if let Some(scope) = need.scope {
         if !principal.scopes.allows(scope) {
-            return Err(ApiError::Forbidden(format!(
-                "this needs the `{scope}` scope"
-            )));
+            return Err(ApiError::Forbidden(format!("this needs the `{scope}` scope")));
         }
     }
     // Rate limits: the credential's own, and its end user's (shared by all their tokens).
-    let key = principal
-        .token_id
-        .clone()
-        .unwrap_or_else(|| principal.key_id.to_string());
+    let key = principal.token_id.clone().unwrap_or_else(|| principal.key_id.to_string());
     let mut decision = state.key_limiter.check(&key);
     let mut limit = state.key_limiter.limit().0;
     let mut what = "API key";
     if decision.allowed {
         if let Some(user) = &principal.external_user_id {
-            let by_user = state
-                .user_limiter
-                .check(&format!("{}/{user}", principal.tenant_id));
+            let by_user = state.user_limiter.check(&format!("{}/{user}", principal.tenant_id));
             if !by_user.allowed || by_user.remaining < decision.remaining {
                 decision = by_user;
                 limit = state.user_limiter.limit().0;
@@ -219,11 +191,7 @@ async fn check(
         }
     }
     if !decision.allowed {
-        return Err(ApiError::Throttled {
-            what,
-            retry_after: decision.retry_after,
-            limit,
-        });
+        return Err(ApiError::Throttled { what, retry_after: decision.retry_after, limit });
     }
     if let Some(user) = &principal.external_user_id {
         if !need.user_bound_ok {
@@ -247,10 +215,7 @@ async fn check(
         for (name, value) in [
             ("x-ratelimit-limit", limit.to_string()),
             ("x-ratelimit-remaining", decision.remaining.to_string()),
-            (
-                "x-ratelimit-reset",
-                decision.reset.as_secs_f64().ceil().to_string(),
-            ),
+            ("x-ratelimit-reset", decision.reset.as_secs_f64().ceil().to_string()),
         ] {
             if let Ok(v) = http::HeaderValue::from_str(&value) {
                 headers.insert(name, v);
@@ -268,77 +233,23 @@ mod tests {
     fn routes_map_to_the_scopes_they_need() {
         let cases = [
             (Method::GET, "/sandboxes", Some(Scope::SandboxesRead), true),
-            (
-                Method::POST,
-                "/sandboxes",
-                Some(Scope::SandboxesCreate),
-                true,
-            ),
-            (
-                Method::DELETE,
-                "/sandboxes/{id}",
-                Some(Scope::SandboxesWrite),
-                true,
-            ),
-            (
-                Method::POST,
-                "/sandboxes/{id}/exec",
-                Some(Scope::SandboxesExec),
-                true,
-            ),
-            (
-                Method::GET,
-                "/sandboxes/{id}/fs/{*rest}",
-                Some(Scope::SandboxesRead),
-                true,
-            ),
-            (
-                Method::PUT,
-                "/sandboxes/{id}/files/{*rest}",
-                Some(Scope::SandboxesExec),
-                true,
-            ),
-            (
-                Method::POST,
-                "/sandboxes/{id}/preview-token",
-                Some(Scope::PreviewsWrite),
-                true,
-            ),
-            (
-                Method::GET,
-                "/sandboxes/{id}/previews",
-                Some(Scope::SandboxesRead),
-                true,
-            ),
+            (Method::POST, "/sandboxes", Some(Scope::SandboxesCreate), true),
+            (Method::DELETE, "/sandboxes/{id}", Some(Scope::SandboxesWrite), true),
+            (Method::POST, "/sandboxes/{id}/exec", Some(Scope::SandboxesExec), true),
+            (Method::GET, "/sandboxes/{id}/fs/{*rest}", Some(Scope::SandboxesRead), true),
+            (Method::PUT, "/sandboxes/{id}/files/{*rest}", Some(Scope::SandboxesExec), true),
+            (Method::POST, "/sandboxes/{id}/preview-token", Some(Scope::PreviewsWrite), true),
+            (Method::GET, "/sandboxes/{id}/previews", Some(Scope::SandboxesRead), true),
             (Method::GET, "/usage", Some(Scope::UsageRead), true),
             (Method::POST, "/webhooks", Some(Scope::WebhooksWrite), false),
-            (
-                Method::PUT,
-                "/quotas/external/{uid}",
-                Some(Scope::PolicyWrite),
-                false,
-            ),
-            (
-                Method::PUT,
-                "/tenant/preview-domain",
-                Some(Scope::DomainsWrite),
-                false,
-            ),
+            (Method::PUT, "/quotas/external/{uid}", Some(Scope::PolicyWrite), false),
+            (Method::PUT, "/tenant/preview-domain", Some(Scope::DomainsWrite), false),
             (Method::POST, "/api-keys", Some(Scope::KeysWrite), false),
-            (
-                Method::POST,
-                "/tokens/scoped",
-                Some(Scope::TokensWrite),
-                false,
-            ),
+            (Method::POST, "/tokens/scoped", Some(Scope::TokensWrite), false),
         ];
         for (method, path, scope, user_ok) in cases {
             let need = requirement(&method, path).unwrap_or_else(|| panic!("{method} {path}"));
-            assert_eq!(
-                (need.scope, need.user_bound_ok),
-                (scope, user_ok),
-                "{method} {path}"
-            );
+            assert_eq!((need.scope, need.user_bound_ok), (scope, user_ok), "{method} {path}");
         }
         assert_eq!(requirement(&Method::GET, "/sandboxes/{id}/unknown"), None);
         assert_eq!(requirement(&Method::GET, "/nowhere"), None);
@@ -346,10 +257,7 @@ mod tests {
 
     #[test]
     fn the_sandbox_segment_is_read_from_the_path() {
-        assert_eq!(
-            sandbox_segment("/api/v1/sandboxes/sbx_x/exec"),
-            Some("sbx_x")
-        );
+        assert_eq!(sandbox_segment("/api/v1/sandboxes/sbx_x/exec"), Some("sbx_x"));
         assert_eq!(sandbox_segment("/api/v1/sandboxes/"), None);
     }
 }

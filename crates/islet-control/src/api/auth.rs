@@ -14,11 +14,6 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .map(Caller)
-            .ok_or(ApiError::Unauthenticated)
+        parts.extensions.get::<Principal>().cloned().map(Caller).ok_or(ApiError::Unauthenticated)
     }
 }

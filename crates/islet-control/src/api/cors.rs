@@ -60,9 +60,7 @@ impl OriginCache {
         let allowed = origins.iter().any(|o| o == origin);
         let mut remembered = self.lock();
         if remembered.generation == generation {
-            remembered
-                .by_tenant
-                .insert(tenant.clone(), (Instant::now(), origins));
+            remembered.by_tenant.insert(tenant.clone(), (Instant::now(), origins));
         }
         allowed
     }
@@ -86,9 +84,7 @@ impl OriginCache {
             if remembered.anywhere.len() >= MAX_REMEMBERED {
                 remembered.anywhere.clear();
             }
-            remembered
-                .anywhere
-                .insert(origin.to_owned(), (Instant::now(), allowed));
+            remembered.anywhere.insert(origin.to_owned(), (Instant::now(), allowed));
         }
         allowed
     }
@@ -114,11 +110,8 @@ fn set(response: &mut Response, name: &'static str, value: &str) {
 }
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let origin = req
-        .headers()
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let origin =
+        req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some(origin) = origin else {
         return next.run(req).await;
     };
@@ -137,22 +130,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     let mut response = next.run(req).await;
     set(&mut response, "vary", "Origin");
-    let tenant = response
-        .extensions()
-        .get::<AnsweredFor>()
-        .map(|a| a.0.clone());
+    let tenant = response.extensions().get::<AnsweredFor>().map(|a| a.0.clone());
     if let Some(tenant) = tenant {
-        if state
-            .origins
-            .tenant_allows(&state.store, &tenant, &origin)
-            .await
-        {
+        if state.origins.tenant_allows(&state.store, &tenant, &origin).await {
             set(&mut response, "access-control-allow-origin", &origin);
-            set(
-                &mut response,
-                "access-control-expose-headers",
-                EXPOSE_HEADERS,
-            );
+            set(&mut response, "access-control-expose-headers", EXPOSE_HEADERS);
         }
     }
     response

@@ -10,14 +10,14 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-pub const DEFAULT_TIMEOUT_SEC: u64 = 1800;
+pub(super) const DEFAULT_TIMEOUT_SEC: u64 = 1800;
 pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
 const MAX_TAGS: usize = 50;
 const MAX_ENV: usize = 200;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     template_id: Option<String>,
     image: Option<String>,
     name: Option<String>,
@@ -44,10 +44,7 @@ pub(crate) fn label(
 ) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if !islet_types::sandbox::label_ok(&v) => Err(ApiError::validation(
-            format!(
-                "{field} must be 1..={} printable characters",
-                islet_types::sandbox::MAX_LABEL
-            ),
+            format!("{field} must be 1..={} printable characters", islet_types::sandbox::MAX_LABEL),
             field,
         )),
         other => Ok(other),
@@ -63,11 +60,11 @@ fn env_key_ok(key: &str) -> bool {
 impl CreateBody {
     /// Whether the body leaves `timeout_sec` and `idle_timeout_sec` to the defaults (which an
     /// end user's policy may set).
-    pub fn omits_timeouts(&self) -> (bool, bool) {
+    pub(super) fn omits_timeouts(&self) -> (bool, bool) {
         (self.timeout_sec.is_none(), self.idle_timeout_sec.is_none())
     }
 
-    pub fn validate(self) -> Result<CreateSandbox, ApiError> {
+    pub(super) fn validate(self) -> Result<CreateSandbox, ApiError> {
         let requested = self.template_id.or(self.image).unwrap_or_default();
         let template_id = template::resolve(&requested)
             .ok_or_else(|| {
@@ -100,24 +97,16 @@ impl CreateBody {
         };
         let metadata = self.metadata.unwrap_or_default();
         if serde_json::to_vec(&metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
-            return Err(ApiError::validation(
-                "metadata must be at most 16 KiB",
-                "metadata",
-            ));
+            return Err(ApiError::validation("metadata must be at most 16 KiB", "metadata"));
         }
         let tags = self.tags.unwrap_or_default();
         if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-            return Err(ApiError::validation(
-                "at most 50 tags of 1..=64 characters",
-                "tags",
-            ));
+            return Err(ApiError::validation("at most 50 tags of 1..=64 characters", "tags"));
         }
         let env = self.env.unwrap_or_default();
         if env.len() > MAX_ENV
             || env.keys().any(|k| !env_key_ok(k))
-            || env
-                .values()
-                .any(|v| v.len() > 32 * 1024 || v.contains('\0'))
+            || env.values().any(|v| v.len() > 32 * 1024 || v.contains('\0'))
         {
             return Err(ApiError::validation(
                 "env keys must match [A-Za-z_][A-Za-z0-9_]*, values at most 32 KiB, at most 200 entries",
@@ -151,17 +140,13 @@ mod tests {
     use super::*;
 
     fn body(json: serde_json::Value) -> Result<CreateSandbox, ApiError> {
-        serde_json::from_value::<CreateBody>(json)
-            .expect("shape")
-            .validate()
+        serde_json::from_value::<CreateBody>(json).expect("shape").validate()
     }
 
     #[test]
     fn sdk_minimal_body_is_valid() {
-        let req = body(
-            serde_json::json!({"template_id":"miosa-sandbox","timeout_sec":1800,
-            "external_user_id":"user_42","metadata":{"source":"wl"}}),
-        )
+        let req = body(serde_json::json!({"template_id":"miosa-sandbox","timeout_sec":1800,
+            "external_user_id":"user_42","metadata":{"source":"wl"}}))
         .expect("valid");
         assert_eq!(req.template_id, "miosa-sandbox");
         assert_eq!(req.external_user_id.as_deref(), Some("user_42"));
@@ -175,10 +160,7 @@ mod tests {
             (serde_json::json!({"size":"huge"}), "size"),
             (serde_json::json!({"timeout_sec":0}), "timeout_sec"),
             (serde_json::json!({"env":{"1BAD":"x"}}), "env"),
-            (
-                serde_json::json!({"external_user_id":""}),
-                "external_user_id",
-            ),
+            (serde_json::json!({"external_user_id":""}), "external_user_id"),
             (serde_json::json!({"isolation":"vm"}), "isolation"),
         ] {
             match body(json) {

@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// How often a quiet stream checks the outbox when no write signalled.
 const POLL: Duration = Duration::from_secs(1);
 /// Event streams one tenant may hold open at once.
-pub const MAX_STREAMS_PER_TENANT: usize = 20;
+pub(super) const MAX_STREAMS_PER_TENANT: usize = 20;
 
 /// A tenant's hold on one of its stream slots, given back on drop.
 struct Slot {
@@ -46,10 +46,7 @@ impl Slot {
             )));
         }
         *n += 1;
-        Ok(Self {
-            state: state.clone(),
-            tenant: tenant.clone(),
-        })
+        Ok(Self { state: state.clone(), tenant: tenant.clone() })
     }
 }
 
@@ -66,7 +63,7 @@ impl Drop for Slot {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct StreamQuery {
+pub(super) struct StreamQuery {
     types: Option<String>,
     external_user_id: Option<String>,
     scope: Option<String>,
@@ -142,24 +139,16 @@ impl Filter {
 }
 
 fn start_after(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<i64>, ApiError> {
-    let raw = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or(q.after.as_deref());
+    let raw = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(q.after.as_deref());
     match raw {
         None | Some("") => Ok(None),
-        Some(r) => r
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::validation("Last-Event-ID / after must be an event position", "after")
-            }),
+        Some(r) => r.parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+            ApiError::validation("Last-Event-ID / after must be an event position", "after")
+        }),
     }
 }
 
-pub async fn stream(
+pub(super) async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,

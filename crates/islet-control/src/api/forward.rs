@@ -17,11 +17,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Request headers the agent may see.
-const PASSED_REQUEST_HEADERS: [http::HeaderName; 3] = [
-    http::header::CONTENT_TYPE,
-    http::header::CONTENT_LENGTH,
-    http::header::ACCEPT,
-];
+const PASSED_REQUEST_HEADERS: [http::HeaderName; 3] =
+    [http::header::CONTENT_TYPE, http::header::CONTENT_LENGTH, http::header::ACCEPT];
 
 /// Response headers the client may see.
 const PASSED_RESPONSE_HEADERS: [http::HeaderName; 4] = [
@@ -37,10 +34,7 @@ pub async fn running_sandbox(
     caller: &Caller,
     raw_id: &str,
 ) -> Result<SandboxRecord, ApiError> {
-    let record = state
-        .store
-        .get_sandbox(&caller.0.tenant_id, &parse_id(raw_id)?)
-        .await?;
+    let record = state.store.get_sandbox(&caller.0.tenant_id, &parse_id(raw_id)?).await?;
     match record.state {
         SandboxState::Running => Ok(record),
         SandboxState::Creating => Err(ApiError::Starting),
@@ -54,11 +48,7 @@ pub async fn forward(
     Path(params): Path<Vec<(String, String)>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let raw_id = params
-        .iter()
-        .find(|(k, _)| k == "id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let raw_id = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_default();
     let record = running_sandbox(&state, &caller, &raw_id).await?;
     touch(&state, &record);
 
@@ -81,18 +71,12 @@ pub async fn forward(
             builder = builder.header(name, value);
         }
     }
-    let agent_request = builder
-        .body(request.into_body())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let response = state
-        .runtime
-        .agent(&record.id)
-        .send(agent_request)
-        .await
-        .map_err(|e| {
-            tracing::warn!(sandbox_id = %record.id, error = %e, "agent unreachable");
-            ApiError::AgentUnavailable
-        })?;
+    let agent_request =
+        builder.body(request.into_body()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let response = state.runtime.agent(&record.id).send(agent_request).await.map_err(|e| {
+        tracing::warn!(sandbox_id = %record.id, error = %e, "agent unreachable");
+        ApiError::AgentUnavailable
+    })?;
     let (parts, body) = response.into_parts();
     let mut out = Response::builder().status(parts.status);
     for name in &PASSED_RESPONSE_HEADERS {
@@ -114,19 +98,15 @@ pub async fn forward(
     } else {
         Body::new(body)
     };
-    out.body(body)
-        .map_err(|e| ApiError::Internal(e.to_string()))
-        .map(IntoResponse::into_response)
+    out.body(body).map_err(|e| ApiError::Internal(e.to_string())).map(IntoResponse::into_response)
 }
 
 /// Record activity for the sandbox until the returned guard is dropped, so that an open
 /// terminal or stream keeps it from being stopped as idle: every third of its idle timeout
 /// (at least every second, at most every 30 s).
 pub fn keep_active(state: &AppState, record: &SandboxRecord) -> tokio_util::sync::DropGuard {
-    let every = std::time::Duration::from_secs(record.idle_timeout_sec.unwrap_or(90) / 3).clamp(
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(30),
-    );
+    let every = std::time::Duration::from_secs(record.idle_timeout_sec.unwrap_or(90) / 3)
+        .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30));
     let token = tokio_util::sync::CancellationToken::new();
     let (store, id, stop) = (state.store.clone(), record.id.clone(), token.clone());
     tokio::spawn(async move {

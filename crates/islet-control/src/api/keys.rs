@@ -26,11 +26,7 @@ const DEFAULT_TOKEN_TTL_SEC: u64 = 3_600;
 
 /// What a browser token gets when the caller names no scopes: everything a credential bound to
 /// one end user can use (the SDK documents "inherits all"), cut to what the minter holds.
-const BROWSER_DEFAULT: [Scope; 3] = [
-    Scope::SandboxesWrite,
-    Scope::PreviewsWrite,
-    Scope::UsageRead,
-];
+const BROWSER_DEFAULT: [Scope; 3] = [Scope::SandboxesWrite, Scope::PreviewsWrite, Scope::UsageRead];
 
 fn parse_key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("api key"))
@@ -112,10 +108,7 @@ async fn not_suspended(state: &AppState, caller: &Principal, user: &str) -> Resu
 fn granted(caller: &Principal, names: Option<Vec<String>>) -> Result<Option<ScopeSet>, ApiError> {
     let Some(names) = names else { return Ok(None) };
     if names.is_empty() {
-        return Err(ApiError::validation(
-            "scopes must name at least one scope",
-            "scopes",
-        ));
+        return Err(ApiError::validation("scopes must name at least one scope", "scopes"));
     }
     let set = ScopeSet::parse(&names).map_err(|e| ApiError::validation(e.to_string(), "scopes"))?;
     if !set.is_subset_of(caller.scopes) {
@@ -145,10 +138,7 @@ fn expiry(raw: Option<Value>) -> Result<Option<UnixMillis>, ApiError> {
         }
     };
     if at <= now_millis() {
-        return Err(ApiError::validation(
-            "expires_at must be in the future",
-            "expires_at",
-        ));
+        return Err(ApiError::validation("expires_at must be in the future", "expires_at"));
     }
     Ok(Some(at))
 }
@@ -167,7 +157,7 @@ fn label(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct KeyBody {
+pub(super) struct KeyBody {
     name: Option<String>,
     scopes: Option<Vec<String>>,
     expires_at: Option<Value>,
@@ -176,29 +166,24 @@ pub struct KeyBody {
     status: Option<String>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
     let keys = state.store.list_api_keys(&caller.tenant_id).await?;
-    Ok(Json(
-        json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() })))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = state
-        .store
-        .get_api_key(&caller.tenant_id, &parse_key_id(&id)?)
-        .await?;
+    let key = state.store.get_api_key(&caller.tenant_id, &parse_key_id(&id)?).await?;
     Ok(Json(json!({ "data": key_view(&key) })))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -218,26 +203,22 @@ pub async fn create(
 /// Make the key and answer 201 with its secret (shown this once).
 async fn created(state: &AppState, caller: &Principal, new: NewKey) -> Result<Response, ApiError> {
     let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "data": with_secret(&key, &plaintext) })),
-    )
+    Ok((StatusCode::CREATED, Json(json!({ "data": with_secret(&key, &plaintext) })))
         .into_response())
 }
 
 /// A key's free-text description: anything up to 1,000 bytes.
 fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
     match raw {
-        Some(d) if d.len() > 1000 => Err(ApiError::validation(
-            "description must be at most 1000 bytes",
-            "description",
-        )),
+        Some(d) if d.len() > 1000 => {
+            Err(ApiError::validation("description must be at most 1000 bytes", "description"))
+        }
         other => Ok(other),
     }
 }
 
 /// `POST /api-keys/scoped {"external_user_id", "scopes", "expires_at"?}`.
-pub async fn create_scoped(
+pub(super) async fn create_scoped(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -258,7 +239,7 @@ pub async fn create_scoped(
 }
 
 /// `PATCH /api-keys/{id} {"name"?, "scopes"?, "status": "revoked"?}`.
-pub async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -273,10 +254,7 @@ pub async fn update(
             state.store.revoke_api_key(&caller.tenant_id, &id).await?;
         }
         Some(_) => {
-            return Err(ApiError::validation(
-                "status can only be set to `revoked`",
-                "status",
-            ))
+            return Err(ApiError::validation("status can only be set to `revoked`", "status"))
         }
     }
     let key = state
@@ -298,7 +276,7 @@ pub async fn update(
     Ok(Json(json!({ "data": key_view(&key) })))
 }
 
-pub async fn rotate(
+pub(super) async fn rotate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -309,7 +287,7 @@ pub async fn rotate(
     Ok(Json(json!({ "data": with_secret(&key, &plaintext) })))
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -321,7 +299,7 @@ pub async fn revoke(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct TokenBody {
+pub(super) struct TokenBody {
     user_id: Option<String>,
     external_user_id: Option<String>,
     workspace_id: Option<String>,
@@ -332,7 +310,7 @@ pub struct TokenBody {
 }
 
 /// `POST /tokens/scoped`: a browser token for one end user.
-pub async fn create_token(
+pub(super) async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -353,10 +331,7 @@ pub async fn create_token(
         None => ScopeSet::of(&BROWSER_DEFAULT).intersect(caller.scopes),
     };
     if Value::Object(b.extra.clone()).to_string().len() > 4096 {
-        return Err(ApiError::validation(
-            "extra fields must be under 4 KiB",
-            "extra",
-        ));
+        return Err(ApiError::validation("extra fields must be under 4 KiB", "extra"));
     }
     let expires_at = now_millis() + (ttl * 1000) as i64;
     let (token, plaintext) = state
@@ -379,12 +354,12 @@ pub async fn create_token(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct TokenQuery {
+pub(super) struct TokenQuery {
     user_id: Option<String>,
     external_user_id: Option<String>,
 }
 
-pub async fn list_tokens(
+pub(super) async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<TokenQuery>,
@@ -393,19 +368,14 @@ pub async fn list_tokens(
         .store
         .list_browser_tokens(&caller.tenant_id, q.user_id.or(q.external_user_id))
         .await?;
-    Ok(Json(
-        json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() })))
 }
 
-pub async fn revoke_token(
+pub(super) async fn revoke_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .revoke_browser_token(&caller.tenant_id, &id)
-        .await?;
+    state.store.revoke_browser_token(&caller.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

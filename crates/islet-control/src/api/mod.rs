@@ -35,12 +35,7 @@ pub fn app(state: AppState) -> Router {
     let sandbox_routes = Router::new()
         .route("/", post(sandboxes::create).get(sandboxes::list))
         .route("/by-name/{name}", get(sandboxes::get_by_name))
-        .route(
-            "/{id}",
-            get(sandboxes::get)
-                .patch(sandboxes::patch)
-                .delete(sandboxes::delete),
-        )
+        .route("/{id}", get(sandboxes::get).patch(sandboxes::patch).delete(sandboxes::delete))
         .route("/{id}/stop", post(sandboxes::stop))
         .route("/{id}/pause", post(sandboxes::pause))
         .route("/{id}/resume", post(sandboxes::resume))
@@ -61,40 +56,21 @@ pub fn app(state: AppState) -> Router {
         .route("/{id}/terminal/{*rest}", any(forward::forward))
         .route("/{id}/expose", post(previews::expose))
         .route("/{id}/previews", get(previews::list).post(previews::create))
-        .route(
-            "/{id}/previews/{pid}",
-            get(previews::get).delete(previews::delete),
-        )
-        .route(
-            "/{id}/previews/{pid}/share",
-            post(previews::share).delete(previews::revoke_share),
-        )
+        .route("/{id}/previews/{pid}", get(previews::get).delete(previews::delete))
+        .route("/{id}/previews/{pid}/share", post(previews::share).delete(previews::revoke_share))
         .route("/{id}/preview-token", post(preview_tokens::create))
         .route("/{id}/preview-tokens", get(preview_tokens::list))
-        .route(
-            "/{id}/preview-tokens/{token_id}",
-            delete(preview_tokens::revoke_token),
-        )
-        .route(
-            "/{id}/shares",
-            get(preview_tokens::list_shares).post(preview_tokens::create_share),
-        )
-        .route(
-            "/{id}/shares/{share_id}",
-            delete(preview_tokens::revoke_share),
-        );
+        .route("/{id}/preview-tokens/{token_id}", delete(preview_tokens::revoke_token))
+        .route("/{id}/shares", get(preview_tokens::list_shares).post(preview_tokens::create_share))
+        .route("/{id}/shares/{share_id}", delete(preview_tokens::revoke_share));
     let tenant_routes = Router::new()
         .route(
             "/branding",
-            get(tenant::get_branding)
-                .put(tenant::put_branding)
-                .delete(tenant::delete_branding),
+            get(tenant::get_branding).put(tenant::put_branding).delete(tenant::delete_branding),
         )
         .route(
             "/preview-domain",
-            get(tenant::get_domain)
-                .put(tenant::put_domain)
-                .delete(tenant::delete_domain),
+            get(tenant::get_domain).put(tenant::put_domain).delete(tenant::delete_domain),
         )
         .route("/preview-domain/verify", post(tenant::verify_domain))
         .route("/events/stream", get(event_stream::stream))
@@ -112,12 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", post(webhooks::create).get(webhooks::list))
         // Before `/{id}`: `events` is not an id.
         .route("/events", get(webhooks::catalogue))
-        .route(
-            "/{id}",
-            get(webhooks::get)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
+        .route("/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/{id}/test", post(webhooks::test))
         .route("/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/{id}/deliveries", get(webhooks::deliveries))
@@ -133,21 +104,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api-keys", get(keys::list).post(keys::create))
         // Before `/{id}`: `scoped` is not an id.
         .route("/api-keys/scoped", post(keys::create_scoped))
-        .route(
-            "/api-keys/{id}",
-            get(keys::get).patch(keys::update).delete(keys::revoke),
-        )
+        .route("/api-keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
         .route("/api-keys/{id}/rotate", post(keys::rotate))
-        .route(
-            "/tokens/scoped",
-            get(keys::list_tokens).post(keys::create_token),
-        )
+        .route("/tokens/scoped", get(keys::list_tokens).post(keys::create_token))
         .route("/tokens/scoped/{id}", delete(keys::revoke_token))
         .route(
             "/quotas/external/{uid}",
-            get(policy::get_quota)
-                .put(policy::put_quota)
-                .delete(policy::delete_quota),
+            get(policy::get_quota).put(policy::put_quota).delete(policy::delete_quota),
         )
         .route(
             "/external-users/{uid}/policy",
@@ -155,10 +118,7 @@ pub fn app(state: AppState) -> Router {
                 .put(policy::put_user_policy)
                 .delete(policy::delete_user_policy),
         )
-        .route(
-            "/external-users/{uid}/effective-policy",
-            get(policy::effective_policy),
-        )
+        .route("/external-users/{uid}/effective-policy", get(policy::effective_policy))
         .route("/external-users/{uid}", get(policy::get_user))
         .route("/external-users/{uid}/suspend", post(policy::suspend))
         .route("/external-users/{uid}/unsuspend", post(policy::unsuspend))
@@ -166,21 +126,12 @@ pub fn app(state: AppState) -> Router {
         .nest("/sandboxes", sandbox_routes)
         .nest("/tenant", tenant_routes)
         .route("/settings", get(settings::get).put(settings::put))
-        .route(
-            "/settings/branding",
-            get(tenant::get_branding).put(tenant::put_branding_flat),
-        )
+        .route("/settings/branding", get(tenant::get_branding).put(tenant::put_branding_flat))
         // Every route above: authenticated, scope-checked, end-user-bound credentials kept to
         // their user's sandboxes. The fallback's 404 needs no credential.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            access::layer,
-        ))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::layer))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cors::layer,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

@@ -32,11 +32,7 @@ fn limit_values(limits: &Limits) -> Map<String, Value> {
         limits.max_sandbox_seconds_per_day,
         limits.max_credit_cents,
     ];
-    QUOTA_FIELDS
-        .iter()
-        .zip(values)
-        .map(|(f, v)| ((*f).to_owned(), json!(v)))
-        .collect()
+    QUOTA_FIELDS.iter().zip(values).map(|(f, v)| ((*f).to_owned(), json!(v))).collect()
 }
 
 /// The quota view: effective limits flat and under `limits` (null = uncapped), where each
@@ -68,16 +64,8 @@ async fn quota_answer(
     user: &str,
 ) -> Result<Value, ApiError> {
     let held = state.store.user_holding(tenant, user).await?;
-    let t = state
-        .store
-        .policy(tenant, Subject::Tenant)
-        .await?
-        .unwrap_or_default();
-    let u = state
-        .store
-        .policy(tenant, Subject::User(user.to_owned()))
-        .await?
-        .unwrap_or_default();
+    let t = state.store.policy(tenant, Subject::Tenant).await?.unwrap_or_default();
+    let u = state.store.policy(tenant, Subject::User(user.to_owned())).await?.unwrap_or_default();
     // The limits and their sources from the same two documents, read once.
     let limits = Limits::of(&t, &u);
     let sources: Map<String, Value> = policy::effective(&t, &u)
@@ -89,7 +77,7 @@ async fn quota_answer(
     Ok(json!({ "data": quota_view(user, &limits, &held, sources) }))
 }
 
-pub async fn get_quota(
+pub(super) async fn get_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -100,7 +88,7 @@ pub async fn get_quota(
 
 /// `PUT /quotas/external/{uid}`: the user's quotas become exactly the fields given; a field
 /// left out is not capped for this user (the tenant's default, if any, applies).
-pub async fn put_quota(
+pub(super) async fn put_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -111,41 +99,28 @@ pub async fn put_quota(
     for field in given.keys() {
         if !QUOTA_FIELDS.contains(&field.as_str()) {
             return Err(ApiError::Validation {
-                message: format!(
-                    "unknown quota `{field}`; known: {}",
-                    QUOTA_FIELDS.join(", ")
-                ),
+                message: format!("unknown quota `{field}`; known: {}", QUOTA_FIELDS.join(", ")),
                 field: None,
             });
         }
     }
-    policy::validate(&json!({ "quotas": given })).map_err(|e| ApiError::Validation {
-        message: e.0,
-        field: None,
-    })?;
+    policy::validate(&json!({ "quotas": given }))
+        .map_err(|e| ApiError::Validation { message: e.0, field: None })?;
     let section: Map<String, Value> = given.into_iter().filter(|(_, v)| !v.is_null()).collect();
     state
         .store
-        .set_policy_section(
-            &caller.tenant_id,
-            Subject::User(user.clone()),
-            "quotas",
-            Some(section),
-        )
+        .set_policy_section(&caller.tenant_id, Subject::User(user.clone()), "quotas", Some(section))
         .await?;
     Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
 }
 
-pub async fn delete_quota(
+pub(super) async fn delete_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = user_id(&uid)?;
-    state
-        .store
-        .set_policy_section(&caller.tenant_id, Subject::User(user), "quotas", None)
-        .await?;
+    state.store.set_policy_section(&caller.tenant_id, Subject::User(user), "quotas", None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -161,11 +136,7 @@ async fn get_doc(
     tenant: &islet_types::TenantId,
     subject: Subject,
 ) -> Result<Json<Value>, ApiError> {
-    let doc = state
-        .store
-        .policy(tenant, subject)
-        .await?
-        .unwrap_or_default();
+    let doc = state.store.policy(tenant, subject).await?.unwrap_or_default();
     Ok(Json(json!({ "data": doc })))
 }
 
@@ -181,18 +152,13 @@ async fn put_doc(
         Some(inner) if raw.as_object().is_some_and(|o| o.len() == 1) => inner.clone(),
         _ => raw,
     };
-    let doc = policy::validate(&raw).map_err(|e| ApiError::Validation {
-        message: e.0,
-        field: None,
-    })?;
-    state
-        .store
-        .set_policy(tenant, subject, Some(doc.clone()))
-        .await?;
+    let doc =
+        policy::validate(&raw).map_err(|e| ApiError::Validation { message: e.0, field: None })?;
+    state.store.set_policy(tenant, subject, Some(doc.clone())).await?;
     Ok(Json(json!({ "data": doc })))
 }
 
-pub async fn get_user_policy(
+pub(super) async fn get_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -200,7 +166,7 @@ pub async fn get_user_policy(
     get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
 }
 
-pub async fn put_user_policy(
+pub(super) async fn put_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -209,26 +175,23 @@ pub async fn put_user_policy(
     put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
 }
 
-pub async fn delete_user_policy(
+pub(super) async fn delete_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .set_policy(&caller.tenant_id, subject(Some(uid))?, None)
-        .await?;
+    state.store.set_policy(&caller.tenant_id, subject(Some(uid))?, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn get_tenant_policy(
+pub(super) async fn get_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
     get_doc(&state, &caller.tenant_id, Subject::Tenant).await
 }
 
-pub async fn put_tenant_policy(
+pub(super) async fn put_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -236,24 +199,21 @@ pub async fn put_tenant_policy(
     put_doc(&state, &caller.tenant_id, Subject::Tenant, &bytes).await
 }
 
-pub async fn delete_tenant_policy(
+pub(super) async fn delete_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .set_policy(&caller.tenant_id, Subject::Tenant, None)
-        .await?;
+    state.store.set_policy(&caller.tenant_id, Subject::Tenant, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct SuspendBody {
+pub(super) struct SuspendBody {
     reason: Option<String>,
 }
 
 /// `GET /external-users/{uid}`: whether the user is suspended, their limits and holdings.
-pub async fn get_user(
+pub(super) async fn get_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -262,9 +222,7 @@ pub async fn get_user(
     let suspension = state.store.suspension(&caller.tenant_id, &user).await?;
     let mut view = quota_answer(&state, &caller.tenant_id, &user).await?["data"].clone();
     view["suspended"] = json!(suspension.is_some());
-    view["suspended_at"] = json!(suspension
-        .as_ref()
-        .map(|s| islet_types::time::rfc3339(s.at)));
+    view["suspended_at"] = json!(suspension.as_ref().map(|s| islet_types::time::rfc3339(s.at)));
     view["suspended_by"] = json!(suspension.as_ref().map(|s| s.by.as_str()));
     view["suspension_reason"] = json!(suspension.and_then(|s| s.reason));
     Ok(Json(json!({ "data": view })))
@@ -273,7 +231,7 @@ pub async fn get_user(
 /// `POST /external-users/{uid}/suspend {"reason"?}`: the user's sandboxes stop, their
 /// user-bound keys and browser tokens die, and nothing of theirs is admitted until
 /// `POST /external-users/{uid}/unsuspend`.
-pub async fn suspend(
+pub(super) async fn suspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -282,15 +240,9 @@ pub async fn suspend(
     let user = user_id(&uid)?;
     let b: SuspendBody = body::parse(&bytes)?;
     if b.reason.as_ref().is_some_and(|r| r.len() > 500) {
-        return Err(ApiError::validation(
-            "reason must be at most 500 bytes",
-            "reason",
-        ));
+        return Err(ApiError::validation("reason must be at most 500 bytes", "reason"));
     }
-    state
-        .store
-        .suspend_user(&caller.tenant_id, &user, b.reason, SuspendedBy::Tenant)
-        .await?;
+    state.store.suspend_user(&caller.tenant_id, &user, b.reason, SuspendedBy::Tenant).await?;
     let mut stopped = Vec::new();
     for (tenant, id) in state.store.suspended_running().await? {
         if tenant != caller.tenant_id {
@@ -308,38 +260,28 @@ pub async fn suspend(
     }})))
 }
 
-pub async fn unsuspend(
+pub(super) async fn unsuspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&uid)?;
-    let (was, _) = state
-        .store
-        .unsuspend_user(&caller.tenant_id, &user, SuspendedBy::Tenant)
-        .await?;
+    let (was, _) =
+        state.store.unsuspend_user(&caller.tenant_id, &user, SuspendedBy::Tenant).await?;
     Ok(Json(
         json!({ "data": { "external_user_id": user, "suspended": false, "was_suspended": was } }),
     ))
 }
 
 /// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
-pub async fn effective_policy(
+pub(super) async fn effective_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_id(&uid)?;
-    let t = state
-        .store
-        .policy(&caller.tenant_id, Subject::Tenant)
-        .await?
-        .unwrap_or_default();
-    let u = state
-        .store
-        .policy(&caller.tenant_id, Subject::User(user))
-        .await?
-        .unwrap_or_default();
+    let t = state.store.policy(&caller.tenant_id, Subject::Tenant).await?.unwrap_or_default();
+    let u = state.store.policy(&caller.tenant_id, Subject::User(user)).await?.unwrap_or_default();
     let doc: Map<String, Value> = policy::effective(&t, &u)
         .into_iter()
         .map(|(section, fields)| {

@@ -19,12 +19,12 @@ use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
 use crate::state::AppState;
 
-pub const DEFAULT_TTL_SECS: u64 = 3600;
+pub(super) const DEFAULT_TTL_SECS: u64 = 3600;
 /// Share links live longer than a session token, but not for ever.
-pub const MAX_SHARE_TTL_SECS: u64 = 7 * 24 * 3600;
+pub(super) const MAX_SHARE_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// What to mint.
-pub struct Mint<'a> {
+pub(super) struct Mint<'a> {
     pub ttl_secs: Option<u64>,
     pub scope: Option<&'a str>,
     pub default_scope: Scope,
@@ -34,13 +34,13 @@ pub struct Mint<'a> {
     pub max_ttl_secs: u64,
 }
 
-pub struct Minted {
+pub(super) struct Minted {
     pub token: String,
     pub record: TokenRecord,
 }
 
 /// Sign a token for `sandbox` and record it (for listing and revocation).
-pub async fn mint(
+pub(super) async fn mint(
     state: &AppState,
     sandbox: &SandboxRecord,
     m: Mint<'_>,
@@ -92,10 +92,7 @@ async fn url_port(
     if let Some(p) = asked {
         return Ok(p);
     }
-    let previews = state
-        .store
-        .list_previews(&sandbox.tenant_id, &sandbox.id)
-        .await?;
+    let previews = state.store.list_previews(&sandbox.tenant_id, &sandbox.id).await?;
     Ok(previews.first().map_or(DEFAULT_PORT, |p| p.port))
 }
 
@@ -108,7 +105,7 @@ fn parse_port(port: Option<u64>) -> Result<Option<u16>, ApiError> {
 
 /// The body of `POST …/preview-token` and `POST …/shares`.
 #[derive(Debug, Deserialize)]
-pub struct MintBody {
+pub(super) struct MintBody {
     expires_in: Option<u64>,
     scope: Option<String>,
     port: Option<u64>,
@@ -149,21 +146,15 @@ async fn mint_from_body(
 }
 
 /// `POST /sandboxes/{id}/preview-token`.
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (sandbox, minted, url) = mint_from_body(
-        &state,
-        &caller,
-        &id,
-        &bytes,
-        TokenKind::Token,
-        islet_tokens::MAX_TTL_SECS,
-    )
-    .await?;
+    let (sandbox, minted, url) =
+        mint_from_body(&state, &caller, &id, &bytes, TokenKind::Token, islet_tokens::MAX_TTL_SECS)
+            .await?;
     Ok(Json(serde_json::json!({ "data": {
         "id": minted.record.id,
         "token": minted.token,
@@ -188,19 +179,15 @@ fn token_view(t: &TokenRecord) -> serde_json::Value {
 }
 
 /// `GET /sandboxes/{id}/preview-tokens` (Islet extension): live tokens, never their secrets.
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let tokens = state
-        .store
-        .list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Token)
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() }),
-    ))
+    let tokens =
+        state.store.list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Token).await?;
+    Ok(Json(serde_json::json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() })))
 }
 
 fn parse_token_id(raw: &str) -> Result<PreviewTokenId, ApiError> {
@@ -217,18 +204,13 @@ async fn revoke(
     let sandbox = live_sandbox(state, caller, id).await?;
     state
         .store
-        .revoke_token(
-            &caller.0.tenant_id,
-            &sandbox.id,
-            &parse_token_id(token_id)?,
-            kind,
-        )
+        .revoke_token(&caller.0.tenant_id, &sandbox.id, &parse_token_id(token_id)?, kind)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /sandboxes/{id}/preview-tokens/{token_id}` (Islet extension).
-pub async fn revoke_token(
+pub(super) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, token_id)): Path<(String, String)>,
@@ -237,7 +219,7 @@ pub async fn revoke_token(
 }
 
 /// `DELETE /sandboxes/{id}/shares/{share_id}`.
-pub async fn revoke_share(
+pub(super) async fn revoke_share(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, share_id)): Path<(String, String)>,
@@ -263,40 +245,27 @@ fn share_view(t: &TokenRecord, share_url: Option<String>) -> serde_json::Value {
 }
 
 /// `POST /sandboxes/{id}/shares`.
-pub async fn create_share(
+pub(super) async fn create_share(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, minted, share_url) = mint_from_body(
-        &state,
-        &caller,
-        &id,
-        &bytes,
-        TokenKind::Share,
-        MAX_SHARE_TTL_SECS,
-    )
-    .await?;
+    let (_, minted, share_url) =
+        mint_from_body(&state, &caller, &id, &bytes, TokenKind::Share, MAX_SHARE_TTL_SECS).await?;
     let view = share_view(&minted.record, Some(share_url));
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "data": view })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "data": view }))).into_response())
 }
 
 /// `GET /sandboxes/{id}/shares`: live shares (their URLs are shown only at creation).
-pub async fn list_shares(
+pub(super) async fn list_shares(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let shares = state
-        .store
-        .list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Share)
-        .await?;
+    let shares =
+        state.store.list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Share).await?;
     let views: Vec<_> = shares.iter().map(|s| share_view(s, None)).collect();
     Ok(Json(serde_json::json!({ "data": views })))
 }

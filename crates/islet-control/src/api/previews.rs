@@ -23,7 +23,7 @@ const MAX_LABEL: usize = 100;
 const MAX_PREVIEW_TTL_SEC: u64 = 30 * 24 * 3600;
 
 #[derive(Debug, Deserialize)]
-pub struct PreviewBody {
+pub(super) struct PreviewBody {
     port: Option<u64>,
     visibility: Option<String>,
     label: Option<String>,
@@ -60,10 +60,7 @@ impl PreviewBody {
             .as_ref()
             .is_some_and(|m| serde_json::Value::Object(m.clone()).to_string().len() > 16 * 1024)
         {
-            return Err(ApiError::validation(
-                "metadata must be under 16 KiB",
-                "metadata",
-            ));
+            return Err(ApiError::validation("metadata must be under 16 KiB", "metadata"));
         }
         let expires_at = match self.expires_in {
             None => None,
@@ -88,7 +85,7 @@ impl PreviewBody {
 }
 
 /// The preview object (`types.SandboxPreviewData`) plus the fields `expose` callers read.
-pub fn preview_view(
+pub(super) fn preview_view(
     urls: &PreviewUrls,
     p: &PreviewRecord,
     sandbox: &SandboxRecord,
@@ -133,10 +130,7 @@ pub(crate) async fn live_sandbox(
     caller: &Caller,
     raw: &str,
 ) -> Result<SandboxRecord, ApiError> {
-    let record = state
-        .store
-        .get_sandbox(&caller.0.tenant_id, &parse_id(raw)?)
-        .await?;
+    let record = state.store.get_sandbox(&caller.0.tenant_id, &parse_id(raw)?).await?;
     if record.state == islet_types::SandboxState::Destroyed {
         return Err(ApiError::NotFound("sandbox"));
     }
@@ -156,18 +150,13 @@ async fn upsert(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req = body::parse::<PreviewBody>(bytes)?.validate(port_required)?;
     let sandbox = live_sandbox(state, caller, raw_id).await?;
-    let preview = state
-        .store
-        .upsert_preview(&caller.0.tenant_id, &sandbox.id, req)
-        .await?;
+    let preview = state.store.upsert_preview(&caller.0.tenant_id, &sandbox.id, req).await?;
     let urls = PreviewUrls::for_tenant(state, &caller.0.tenant_id).await?;
-    Ok(Json(
-        serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) }),
-    ))
+    Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
 }
 
 /// `POST /sandboxes/{id}/expose`: idempotent per port.
-pub async fn expose(
+pub(super) async fn expose(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -177,7 +166,7 @@ pub async fn expose(
 }
 
 /// `POST /sandboxes/{id}/previews`.
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -187,55 +176,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, json).into_response())
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let previews = state
-        .store
-        .list_previews(&caller.0.tenant_id, &sandbox.id)
-        .await?;
+    let previews = state.store.list_previews(&caller.0.tenant_id, &sandbox.id).await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    let views: Vec<_> = previews
-        .iter()
-        .map(|p| preview_view(&urls, p, &sandbox))
-        .collect();
+    let views: Vec<_> = previews.iter().map(|p| preview_view(&urls, p, &sandbox)).collect();
     Ok(Json(serde_json::json!({ "data": views })))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let preview = state
-        .store
-        .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await?;
+    let preview =
+        state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    Ok(Json(
-        serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) }),
-    ))
+    Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    state
-        .store
-        .delete_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await?;
+    state.store.delete_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ShareBody {
+pub(super) struct ShareBody {
     ttl_seconds: Option<u64>,
     expires_in_sec: Option<u64>,
     expires_in: Option<u64>,
@@ -244,7 +220,7 @@ pub struct ShareBody {
 
 /// `POST /sandboxes/{id}/previews/{pid}/share`: a share link for the preview's port. The body
 /// has three top-level keys so the SDK keeps the token (contract §8).
-pub async fn share(
+pub(super) async fn share(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, pid)): Path<(String, String)>,
@@ -253,10 +229,8 @@ pub async fn share(
     let b = body::parse::<ShareBody>(&bytes)?;
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let preview_id = parse_preview_id(&pid)?;
-    let mut preview = state
-        .store
-        .get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id)
-        .await?;
+    let mut preview =
+        state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id).await?;
     let asked = b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in);
     // A share link does not outlive its preview.
     let ttl_secs = match preview.expires_at {
@@ -266,11 +240,7 @@ pub async fn share(
             if left == 0 {
                 return Err(ApiError::NotFound("preview"));
             }
-            Some(
-                asked
-                    .unwrap_or(super::preview_tokens::DEFAULT_TTL_SECS)
-                    .min(left),
-            )
+            Some(asked.unwrap_or(super::preview_tokens::DEFAULT_TTL_SECS).min(left))
         }
     };
     let minted = mint(
@@ -297,25 +267,18 @@ pub async fn share(
     })))
 }
 
-pub async fn revoke_share(
+pub(super) async fn revoke_share(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let preview = state
-        .store
-        .get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?)
-        .await?;
+    let preview =
+        state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
     if let Some(share) = preview.share {
         state
             .store
-            .revoke_token(
-                &caller.0.tenant_id,
-                &sandbox.id,
-                &share.id,
-                TokenKind::PreviewShare,
-            )
+            .revoke_token(&caller.0.tenant_id, &sandbox.id, &share.id, TokenKind::PreviewShare)
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)

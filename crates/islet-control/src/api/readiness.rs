@@ -16,22 +16,19 @@ use crate::state::AppState;
 
 const STREAM_LIMIT: Duration = Duration::from_secs(120);
 
-pub async fn readiness(
+pub(super) async fn readiness(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = state
-        .store
-        .get_sandbox(&caller.tenant_id, &parse_id(&id)?)
-        .await?;
+    let record = state.store.get_sandbox(&caller.tenant_id, &parse_id(&id)?).await?;
     Ok(Json(serde_json::json!({ "data": {
         "ready": record.state == SandboxState::Running,
         "state": record.state.as_str(),
     }})))
 }
 
-pub async fn stream(
+pub(super) async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -58,19 +55,13 @@ pub async fn stream(
                         "type": name,
                         "state": record.map(|r| r.state.as_str()),
                     });
-                    return Some((
-                        Ok(Event::default().event(name).data(data.to_string())),
-                        None,
-                    ));
+                    return Some((Ok(Event::default().event(name).data(data.to_string())), None));
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_millis(200));
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(15))
-            .text("keepalive"),
-    ))
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keepalive")))
 }

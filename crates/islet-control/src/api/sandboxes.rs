@@ -19,7 +19,7 @@ use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-pub fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
     // A malformed ID cannot name anyone's sandbox: that is "not found", like a foreign one.
     raw.parse().map_err(|_| ApiError::NotFound("sandbox"))
 }
@@ -29,11 +29,11 @@ fn object(state: &AppState, record: &islet_store::SandboxRecord) -> Json<serde_j
 }
 
 #[derive(Deserialize)]
-pub struct CreateQuery {
+pub(super) struct CreateQuery {
     wait: Option<String>,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<CreateQuery>,
@@ -106,7 +106,7 @@ pub async fn create(
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     state: Option<String>,
     tags: Option<String>,
     external_user_id: Option<String>,
@@ -116,7 +116,7 @@ pub struct ListQuery {
     offset: Option<u32>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<ListQuery>,
@@ -130,10 +130,7 @@ pub async fn list(
         .map_err(|e| ApiError::validation(e, "state"))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit must be between 1 and 1000",
-            "limit",
-        ));
+        return Err(ApiError::validation("limit must be between 1 and 1000", "limit"));
     }
     // A credential bound to one end user lists that user's sandboxes only.
     let external_user_id = match (&caller.external_user_id, q.external_user_id) {
@@ -154,21 +151,14 @@ pub async fn list(
         tags: q
             .tags
             .map(|t| {
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+                t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
             })
             .unwrap_or_default(),
         include_destroyed: false,
         limit,
         offset: q.offset.unwrap_or(0),
     };
-    let (records, total) = state
-        .store
-        .list_sandboxes(&caller.tenant_id, filter)
-        .await?;
+    let (records, total) = state.store.list_sandboxes(&caller.tenant_id, filter).await?;
     let items: Vec<_> = records.iter().map(|r| sandbox_view(&state, r)).collect();
     Ok(Json(serde_json::json!({
         "data": items,
@@ -176,31 +166,22 @@ pub async fn list(
     })))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = state
-        .store
-        .get_sandbox(&caller.tenant_id, &parse_id(&id)?)
-        .await?;
+    let record = state.store.get_sandbox(&caller.tenant_id, &parse_id(&id)?).await?;
     Ok(object(&state, &record))
 }
 
-pub async fn get_by_name(
+pub(super) async fn get_by_name(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = state
-        .store
-        .get_sandbox_by_name(&caller.tenant_id, &name)
-        .await?;
-    if caller
-        .external_user_id
-        .as_ref()
-        .is_some_and(|u| record.external_user_id.as_ref() != Some(u))
+    let record = state.store.get_sandbox_by_name(&caller.tenant_id, &name).await?;
+    if caller.external_user_id.as_ref().is_some_and(|u| record.external_user_id.as_ref() != Some(u))
     {
         return Err(ApiError::NotFound("sandbox"));
     }
@@ -208,7 +189,7 @@ pub async fn get_by_name(
 }
 
 #[derive(Deserialize)]
-pub struct PatchBody {
+pub(super) struct PatchBody {
     name: Option<String>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
     tags: Option<Vec<String>>,
@@ -227,10 +208,7 @@ fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
     }
     if let Some(tags) = &b.tags {
         if tags.len() > 50 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-            return Err(ApiError::validation(
-                "at most 50 tags of 1..=64 characters",
-                "tags",
-            ));
+            return Err(ApiError::validation("at most 50 tags of 1..=64 characters", "tags"));
         }
     }
     Ok(SandboxPatch {
@@ -242,26 +220,23 @@ fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
     })
 }
 
-pub async fn patch(
+pub(super) async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let patch = validate_patch(body::parse(&bytes)?)?;
-    let record = state
-        .store
-        .patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch)
-        .await?;
+    let record = state.store.patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch).await?;
     Ok(object(&state, &record))
 }
 
 #[derive(Deserialize)]
-pub struct TagsBody {
+pub(super) struct TagsBody {
     tags: Vec<String>,
 }
 
-pub async fn set_tags(
+pub(super) async fn set_tags(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -275,14 +250,11 @@ pub async fn set_tags(
         timeout_sec: None,
         idle_timeout_sec: None,
     })?;
-    let record = state
-        .store
-        .patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch)
-        .await?;
+    let record = state.store.patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch).await?;
     Ok(object(&state, &record))
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -291,7 +263,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn stop(
+pub(super) async fn stop(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -300,7 +272,7 @@ pub async fn stop(
     Ok(object(&state, &record))
 }
 
-pub async fn pause(
+pub(super) async fn pause(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -309,7 +281,7 @@ pub async fn pause(
     Ok(object(&state, &record))
 }
 
-pub async fn resume(
+pub(super) async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -319,12 +291,12 @@ pub async fn resume(
 }
 
 #[derive(Deserialize)]
-pub struct ExtendBody {
+pub(super) struct ExtendBody {
     timeout_sec: Option<u64>,
 }
 
 /// Keep-alive: the sandbox lives `timeout_sec` (or its current timeout) from now.
-pub async fn extend(
+pub(super) async fn extend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -343,9 +315,6 @@ pub async fn extend(
         timeout_sec: Some(body.timeout_sec.unwrap_or(current.timeout_sec)),
         idle_timeout_sec: None,
     })?;
-    let record = state
-        .store
-        .patch_sandbox(&caller.tenant_id, &id, patch)
-        .await?;
+    let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
     Ok(object(&state, &record))
 }

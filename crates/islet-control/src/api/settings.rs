@@ -52,7 +52,7 @@ where
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SettingsBody {
+pub(super) struct SettingsBody {
     allowed_origins: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     pricing: Option<Option<Pricing>>,
@@ -69,16 +69,14 @@ async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<Value,
     }))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "data": view(&state, &caller.tenant_id).await? }),
-    ))
+    Ok(Json(json!({ "data": view(&state, &caller.tenant_id).await? })))
 }
 
-pub async fn put(
+pub(super) async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -88,15 +86,9 @@ pub async fn put(
     let origins = match b.allowed_origins {
         Some(list) => {
             if list.len() > MAX_ORIGINS {
-                return Err(ApiError::validation(
-                    "at most 20 origins",
-                    "allowed_origins",
-                ));
+                return Err(ApiError::validation("at most 20 origins", "allowed_origins"));
             }
-            let mut origins = list
-                .iter()
-                .map(|o| origin(o))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut origins = list.iter().map(|o| origin(o)).collect::<Result<Vec<_>, _>>()?;
             origins.sort();
             origins.dedup();
             Some(origins)
@@ -104,12 +96,11 @@ pub async fn put(
         None => None,
     };
     if let Some(Some(p)) = &b.pricing {
-        p.validate()
-            .map_err(|(_, message)| ApiError::validation(message, "pricing"))?;
+        p.validate().map_err(|(_, message)| ApiError::validation(message, "pricing"))?;
     }
     let egress = match b.egress {
-        Some(policy) => Some(policy.unwrap_or_default().normalised().map_err(
-            |(field, message)| {
+        Some(policy) => {
+            Some(policy.unwrap_or_default().normalised().map_err(|(field, message)| {
                 ApiError::validation(
                     message,
                     if field == "deny" {
@@ -118,13 +109,11 @@ pub async fn put(
                         "egress.max_connections_per_sandbox"
                     },
                 )
-            },
-        )?),
+            })?)
+        }
         None => None,
     };
-    if egress
-        .as_ref()
-        .is_some_and(|p| p.max_connections_per_sandbox.is_some())
+    if egress.as_ref().is_some_and(|p| p.max_connections_per_sandbox.is_some())
         && !state.runtime.connection_caps_supported()
     {
         return Err(ApiError::validation(
@@ -136,10 +125,7 @@ pub async fn put(
     // same egress rules whatever the order of concurrent changes.
     let one_at_a_time = state.settings_lock.clone().lock_owned().await;
     if let Some(origins) = origins {
-        state
-            .store
-            .set_allowed_origins(&caller.tenant_id, origins)
-            .await?;
+        state.store.set_allowed_origins(&caller.tenant_id, origins).await?;
         state.origins.forget(&caller.tenant_id);
     }
     if let Some(pricing) = b.pricing {
@@ -164,7 +150,5 @@ pub async fn put(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
-    Ok(Json(
-        json!({ "data": view(&state, &caller.tenant_id).await? }),
-    ))
+    Ok(Json(json!({ "data": view(&state, &caller.tenant_id).await? })))
 }

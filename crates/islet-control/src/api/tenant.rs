@@ -22,10 +22,9 @@ fn parse_branding(value: serde_json::Value) -> Result<Branding, ApiError> {
         message: format!("invalid branding: {e}"),
         field: Some("branding"),
     })?;
-    branding.validate().map_err(|e| ApiError::Validation {
-        message: e.to_string(),
-        field: Some(e.field),
-    })?;
+    branding
+        .validate()
+        .map_err(|e| ApiError::Validation { message: e.to_string(), field: Some(e.field) })?;
     Ok(branding)
 }
 
@@ -33,7 +32,7 @@ fn branding_json(b: Option<Branding>) -> serde_json::Value {
     serde_json::to_value(b.unwrap_or_default()).unwrap_or_else(|_| serde_json::json!({}))
 }
 
-pub async fn get_branding(
+pub(super) async fn get_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -52,17 +51,12 @@ async fn save_branding(
     value: serde_json::Value,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let branding = parse_branding(value)?;
-    state
-        .store
-        .set_branding(tenant, Some(branding.clone()))
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "data": branding_json(Some(branding)) }),
-    ))
+    state.store.set_branding(tenant, Some(branding.clone())).await?;
+    Ok(Json(serde_json::json!({ "data": branding_json(Some(branding)) })))
 }
 
 /// `PUT /tenant/branding` with `{"branding": {...}}`.
-pub async fn put_branding(
+pub(super) async fn put_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -74,7 +68,7 @@ pub async fn put_branding(
 }
 
 /// `PUT /settings/branding` with the fields at the top level.
-pub async fn put_branding_flat(
+pub(super) async fn put_branding_flat(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -82,7 +76,7 @@ pub async fn put_branding_flat(
     save_branding(&state, &caller.tenant_id, body::parse(&bytes)?).await
 }
 
-pub async fn delete_branding(
+pub(super) async fn delete_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
@@ -118,14 +112,12 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value
     })
 }
 
-pub async fn get_domain(
+pub(super) async fn get_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let d = state.store.preview_domain(&caller.tenant_id).await?;
-    Ok(Json(
-        serde_json::json!({ "data": domain_view(&state, d.as_ref()) }),
-    ))
+    Ok(Json(serde_json::json!({ "data": domain_view(&state, d.as_ref()) })))
 }
 
 #[derive(Deserialize)]
@@ -134,7 +126,7 @@ struct DomainBody {
     domain: Option<String>,
 }
 
-pub async fn put_domain(
+pub(super) async fn put_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -159,29 +151,21 @@ pub async fn put_domain(
             "preview_domain",
         ));
     }
-    let d = state
-        .store
-        .set_preview_domain(&caller.tenant_id, Some(domain))
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "data": domain_view(&state, d.as_ref()) }),
-    ))
+    let d = state.store.set_preview_domain(&caller.tenant_id, Some(domain)).await?;
+    Ok(Json(serde_json::json!({ "data": domain_view(&state, d.as_ref()) })))
 }
 
-pub async fn delete_domain(
+pub(super) async fn delete_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .set_preview_domain(&caller.tenant_id, None)
-        .await?;
+    state.store.set_preview_domain(&caller.tenant_id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /tenant/preview-domain/verify`: look for the TXT record; `verified: false` with the
 /// reason while it is not there yet (not an error: DNS takes time).
-pub async fn verify_domain(
+pub(super) async fn verify_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -193,16 +177,14 @@ pub async fn verify_domain(
     let checked = domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await;
     let (record, error) = match checked {
         Ok(()) => (
-            state
-                .store
-                .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
-                .await
-                .map_err(|e| match e {
+            state.store.mark_preview_domain_verified(&caller.tenant_id, &d.domain).await.map_err(
+                |e| match e {
                     islet_store::StoreError::NameTaken(_) => {
                         ApiError::Conflict("this domain is verified by another account".into())
                     }
                     other => other.into(),
-                })?,
+                },
+            )?,
             None,
         ),
         Err(reason) => (d, Some(reason.to_string())),
@@ -220,7 +202,7 @@ struct CertificateBody {
 
 /// `PUT /tenant/preview-domain/certificate` (Islet extension): a certificate covering
 /// `*.<domain>`, served by SNI once the domain is verified.
-pub async fn put_certificate(
+pub(super) async fn put_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -233,10 +215,7 @@ pub async fn put_certificate(
         .private_key_pem
         .ok_or_else(|| ApiError::validation("private_key_pem is required", "private_key_pem"))?;
     if cert.len() > 64 * 1024 || key.len() > 16 * 1024 {
-        return Err(ApiError::validation(
-            "certificate or key too large",
-            "certificate_pem",
-        ));
+        return Err(ApiError::validation("certificate or key too large", "certificate_pem"));
     }
     let d = state
         .store
@@ -280,7 +259,7 @@ pub async fn put_certificate(
     }})))
 }
 
-pub async fn delete_certificate(
+pub(super) async fn delete_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {

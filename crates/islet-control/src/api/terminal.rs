@@ -14,7 +14,7 @@ use super::forward::{keep_active, running_sandbox, touch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn stream(
+pub(super) async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -28,28 +28,22 @@ pub async fn stream(
         field: None,
     })?;
     touch(&state, &record);
-    let stream = state
-        .runtime
-        .agent(&record.id)
-        .connect()
-        .await
-        .map_err(|_| ApiError::AgentUnavailable)?;
+    let stream =
+        state.runtime.agent(&record.id).connect().await.map_err(|_| ApiError::AgentUnavailable)?;
     let url = match query {
         Some(q) => format!("ws://agent/terminal/stream?{q}"),
         None => "ws://agent/terminal/stream".to_owned(),
     };
     let (agent, response) =
-        tokio_tungstenite::client_async(url, stream)
-            .await
-            .map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 404 => {
-                    ApiError::NotFound("terminal session")
-                }
-                other => {
-                    tracing::warn!(error = %other, "terminal upgrade at the agent failed");
-                    ApiError::AgentUnavailable
-                }
-            })?;
+        tokio_tungstenite::client_async(url, stream).await.map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 404 => {
+                ApiError::NotFound("terminal session")
+            }
+            other => {
+                tracing::warn!(error = %other, "terminal upgrade at the agent failed");
+                ApiError::AgentUnavailable
+            }
+        })?;
     drop(response);
     let active = keep_active(&state, &record);
     Ok(upgrade.on_upgrade(move |client| async move {

@@ -21,7 +21,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// The longest period one query covers.
 const MAX_PERIOD_MS: i64 = 366 * DAY_MS;
 
-pub async fn sandbox_usage(
+pub(super) async fn sandbox_usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -60,7 +60,7 @@ pub async fn sandbox_usage(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct UsageParams {
+pub(super) struct UsageParams {
     external_user_id: Option<String>,
     group_by: Option<String>,
     period: Option<String>,
@@ -79,9 +79,7 @@ fn parse_time(raw: &str, field: &'static str) -> Result<UnixMillis, ApiError> {
         return Ok(t.timestamp_millis());
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .map_or(0, |t| t.and_utc().timestamp_millis()));
+        return Ok(d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis()));
     }
     Err(ApiError::validation(
         format!("{field} must be RFC 3339, YYYY-MM-DD or unix seconds"),
@@ -101,10 +99,7 @@ fn period(p: &UsageParams, default: &str) -> Result<(UnixMillis, UnixMillis), Ap
     let now = now_millis();
     let start = p.start.as_deref().or(p.period_start.as_deref());
     let end = p.end.as_deref().or(p.period_end.as_deref());
-    let kind = p
-        .period
-        .as_deref()
-        .unwrap_or(if start.is_some() { "custom" } else { default });
+    let kind = p.period.as_deref().unwrap_or(if start.is_some() { "custom" } else { default });
     let (s, e) = match kind {
         "7d" => (now - 7 * DAY_MS, now),
         "30d" => (now - 30 * DAY_MS, now),
@@ -131,10 +126,7 @@ fn period(p: &UsageParams, default: &str) -> Result<(UnixMillis, UnixMillis), Ap
         return Err(ApiError::validation("end must be after start", "end"));
     }
     if e - s > MAX_PERIOD_MS {
-        return Err(ApiError::validation(
-            "a period covers at most 366 days",
-            "start",
-        ));
+        return Err(ApiError::validation("a period covers at most 366 days", "start"));
     }
     Ok((s, e))
 }
@@ -159,9 +151,9 @@ fn whose_usage(
 ) -> Result<Option<String>, ApiError> {
     let asked = asked.filter(|u| !u.is_empty());
     match (&caller.external_user_id, asked) {
-        (Some(bound), Some(asked)) if bound != asked => Err(ApiError::Forbidden(format!(
-            "this credential reads `{bound}`'s usage only"
-        ))),
+        (Some(bound), Some(asked)) if bound != asked => {
+            Err(ApiError::Forbidden(format!("this credential reads `{bound}`'s usage only")))
+        }
         (Some(bound), _) => Ok(Some(bound.clone())),
         (None, asked) => Ok(asked.map(str::to_owned)),
     }
@@ -172,10 +164,7 @@ fn bucket(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
         None | Some("") | Some("none") => Ok(None),
         Some("hour") | Some("hourly") => Ok(Some(HOUR_MS)),
         Some("day") | Some("daily") => Ok(Some(DAY_MS)),
-        Some(_) => Err(ApiError::validation(
-            "granularity must be hour or day",
-            "granularity",
-        )),
+        Some(_) => Err(ApiError::validation("granularity must be hour or day", "granularity")),
     }
 }
 
@@ -213,41 +202,18 @@ async fn rollup(
     caller: &islet_store::Principal,
     p: &UsageParams,
     default_period: &str,
-) -> Result<
-    (
-        UnixMillis,
-        UnixMillis,
-        &'static str,
-        Vec<UsageRow>,
-        Option<Vec<UsageRow>>,
-    ),
-    ApiError,
-> {
+) -> Result<(UnixMillis, UnixMillis, &'static str, Vec<UsageRow>, Option<Vec<UsageRow>>), ApiError>
+{
     let (start, end) = period(p, default_period)?;
     let (group, key) = group_by(p.group_by.as_deref())?;
     let user = whose_usage(caller, p.external_user_id.as_deref())?;
-    let query = UsageQuery {
-        start,
-        end,
-        group_by: group,
-        external_user_id: user,
-        bucket_ms: None,
-    };
-    let totals = state
-        .store
-        .usage_rollup(&caller.tenant_id, query.clone())
-        .await?;
+    let query = UsageQuery { start, end, group_by: group, external_user_id: user, bucket_ms: None };
+    let totals = state.store.usage_rollup(&caller.tenant_id, query.clone()).await?;
     let buckets = match bucket(p.granularity.as_deref())? {
         Some(ms) => Some(
             state
                 .store
-                .usage_rollup(
-                    &caller.tenant_id,
-                    UsageQuery {
-                        bucket_ms: Some(ms),
-                        ..query
-                    },
-                )
+                .usage_rollup(&caller.tenant_id, UsageQuery { bucket_ms: Some(ms), ..query })
                 .await?,
         ),
         None => None,
@@ -256,7 +222,7 @@ async fn rollup(
 }
 
 /// `GET /usage`: results per group, the largest first.
-pub async fn usage(
+pub(super) async fn usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
@@ -268,11 +234,7 @@ pub async fn usage(
         pricing
             .cents(&b.totals)
             .total_cmp(&pricing.cents(&a.totals))
-            .then(
-                b.totals
-                    .sandbox_seconds
-                    .total_cmp(&a.totals.sandbox_seconds),
-            )
+            .then(b.totals.sandbox_seconds.total_cmp(&a.totals.sandbox_seconds))
     });
     let mut data = json!({
         "period_start": rfc3339(start),
@@ -281,24 +243,21 @@ pub async fn usage(
         "results": totals.iter().map(|r| row_json(key, r, &pricing)).collect::<Vec<_>>(),
     });
     if let Some(b) = buckets {
-        data["buckets"] = json!(b
-            .iter()
-            .map(|r| row_json(key, r, &pricing))
-            .collect::<Vec<_>>());
+        data["buckets"] = json!(b.iter().map(|r| row_json(key, r, &pricing)).collect::<Vec<_>>());
         data["granularity"] = json!(p.granularity);
     }
     Ok(Json(json!({ "data": data })))
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SessionParams {
+pub(super) struct SessionParams {
     #[serde(flatten)]
     usage: UsageParams,
     limit: Option<String>,
 }
 
 /// `GET /usage/sessions`: per-sandbox usage over the period, most running time first.
-pub async fn sessions(
+pub(super) async fn sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<SessionParams>,
@@ -313,10 +272,7 @@ pub async fn sessions(
             .ok_or_else(|| ApiError::validation("limit must be 1..=1000", "limit"))?,
     };
     let user = whose_usage(&caller, p.usage.external_user_id.as_deref())?;
-    let rows = state
-        .store
-        .usage_sessions(&caller.tenant_id, start, end, user, limit)
-        .await?;
+    let rows = state.store.usage_sessions(&caller.tenant_id, start, end, user, limit).await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     let data: Vec<Value> = rows
         .iter()
@@ -334,7 +290,7 @@ pub async fn sessions(
 }
 
 /// `GET /usage/summary`: the tenant's totals (default: month to date).
-pub async fn summary(
+pub(super) async fn summary(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
@@ -348,16 +304,13 @@ pub async fn summary(
     let mut data = totals_json(&sum, &pricing);
     data.insert("period_start".into(), json!(rfc3339(start)));
     data.insert("period_end".into(), json!(rfc3339(end)));
-    data.insert(
-        "external_users".into(),
-        json!(rows.iter().filter(|r| r.group.is_some()).count()),
-    );
+    data.insert("external_users".into(), json!(rows.iter().filter(|r| r.group.is_some()).count()));
     Ok(Json(json!({ "data": data })))
 }
 
 /// `GET /usage/export.csv`: one line per group (and bucket, default daily) for billing
 /// systems.
-pub async fn export_csv(
+pub(super) async fn export_csv(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(mut p): Query<UsageParams>,
@@ -374,11 +327,8 @@ pub async fn export_csv(
         let group = r.group.clone().unwrap_or_default();
         // A value a spreadsheet would run as a formula is prefixed with `'`; a field with a
         // comma, quote or line break is quoted, quotes doubled (RFC 4180).
-        let group = if group.starts_with(['=', '+', '-', '@']) {
-            format!("'{group}")
-        } else {
-            group
-        };
+        let group =
+            if group.starts_with(['=', '+', '-', '@']) { format!("'{group}") } else { group };
         let group = if group.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", group.replace('"', "\"\""))
         } else {

@@ -32,7 +32,7 @@ const MAX_EVENTS: usize = 50;
 const MAX_URL: usize = 2048;
 /// Endpoints one tenant may have: enough for environments and fan-out, and a bound on what one
 /// tenant's events cost the dispatcher.
-pub const MAX_WEBHOOKS_PER_TENANT: usize = 25;
+pub(super) const MAX_WEBHOOKS_PER_TENANT: usize = 25;
 /// How long the previous secret keeps signing after a rotation, unless the caller says.
 const DEFAULT_GRACE_SEC: u64 = 24 * 3600;
 const MAX_GRACE_SEC: u64 = 7 * 24 * 3600;
@@ -46,7 +46,7 @@ fn parse_delivery(raw: &str) -> Result<DeliveryId, ApiError> {
 }
 
 /// The endpoint as a tenant sees it: never the secret, only its first characters.
-pub fn view(w: &WebhookRecord) -> Value {
+pub(super) fn view(w: &WebhookRecord) -> Value {
     let status = if w.active {
         "active"
     } else if w.disabled_reason.is_some() {
@@ -113,7 +113,7 @@ fn delivery_view(d: &DeliveryRecord) -> Value {
 
 /// The fields create and update accept. `Option<Option<…>>` tells "absent" from `null`.
 #[derive(Debug, Default, Deserialize)]
-pub struct WebhookBody {
+pub(super) struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -135,10 +135,7 @@ fn not_null<T>(value: Option<Option<T>>, field: &'static str) -> Result<Option<T
     match value {
         None => Ok(None),
         Some(Some(v)) => Ok(Some(v)),
-        Some(None) => Err(ApiError::validation(
-            format!("{field} cannot be null"),
-            field,
-        )),
+        Some(None) => Err(ApiError::validation(format!("{field} cannot be null"), field)),
     }
 }
 
@@ -152,10 +149,7 @@ where
 
 async fn checked_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
     if raw.len() > MAX_URL {
-        return Err(ApiError::validation(
-            "url must be at most 2048 bytes",
-            "url",
-        ));
+        return Err(ApiError::validation("url must be at most 2048 bytes", "url"));
     }
     let policy = state.config.webhooks.policy;
     let url = check_url(raw, policy).map_err(|e| ApiError::validation(e.to_string(), "url"))?;
@@ -209,9 +203,9 @@ fn checked_headers(
 
 fn checked_name(name: Option<String>) -> Result<Option<String>, ApiError> {
     match name {
-        Some(n) if n.chars().count() > MAX_NAME || n.chars().any(char::is_control) => Err(
-            ApiError::validation("name must be at most 200 printable characters", "name"),
-        ),
+        Some(n) if n.chars().count() > MAX_NAME || n.chars().any(char::is_control) => {
+            Err(ApiError::validation("name must be at most 200 printable characters", "name"))
+        }
         other => Ok(other),
     }
 }
@@ -220,10 +214,7 @@ fn checked_metadata(
     metadata: serde_json::Map<String, Value>,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     if Value::Object(metadata.clone()).to_string().len() > 16 * 1024 {
-        return Err(ApiError::validation(
-            "metadata must be under 16 KiB",
-            "metadata",
-        ));
+        return Err(ApiError::validation("metadata must be under 16 KiB", "metadata"));
     }
     Ok(metadata)
 }
@@ -235,7 +226,7 @@ fn checked_retries(retry_count: i64) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::validation("retry_count must be 0..=10", "retry_count"))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -260,17 +251,15 @@ pub async fn create(
         active: not_null(b.active, "active")?.unwrap_or(true),
         secret: secret.expose().to_owned(),
     };
-    let record = state
-        .store
-        .create_webhook(&caller.tenant_id, new, MAX_WEBHOOKS_PER_TENANT)
-        .await?;
+    let record =
+        state.store.create_webhook(&caller.tenant_id, new, MAX_WEBHOOKS_PER_TENANT).await?;
     let mut data = view(&record);
     data["secret"] = json!(secret.expose());
     let body = json!({ "data": data, "secret": secret.expose() });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -279,19 +268,16 @@ pub async fn list(
     Ok(Json(json!({ "data": data, "total": data.len() })))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let w = state
-        .store
-        .get_webhook(&caller.tenant_id, &parse_id(&id)?)
-        .await?;
+    let w = state.store.get_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
     Ok(Json(json!({ "data": view(&w) })))
 }
 
-pub async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -308,51 +294,36 @@ pub async fn update(
     let patch = WebhookPatch {
         url,
         name: b.name.map(checked_name).transpose()?,
-        events: not_null(b.events, "events")?
-            .as_deref()
-            .map(checked_events)
-            .transpose()?,
-        headers: not_null(b.headers, "headers")?
-            .map(checked_headers)
-            .transpose()?,
-        metadata: not_null(b.metadata, "metadata")?
-            .map(checked_metadata)
-            .transpose()?,
-        retry_count: not_null(b.retry_count, "retry_count")?
-            .map(checked_retries)
-            .transpose()?,
+        events: not_null(b.events, "events")?.as_deref().map(checked_events).transpose()?,
+        headers: not_null(b.headers, "headers")?.map(checked_headers).transpose()?,
+        metadata: not_null(b.metadata, "metadata")?.map(checked_metadata).transpose()?,
+        retry_count: not_null(b.retry_count, "retry_count")?.map(checked_retries).transpose()?,
         active: not_null(b.active, "active")?,
     };
-    let w = state
-        .store
-        .update_webhook(&caller.tenant_id, &id, patch)
-        .await?;
+    let w = state.store.update_webhook(&caller.tenant_id, &id, patch).await?;
     if w.active {
         state.webhooks.wake();
     }
     Ok(Json(json!({ "data": view(&w) })))
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .delete_webhook(&caller.tenant_id, &parse_id(&id)?)
-        .await?;
+    state.store.delete_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct RotateBody {
+pub(super) struct RotateBody {
     grace_period_sec: Option<u64>,
 }
 
 /// `POST /webhooks/{id}/rotate-secret`: a new secret, shown once; the old one keeps signing
 /// (`X-Miosa-Signature-Previous`, and a second `webhook-signature` entry) for the grace period.
-pub async fn rotate_secret(
+pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -380,7 +351,7 @@ pub async fn rotate_secret(
 }
 
 /// `POST /webhooks/{id}/test`: one `webhook.test` delivery, attempted once, and its result.
-pub async fn test(
+pub(super) async fn test(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -388,9 +359,7 @@ pub async fn test(
     let id = parse_id(&id)?;
     let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
     if !w.active {
-        return Err(ApiError::Conflict(
-            "the webhook is not active; set active=true first".into(),
-        ));
+        return Err(ApiError::Conflict("the webhook is not active; set active=true first".into()));
     }
     let delivery = DeliveryId::generate();
     let body = payload::test_body(&caller.tenant_id, &id, &delivery, now_millis());
@@ -413,10 +382,7 @@ pub async fn test(
     let deadline =
         tokio::time::Instant::now() + state.config.webhooks.timeout + Duration::from_secs(5);
     loop {
-        let d = state
-            .store
-            .get_delivery(&caller.tenant_id, &id, &delivery)
-            .await?;
+        let d = state.store.get_delivery(&caller.tenant_id, &id, &delivery).await?;
         if d.state != "pending" || tokio::time::Instant::now() >= deadline {
             let last = d.attempt_log.last();
             return Ok(Json(json!({ "data": {
@@ -434,12 +400,12 @@ pub async fn test(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DeliveriesQuery {
+pub(super) struct DeliveriesQuery {
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-pub async fn deliveries(
+pub(super) async fn deliveries(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -461,10 +427,7 @@ pub async fn deliveries(
                 ApiError::validation("cursor is not one this API returned", "cursor")
             })?),
         };
-    let (rows, next) = state
-        .store
-        .list_deliveries(&caller.tenant_id, &id, limit, before)
-        .await?;
+    let (rows, next) = state.store.list_deliveries(&caller.tenant_id, &id, limit, before).await?;
     let data: Vec<Value> = rows.iter().map(delivery_view).collect();
     Ok(Json(json!({
         "data": data,
@@ -472,31 +435,27 @@ pub async fn deliveries(
     })))
 }
 
-pub async fn get_delivery(
+pub(super) async fn get_delivery(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, delivery)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let d = state
         .store
-        .get_delivery(
-            &caller.tenant_id,
-            &parse_id(&id)?,
-            &parse_delivery(&delivery)?,
-        )
+        .get_delivery(&caller.tenant_id, &parse_id(&id)?, &parse_delivery(&delivery)?)
         .await?;
     Ok(Json(json!({ "data": delivery_view(&d) })))
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ReplayBody {
+pub(super) struct ReplayBody {
     replay_id: Option<String>,
 }
 
 /// `POST /webhooks/{id}/deliveries/{delivery}/replay`: send the event again as a new delivery
 /// (its own id, `replay_of` naming the original). A `replay_id` makes the call idempotent:
 /// reusing one is a 409.
-pub async fn replay(
+pub(super) async fn replay(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, delivery)): Path<(String, String)>,
@@ -514,14 +473,9 @@ pub async fn replay(
         }
     }
     let webhook = state.store.get_webhook(&caller.tenant_id, &id).await?;
-    let original = state
-        .store
-        .get_delivery(&caller.tenant_id, &id, &of)
-        .await?;
+    let original = state.store.get_delivery(&caller.tenant_id, &id, &of).await?;
     if !webhook.active {
-        return Err(ApiError::Conflict(
-            "the webhook is not active; set active=true first".into(),
-        ));
+        return Err(ApiError::Conflict("the webhook is not active; set active=true first".into()));
     }
     let new_id = DeliveryId::generate();
     let body = payload::replay_body(&original.body, &new_id, &of)
@@ -555,11 +509,9 @@ pub async fn replay(
 }
 
 /// `GET /webhooks/events`: what can be subscribed to and how deliveries are signed.
-pub async fn catalogue(Caller(_caller): Caller) -> Json<Value> {
-    let categories: serde_json::Map<String, Value> = catalogue::CATEGORIES
-        .iter()
-        .map(|(c, events)| ((*c).to_owned(), json!(events)))
-        .collect();
+pub(super) async fn catalogue(Caller(_caller): Caller) -> Json<Value> {
+    let categories: serde_json::Map<String, Value> =
+        catalogue::CATEGORIES.iter().map(|(c, events)| ((*c).to_owned(), json!(events))).collect();
     let events: Vec<&str> = catalogue::all_events().collect();
     let mut retry = vec![0u64];
     retry.extend(schedule::STEPS.iter().map(|d| d.as_secs()));

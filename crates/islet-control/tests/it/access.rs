@@ -16,11 +16,7 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     let server = TestServer::start().await;
     let tenant = server.tenant(None).await;
     let made = tenant
-        .call(
-            "POST",
-            "/api-keys",
-            Some(json!({"name": "ci reader", "scopes": ["sandboxes:read"]})),
-        )
+        .call("POST", "/api-keys", Some(json!({"name": "ci reader", "scopes": ["sandboxes:read"]})))
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let token = made.body["data"]["token"].as_str().unwrap().to_owned();
@@ -44,16 +40,10 @@ async fn keys_carry_scopes_rotate_and_revoke() {
         .await;
     let writer = as_key(&tenant, writer.body["data"]["token"].as_str().unwrap());
     let wider = writer
-        .call(
-            "POST",
-            "/api-keys",
-            Some(json!({"name": "x", "scopes": ["webhooks:write"]})),
-        )
+        .call("POST", "/api-keys", Some(json!({"name": "x", "scopes": ["webhooks:write"]})))
         .await;
     assert_eq!(wider.status, 403, "{:?}", wider.body);
-    let unscoped = writer
-        .call("POST", "/api-keys", Some(json!({"name": "x"})))
-        .await;
+    let unscoped = writer.call("POST", "/api-keys", Some(json!({"name": "x"}))).await;
     assert_eq!(unscoped.status, 201);
     assert_eq!(
         unscoped.body["data"]["scopes"],
@@ -68,124 +58,53 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     );
     // Nor manage a key that holds more than it does.
     let all = tenant.call("GET", "/api-keys", None).await;
-    let full = all.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["scopes"] == json!(["*"]))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let full =
+        all.body["data"].as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(writer.status("POST", &format!("/api-keys/{full}/rotate"), None).await, 403);
+    assert_eq!(writer.status("DELETE", &format!("/api-keys/{full}"), None).await, 403);
     assert_eq!(
         writer
-            .status("POST", &format!("/api-keys/{full}/rotate"), None)
-            .await,
-        403
-    );
-    assert_eq!(
-        writer
-            .status("DELETE", &format!("/api-keys/{full}"), None)
-            .await,
-        403
-    );
-    assert_eq!(
-        writer
-            .status(
-                "PATCH",
-                &format!("/api-keys/{full}"),
-                Some(json!({"name": "mine now"}))
-            )
+            .status("PATCH", &format!("/api-keys/{full}"), Some(json!({"name": "mine now"})))
             .await,
         403
     );
     let narrowed = tenant
-        .call(
-            "PATCH",
-            &format!("/api-keys/{full}"),
-            Some(json!({"scopes": ["sandboxes:read"]})),
-        )
+        .call("PATCH", &format!("/api-keys/{full}"), Some(json!({"scopes": ["sandboxes:read"]})))
         .await;
-    assert_eq!(
-        narrowed.status, 409,
-        "the last full key cannot be narrowed: {:?}",
-        narrowed.body
-    );
+    assert_eq!(narrowed.status, 409, "the last full key cannot be narrowed: {:?}", narrowed.body);
     let bad = tenant
-        .call(
-            "POST",
-            "/api-keys",
-            Some(json!({"name": "x", "scopes": ["sandboxes:fly"]})),
-        )
+        .call("POST", "/api-keys", Some(json!({"name": "x", "scopes": ["sandboxes:fly"]})))
         .await;
     assert_eq!(bad.status, 400);
     // Listed without secrets; rotation replaces the secret at once; revocation ends it.
     let listed = tenant.call("GET", "/api-keys", None).await;
-    assert!(listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|k| k["id"] == id.as_str()));
+    assert!(listed.body["data"].as_array().unwrap().iter().any(|k| k["id"] == id.as_str()));
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
-    let rotated = tenant
-        .call("POST", &format!("/api-keys/{id}/rotate"), None)
-        .await;
+    let rotated = tenant.call("POST", &format!("/api-keys/{id}/rotate"), None).await;
     let new_token = rotated.body["data"]["token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        as_key(&tenant, &token)
-            .status("GET", "/sandboxes", None)
-            .await,
-        401
-    );
-    assert_eq!(
-        as_key(&tenant, &new_token)
-            .status("GET", "/sandboxes", None)
-            .await,
-        200
-    );
-    assert_eq!(
-        tenant
-            .status("DELETE", &format!("/api-keys/{id}"), None)
-            .await,
-        204
-    );
-    assert_eq!(
-        as_key(&tenant, &new_token)
-            .status("GET", "/sandboxes", None)
-            .await,
-        401
-    );
+    assert_eq!(as_key(&tenant, &token).status("GET", "/sandboxes", None).await, 401);
+    assert_eq!(as_key(&tenant, &new_token).status("GET", "/sandboxes", None).await, 200);
+    assert_eq!(tenant.status("DELETE", &format!("/api-keys/{id}"), None).await, 204);
+    assert_eq!(as_key(&tenant, &new_token).status("GET", "/sandboxes", None).await, 401);
     let got = tenant.call("GET", &format!("/api-keys/{id}"), None).await;
     assert_eq!(got.body["data"]["status"], "revoked");
     // The last full key cannot go.
     let keys = tenant.call("GET", "/api-keys", None).await;
-    let own = keys.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["scopes"] == json!(["*"]))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        tenant
-            .status("DELETE", &format!("/api-keys/{own}"), None)
-            .await,
-        409
-    );
+    let own =
+        keys.body["data"].as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(tenant.status("DELETE", &format!("/api-keys/{own}"), None).await, 409);
     // Another tenant cannot see or touch these keys.
     let other = server.tenant(None).await;
-    assert_eq!(
-        other.status("GET", &format!("/api-keys/{id}"), None).await,
-        404
-    );
-    assert_eq!(
-        other
-            .status("POST", &format!("/api-keys/{own}/rotate"), None)
-            .await,
-        404
-    );
+    assert_eq!(other.status("GET", &format!("/api-keys/{id}"), None).await, 404);
+    assert_eq!(other.status("POST", &format!("/api-keys/{own}/rotate"), None).await, 404);
     server.stop().await;
 }
 
@@ -193,9 +112,7 @@ async fn keys_carry_scopes_rotate_and_revoke() {
 async fn a_key_bound_to_one_user_reaches_only_that_user() {
     let server = TestServer::start().await;
     let tenant = server.tenant(None).await;
-    let bobs = tenant
-        .sandbox(json!({"external_user_id": "bob", "name": "bobs"}))
-        .await;
+    let bobs = tenant.sandbox(json!({"external_user_id": "bob", "name": "bobs"})).await;
     let made = tenant
         .call("POST", "/api-keys/scoped", Some(json!({"external_user_id": "alice", "scopes": ["sandboxes:write", "previews:write", "usage:read"]})))
         .await;
@@ -207,69 +124,32 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
     let mine = alice.sandbox(json!({})).await;
     let got = alice.call("GET", &format!("/sandboxes/{mine}"), None).await;
     assert_eq!(got.body["data"]["external_user_id"], "alice");
-    let for_bob = alice
-        .call(
-            "POST",
-            "/sandboxes",
-            Some(json!({"external_user_id": "bob"})),
-        )
-        .await;
+    let for_bob = alice.call("POST", "/sandboxes", Some(json!({"external_user_id": "bob"}))).await;
     assert_eq!(for_bob.status, 403);
     let listed = alice.call("GET", "/sandboxes", None).await;
-    let ids: Vec<&str> = listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        listed.body["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![mine.as_str()]);
     assert_eq!(
-        alice
-            .call("GET", "/sandboxes?external_user_id=bob", None)
-            .await
-            .body["data"],
+        alice.call("GET", "/sandboxes?external_user_id=bob", None).await.body["data"],
         json!([])
     );
     // Every sandbox route with Bob's sandbox: 404, as if it did not exist.
     let routes: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/sandboxes/{bobs}"), None),
-        (
-            "PATCH",
-            format!("/sandboxes/{bobs}"),
-            Some(json!({"name": "x"})),
-        ),
+        ("PATCH", format!("/sandboxes/{bobs}"), Some(json!({"name": "x"}))),
         ("POST", format!("/sandboxes/{bobs}/stop"), Some(json!({}))),
         ("POST", format!("/sandboxes/{bobs}/pause"), Some(json!({}))),
         ("POST", format!("/sandboxes/{bobs}/resume"), Some(json!({}))),
-        (
-            "POST",
-            format!("/sandboxes/{bobs}/extend"),
-            Some(json!({"timeout_sec": 60})),
-        ),
+        ("POST", format!("/sandboxes/{bobs}/extend"), Some(json!({"timeout_sec": 60}))),
         ("GET", format!("/sandboxes/{bobs}/usage"), None),
         ("GET", format!("/sandboxes/{bobs}/readiness"), None),
-        (
-            "POST",
-            format!("/sandboxes/{bobs}/exec"),
-            Some(json!({"command": "id"})),
-        ),
-        (
-            "GET",
-            format!("/sandboxes/{bobs}/fs/download?path=/etc/hostname"),
-            None,
-        ),
+        ("POST", format!("/sandboxes/{bobs}/exec"), Some(json!({"command": "id"}))),
+        ("GET", format!("/sandboxes/{bobs}/fs/download?path=/etc/hostname"), None),
         ("GET", format!("/sandboxes/{bobs}/processes"), None),
-        (
-            "POST",
-            format!("/sandboxes/{bobs}/expose"),
-            Some(json!({"port": 3000})),
-        ),
+        ("POST", format!("/sandboxes/{bobs}/expose"), Some(json!({"port": 3000}))),
         ("GET", format!("/sandboxes/{bobs}/previews"), None),
-        (
-            "POST",
-            format!("/sandboxes/{bobs}/preview-token"),
-            Some(json!({})),
-        ),
+        ("POST", format!("/sandboxes/{bobs}/preview-token"), Some(json!({}))),
         ("POST", format!("/sandboxes/{bobs}/shares"), Some(json!({}))),
         ("GET", "/sandboxes/by-name/bobs".to_owned(), None),
         ("DELETE", format!("/sandboxes/{bobs}"), None),
@@ -295,24 +175,14 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
     }
     // Her usage, and nobody else's.
     assert_eq!(alice.status("GET", "/usage", None).await, 200);
-    assert_eq!(
-        alice
-            .status("GET", "/usage?external_user_id=bob", None)
-            .await,
-        403
-    );
+    assert_eq!(alice.status("GET", "/usage?external_user_id=bob", None).await, 403);
     // Bob's sandbox is untouched.
     assert_eq!(
-        tenant
-            .call("GET", &format!("/sandboxes/{bobs}"), None)
-            .await
-            .body["data"]["state"],
+        tenant.call("GET", &format!("/sandboxes/{bobs}"), None).await.body["data"]["state"],
         "running"
     );
     for id in [&mine, &bobs] {
-        tenant
-            .call("DELETE", &format!("/sandboxes/{id}"), None)
-            .await;
+        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
     }
     server.stop().await;
 }
@@ -345,10 +215,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .await;
     assert_eq!(preview.status, 200, "{:?}", preview.body);
     // Beyond its scopes: no create, no minting, no renewal.
-    assert_eq!(
-        browser.status("POST", "/sandboxes", Some(json!({}))).await,
-        403
-    );
+    assert_eq!(browser.status("POST", "/sandboxes", Some(json!({}))).await, 403);
     assert_eq!(
         browser
             .status(
@@ -359,12 +226,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
             .await,
         403
     );
-    assert_eq!(
-        browser
-            .status("DELETE", &format!("/sandboxes/{sandbox}"), None)
-            .await,
-        403
-    );
+    assert_eq!(browser.status("DELETE", &format!("/sandboxes/{sandbox}"), None).await, 403);
     // Minting: TTL at most a day; never more scopes than the minting key holds.
     let long = tenant
         .call(
@@ -391,11 +253,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .await;
     assert_eq!(wider.status, 403);
     let narrow = reader
-        .call(
-            "POST",
-            "/tokens/scoped",
-            Some(json!({"user_id": "carol", "workspace_id": "w"})),
-        )
+        .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "w"})))
         .await;
     assert_eq!(
         narrow.body["data"]["scopes"],
@@ -413,11 +271,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     let minter_id = minter.body["data"]["id"].as_str().unwrap().to_owned();
     let minter = as_key(&tenant, minter.body["data"]["token"].as_str().unwrap());
     let t = minter
-        .call(
-            "POST",
-            "/tokens/scoped",
-            Some(json!({"user_id": "carol", "workspace_id": "w"})),
-        )
+        .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "w"})))
         .await;
     let t = as_key(&tenant, t.body["data"]["token"].as_str().unwrap());
     let (code, _, _) = t.exec(&sandbox, "true").await;
@@ -430,26 +284,15 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         )
         .await;
     assert_eq!(
-        t.status(
-            "POST",
-            &format!("/sandboxes/{sandbox}/exec"),
-            Some(json!({"command": "true"}))
-        )
-        .await,
+        t.status("POST", &format!("/sandboxes/{sandbox}/exec"), Some(json!({"command": "true"})))
+            .await,
         403,
         "narrowed with its key"
     );
+    assert_eq!(t.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 200);
+    tenant.call("POST", &format!("/api-keys/{minter_id}/rotate"), None).await;
     assert_eq!(
-        t.status("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await,
-        200
-    );
-    tenant
-        .call("POST", &format!("/api-keys/{minter_id}/rotate"), None)
-        .await;
-    assert_eq!(
-        t.status("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await,
+        t.status("GET", &format!("/sandboxes/{sandbox}"), None).await,
         401,
         "rotation kills its tokens"
     );
@@ -464,56 +307,23 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         )
         .await;
     let w = as_key(&tenant, w.body["data"]["token"].as_str().unwrap());
+    assert_eq!(w.status("POST", "/sandboxes", Some(json!({"isolation": "container"}))).await, 403);
     assert_eq!(
-        w.status(
-            "POST",
-            "/sandboxes",
-            Some(json!({"isolation": "container"}))
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        w.status(
-            "POST",
-            "/sandboxes",
-            Some(json!({"external_workspace_id": "ws_other"}))
-        )
-        .await,
+        w.status("POST", "/sandboxes", Some(json!({"external_workspace_id": "ws_other"}))).await,
         403
     );
     let made = w.call("POST", "/sandboxes", Some(json!({}))).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     assert_eq!(made.body["data"]["external_workspace_id"], "ws_9");
     tenant
-        .call(
-            "DELETE",
-            &format!("/sandboxes/{}", made.body["data"]["id"].as_str().unwrap()),
-            None,
-        )
+        .call("DELETE", &format!("/sandboxes/{}", made.body["data"]["id"].as_str().unwrap()), None)
         .await;
     // Listed, then revoked: refused at once.
-    let listed = tenant
-        .call("GET", "/tokens/scoped?user_id=carol", None)
-        .await;
-    assert!(listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["id"] == token_id.as_str()));
+    let listed = tenant.call("GET", "/tokens/scoped?user_id=carol", None).await;
+    assert!(listed.body["data"].as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
-    assert_eq!(
-        tenant
-            .status("DELETE", &format!("/tokens/scoped/{token_id}"), None)
-            .await,
-        204
-    );
-    assert_eq!(
-        browser
-            .status("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await,
-        401
-    );
+    assert_eq!(tenant.status("DELETE", &format!("/tokens/scoped/{token_id}"), None).await, 204);
+    assert_eq!(browser.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 401);
     // Expiry.
     let short = tenant
         .call(
@@ -523,22 +333,10 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         )
         .await;
     let short = as_key(&tenant, short.body["data"]["token"].as_str().unwrap());
-    assert_eq!(
-        short
-            .status("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await,
-        200
-    );
+    assert_eq!(short.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(
-        short
-            .status("GET", &format!("/sandboxes/{sandbox}"), None)
-            .await,
-        401
-    );
-    tenant
-        .call("DELETE", &format!("/sandboxes/{sandbox}"), None)
-        .await;
+    assert_eq!(short.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 401);
+    tenant.call("DELETE", &format!("/sandboxes/{sandbox}"), None).await;
     server.stop().await;
 }
 
@@ -551,9 +349,7 @@ async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
     })
     .await;
     let tenant = server.tenant(None).await;
-    let other = tenant
-        .call("POST", "/api-keys", Some(json!({"name": "quiet"})))
-        .await;
+    let other = tenant.call("POST", "/api-keys", Some(json!({"name": "quiet"}))).await;
     let quiet = as_key(&tenant, other.body["data"]["token"].as_str().unwrap());
     // The noisy key fires 60 requests at once; the quiet one makes 8, spread over 2 s.
     let noisy = futures::future::join_all((0..60).map(|_| tenant.call("GET", "/sandboxes", None)));
@@ -594,11 +390,7 @@ async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
     }
     // An end user's tokens share one budget (3/s, bursts of 6).
     let mint = || {
-        tenant.call(
-            "POST",
-            "/tokens/scoped",
-            Some(json!({"user_id": "dora", "workspace_id": "w"})),
-        )
+        tenant.call("POST", "/tokens/scoped", Some(json!({"user_id": "dora", "workspace_id": "w"})))
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (a, b) = (mint().await, mint().await);
@@ -613,15 +405,11 @@ async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
     });
     let replies = futures::future::join_all(calls).await;
     let passed = replies.iter().filter(|r| r.status == 200).count();
-    assert!(
-        (6..=7).contains(&passed),
-        "one budget for both tokens: {passed} passed"
-    );
-    assert!(replies.iter().any(|r| r.status == 429
-        && r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("end user")));
+    assert!((6..=7).contains(&passed), "one budget for both tokens: {passed} passed");
+    assert!(replies
+        .iter()
+        .any(|r| r.status == 429
+            && r.body["error"]["message"].as_str().unwrap().contains("end user")));
     server.stop().await;
 }
 
@@ -647,17 +435,11 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
         json!(["acme.test"]),
         json!(["https://u:p@acme.test"]),
     ] {
-        let r = tenant
-            .call("PUT", "/settings", Some(json!({"allowed_origins": bad})))
-            .await;
+        let r = tenant.call("PUT", "/settings", Some(json!({"allowed_origins": bad}))).await;
         assert_eq!(r.status, 400, "{bad}");
     }
     let token = tenant
-        .call(
-            "POST",
-            "/tokens/scoped",
-            Some(json!({"user_id": "erin", "workspace_id": "w"})),
-        )
+        .call("POST", "/tokens/scoped", Some(json!({"user_id": "erin", "workspace_id": "w"})))
         .await;
     let token = token.body["data"]["token"].as_str().unwrap().to_owned();
     let http = reqwest::Client::new();
@@ -666,18 +448,12 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
         http.request(reqwest::Method::OPTIONS, &url)
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "authorization, content-type",
-            )
+            .header("access-control-request-headers", "authorization, content-type")
             .send()
     };
     let ok = preflight("https://app.acme.test").await.unwrap();
     assert_eq!(ok.status(), 204);
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "https://app.acme.test"
-    );
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.acme.test");
     assert!(ok.headers()["access-control-allow-headers"]
         .to_str()
         .unwrap()
@@ -685,30 +461,20 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
     let evil = preflight("https://evil.test").await.unwrap();
     assert!(!evil.headers().contains_key("access-control-allow-origin"));
     let get = |origin: &'static str, key: String| {
-        http.get(&url)
-            .header("origin", origin)
-            .bearer_auth(key)
-            .send()
+        http.get(&url).header("origin", origin).bearer_auth(key).send()
     };
     let real = get("https://app.acme.test", token.clone()).await.unwrap();
     assert_eq!(real.status(), 200);
-    assert_eq!(
-        real.headers()["access-control-allow-origin"],
-        "https://app.acme.test"
-    );
+    assert_eq!(real.headers()["access-control-allow-origin"], "https://app.acme.test");
     assert!(real.headers()["access-control-expose-headers"]
         .to_str()
         .unwrap()
         .contains("x-ratelimit-remaining"));
     let foreign = get("https://evil.test", token.clone()).await.unwrap();
-    assert!(!foreign
-        .headers()
-        .contains_key("access-control-allow-origin"));
+    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
     // Another tenant's credential gets no CORS for this tenant's origin.
     let other = server.tenant(None).await;
-    let theirs = get("https://app.acme.test", other.key.clone())
-        .await
-        .unwrap();
+    let theirs = get("https://app.acme.test", other.key.clone()).await.unwrap();
     assert!(!theirs.headers().contains_key("access-control-allow-origin"));
     // Refusals are readable by the allowed page too.
     let refused = http
@@ -720,9 +486,6 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
-    assert_eq!(
-        refused.headers()["access-control-allow-origin"],
-        "https://app.acme.test"
-    );
+    assert_eq!(refused.headers()["access-control-allow-origin"], "https://app.acme.test");
     server.stop().await;
 }

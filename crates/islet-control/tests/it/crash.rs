@@ -8,7 +8,7 @@ use std::time::Duration;
 use islet_testkit::{bin_dir, data_dir, network_identity, template_dir, Client};
 use serde_json::json;
 
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub base: String,
 }
@@ -18,7 +18,7 @@ fn spawn(data: &Path, prefix: &str, octet: u8) -> Server {
 }
 
 /// `islet serve` on ephemeral ports with `extra` flags; returns once it printed its banner.
-pub fn spawn_with(data: &Path, prefix: &str, octet: u8, extra: &[&str]) -> Server {
+pub(crate) fn spawn_with(data: &Path, prefix: &str, octet: u8, extra: &[&str]) -> Server {
     let mut child = Command::new(bin_dir().join("islet"))
         .args([
             "serve",
@@ -48,7 +48,7 @@ pub fn spawn_with(data: &Path, prefix: &str, octet: u8, extra: &[&str]) -> Serve
 }
 
 /// A tenant made with `islet tenant create` in `data`; its API key.
-pub fn tenant_key(data: &Path, name: &str) -> String {
+pub(crate) fn tenant_key(data: &Path, name: &str) -> String {
     let out = Command::new(bin_dir().join("islet"))
         .args(["tenant", "create", "--name", name])
         .arg("--data-dir")
@@ -69,21 +69,14 @@ fn links_with(prefix: &str) -> usize {
         .flatten()
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix(prefix)
-                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
+            name.strip_prefix(prefix).is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
         })
         .count()
 }
 
 async fn create_all(client: &Client, keys: &[String]) -> Vec<(u16, serde_json::Value)> {
-    let bodies: Vec<_> = keys
-        .iter()
-        .map(|key| json!({"external_user_id": key}))
-        .collect();
-    let requests = keys
-        .iter()
-        .zip(&bodies)
-        .map(|(key, body)| client.create_with_key(key, body));
+    let bodies: Vec<_> = keys.iter().map(|key| json!({"external_user_id": key})).collect();
+    let requests = keys.iter().zip(&bodies).map(|(key, body)| client.create_with_key(key, body));
     futures::future::join_all(requests).await
 }
 
@@ -117,27 +110,14 @@ async fn kill_9_during_fifty_creates_leaves_no_orphans_and_no_duplicates() {
     }
     assert_eq!(ids.len(), 50, "one sandbox per key");
     let listed = client.call("GET", "/sandboxes?limit=1000", None).await;
-    let live: Vec<_> = listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["state"] != "error")
-        .collect();
+    let live: Vec<_> =
+        listed.body["data"].as_array().unwrap().iter().filter(|s| s["state"] != "error").collect();
     assert_eq!(live.len(), 50, "no duplicates: {}", listed.body);
-    assert_eq!(
-        count(&data.join("sandboxes")),
-        50,
-        "one directory per sandbox"
-    );
+    assert_eq!(count(&data.join("sandboxes")), 50, "one directory per sandbox");
     assert_eq!(links_with(&prefix), 50, "one veth per sandbox");
 
     for id in &ids {
-        assert_eq!(
-            client
-                .status("DELETE", &format!("/sandboxes/{id}"), None)
-                .await,
-            204
-        );
+        assert_eq!(client.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
     }
     assert_eq!(count(&data.join("sandboxes")), 0, "no files left");
     assert_eq!(links_with(&prefix), 0, "no veth left");

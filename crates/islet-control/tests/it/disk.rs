@@ -23,45 +23,32 @@ async fn writes_beyond_disk_mb_fail_and_deleting_frees_the_space() {
     let small = client.sandbox(json!({"disk_mb": 64})).await;
     let large = client.sandbox(json!({})).await; // the default, 10240 MiB
 
-    let (code, _, err) = client
-        .exec(&small, "dd if=/dev/zero of=/root/big bs=1M count=200")
-        .await;
+    let (code, _, err) = client.exec(&small, "dd if=/dev/zero of=/root/big bs=1M count=200").await;
     assert_ne!(code, 0, "writing 200 MiB to a 64 MiB disk must fail");
     assert!(
         err.contains("No space") || err.contains("quota"),
         "the write fails for lack of space: {err}"
     );
     let written = size_of(&client, &small, "/root/big").await;
-    assert!(
-        written <= 64 * MIB,
-        "at most the disk was written: {written}"
-    );
+    assert!(written <= 64 * MIB, "at most the disk was written: {written}");
 
     // The same holds for the agent's socket directory, the one other writable host path.
-    let (code, _, err) = client
-        .exec(&small, "dd if=/dev/zero of=/run/islet/fill bs=1M count=100")
-        .await;
+    let (code, _, err) =
+        client.exec(&small, "dd if=/dev/zero of=/run/islet/fill bs=1M count=100").await;
     assert_ne!(code, 0, "the agent's directory is on the same disk: {err}");
     let (code, _, err) = client.exec(&small, "rm -f /run/islet/fill").await;
     assert_eq!(code, 0, "{err}");
 
     // Deleting gives the space back.
     let (code, _, err) = client
-        .exec(
-            &small,
-            "rm /root/big && dd if=/dev/zero of=/root/again bs=1M count=32 && sync",
-        )
+        .exec(&small, "rm /root/big && dd if=/dev/zero of=/root/again bs=1M count=32 && sync")
         .await;
     assert_eq!(code, 0, "after rm, 32 MiB fit again: {err}");
     assert_eq!(size_of(&client, &small, "/root/again").await, 32 * MIB);
 
     // The neighbour with the default disk writes 200 MiB meanwhile.
-    let (code, _, err) = client
-        .exec(
-            &large,
-            "dd if=/dev/zero of=/root/big bs=1M count=200 && sync",
-        )
-        .await;
+    let (code, _, err) =
+        client.exec(&large, "dd if=/dev/zero of=/root/big bs=1M count=200 && sync").await;
     assert_eq!(code, 0, "200 MiB fit on the default disk: {err}");
     assert_eq!(size_of(&client, &large, "/root/big").await, 200 * MIB);
 

@@ -100,17 +100,13 @@ impl Outside {
         assert!(n < 60, "out of test /30s");
         let tag = format!("{}{n}", std::process::id() % 10_000);
         let (netns, link) = (format!("islx{tag}"), format!("ixh{tag}"));
-        let (host_ip, ip) = (
-            format!("203.0.113.{}", 4 * n + 1),
-            format!("203.0.113.{}", 4 * n + 2),
-        );
+        let (host_ip, ip) =
+            (format!("203.0.113.{}", 4 * n + 1), format!("203.0.113.{}", 4 * n + 2));
         // A leftover from a killed run is replaced.
         let _ = Command::new("ip").args(["netns", "del", &netns]).output();
         let _ = Command::new("ip").args(["link", "del", &link]).output();
         run_ip(&["netns", "add", &netns]);
-        run_ip(&[
-            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-        ]);
+        run_ip(&["link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
         run_ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &link]);
         run_ip(&["link", "set", &link, "up"]);
         let own = format!("{ip}/30");
@@ -145,12 +141,7 @@ impl Outside {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Self {
-            ip,
-            netns,
-            link,
-            holder,
-        }
+        Self { ip, netns, link, holder }
     }
 }
 
@@ -158,34 +149,19 @@ impl Drop for Outside {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.link])
-            .output();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .output();
+        let _ = Command::new("ip").args(["link", "del", &self.link]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
     }
 }
 
 /// Open `n` connections to `to` from `id`; (connected, refused), nothing else allowed.
 async fn open(client: &Client, id: &str, to: &Outside, n: u32) -> (u64, u64) {
-    let (code, out, err) = client
-        .exec(
-            id,
-            &format!("python3 /tmp/opener.py {} {OUTSIDE_PORT} {n}", to.ip),
-        )
-        .await;
+    let (code, out, err) =
+        client.exec(id, &format!("python3 /tmp/opener.py {} {OUTSIDE_PORT} {n}", to.ip)).await;
     assert_eq!(code, 0, "{err}");
     let report: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(
-        report["other"],
-        json!([]),
-        "only connects and refusals: {report}"
-    );
-    (
-        report["connected"].as_u64().unwrap(),
-        report["refused"].as_u64().unwrap(),
-    )
+    assert_eq!(report["other"], json!([]), "only connects and refusals: {report}");
+    (report["connected"].as_u64().unwrap(), report["refused"].as_u64().unwrap())
 }
 
 async fn sandbox_with_opener(client: &Client, body: Value) -> String {
@@ -197,9 +173,7 @@ async fn sandbox_with_opener(client: &Client, body: Value) -> String {
 }
 
 async fn set_egress(client: &Client, egress: Value) -> Value {
-    let r = client
-        .call("PUT", "/settings", Some(json!({ "egress": egress })))
-        .await;
+    let r = client.call("PUT", "/settings", Some(json!({ "egress": egress }))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body["data"]["egress"].clone()
 }
@@ -252,15 +226,10 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
     assert_eq!(held["connected"], 10, "the holder fills the cap: {held}");
     assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1));
     let rewrite = acme.sandbox(json!({"external_user_id": "u9"})).await;
-    assert_eq!(
-        open(&acme, &a1, &out, 1).await,
-        (0, 1),
-        "the count survived the rewrite"
-    );
+    assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1), "the count survived the rewrite");
     let (code, _, err) = acme.exec(&a1, "pkill -f 'opener[.]py .* hold'; true").await;
     assert_eq!(code, 0, "{err}");
-    acme.call("DELETE", &format!("/sandboxes/{rewrite}"), None)
-        .await;
+    acme.call("DELETE", &format!("/sandboxes/{rewrite}"), None).await;
     // A cap above the platform's does not lift it.
     set_egress(&acme, json!({"max_connections_per_sandbox": 1000})).await;
     assert_eq!(open(&acme, &a1, &out, 50).await, (40, 10));
@@ -274,64 +243,43 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
     assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1));
     let a2 = sandbox_with_opener(&acme, json!({"external_user_id": "u2"})).await;
     assert_eq!(open(&acme, &a2, &out, 1).await, (0, 1));
-    let a3 = sandbox_with_opener(
-        &acme,
-        json!({"external_user_id": "u3", "isolation": "gvisor"}),
-    )
-    .await;
+    let a3 =
+        sandbox_with_opener(&acme, json!({"external_user_id": "u3", "isolation": "gvisor"})).await;
     assert_eq!(open(&acme, &a3, &out, 1).await, (0, 1));
     assert_eq!(open(&other, &b1, &out, 1).await, (1, 0));
     // Across a stop and resume (a new link, maybe a new address) the rule holds.
     for step in ["stop", "resume"] {
-        let r = acme
-            .call("POST", &format!("/sandboxes/{a1}/{step}"), Some(json!({})))
-            .await;
+        let r = acme.call("POST", &format!("/sandboxes/{a1}/{step}"), Some(json!({}))).await;
         assert_eq!(r.status, 200, "{step}: {:?}", r.body);
     }
     assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1));
 
     // Bad rules are refused whole, saying what is wrong; there is no way to allow anything.
     for (bad, says) in [
-        (
-            json!({"deny": ["203.0.113.5/24"]}),
-            "the network is 203.0.113.0/24",
-        ),
+        (json!({"deny": ["203.0.113.5/24"]}), "the network is 203.0.113.0/24"),
         (json!({"deny": ["::1/128"]}), "not an IPv4 address"),
         (json!({"deny": ["10.0.0.0/40"]}), "prefix length"),
         (json!({"max_connections_per_sandbox": 0}), "1 to 65536"),
         (json!({"allow": ["10.0.0.0/8"]}), "unknown field `allow`"),
     ] {
-        let r = acme
-            .call("PUT", "/settings", Some(json!({ "egress": bad })))
-            .await;
+        let r = acme.call("PUT", "/settings", Some(json!({ "egress": bad }))).await;
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
         assert_eq!(r.body["error"]["code"], "VALIDATION_FAILED");
-        assert!(
-            r.body["error"]["message"].as_str().unwrap().contains(says),
-            "{bad}: {:?}",
-            r.body
-        );
+        assert!(r.body["error"]["message"].as_str().unwrap().contains(says), "{bad}: {:?}", r.body);
     }
     let many: Vec<String> = (0..65).map(|i| format!("192.0.2.{i}")).collect();
-    let r = acme
-        .call("PUT", "/settings", Some(json!({"egress": {"deny": many}})))
-        .await;
+    let r = acme.call("PUT", "/settings", Some(json!({"egress": {"deny": many}}))).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["details"]["field"], "egress.deny");
     let kept = acme.call("GET", "/settings", None).await;
-    assert_eq!(
-        kept.body["data"]["egress"]["deny"],
-        json!(["198.51.100.7/32", "203.0.113.0/24"])
-    );
+    assert_eq!(kept.body["data"]["egress"]["deny"], json!(["198.51.100.7/32", "203.0.113.0/24"]));
 
     // Cleared: reachable again.
     let cleared = set_egress(&acme, Value::Null).await;
     assert_eq!(cleared["deny"], json!([]));
     assert_eq!(open(&acme, &a1, &out, 1).await, (1, 0));
     for (client, id) in [(&acme, &a1), (&acme, &a2), (&acme, &a3), (&other, &b1)] {
-        client
-            .call("DELETE", &format!("/sandboxes/{id}"), None)
-            .await;
+        client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
     }
     server.stop().await;
 }
@@ -353,10 +301,7 @@ async fn a_tenants_rules_hold_across_a_server_crash() {
     server.child.wait().unwrap();
     // While nothing runs the control plane, the kernel still holds the sandbox to the rule.
     let chain = format!("{}-EGRESS", prefix.to_uppercase());
-    let rules = Command::new("iptables")
-        .args(["-w", "-S", &chain])
-        .output()
-        .unwrap();
+    let rules = Command::new("iptables").args(["-w", "-S", &chain]).output().unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
     assert!(rules.contains(&format!("-i {prefix}")), "{rules}");
 
@@ -367,20 +312,13 @@ async fn a_tenants_rules_hold_across_a_server_crash() {
     // The restarted server knows the rules (not only the kernel): a new sandbox gets them.
     let fresh = sandbox_with_opener(&client, json!({})).await;
     assert_eq!(open(&client, &fresh, &out, 1).await, (0, 1));
-    client
-        .call("DELETE", &format!("/sandboxes/{fresh}"), None)
-        .await;
+    client.call("DELETE", &format!("/sandboxes/{fresh}"), None).await;
     // The restarted server owns the rules: clearing them works.
     set_egress(&client, Value::Null).await;
     assert_eq!(open(&client, &id, &out, 1).await, (1, 0));
-    let rules = Command::new("iptables")
-        .args(["-w", "-S", &chain])
-        .output()
-        .unwrap();
+    let rules = Command::new("iptables").args(["-w", "-S", &chain]).output().unwrap();
     assert!(!String::from_utf8_lossy(&rules.stdout).contains(&format!("-i {prefix}")));
-    client
-        .call("DELETE", &format!("/sandboxes/{id}"), None)
-        .await;
+    client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
@@ -404,14 +342,8 @@ async fn a_warm_sandbox_handed_to_a_tenant_gets_its_rules() {
                 limit: 10,
                 ..Default::default()
             };
-            pooled = server
-                .state
-                .store
-                .list_sandboxes(&pool.tenant_id, filter)
-                .await
-                .unwrap()
-                .0
-                .len();
+            pooled =
+                server.state.store.list_sandboxes(&pool.tenant_id, filter).await.unwrap().0.len();
             if pooled > 0 {
                 break;
             }
@@ -419,21 +351,10 @@ async fn a_warm_sandbox_handed_to_a_tenant_gets_its_rules() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(pooled, 1, "the pool filled");
-    let created = acme
-        .call(
-            "POST",
-            "/sandboxes",
-            Some(json!({"external_user_id": "u1"})),
-        )
-        .await;
+    let created = acme.call("POST", "/sandboxes", Some(json!({"external_user_id": "u1"}))).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.body["data"]["id"].as_str().unwrap().to_owned();
-    let record = server
-        .state
-        .store
-        .get_sandbox_any(&id.parse().unwrap())
-        .await
-        .unwrap();
+    let record = server.state.store.get_sandbox_any(&id.parse().unwrap()).await.unwrap();
     assert_eq!(record.boot_ms, Some(0), "it came from the pool");
     let script = std::env::temp_dir().join(format!("islet-opener-{}.py", std::process::id()));
     std::fs::write(&script, OPENER).unwrap();

@@ -19,22 +19,16 @@ async fn one_hundred_parallel_creates_with_one_key_make_one_sandbox() {
         })
         .collect();
     assert_eq!(ids.len(), 1, "one sandbox for one key: {ids:?}");
-    let listed = client
-        .call("GET", "/sandboxes?external_user_id=u-idem", None)
-        .await;
+    let listed = client.call("GET", "/sandboxes?external_user_id=u-idem", None).await;
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
 
     // Same key, different body: refused. Another tenant's identical key is independent.
-    let (status, error) = client
-        .create_with_key("key-one", &json!({"external_user_id": "someone-else"}))
-        .await;
+    let (status, error) =
+        client.create_with_key("key-one", &json!({"external_user_id": "someone-else"})).await;
     assert_eq!(status, 422);
     assert_eq!(error["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
     let second_tenant = server.tenant(None).await;
     let (_, theirs) = second_tenant.create_with_key("key-one", &body).await;
-    assert!(
-        !ids.contains(theirs["data"]["id"].as_str().unwrap()),
-        "keys are scoped per tenant"
-    );
+    assert!(!ids.contains(theirs["data"]["id"].as_str().unwrap()), "keys are scoped per tenant");
     server.stop().await;
 }

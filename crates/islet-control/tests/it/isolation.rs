@@ -28,9 +28,7 @@ async fn sees_only_itself(isolation: Isolation) {
     let a = client.sandbox(json!({"external_user_id": "u1"})).await;
     let b = client.sandbox(json!({"external_user_id": "u2"})).await;
     for id in [&a, &b] {
-        client
-            .upload(id, &bin_dir().join("islet-checker"), "/tmp/islet-checker")
-            .await;
+        client.upload(id, &bin_dir().join("islet-checker"), "/tmp/islet-checker").await;
     }
 
     // A host service on every address, a host file and a host process with a marker.
@@ -39,25 +37,12 @@ async fn sees_only_itself(isolation: Isolation) {
     let marker_file =
         std::env::temp_dir().join(format!("islet-host-marker-{}", std::process::id()));
     std::fs::write(&marker_file, "host").unwrap();
-    let mut host_process = std::process::Command::new("sleep")
-        .arg("3600.4242")
-        .spawn()
-        .unwrap();
+    let mut host_process = std::process::Command::new("sleep").arg("3600.4242").spawn().unwrap();
 
     // B serves on 8000 inside; the host can reach it, A must not.
-    let b_record = server
-        .state
-        .store
-        .get_sandbox_any(&b.parse().unwrap())
-        .await
-        .unwrap();
+    let b_record = server.state.store.get_sandbox_any(&b.parse().unwrap()).await.unwrap();
     let b_ip = server.state.runtime.sandbox_ip(b_record.net_index.unwrap());
-    let a_record = server
-        .state
-        .store
-        .get_sandbox_any(&a.parse().unwrap())
-        .await
-        .unwrap();
+    let a_record = server.state.store.get_sandbox_any(&a.parse().unwrap()).await.unwrap();
     let a_gateway = {
         let ip = server.state.runtime.sandbox_ip(a_record.net_index.unwrap());
         std::net::Ipv4Addr::from(u32::from(ip) - 1)
@@ -78,10 +63,7 @@ async fn sees_only_itself(isolation: Isolation) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(
-        reachable_from_host,
-        "the host reaches a sandbox's server (as the preview proxy will)"
-    );
+    assert!(reachable_from_host, "the host reaches a sandbox's server (as the preview proxy will)");
 
     let report = check(
         &client,
@@ -93,50 +75,19 @@ async fn sees_only_itself(isolation: Isolation) {
     )
     .await;
     assert_eq!(report["hostname"], a.replace('_', "-"), "own hostname");
-    assert!(
-        report["pid1"].as_str().unwrap().contains("islet-agent"),
-        "own pid 1: {report}"
-    );
-    assert_eq!(
-        report["host_process_visible"], false,
-        "no host processes: {report}"
-    );
-    assert!(
-        report["process_count"].as_u64().unwrap() < 10,
-        "only its own processes: {report}"
-    );
-    assert_eq!(
-        report["absent"][marker_file.to_str().unwrap()],
-        true,
-        "no host files"
-    );
+    assert!(report["pid1"].as_str().unwrap().contains("islet-agent"), "own pid 1: {report}");
+    assert_eq!(report["host_process_visible"], false, "no host processes: {report}");
+    assert!(report["process_count"].as_u64().unwrap() < 10, "only its own processes: {report}");
+    assert_eq!(report["absent"][marker_file.to_str().unwrap()], true, "no host files");
     if isolation == Isolation::Container {
         // (gVisor's user-space kernel reports its own identity map.)
-        assert_eq!(
-            report["uid_map"][1], "100000",
-            "root inside is uid 100000 outside: {report}"
-        );
+        assert_eq!(report["uid_map"][1], "100000", "root inside is uid 100000 outside: {report}");
     }
     let connect = &report["connect"];
-    assert_eq!(
-        connect[format!("127.0.0.1:{port}")],
-        "refused",
-        "loopback is the sandbox's own"
-    );
-    assert_ne!(
-        connect[format!("{a_gateway}:{port}")],
-        "connected",
-        "no route to host services"
-    );
-    assert_ne!(
-        connect[format!("{b_ip}:8000")],
-        "connected",
-        "no route to another sandbox"
-    );
-    assert_ne!(
-        connect["169.254.169.254:80"], "connected",
-        "no metadata address"
-    );
+    assert_eq!(connect[format!("127.0.0.1:{port}")], "refused", "loopback is the sandbox's own");
+    assert_ne!(connect[format!("{a_gateway}:{port}")], "connected", "no route to host services");
+    assert_ne!(connect[format!("{b_ip}:8000")], "connected", "no route to another sandbox");
+    assert_ne!(connect["169.254.169.254:80"], "connected", "no metadata address");
 
     // The host service was really up all along (the refusals are the firewall's).
     let mut probe = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -159,39 +110,23 @@ async fn delete_leaves_nothing_behind() {
     let server = TestServer::start().await;
     let client = server.tenant(None).await;
     let id = client.sandbox(json!({})).await;
-    let record = server
-        .state
-        .store
-        .get_sandbox_any(&id.parse().unwrap())
-        .await
-        .unwrap();
+    let record = server.state.store.get_sandbox_any(&id.parse().unwrap()).await.unwrap();
     let link = server.state.runtime.link_name(record.net_index.unwrap());
     let dir = server.data_dir.join("sandboxes").join(&id);
     assert!(dir.exists());
     assert!(std::path::Path::new(&format!("/sys/class/net/{link}")).exists());
-    let reply = client
-        .call("DELETE", &format!("/sandboxes/{id}"), None)
-        .await;
+    let reply = client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
     assert_eq!(reply.status, 204);
     assert!(!dir.exists(), "files removed");
-    assert!(
-        !std::path::Path::new(&format!("/sys/class/net/{link}")).exists(),
-        "veth removed"
-    );
-    assert!(
-        !std::path::Path::new(&format!("/run/islet/netns/{id}")).exists(),
-        "netns removed"
-    );
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{link}")).exists(), "veth removed");
+    assert!(!std::path::Path::new(&format!("/run/islet/netns/{id}")).exists(), "netns removed");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&id), "no mount left");
     let runc = std::process::Command::new("runc")
         .args(["--root=/run/islet/runc", "list", "-q"])
         .output()
         .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&runc.stdout).contains(&id),
-        "no container left"
-    );
+    assert!(!String::from_utf8_lossy(&runc.stdout).contains(&id), "no container left");
     let cgroups = std::process::Command::new("sh")
         .args(["-c", &format!("find /sys/fs/cgroup -maxdepth 6 -name {id}")])
         .output()
@@ -202,11 +137,6 @@ async fn delete_leaves_nothing_behind() {
         String::from_utf8_lossy(&cgroups.stdout)
     );
     // A second delete is harmless.
-    assert_eq!(
-        client
-            .status("DELETE", &format!("/sandboxes/{id}"), None)
-            .await,
-        204
-    );
+    assert_eq!(client.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
     server.stop().await;
 }

@@ -27,10 +27,7 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() {
         .await
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
-    assert_eq!(
-        client.status("GET", "/sandboxes/sbx_not_an_id", None).await,
-        404
-    );
+    assert_eq!(client.status("GET", "/sandboxes/sbx_not_an_id", None).await, 404);
     let listed = client.call("GET", "/sandboxes", None).await;
     assert!(listed.body["data"].as_array().unwrap().is_empty());
     server.stop().await;
@@ -42,36 +39,20 @@ async fn stop_keeps_files_and_resume_brings_them_back() {
     let client = server.tenant(None).await;
     let id = client.sandbox(json!({"name": "keeper"})).await;
     client.exec(&id, "echo kept > /root/note").await;
-    let stopped = client
-        .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
-        .await;
+    let stopped = client.call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({}))).await;
     assert_eq!(stopped.body["data"]["state"], "stopped");
     let refused = client
-        .call(
-            "POST",
-            &format!("/sandboxes/{id}/exec"),
-            Some(json!({"command": "true"})),
-        )
+        .call("POST", &format!("/sandboxes/{id}/exec"), Some(json!({"command": "true"})))
         .await;
     assert_eq!(refused.status, 409);
     assert_eq!(refused.body["error"]["code"], "SANDBOX_NOT_RUNNING");
-    let resumed = client
-        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
-        .await;
-    assert_eq!(
-        resumed.body["data"]["state"], "running",
-        "{:?}",
-        resumed.body
-    );
+    let resumed = client.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
+    assert_eq!(resumed.body["data"]["state"], "running", "{:?}", resumed.body);
     assert_eq!(client.exec(&id, "cat /root/note").await.1, "kept\n");
 
-    let paused = client
-        .call("POST", &format!("/sandboxes/{id}/pause"), Some(json!({})))
-        .await;
+    let paused = client.call("POST", &format!("/sandboxes/{id}/pause"), Some(json!({}))).await;
     assert_eq!(paused.body["data"]["state"], "paused");
-    let resumed = client
-        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
-        .await;
+    let resumed = client.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
     assert_eq!(resumed.body["data"]["state"], "running");
     assert_eq!(client.exec(&id, "echo awake").await.1, "awake\n");
     let by_name = client.call("GET", "/sandboxes/by-name/keeper", None).await;
@@ -86,11 +67,7 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
     let short = client.sandbox(json!({"timeout_sec": 2})).await;
     let extended = client.sandbox(json!({"timeout_sec": 2})).await;
     let reply = client
-        .call(
-            "POST",
-            &format!("/sandboxes/{extended}/extend"),
-            Some(json!({"timeout_sec": 600})),
-        )
+        .call("POST", &format!("/sandboxes/{extended}/extend"), Some(json!({"timeout_sec": 600})))
         .await;
     assert_eq!(reply.body["data"]["timeout_sec"], 600);
     assert_eq!(
@@ -101,12 +78,7 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
     assert_eq!(client.state(&extended).await, "running");
     assert_eq!(
         server.event_types(&short).await,
-        [
-            "sandbox.created",
-            "sandbox.running",
-            "sandbox.timeout",
-            "sandbox.destroyed"
-        ]
+        ["sandbox.created", "sandbox.running", "sandbox.timeout", "sandbox.destroyed"]
     );
     let payload = &server.events(&short).await[0].payload;
     assert_eq!(payload["type"], "sandbox.created");
@@ -121,15 +93,12 @@ async fn idle_sandboxes_stop_unless_a_terminal_is_open() {
     let client = server.tenant(None).await;
     let idle = client.sandbox(json!({"idle_timeout_sec": 3})).await;
     let watched = client.sandbox(json!({"idle_timeout_sec": 3})).await;
-    let url = format!(
-        "{}/sandboxes/{watched}/terminal/stream",
-        client.base.replace("http://", "ws://")
-    );
+    let url =
+        format!("{}/sandboxes/{watched}/terminal/stream", client.base.replace("http://", "ws://"));
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", client.key).parse().unwrap(),
-    );
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", client.key).parse().unwrap());
     let (mut terminal, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     assert_eq!(
@@ -137,11 +106,7 @@ async fn idle_sandboxes_stop_unless_a_terminal_is_open() {
         "stopped",
         "no activity for 3 s stops the sandbox"
     );
-    assert_eq!(
-        client.state(&watched).await,
-        "running",
-        "an open terminal is activity"
-    );
+    assert_eq!(client.state(&watched).await, "running", "an open terminal is activity");
     terminal.close(None).await.unwrap();
     server.stop().await;
 }
@@ -155,13 +120,7 @@ async fn a_create_whose_task_died_is_started_by_the_reaper() {
     let server = TestServer::start_with(config).await;
     let client = server.tenant(None).await;
     // Admitted, then nothing: as if the task that was starting it had died.
-    let principal = server
-        .state
-        .store
-        .authenticate(&client.key)
-        .await
-        .unwrap()
-        .unwrap();
+    let principal = server.state.store.authenticate(&client.key).await.unwrap().unwrap();
     let body: islet_types::CreateSandbox = serde_json::from_value(json!({
         "template_id": "miosa-sandbox", "name": null, "external_user_id": "stuck",
         "external_workspace_id": null, "external_project_id": null, "metadata": {},
@@ -175,15 +134,9 @@ async fn a_create_whose_task_died_is_started_by_the_reaper() {
         .begin_create(&principal.tenant_id, None, body, Default::default(), None)
         .await
         .unwrap();
-    let islet_store::BeginCreate::New(record) = admitted else {
-        panic!("expected a new sandbox")
-    };
+    let islet_store::BeginCreate::New(record) = admitted else { panic!("expected a new sandbox") };
     let id = record.id.to_string();
-    assert_eq!(
-        client.wait_for_state(&id, "running", 15).await,
-        "running",
-        "the reaper started it"
-    );
+    assert_eq!(client.wait_for_state(&id, "running", 15).await, "running", "the reaper started it");
     assert_eq!(client.exec(&id, "echo up").await.1, "up\n");
     server.stop().await;
 }

@@ -29,10 +29,7 @@ fn cgroup_read(server_pid: u32, sandbox: &str, v1: (&str, &str), v2_file: &str) 
             .find_map(|l| {
                 let mut parts = l.splitn(3, ':');
                 let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-                controllers
-                    .split(',')
-                    .any(|c| c == v1.0)
-                    .then(|| path.to_owned())
+                controllers.split(',').any(|c| c == v1.0).then(|| path.to_owned())
             })
             .unwrap();
         PathBuf::from(format!("/sys/fs/cgroup/{}", v1.0))
@@ -46,12 +43,7 @@ fn cgroup_read(server_pid: u32, sandbox: &str, v1: (&str, &str), v2_file: &str) 
 
 /// The sandbox's cumulative CPU time, µs, from its cgroup.
 fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
-    let text = cgroup_read(
-        server_pid,
-        sandbox,
-        ("cpuacct", "cpuacct.usage"),
-        "cpu.stat",
-    );
+    let text = cgroup_read(server_pid, sandbox, ("cpuacct", "cpuacct.usage"), "cpu.stat");
     match text.lines().find_map(|l| l.strip_prefix("usage_usec ")) {
         Some(usec) => usec.trim().parse().unwrap(),
         None => text.trim().parse::<u64>().unwrap() / 1000,
@@ -60,24 +52,15 @@ fn cgroup_cpu_usec(server_pid: u32, sandbox: &str) -> u64 {
 
 /// The memory the sandbox's cgroup holds now, bytes.
 fn cgroup_memory_bytes(server_pid: u32, sandbox: &str) -> u64 {
-    cgroup_read(
-        server_pid,
-        sandbox,
-        ("memory", "memory.usage_in_bytes"),
-        "memory.current",
-    )
-    .trim()
-    .parse()
-    .unwrap()
+    cgroup_read(server_pid, sandbox, ("memory", "memory.usage_in_bytes"), "memory.current")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 async fn burn(client: &Client, id: &str, seconds: u32) {
-    let (code, _, err) = client
-        .exec(
-            id,
-            &format!("timeout {seconds} sh -c 'while :; do :; done'; true"),
-        )
-        .await;
+    let (code, _, err) =
+        client.exec(id, &format!("timeout {seconds} sh -c 'while :; do :; done'; true")).await;
     assert_eq!(code, 0, "{err}");
 }
 
@@ -90,9 +73,8 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     let mut server = spawn_with(&data, &prefix, octet, &flags);
     let client = Client::new(&server.base, &key);
     let started = Instant::now();
-    let id = client
-        .sandbox(json!({"external_user_id": "metered", "external_project_id": "p1"}))
-        .await;
+    let id =
+        client.sandbox(json!({"external_user_id": "metered", "external_project_id": "p1"})).await;
     // A steady 256 MiB: the memory side of the workload.
     let holder = client
         .call(
@@ -110,15 +92,10 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        held >= 256 << 20,
-        "the workload holds its memory: {held} bytes"
-    );
+    assert!(held >= 256 << 20, "the workload holds its memory: {held} bytes");
     // Two meter intervals with it in place, then the meter's totals so far.
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let before = client
-        .call("GET", &format!("/sandboxes/{id}/usage"), None)
-        .await;
+    let before = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
     let memory_at_start = cgroup_memory_bytes(server.child.id(), &id) as f64;
     burn(&client, &id, 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -127,37 +104,20 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     server = spawn_with(&data, &prefix, octet, &flags);
     let client = Client::new(&server.base, &key);
-    assert_eq!(
-        client.state(&id).await,
-        "running",
-        "the sandbox survived the restart"
-    );
+    assert_eq!(client.state(&id).await, "running", "the sandbox survived the restart");
     burn(&client, &id, 2).await;
     let truth = cgroup_cpu_usec(server.child.id(), &id) as f64 / 1e6;
     let memory_at_end = cgroup_memory_bytes(server.child.id(), &id) as f64;
-    assert_eq!(
-        client
-            .status("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
-            .await,
-        200
-    );
+    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/stop"), Some(json!({}))).await, 200);
     let wall = started.elapsed().as_secs_f64();
-    let usage = client
-        .call("GET", &format!("/sandboxes/{id}/usage"), None)
-        .await;
+    let usage = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
     let u = &usage.body["data"];
     let metered = u["cpu_seconds"].as_f64().unwrap();
     println!("metering: cgroup {truth:.4} s, metered {metered:.4} s, running {:.2} s of {wall:.2} s wall", u["sandbox_seconds"]);
     assert!(truth > 3.0, "the workload burned {truth} s");
-    assert!(
-        (metered - truth).abs() <= truth * 0.01,
-        "metered {metered} vs cgroup {truth}"
-    );
+    assert!((metered - truth).abs() <= truth * 0.01, "metered {metered} vs cgroup {truth}");
     let running = u["sandbox_seconds"].as_f64().unwrap();
-    assert!(
-        running > 4.0 && running <= wall + 0.5,
-        "running {running} s of {wall} s"
-    );
+    assert!(running > 4.0 && running <= wall + 0.5, "running {running} s of {wall} s");
     // Memory: what the meter integrated between the two readings, per running second, against
     // what the cgroup held (steady: the holder's 256 MiB and little else), across the restart.
     let b = &before.body["data"];
@@ -176,29 +136,17 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
         (metered_gib - truth_gib).abs() <= truth_gib * 0.01,
         "metered {metered_gib} GiB vs cgroup {truth_gib} GiB"
     );
-    assert_eq!(
-        u["active_cpu_ms"].as_u64().unwrap(),
-        (metered * 1000.0).round() as u64
-    );
+    assert_eq!(u["active_cpu_ms"].as_u64().unwrap(), (metered * 1000.0).round() as u64);
     // Stopped: running time no longer accrues.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let later = client
-        .call("GET", &format!("/sandboxes/{id}/usage"), None)
-        .await;
-    assert_eq!(
-        later.body["data"]["sandbox_seconds"].as_f64().unwrap(),
-        running
-    );
+    let later = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
+    assert_eq!(later.body["data"]["sandbox_seconds"].as_f64().unwrap(), running);
     // The rollup by user carries the same totals.
-    let rollup = client
-        .call("GET", "/usage?external_user_id=metered&period=7d", None)
-        .await;
+    let rollup = client.call("GET", "/usage?external_user_id=metered&period=7d", None).await;
     let row = &rollup.body["data"]["results"][0];
     assert_eq!(row["external_user_id"], "metered");
     assert!((row["cpu_seconds"].as_f64().unwrap() - metered).abs() < 1e-9);
-    client
-        .call("DELETE", &format!("/sandboxes/{id}"), None)
-        .await;
+    client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
@@ -220,20 +168,13 @@ async fn rollups_group_bucket_summarise_and_export() {
         .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for id in [&a, &b] {
-        assert_eq!(
-            tenant
-                .status("DELETE", &format!("/sandboxes/{id}"), None)
-                .await,
-            204
-        );
+        assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
     }
     let by_user = tenant.call("GET", "/usage", None).await;
     assert_eq!(by_user.status, 200, "{:?}", by_user.body);
     let results = by_user.body["data"]["results"].as_array().unwrap().clone();
-    let users: Vec<&str> = results
-        .iter()
-        .map(|r| r["external_user_id"].as_str().unwrap())
-        .collect();
+    let users: Vec<&str> =
+        results.iter().map(|r| r["external_user_id"].as_str().unwrap()).collect();
     assert_eq!(users.len(), 2, "{results:?}");
     assert!(users.contains(&"ann") && users.contains(&"bob"));
     for r in &results {
@@ -241,39 +182,24 @@ async fn rollups_group_bucket_summarise_and_export() {
         assert!(r["storage_gib_hours"].as_f64().unwrap() > 0.0, "{r}");
         assert_eq!(r["credit_cents"], 0);
     }
-    let ann_meter = tenant
-        .call("GET", &format!("/sandboxes/{a}/usage"), None)
-        .await;
-    let ann_row = results
-        .iter()
-        .find(|r| r["external_user_id"] == "ann")
-        .unwrap();
+    let ann_meter = tenant.call("GET", &format!("/sandboxes/{a}/usage"), None).await;
+    let ann_row = results.iter().find(|r| r["external_user_id"] == "ann").unwrap();
     assert!(
         (ann_row["sandbox_seconds"].as_f64().unwrap()
             - ann_meter.body["data"]["sandbox_seconds"].as_f64().unwrap())
         .abs()
             < 1e-9
     );
-    let by_project = tenant
-        .call(
-            "GET",
-            "/usage?group_by=external_project_id&period=mtd",
-            None,
-        )
-        .await;
+    let by_project =
+        tenant.call("GET", "/usage?group_by=external_project_id&period=mtd", None).await;
     let rows = by_project.body["data"]["results"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["external_project_id"], "alpha");
-    let by_ws = tenant
-        .call("GET", "/usage?group_by=workspace_id&granularity=hour", None)
-        .await;
+    let by_ws = tenant.call("GET", "/usage?group_by=workspace_id&granularity=hour", None).await;
     assert_eq!(by_ws.body["data"]["results"][0]["workspace_id"], "w1");
     assert!(!by_ws.body["data"]["buckets"].as_array().unwrap().is_empty());
     let summary = tenant.call("GET", "/usage/summary", None).await;
-    let total: f64 = results
-        .iter()
-        .map(|r| r["sandbox_seconds"].as_f64().unwrap())
-        .sum();
+    let total: f64 = results.iter().map(|r| r["sandbox_seconds"].as_f64().unwrap()).sum();
     assert!((summary.body["data"]["sandbox_seconds"].as_f64().unwrap() - total).abs() < 1e-6);
     assert_eq!(summary.body["data"]["external_users"], 2);
     let csv = tenant.call("GET", "/usage/export.csv", None).await;
@@ -297,18 +223,11 @@ async fn rollups_group_bucket_summarise_and_export() {
     }
     // Another tenant sees none of it.
     let other = server.tenant(None).await;
-    assert!(
-        other.call("GET", "/usage", None).await.body["data"]["results"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        other
-            .status("GET", &format!("/sandboxes/{a}/usage"), None)
-            .await,
-        404
-    );
+    assert!(other.call("GET", "/usage", None).await.body["data"]["results"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(other.status("GET", &format!("/sandboxes/{a}/usage"), None).await, 404);
     server.stop().await;
 }
 
@@ -381,17 +300,9 @@ async fn start_pump(
         )
         .await;
     assert_eq!(started.status, 201, "{:?}", started.body);
-    let record = server
-        .state
-        .store
-        .get_sandbox_any(&id.parse().unwrap())
-        .await
-        .unwrap();
+    let record = server.state.store.get_sandbox_any(&id.parse().unwrap()).await.unwrap();
     let index = record.net_index.unwrap();
-    (
-        server.state.runtime.sandbox_ip(index),
-        server.state.runtime.link_name(index),
-    )
+    (server.state.runtime.sandbox_ip(index), server.state.runtime.link_name(index))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,28 +330,17 @@ async fn network_bytes_are_metered(isolation: Isolation) {
     let (ip, link) = start_pump(&server, &tenant, &id).await;
     pump(ip, 3 * MIB, 5 * MIB).await;
     let first = link_counters(&link);
-    let stop = tenant
-        .call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({})))
-        .await;
+    let stop = tenant.call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({}))).await;
     assert_eq!(stop.status, 200, "{:?}", stop.body);
     // Second life, on a new link whose counters start again from zero: 1 MiB in, 2 MiB out.
-    let resume = tenant
-        .call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({})))
-        .await;
+    let resume = tenant.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
     assert_eq!(resume.status, 200, "{:?}", resume.body);
     let (ip, link) = start_pump(&server, &tenant, &id).await;
     pump(ip, MIB, 2 * MIB).await;
     let second = link_counters(&link);
-    assert_eq!(
-        tenant
-            .status("DELETE", &format!("/sandboxes/{id}"), None)
-            .await,
-        204
-    );
+    assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
 
-    let usage = tenant
-        .call("GET", &format!("/sandboxes/{id}/usage"), None)
-        .await;
+    let usage = tenant.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
     let data = &usage.body["data"];
     assert_eq!(data["measurement_status"]["network"], "measured");
     let metered_in = data["network_ingress_bytes"].as_u64().unwrap();
@@ -457,9 +357,7 @@ async fn network_bytes_are_metered(isolation: Isolation) {
         assert!(off < 0.01, "metered {metered} vs link {truth}");
     }
     // The rollup for the user carries the same bytes.
-    let rollup = tenant
-        .call("GET", "/usage?external_user_id=netty", None)
-        .await;
+    let rollup = tenant.call("GET", "/usage?external_user_id=netty", None).await;
     let row = &rollup.body["data"]["results"][0];
     assert_eq!(row["network_ingress_bytes"], metered_in, "{row}");
     assert_eq!(row["network_egress_bytes"], metered_out, "{row}");

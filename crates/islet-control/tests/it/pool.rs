@@ -17,14 +17,7 @@ async fn pool_members(server: &TestServer) -> usize {
         limit: 100,
         ..Default::default()
     };
-    server
-        .state
-        .store
-        .list_sandboxes(&pool.tenant_id, filter)
-        .await
-        .unwrap()
-        .0
-        .len()
+    server.state.store.list_sandboxes(&pool.tenant_id, filter).await.unwrap().0.len()
 }
 
 async fn wait_for_pool(server: &TestServer, size: usize) {
@@ -39,59 +32,34 @@ async fn wait_for_pool(server: &TestServer, size: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
-    let server = TestServer::start_with(Config {
-        warm_pool: 2,
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::start_with(Config { warm_pool: 2, ..Config::default() }).await;
     let client = server.tenant(None).await;
     let other = server.tenant(None).await;
     wait_for_pool(&server, 2).await;
 
     let reply = client
-        .call(
-            "POST",
-            "/sandboxes",
-            Some(json!({"external_user_id": "u1", "metadata": {"k": 1}})),
-        )
+        .call("POST", "/sandboxes", Some(json!({"external_user_id": "u1", "metadata": {"k": 1}})))
         .await;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     let data = &reply.body["data"];
     let id = data["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        data["boot_ms"], 0,
-        "taken from the pool, not started: {data}"
-    );
+    assert_eq!(data["boot_ms"], 0, "taken from the pool, not started: {data}");
     assert_eq!(data["state"], "running");
     assert_eq!(data["external_user_id"], "u1");
     assert_eq!(
         data["tenant_id"],
-        client
-            .call("GET", &format!("/sandboxes/{id}"), None)
-            .await
-            .body["data"]["tenant_id"]
+        client.call("GET", &format!("/sandboxes/{id}"), None).await.body["data"]["tenant_id"]
     );
-    assert_eq!(
-        data["timeout_sec"], 1800,
-        "the tenant's timeout, not the pool's"
-    );
+    assert_eq!(data["timeout_sec"], 1800, "the tenant's timeout, not the pool's");
     let (code, out, _) = client.exec(&id, "hostname").await;
     assert_eq!((code, out.trim()), (0, id.replace('_', "-").as_str()));
-    assert_eq!(
-        other.status("GET", &format!("/sandboxes/{id}"), None).await,
-        404
-    );
+    assert_eq!(other.status("GET", &format!("/sandboxes/{id}"), None).await, 404);
 
     // The tenant sees it created and running, like any other.
-    assert_eq!(
-        server.event_types(&id).await,
-        ["sandbox.created", "sandbox.running"]
-    );
+    assert_eq!(server.event_types(&id).await, ["sandbox.created", "sandbox.running"]);
 
     // With env it cannot come from the pool: it starts on its own.
-    let reply = client
-        .call("POST", "/sandboxes", Some(json!({"env": {"A": "b"}})))
-        .await;
+    let reply = client.call("POST", "/sandboxes", Some(json!({"env": {"A": "b"}}))).await;
     assert_eq!(reply.status, 201);
     assert_ne!(reply.body["data"]["boot_ms"], 0);
 

@@ -32,17 +32,10 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
     let client = server.tenant(None).await;
     let id = client.sandbox(json!({})).await;
     let created = client
-        .call(
-            "POST",
-            &format!("/sandboxes/{id}/terminal"),
-            Some(json!({"cols": 100, "rows": 30})),
-        )
+        .call("POST", &format!("/sandboxes/{id}/terminal"), Some(json!({"cols": 100, "rows": 30})))
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let session = created.body["data"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = created.body["data"]["session_id"].as_str().unwrap().to_owned();
 
     let url = format!(
         "{}/sandboxes/{id}/terminal/stream?session_id={session}",
@@ -50,36 +43,22 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
     );
     let connect = |url: String, key: String| async move {
         let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        request.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
         tokio_tungstenite::connect_async(request).await.unwrap().0
     };
     let mut ws = connect(url.clone(), client.key.clone()).await;
-    ws.send(Message::Binary(b"echo marker-$((40+2))\n".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(b"echo marker-$((40+2))\n".to_vec().into())).await.unwrap();
     read_until(&mut ws, "marker-42").await;
-    ws.send(Message::Text(
-        r#"{"type":"resize","cols":120,"rows":40}"#.into(),
-    ))
-    .await
-    .unwrap();
-    ws.send(Message::Binary(b"stty size\n".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(r#"{"type":"resize","cols":120,"rows":40}"#.into())).await.unwrap();
+    ws.send(Message::Binary(b"stty size\n".to_vec().into())).await.unwrap();
     read_until(&mut ws, "40 120").await;
-    ws.send(Message::Binary(b"export KEPT=yes\n".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(b"export KEPT=yes\n".to_vec().into())).await.unwrap();
     drop(ws);
 
     // Reconnect: the scrollback comes first, and the shell kept its state.
     let mut ws = connect(url, client.key.clone()).await;
     read_until(&mut ws, "marker-42").await;
-    ws.send(Message::Binary(b"echo kept=$KEPT\n".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(b"echo kept=$KEPT\n".to_vec().into())).await.unwrap();
     read_until(&mut ws, "kept=yes").await;
 
     // Another tenant cannot attach.
@@ -89,10 +68,9 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
         client.base.replace("http://", "ws://")
     );
     let mut request = foreign.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", intruder.key).parse().unwrap(),
-    );
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", intruder.key).parse().unwrap());
     match tokio_tungstenite::connect_async(request).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 404)
@@ -100,13 +78,7 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
         other => panic!("a foreign tenant attached: {:?}", other.map(|_| ())),
     }
     assert_eq!(
-        client
-            .status(
-                "DELETE",
-                &format!("/sandboxes/{id}/terminal/{session}"),
-                None
-            )
-            .await,
+        client.status("DELETE", &format!("/sandboxes/{id}/terminal/{session}"), None).await,
         204
     );
     server.stop().await;
@@ -134,10 +106,7 @@ async fn a_100_mib_file_streams_both_ways_without_being_held_in_memory() {
         let mut file = tokio::fs::File::create(&local).await.unwrap();
         let mut block = vec![0u8; 1 << 20];
         for i in 0..100u32 {
-            block
-                .iter_mut()
-                .enumerate()
-                .for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
+            block.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
             expected.update(&block);
             file.write_all(&block).await.unwrap();
         }
@@ -158,11 +127,7 @@ async fn a_100_mib_file_streams_both_ways_without_being_held_in_memory() {
         .unwrap();
     assert!(uploaded.status().is_success(), "{}", uploaded.status());
     let (_, out, _) = client.exec(&id, "sha256sum /root/big.bin").await;
-    assert_eq!(
-        out.split_whitespace().next().unwrap(),
-        expected,
-        "the sandbox has the same bytes"
-    );
+    assert_eq!(out.split_whitespace().next().unwrap(), expected, "the sandbox has the same bytes");
 
     let response = client
         .http
@@ -172,10 +137,7 @@ async fn a_100_mib_file_streams_both_ways_without_being_held_in_memory() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/octet-stream"
-    );
+    assert_eq!(response.headers()["content-type"], "application/octet-stream");
     let mut stream = response.bytes_stream();
     let mut got = Sha256::new();
     let mut total = 0usize;
@@ -185,15 +147,8 @@ async fn a_100_mib_file_streams_both_ways_without_being_held_in_memory() {
         got.update(&chunk);
     }
     assert_eq!(total, 100 << 20);
-    assert_eq!(
-        hex::encode(got.finalize()),
-        expected,
-        "the download has the same bytes"
-    );
+    assert_eq!(hex::encode(got.finalize()), expected, "the download has the same bytes");
     let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
-    assert!(
-        grown_mib < 50,
-        "this process (client and control plane) held {grown_mib} MiB at peak"
-    );
+    assert!(grown_mib < 50, "this process (client and control plane) held {grown_mib} MiB at peak");
     server.stop().await;
 }

@@ -22,11 +22,7 @@ async fn kill_9_twenty_times_during_ten_thousand_deliveries_loses_nothing() {
     let rx = Receiver::start().await;
     // This process writes the events, as state changes would, into the server's own store.
     let store = Store::open(&data.join("islet.db")).unwrap();
-    let tenant = store
-        .create_tenant("w3".into(), None)
-        .await
-        .unwrap()
-        .tenant_id;
+    let tenant = store.create_tenant("w3".into(), None).await.unwrap().tenant_id;
     store
         .create_webhook(
             &tenant,
@@ -44,13 +40,8 @@ async fn kill_9_twenty_times_during_ten_thousand_deliveries_loses_nothing() {
         )
         .await
         .unwrap();
-    let flags = [
-        "--webhook-allow-private",
-        "--webhook-timeout",
-        "2",
-        "--webhook-retry-scale",
-        "0.001",
-    ];
+    let flags =
+        ["--webhook-allow-private", "--webhook-timeout", "2", "--webhook-retry-scale", "0.001"];
     let started = Instant::now();
     let mut server = spawn_with(&data, &prefix, octet, &flags);
     let mut emitted = 0;
@@ -87,11 +78,7 @@ async fn kill_9_twenty_times_during_ten_thousand_deliveries_loses_nothing() {
         }
         seen.len() >= EVENTS
     };
-    rx.wait_for(
-        drained_by.saturating_duration_since(Instant::now()),
-        complete,
-    )
-    .await;
+    rx.wait_for(drained_by.saturating_duration_since(Instant::now()), complete).await;
     while store.pending_deliveries().await.unwrap() > 0 && Instant::now() < drained_by {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -101,28 +88,17 @@ async fn kill_9_twenty_times_during_ten_thousand_deliveries_loses_nothing() {
     for h in rx.hits().iter().filter(|h| h.answered == 200) {
         let n = h.json()["data"]["n"].as_i64().unwrap_or(-1);
         *per_event.entry(n).or_default() += 1;
-        ids.entry(n)
-            .or_default()
-            .insert(h.header("x-miosa-delivery"));
+        ids.entry(n).or_default().insert(h.header("x-miosa-delivery"));
     }
-    let lost = (0..EVENTS as i64)
-        .filter(|n| !per_event.contains_key(n))
-        .count();
+    let lost = (0..EVENTS as i64).filter(|n| !per_event.contains_key(n)).count();
     let duplicates: usize = per_event.values().map(|c| c - 1).sum();
     println!(
         "W3: {EVENTS} events, {KILLS} SIGKILLs; lost {lost}, duplicates {duplicates}, \
          all delivered and drained {drain:.1?} after the first start"
     );
     assert_eq!(lost, 0, "events lost");
-    assert_eq!(
-        store.pending_deliveries().await.unwrap(),
-        0,
-        "the outbox did not drain"
-    );
-    assert!(
-        ids.values().all(|s| s.len() == 1),
-        "a redelivery changed its delivery id"
-    );
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0, "the outbox did not drain");
+    assert!(ids.values().all(|s| s.len() == 1), "a redelivery changed its delivery id");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);

@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 fn config() -> Config {
     Config {
         webhooks: DispatcherConfig {
-            policy: TargetPolicy {
-                allow_private: true,
-            },
+            policy: TargetPolicy { allow_private: true },
             timeout: Duration::from_secs(2),
             schedule: islet_webhooks::schedule::RetrySchedule::scaled(0.001),
             poll: Duration::from_millis(100),
@@ -34,10 +32,8 @@ async fn management_api_validates_and_hides_the_secret() {
         .call(
             "POST",
             "/webhooks",
-            Some(
-                json!({"url": rx.url("/hook"), "events": ["sandbox.*"], "name": "main",
-                        "headers": {"X-Route": "blue"}, "metadata": {"team": "a"}}),
-            ),
+            Some(json!({"url": rx.url("/hook"), "events": ["sandbox.*"], "name": "main",
+                        "headers": {"X-Route": "blue"}, "metadata": {"team": "a"}})),
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
@@ -50,64 +46,29 @@ async fn management_api_validates_and_hides_the_secret() {
     assert_eq!(created.body["data"]["headers"]["x-route"], "blue");
     let got = tenant.call("GET", &format!("/webhooks/{id}"), None).await;
     assert_eq!(got.status, 200);
-    assert!(
-        !got.bytes
-            .windows(secret.len())
-            .any(|w| w == secret.as_bytes()),
-        "secret shown again"
-    );
-    assert!(got.body["data"]["secret_preview"]
-        .as_str()
-        .unwrap()
-        .starts_with("whsec_"));
+    assert!(!got.bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret shown again");
+    assert!(got.body["data"]["secret_preview"].as_str().unwrap().starts_with("whsec_"));
     let listed = tenant.call("GET", "/webhooks", None).await;
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
-    assert!(!listed
-        .bytes
-        .windows(secret.len())
-        .any(|w| w == secret.as_bytes()));
+    assert!(!listed.bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
 
     let bad: Vec<(Value, &str)> = vec![
         (json!({"events": ["*"]}), "url"),
-        (
-            json!({"url": "https://169.254.169.254/", "events": ["*"]}),
-            "url",
-        ),
-        (
-            json!({"url": "https://2852039166/", "events": ["*"]}),
-            "url",
-        ),
-        (
-            json!({"url": "https://[::ffff:169.254.169.254]/", "events": ["*"]}),
-            "url",
-        ),
+        (json!({"url": "https://169.254.169.254/", "events": ["*"]}), "url"),
+        (json!({"url": "https://2852039166/", "events": ["*"]}), "url"),
+        (json!({"url": "https://[::ffff:169.254.169.254]/", "events": ["*"]}), "url"),
         (json!({"url": "ftp://example.com/", "events": ["*"]}), "url"),
         (json!({"url": "not a url", "events": ["*"]}), "url"),
-        (
-            json!({"url": rx.url("/"), "events": ["sandbox.exploded"]}),
-            "events",
-        ),
+        (json!({"url": rx.url("/"), "events": ["sandbox.exploded"]}), "events"),
         (json!({"url": rx.url("/"), "events": []}), "events"),
-        (
-            json!({"url": rx.url("/"), "events": ["*"], "retry_count": 11}),
-            "retry_count",
-        ),
-        (
-            json!({"url": rx.url("/"), "events": ["*"], "retry_count": -1}),
-            "retry_count",
-        ),
+        (json!({"url": rx.url("/"), "events": ["*"], "retry_count": 11}), "retry_count"),
+        (json!({"url": rx.url("/"), "events": ["*"], "retry_count": -1}), "retry_count"),
         (
             json!({"url": rx.url("/"), "events": ["*"], "headers": {"X-Miosa-Signature": "x"}}),
             "headers",
         ),
-        (
-            json!({"url": rx.url("/"), "events": ["*"], "headers": {"Host": "x"}}),
-            "headers",
-        ),
-        (
-            json!({"url": rx.url("/"), "events": ["*"], "headers": {"bad header": "x"}}),
-            "headers",
-        ),
+        (json!({"url": rx.url("/"), "events": ["*"], "headers": {"Host": "x"}}), "headers"),
+        (json!({"url": rx.url("/"), "events": ["*"], "headers": {"bad header": "x"}}), "headers"),
     ];
     for (body, field) in bad {
         let reply = tenant.call("POST", "/webhooks", Some(body.clone())).await;
@@ -128,25 +89,11 @@ async fn management_api_validates_and_hides_the_secret() {
     assert_eq!(patched.body["data"]["status"], "paused");
     assert_eq!(patched.body["data"]["events"], json!(["sandbox.ready"]));
     assert!(patched.body["data"]["name"].is_null());
-    let test = tenant
-        .call("POST", &format!("/webhooks/{id}/test"), None)
-        .await;
+    let test = tenant.call("POST", &format!("/webhooks/{id}/test"), None).await;
     assert_eq!(test.status, 409, "a paused endpoint cannot be tested");
-    for field in [
-        "url",
-        "events",
-        "headers",
-        "metadata",
-        "retry_count",
-        "active",
-    ] {
-        let reply = tenant
-            .call(
-                "PATCH",
-                &format!("/webhooks/{id}"),
-                Some(json!({ field: null })),
-            )
-            .await;
+    for field in ["url", "events", "headers", "metadata", "retry_count", "active"] {
+        let reply =
+            tenant.call("PATCH", &format!("/webhooks/{id}"), Some(json!({ field: null }))).await;
         assert_eq!(reply.status, 400, "{field}: null accepted");
         assert_eq!(reply.body["error"]["details"]["field"], field);
     }
@@ -154,10 +101,7 @@ async fn management_api_validates_and_hides_the_secret() {
     let catalogue = tenant.call("GET", "/webhooks/events", None).await;
     assert_eq!(catalogue.status, 200);
     assert_eq!(catalogue.body["signing"]["format"], "sha256=<hex>");
-    assert!(catalogue.body["events"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("sandbox.running")));
+    assert!(catalogue.body["events"].as_array().unwrap().contains(&json!("sandbox.running")));
     assert!(catalogue.body["data"]["sandbox"]
         .as_array()
         .unwrap()
@@ -174,14 +118,9 @@ async fn management_api_validates_and_hides_the_secret() {
     assert_ne!(rotated.body["secret"], secret.as_str());
     assert!(rotated.body["data"]["previous_secret_expires_at"].is_string());
 
-    let deleted = tenant
-        .call("DELETE", &format!("/webhooks/{id}"), None)
-        .await;
+    let deleted = tenant.call("DELETE", &format!("/webhooks/{id}"), None).await;
     assert_eq!(deleted.status, 204);
-    assert_eq!(
-        tenant.status("GET", &format!("/webhooks/{id}"), None).await,
-        404
-    );
+    assert_eq!(tenant.status("GET", &format!("/webhooks/{id}"), None).await, 404);
     server.stop().await;
 }
 
@@ -199,43 +138,23 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
         .await;
     let wh = created.body["data"]["id"].as_str().unwrap().to_owned();
     let id = tenant
-        .sandbox(
-            json!({"external_user_id": "user_42", "external_workspace_id": "ws_1",
-                        "external_project_id": "proj_9", "metadata": {"plan": "pro"}}),
-        )
+        .sandbox(json!({"external_user_id": "user_42", "external_workspace_id": "ws_1",
+                        "external_project_id": "proj_9", "metadata": {"plan": "pro"}}))
         .await;
-    tenant
-        .call(
-            "POST",
-            &format!("/sandboxes/{id}/expose"),
-            Some(json!({"port": 5173})),
-        )
-        .await;
-    assert_eq!(
-        tenant
-            .status("DELETE", &format!("/sandboxes/{id}"), None)
-            .await,
-        204
-    );
+    tenant.call("POST", &format!("/sandboxes/{id}/expose"), Some(json!({"port": 5173}))).await;
+    assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
     let hits = rx
         .wait_for(Duration::from_secs(30), |h| {
-            h.iter()
-                .any(|x| x.header("x-miosa-event") == "sandbox.destroyed")
+            h.iter().any(|x| x.header("x-miosa-event") == "sandbox.destroyed")
         })
         .await;
     let types: Vec<String> = hits.iter().map(|x| x.header("x-miosa-event")).collect();
     let position = |t: &str| {
-        types
-            .iter()
-            .position(|x| x == t)
-            .unwrap_or_else(|| panic!("no {t} in {types:?}"))
+        types.iter().position(|x| x == t).unwrap_or_else(|| panic!("no {t} in {types:?}"))
     };
     assert!(position("sandbox.created") < position("sandbox.running"));
     assert!(position("sandbox.running") < position("sandbox.destroyed"));
-    assert!(
-        types.contains(&"sandbox.ready".to_owned()),
-        "the alias was asked for: {types:?}"
-    );
+    assert!(types.contains(&"sandbox.ready".to_owned()), "the alias was asked for: {types:?}");
     let running = hits[position("sandbox.running")].json();
     assert_eq!(running["type"], "sandbox.running");
     assert_eq!(running["event"], "sandbox.running");
@@ -246,22 +165,13 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
     assert_eq!(running["data"]["external_project_id"], "proj_9");
     assert_eq!(running["data"]["metadata"]["plan"], "pro");
     let destroyed = hits[position("sandbox.destroyed")].json();
-    let url = destroyed["data"]["preview_url"]
-        .as_str()
-        .unwrap_or_default();
+    let url = destroyed["data"]["preview_url"].as_str().unwrap_or_default();
     assert!(url.starts_with("http://5173-sbx-"), "{destroyed}");
-    assert!(
-        destroyed["data"]["usage"]["sandbox_seconds"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+    assert!(destroyed["data"]["usage"]["sandbox_seconds"].as_f64().unwrap() > 0.0);
     assert!(destroyed["data"]["usage"]["vcpu_seconds"].as_f64().unwrap() > 0.0);
 
     // The log has every delivery with its attempt.
-    let log = tenant
-        .call("GET", &format!("/webhooks/{wh}/deliveries"), None)
-        .await;
+    let log = tenant.call("GET", &format!("/webhooks/{wh}/deliveries"), None).await;
     let rows = log.body["data"].as_array().unwrap();
     assert!(rows.len() >= 4, "{rows:?}");
     assert!(rows
@@ -269,10 +179,7 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
         .all(|d| d["status"] == "delivered" && d["attempt_log"][0]["status_code"] == 200));
 
     // Replay: a new delivery naming the original; a reused replay_id is a conflict.
-    let original = rows
-        .iter()
-        .find(|d| d["event_type"] == "sandbox.created")
-        .unwrap();
+    let original = rows.iter().find(|d| d["event_type"] == "sandbox.created").unwrap();
     let did = original["id"].as_str().unwrap();
     let replay = tenant
         .call(
@@ -305,38 +212,17 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
     assert_eq!(replayed["event_id"], original["event_id"]);
 
     // No replays to an endpoint that is paused.
-    tenant
-        .call(
-            "PATCH",
-            &format!("/webhooks/{wh}"),
-            Some(json!({"active": false})),
-        )
-        .await;
-    let paused = tenant
-        .call(
-            "POST",
-            &format!("/webhooks/{wh}/deliveries/{did}/replay"),
-            None,
-        )
-        .await;
+    tenant.call("PATCH", &format!("/webhooks/{wh}"), Some(json!({"active": false}))).await;
+    let paused =
+        tenant.call("POST", &format!("/webhooks/{wh}/deliveries/{did}/replay"), None).await;
     assert_eq!(paused.status, 409);
-    tenant
-        .call(
-            "PATCH",
-            &format!("/webhooks/{wh}"),
-            Some(json!({"active": true})),
-        )
-        .await;
+    tenant.call("PATCH", &format!("/webhooks/{wh}"), Some(json!({"active": true}))).await;
 
     // A test event, attempted once, answered synchronously.
-    let test = tenant
-        .call("POST", &format!("/webhooks/{wh}/test"), None)
-        .await;
+    let test = tenant.call("POST", &format!("/webhooks/{wh}/test"), None).await;
     assert_eq!(test.body["data"]["delivered"], true, "{:?}", test.body);
     rx.set(Mode::Status(500)).await;
-    let failed = tenant
-        .call("POST", &format!("/webhooks/{wh}/test"), None)
-        .await;
+    let failed = tenant.call("POST", &format!("/webhooks/{wh}/test"), None).await;
     assert_eq!(failed.body["data"]["delivered"], false);
     assert_eq!(failed.body["data"]["status_code"], 500);
     server.stop().await;
@@ -354,21 +240,10 @@ async fn event_streams_filter_by_type_and_external_user() {
     };
     let all = open("/events/stream?types=sandbox.running".into()).await;
     assert_eq!(all.status(), 200);
-    assert!(all.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(all.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mine = open("/tenant/events/stream?scope=external_user:alice".into()).await;
-    assert_eq!(
-        open("/events/stream?types=NOPE!".into()).await.status(),
-        400
-    );
-    assert_eq!(
-        open("/tenant/events/stream?scope=galaxy".into())
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(open("/events/stream?types=NOPE!".into()).await.status(), 400);
+    assert_eq!(open("/tenant/events/stream?scope=galaxy".into()).await.status(), 400);
     let bob = tenant.sandbox(json!({"external_user_id": "bob"})).await;
     let alice = tenant.sandbox(json!({"external_user_id": "alice"})).await;
 
@@ -378,9 +253,8 @@ async fn event_streams_filter_by_type_and_external_user() {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while events.len() < want {
-            let chunk = tokio::time::timeout_at(deadline, stream.next())
-                .await
-                .expect("stream timed out");
+            let chunk =
+                tokio::time::timeout_at(deadline, stream.next()).await.expect("stream timed out");
             text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
             while let Some(end) = text.find("\n\n") {
                 let frame: String = text.drain(..end + 2).collect();
@@ -393,15 +267,10 @@ async fn event_streams_filter_by_type_and_external_user() {
     };
     let running = read(all, 2).await;
     assert!(running.iter().all(|e| e["type"] == "sandbox.running"));
-    let ids: Vec<&str> = running
-        .iter()
-        .map(|e| e["data"]["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = running.iter().map(|e| e["data"]["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![bob.as_str(), alice.as_str()]);
     let alice_events = read(mine, 2).await;
-    assert!(alice_events
-        .iter()
-        .all(|e| e["data"]["external_user_id"] == "alice"));
+    assert!(alice_events.iter().all(|e| e["data"]["external_user_id"] == "alice"));
     assert_eq!(alice_events[0]["type"], "sandbox.created");
 
     // A tenant holds at most 20 streams at once; closing one frees its slot.
@@ -420,10 +289,7 @@ async fn event_streams_filter_by_type_and_external_user() {
         if again.status() == 200 {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot never came back"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.stop().await;
@@ -435,41 +301,23 @@ async fn another_tenant_gets_404_on_every_webhook_route() {
     let owner = server.tenant(None).await;
     let intruder = server.tenant(None).await;
     let rx = Receiver::start().await;
-    let created = owner
-        .call(
-            "POST",
-            "/webhooks",
-            Some(json!({"url": rx.url("/"), "events": ["*"]})),
-        )
-        .await;
+    let created =
+        owner.call("POST", "/webhooks", Some(json!({"url": rx.url("/"), "events": ["*"]}))).await;
     let wh = created.body["data"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        owner
-            .call("POST", &format!("/webhooks/{wh}/test"), None)
-            .await
-            .body["data"]["delivered"],
+        owner.call("POST", &format!("/webhooks/{wh}/test"), None).await.body["data"]["delivered"],
         true
     );
-    let log = owner
-        .call("GET", &format!("/webhooks/{wh}/deliveries"), None)
-        .await;
+    let log = owner.call("GET", &format!("/webhooks/{wh}/deliveries"), None).await;
     let did = log.body["data"][0]["id"].as_str().unwrap().to_owned();
     let routes: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/webhooks/{wh}"), None),
-        (
-            "PATCH",
-            format!("/webhooks/{wh}"),
-            Some(json!({"active": false})),
-        ),
+        ("PATCH", format!("/webhooks/{wh}"), Some(json!({"active": false}))),
         ("POST", format!("/webhooks/{wh}/test"), None),
         ("POST", format!("/webhooks/{wh}/rotate-secret"), None),
         ("GET", format!("/webhooks/{wh}/deliveries"), None),
         ("GET", format!("/webhooks/{wh}/deliveries/{did}"), None),
-        (
-            "POST",
-            format!("/webhooks/{wh}/deliveries/{did}/replay"),
-            None,
-        ),
+        ("POST", format!("/webhooks/{wh}/deliveries/{did}/replay"), None),
         ("DELETE", format!("/webhooks/{wh}"), None),
     ];
     for (method, path, body) in &routes {

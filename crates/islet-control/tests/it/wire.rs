@@ -17,10 +17,7 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn new(client: &'a Client) -> Self {
-        Self {
-            client,
-            answers: Map::new(),
-        }
+        Self { client, answers: Map::new() }
     }
 
     async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -30,14 +27,13 @@ impl<'a> Walk<'a> {
             key.push('\'');
         }
         let body = if reply.body.is_null() {
-            Value::String(islet_testkit::snapshot::redact_str(
-                &String::from_utf8_lossy(&reply.bytes),
-            ))
+            Value::String(islet_testkit::snapshot::redact_str(&String::from_utf8_lossy(
+                &reply.bytes,
+            )))
         } else {
             redact(&reply.body)
         };
-        self.answers
-            .insert(key, json!({ "status": reply.status, "body": body }));
+        self.answers.insert(key, json!({ "status": reply.status, "body": body }));
         reply.body
     }
 
@@ -70,28 +66,13 @@ async fn sandbox_routes_answer_as_pinned() {
     let id = created["data"]["id"].as_str().unwrap().to_owned();
     let s = format!("/sandboxes/{id}");
     walk.call("GET", "/sandboxes", None).await;
-    walk.call("GET", "/sandboxes?external_user_id=user_1&limit=5", None)
-        .await;
+    walk.call("GET", "/sandboxes?external_user_id=user_1&limit=5", None).await;
     walk.call("GET", &s, None).await;
     walk.call("GET", "/sandboxes/by-name/wire", None).await;
-    walk.call(
-        "PATCH",
-        &s,
-        Some(json!({"metadata": {"plan": "team"}, "idle_timeout_sec": 300})),
-    )
-    .await;
-    walk.call(
-        "PATCH",
-        &format!("{s}/tags"),
-        Some(json!({"tags": ["b", "c"]})),
-    )
-    .await;
-    walk.call(
-        "POST",
-        &format!("{s}/extend"),
-        Some(json!({"timeout_sec": 900})),
-    )
-    .await;
+    walk.call("PATCH", &s, Some(json!({"metadata": {"plan": "team"}, "idle_timeout_sec": 300})))
+        .await;
+    walk.call("PATCH", &format!("{s}/tags"), Some(json!({"tags": ["b", "c"]}))).await;
+    walk.call("POST", &format!("{s}/extend"), Some(json!({"timeout_sec": 900}))).await;
     walk.call("GET", &format!("{s}/readiness"), None).await;
     walk.call(
         "POST",
@@ -105,85 +86,42 @@ async fn sandbox_routes_answer_as_pinned() {
         Some(json!({"path": "/tmp/w.txt", "content": "hello"})),
     )
     .await;
-    walk.call(
-        "POST",
-        &format!("{s}/fs/stat"),
-        Some(json!({"path": "/tmp/w.txt"})),
-    )
-    .await;
-    walk.call("GET", &format!("{s}/fs/download?path=/tmp/w.txt"), None)
-        .await;
-    walk.call("GET", &format!("{s}/files?path=/tmp"), None)
-        .await;
-    walk.call("GET", &format!("{s}/files/tmp/w.txt"), None)
-        .await;
+    walk.call("POST", &format!("{s}/fs/stat"), Some(json!({"path": "/tmp/w.txt"}))).await;
+    walk.call("GET", &format!("{s}/fs/download?path=/tmp/w.txt"), None).await;
+    walk.call("GET", &format!("{s}/files?path=/tmp"), None).await;
+    walk.call("GET", &format!("{s}/files/tmp/w.txt"), None).await;
     walk.call("GET", &format!("{s}/processes"), None).await;
-    walk.call("POST", &format!("{s}/expose"), Some(json!({"port": 8000})))
-        .await;
+    walk.call("POST", &format!("{s}/expose"), Some(json!({"port": 8000}))).await;
     let preview = walk.call("GET", &format!("{s}/previews"), None).await;
-    let pid = preview["data"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let pid = preview["data"][0]["id"].as_str().unwrap_or_default().to_owned();
     walk.call("GET", &format!("{s}/previews/{pid}"), None).await;
-    walk.call(
-        "POST",
-        &format!("{s}/previews/{pid}/share"),
-        Some(json!({})),
-    )
-    .await;
-    walk.call("DELETE", &format!("{s}/previews/{pid}/share"), None)
-        .await;
+    walk.call("POST", &format!("{s}/previews/{pid}/share"), Some(json!({}))).await;
+    walk.call("DELETE", &format!("{s}/previews/{pid}/share"), None).await;
     let token = walk
-        .call(
-            "POST",
-            &format!("{s}/preview-token"),
-            Some(json!({"port": 8000, "expires_in": 600})),
-        )
+        .call("POST", &format!("{s}/preview-token"), Some(json!({"port": 8000, "expires_in": 600})))
         .await;
     let tid = token["data"]["id"].as_str().unwrap_or_default().to_owned();
     walk.call("GET", &format!("{s}/preview-tokens"), None).await;
-    walk.call("DELETE", &format!("{s}/preview-tokens/{tid}"), None)
-        .await;
-    let share = walk
-        .call("POST", &format!("{s}/shares"), Some(json!({"port": 8000})))
-        .await;
-    let share_id = share["data"]["share_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    walk.call("DELETE", &format!("{s}/preview-tokens/{tid}"), None).await;
+    let share = walk.call("POST", &format!("{s}/shares"), Some(json!({"port": 8000}))).await;
+    let share_id = share["data"]["share_id"].as_str().unwrap_or_default().to_owned();
     walk.call("GET", &format!("{s}/shares"), None).await;
-    walk.call("DELETE", &format!("{s}/shares/{share_id}"), None)
-        .await;
-    walk.call("DELETE", &format!("{s}/previews/{pid}"), None)
-        .await;
-    walk.call("POST", &format!("{s}/pause"), Some(json!({})))
-        .await;
-    walk.call("POST", &format!("{s}/pause"), Some(json!({})))
-        .await;
-    walk.call("POST", &format!("{s}/resume"), Some(json!({})))
-        .await;
-    walk.call("POST", &format!("{s}/stop"), Some(json!({})))
-        .await;
+    walk.call("DELETE", &format!("{s}/shares/{share_id}"), None).await;
+    walk.call("DELETE", &format!("{s}/previews/{pid}"), None).await;
+    walk.call("POST", &format!("{s}/pause"), Some(json!({}))).await;
+    walk.call("POST", &format!("{s}/pause"), Some(json!({}))).await;
+    walk.call("POST", &format!("{s}/resume"), Some(json!({}))).await;
+    walk.call("POST", &format!("{s}/stop"), Some(json!({}))).await;
     walk.call("GET", &format!("{s}/readiness"), None).await;
-    walk.call(
-        "POST",
-        &format!("{s}/exec"),
-        Some(json!({"command": "true"})),
-    )
-    .await;
-    walk.call("POST", &format!("{s}/resume"), Some(json!({})))
-        .await;
+    walk.call("POST", &format!("{s}/exec"), Some(json!({"command": "true"}))).await;
+    walk.call("POST", &format!("{s}/resume"), Some(json!({}))).await;
     walk.call("DELETE", &s, None).await;
     walk.call("GET", &s, None).await;
     // Refusals: each with the envelope.
-    walk.call("GET", "/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa", None)
-        .await;
+    walk.call("GET", "/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa", None).await;
     walk.call("GET", "/sandboxes/not-an-id", None).await;
-    walk.call("POST", "/sandboxes", Some(json!({"cpu_count": 999})))
-        .await;
-    walk.call("POST", "/sandboxes", Some(json!({"name": 7})))
-        .await;
+    walk.call("POST", "/sandboxes", Some(json!({"cpu_count": 999}))).await;
+    walk.call("POST", "/sandboxes", Some(json!({"name": 7}))).await;
     walk.call("GET", "/nowhere", None).await;
     walk.check("sandboxes");
     server.stop().await;
@@ -198,22 +136,12 @@ async fn tenant_routes_answer_as_pinned() {
     // Keys and browser tokens.
     walk.call("GET", "/api-keys", None).await;
     let key = walk
-        .call(
-            "POST",
-            "/api-keys",
-            Some(json!({"name": "ci", "scopes": ["sandboxes:read"]})),
-        )
+        .call("POST", "/api-keys", Some(json!({"name": "ci", "scopes": ["sandboxes:read"]})))
         .await;
     let kid = key["data"]["id"].as_str().unwrap_or_default().to_owned();
     walk.call("GET", &format!("/api-keys/{kid}"), None).await;
-    walk.call(
-        "PATCH",
-        &format!("/api-keys/{kid}"),
-        Some(json!({"name": "ci-2"})),
-    )
-    .await;
-    walk.call("POST", &format!("/api-keys/{kid}/rotate"), Some(json!({})))
-        .await;
+    walk.call("PATCH", &format!("/api-keys/{kid}"), Some(json!({"name": "ci-2"}))).await;
+    walk.call("POST", &format!("/api-keys/{kid}/rotate"), Some(json!({}))).await;
     walk.call("DELETE", &format!("/api-keys/{kid}"), None).await;
     walk.call(
         "POST",
@@ -230,10 +158,8 @@ async fn tenant_routes_answer_as_pinned() {
         .await;
     let token_id = token["data"]["id"].as_str().unwrap_or_default().to_owned();
     walk.call("GET", "/tokens/scoped", None).await;
-    walk.call("DELETE", &format!("/tokens/scoped/{token_id}"), None)
-        .await;
-    walk.call("POST", "/api-keys", Some(json!({"scopes": ["nope"]})))
-        .await;
+    walk.call("DELETE", &format!("/tokens/scoped/{token_id}"), None).await;
+    walk.call("POST", "/api-keys", Some(json!({"scopes": ["nope"]}))).await;
     // Quotas and policy.
     walk.call("GET", "/quotas/external/alice", None).await;
     walk.call(
@@ -243,19 +169,9 @@ async fn tenant_routes_answer_as_pinned() {
     )
     .await;
     walk.call("GET", "/quotas/external/alice", None).await;
-    walk.call(
-        "PUT",
-        "/quotas/external/alice",
-        Some(json!({"max_rockets": 5})),
-    )
-    .await;
+    walk.call("PUT", "/quotas/external/alice", Some(json!({"max_rockets": 5}))).await;
     walk.call("DELETE", "/quotas/external/alice", None).await;
-    walk.call(
-        "PUT",
-        "/tenant/policy",
-        Some(json!({"quotas": {"max_cpu": 4}})),
-    )
-    .await;
+    walk.call("PUT", "/tenant/policy", Some(json!({"quotas": {"max_cpu": 4}}))).await;
     walk.call("GET", "/tenant/policy", None).await;
     walk.call("DELETE", "/tenant/policy", None).await;
     walk.call(
@@ -265,19 +181,11 @@ async fn tenant_routes_answer_as_pinned() {
     )
     .await;
     walk.call("GET", "/external-users/bob/policy", None).await;
-    walk.call("GET", "/external-users/bob/effective-policy", None)
-        .await;
-    walk.call("DELETE", "/external-users/bob/policy", None)
-        .await;
-    walk.call(
-        "POST",
-        "/external-users/bob/suspend",
-        Some(json!({"reason": "abuse"})),
-    )
-    .await;
+    walk.call("GET", "/external-users/bob/effective-policy", None).await;
+    walk.call("DELETE", "/external-users/bob/policy", None).await;
+    walk.call("POST", "/external-users/bob/suspend", Some(json!({"reason": "abuse"}))).await;
     walk.call("GET", "/external-users/bob", None).await;
-    walk.call("POST", "/external-users/bob/unsuspend", Some(json!({})))
-        .await;
+    walk.call("POST", "/external-users/bob/unsuspend", Some(json!({}))).await;
     // Usage.
     walk.call("GET", "/usage?period=30d", None).await;
     walk.call("GET", "/usage/summary", None).await;
@@ -296,27 +204,12 @@ async fn tenant_routes_answer_as_pinned() {
     walk.call("GET", "/webhooks", None).await;
     walk.call("GET", "/webhooks/events", None).await;
     walk.call("GET", &format!("/webhooks/{hid}"), None).await;
-    walk.call(
-        "PATCH",
-        &format!("/webhooks/{hid}"),
-        Some(json!({"events": ["sandbox.running"]})),
-    )
-    .await;
-    walk.call(
-        "POST",
-        &format!("/webhooks/{hid}/rotate-secret"),
-        Some(json!({})),
-    )
-    .await;
-    walk.call("GET", &format!("/webhooks/{hid}/deliveries"), None)
+    walk.call("PATCH", &format!("/webhooks/{hid}"), Some(json!({"events": ["sandbox.running"]})))
         .await;
+    walk.call("POST", &format!("/webhooks/{hid}/rotate-secret"), Some(json!({}))).await;
+    walk.call("GET", &format!("/webhooks/{hid}/deliveries"), None).await;
     walk.call("DELETE", &format!("/webhooks/{hid}"), None).await;
-    walk.call(
-        "POST",
-        "/webhooks",
-        Some(json!({"url": "ftp://x", "events": ["sandbox.*"]})),
-    )
-    .await;
+    walk.call("POST", "/webhooks", Some(json!({"url": "ftp://x", "events": ["sandbox.*"]}))).await;
     // Branding, settings, preview domain.
     walk.call("GET", "/tenant/branding", None).await;
     walk.call(
@@ -325,34 +218,16 @@ async fn tenant_routes_answer_as_pinned() {
         Some(json!({"branding": {"product_name": "Acme", "primary_color": "#112233"}})),
     )
     .await;
-    walk.call(
-        "PUT",
-        "/tenant/branding",
-        Some(json!({"product_name": "Acme"})),
-    )
-    .await;
+    walk.call("PUT", "/tenant/branding", Some(json!({"product_name": "Acme"}))).await;
     walk.call("GET", "/settings/branding", None).await;
     walk.call("DELETE", "/tenant/branding", None).await;
     walk.call("GET", "/settings", None).await;
-    walk.call(
-        "PUT",
-        "/settings",
-        Some(json!({"allowed_origins": ["https://app.example.com"]})),
-    )
-    .await;
-    walk.call(
-        "PUT",
-        "/settings",
-        Some(json!({"allowed_origins": ["not a url"]})),
-    )
-    .await;
+    walk.call("PUT", "/settings", Some(json!({"allowed_origins": ["https://app.example.com"]})))
+        .await;
+    walk.call("PUT", "/settings", Some(json!({"allowed_origins": ["not a url"]}))).await;
     walk.call("GET", "/tenant/preview-domain", None).await;
-    walk.call(
-        "PUT",
-        "/tenant/preview-domain",
-        Some(json!({"domain": "previews.example.net"})),
-    )
-    .await;
+    walk.call("PUT", "/tenant/preview-domain", Some(json!({"domain": "previews.example.net"})))
+        .await;
     walk.call("GET", "/tenant/preview-domain", None).await;
     walk.call("DELETE", "/tenant/preview-domain", None).await;
     walk.check("tenant");

@@ -12,11 +12,7 @@ use islet_testkit::{edge_client, TestServer};
 use crate::{preview, APP_PORT};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A pebble CA whose own HTTPS listener presents a certificate from a CA written to `dir`.
@@ -30,8 +26,7 @@ fn write_listener_ca(dir: &Path) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "test ACME listener CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "test ACME listener CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let leaf_key = rcgen::KeyPair::generate().unwrap();
@@ -86,11 +81,7 @@ impl Pebble {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Pebble {
-            _process: process,
-            management,
-            ca_file: dir.join("ca.pem"),
-        }
+        Pebble { _process: process, management, ca_file: dir.join("ca.pem") }
     }
 
     /// The root the CA issues under (made anew at each start).
@@ -102,10 +93,7 @@ impl Pebble {
             .build()
             .unwrap();
         client
-            .get(format!(
-                "https://localhost:{}/roots/0",
-                self.management.port()
-            ))
+            .get(format!("https://localhost:{}/roots/0", self.management.port()))
             .send()
             .await
             .unwrap()
@@ -149,9 +137,7 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     let client = server.tenant(None).await;
     let p = preview(&client).await;
     crate::verified_domain(&server, &client, "preview.acme.test").await;
-    let (token, url) = client
-        .preview_token(&p.id, serde_json::json!({ "port": APP_PORT }))
-        .await;
+    let (token, url) = client.preview_token(&p.id, serde_json::json!({ "port": APP_PORT })).await;
     let host = crate::host_of(&url);
     assert!(host.ends_with(".preview.acme.test"), "{url}");
     server.edge.refresh().await; // the verified domain reaches the edge
@@ -161,11 +147,7 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     let edge = edge_client(&host, server.preview_https, &[&root]);
     let target = format!("https://{host}:{}/echo", server.preview_https.port());
     let started = Instant::now();
-    let response = edge
-        .get(&target)
-        .header("x-preview-token", &token)
-        .send()
-        .await;
+    let response = edge.get(&target).header("x-preview-token", &token).send().await;
     let first = started.elapsed();
     let response =
         response.unwrap_or_else(|e| panic!("handshake with an issued certificate failed: {e:?}"));
@@ -174,11 +156,7 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
 
     // Stored, and renewed (everything is due with this renewal window).
     let stored = |settings: islet_store::EdgeSettings| {
-        settings
-            .certificates
-            .into_iter()
-            .find(|c| c.name == host)
-            .map(|c| c.cert_pem)
+        settings.certificates.into_iter().find(|c| c.name == host).map(|c| c.cert_pem)
     };
     let issued =
         stored(server.state.store.edge_settings().await.unwrap()).expect("certificate stored");
@@ -194,29 +172,16 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     assert!(renewed.is_some(), "the certificate was not renewed");
     server.edge.refresh().await; // the renewed certificate reaches the edge
     let again = edge_client(&host, server.preview_https, &[&root]);
-    let response = again
-        .get(&target)
-        .header("x-preview-token", &token)
-        .send()
-        .await
-        .unwrap();
+    let response = again.get(&target).header("x-preview-token", &token).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
     // A host naming no sandbox of the tenant gets no certificate (nobody can make the edge
     // order certificates for names of their choosing).
     let stranger = "8000-sbx-aaaaaaaaaaaaaaaaaaaa.preview.acme.test";
     let edge = edge_client(stranger, server.preview_https, &[&root]);
-    let result = edge
-        .get(format!(
-            "https://{stranger}:{}/",
-            server.preview_https.port()
-        ))
-        .send()
-        .await;
-    assert!(
-        result.is_err(),
-        "a certificate for a host with no sandbox: {result:?}"
-    );
+    let result =
+        edge.get(format!("https://{stranger}:{}/", server.preview_https.port())).send().await;
+    assert!(result.is_err(), "a certificate for a host with no sandbox: {result:?}");
     let settings = server.state.store.edge_settings().await.unwrap();
     assert!(!settings.certificates.iter().any(|c| c.name == stranger));
     server.stop().await;

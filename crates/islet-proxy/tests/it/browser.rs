@@ -30,10 +30,7 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
         .await;
     let p = preview(&client).await;
     let (token, preview_url) = client
-        .preview_token(
-            &p.id,
-            serde_json::json!({ "scope": "interact", "port": APP_PORT }),
-        )
+        .preview_token(&p.id, serde_json::json!({ "scope": "interact", "port": APP_PORT }))
         .await;
     assert!(preview_url.starts_with("https://"), "{preview_url}");
     let id: SandboxId = p.id.parse().unwrap();
@@ -60,14 +57,8 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
 
     assert_eq!(report["rendered"], true, "{show}");
     let frame_url = report["frame_url"].as_str().unwrap();
-    assert!(
-        !frame_url.contains("mt="),
-        "the frame still carries the token: {show}"
-    );
-    assert!(
-        !report["ws_sent"].is_null() && report["ws_echo"] == report["ws_sent"],
-        "{show}"
-    );
+    assert!(!frame_url.contains("mt="), "the frame still carries the token: {show}");
+    assert!(!report["ws_sent"].is_null() && report["ws_echo"] == report["ws_sent"], "{show}");
     let cookie = report["cookies"]
         .as_array()
         .unwrap()
@@ -87,13 +78,7 @@ async fn a_private_preview_works_in_a_cross_site_iframe() {
         .count();
     assert_eq!(with_token, 1, "{show}");
     // The expired token: the tenant's page, and a message to the parent.
-    assert!(
-        report["expired_frame_text"]
-            .as_str()
-            .unwrap()
-            .contains("Acme Code"),
-        "{show}"
-    );
+    assert!(report["expired_frame_text"].as_str().unwrap().contains("Acme Code"), "{show}");
     let messages = report["expired_messages"].as_array().unwrap();
     assert!(
         messages
@@ -115,19 +100,9 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
     let tenant = server.tenant(None).await;
     // An origin includes its port, and it must be allowed before the browser exists: a port
     // free now, for the harness to serve the page on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let origin = format!("http://127.0.0.1:{port}");
-    let set = tenant
-        .call(
-            "PUT",
-            "/settings",
-            Some(json!({ "allowed_origins": [origin] })),
-        )
-        .await;
+    let set = tenant.call("PUT", "/settings", Some(json!({ "allowed_origins": [origin] }))).await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     let sandbox = tenant.sandbox(json!({ "external_user_id": "erin" })).await;
     let theirs = tenant.sandbox(json!({ "external_user_id": "frank" })).await;
@@ -203,42 +178,25 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
     // The tenant's own origin: every answer reaches the page, request id included (readable
     // only because the API exposes it to that origin).
     let allowed = &report["allowed"];
-    for name in [
-        "sandbox", "write", "read", "exec", "create", "keys", "destroy", "theirs",
-    ] {
+    for name in ["sandbox", "write", "read", "exec", "create", "keys", "destroy", "theirs"] {
         assert_eq!(allowed[name]["threw"], false, "{name}: {show}");
         assert!(
-            allowed[name]["request_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("req_")),
+            allowed[name]["request_id"].as_str().is_some_and(|id| id.starts_with("req_")),
             "{name}: {show}"
         );
     }
     assert_eq!(allowed["sandbox"]["status"], 200, "{show}");
-    assert_eq!(
-        allowed["sandbox"]["body"]["data"]["id"],
-        sandbox.as_str(),
-        "{show}"
-    );
-    assert_eq!(
-        allowed["sandbox"]["body"]["data"]["state"], "running",
-        "{show}"
-    );
+    assert_eq!(allowed["sandbox"]["body"]["data"]["id"], sandbox.as_str(), "{show}");
+    assert_eq!(allowed["sandbox"]["body"]["data"]["state"], "running", "{show}");
     assert_eq!(allowed["write"]["status"], 200, "{show}");
-    assert_eq!(
-        allowed["write"]["body"]["data"]["size"],
-        TEXT.len(),
-        "{show}"
-    );
+    assert_eq!(allowed["write"]["body"]["data"]["size"], TEXT.len(), "{show}");
     assert_eq!(allowed["read"]["status"], 200, "{show}");
     assert_eq!(allowed["read"]["body"], TEXT, "{show}");
     assert_eq!(allowed["exec"]["status"], 200, "{show}");
     assert_eq!(allowed["exec"]["body"]["data"]["exit_code"], 0, "{show}");
     let shouted = TEXT.to_uppercase();
     assert_eq!(
-        allowed["exec"]["body"]["data"]["stdout"]
-            .as_str()
-            .map(str::trim),
+        allowed["exec"]["body"]["data"]["stdout"].as_str().map(str::trim),
         Some(shouted.as_str()),
         "{show}"
     );
@@ -249,10 +207,7 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
         ("theirs", 404, "NOT_FOUND"),
     ] {
         assert_eq!(allowed[name]["status"], status, "{name}: {show}");
-        assert_eq!(
-            allowed[name]["body"]["error"]["code"], code,
-            "{name}: {show}"
-        );
+        assert_eq!(allowed[name]["body"]["error"]["code"], code, "{name}: {show}");
     }
     assert_eq!(tenant.state(&sandbox).await, "running");
 
@@ -283,23 +238,14 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
     // The page only ever had the browser token: every call it made carried it, and the
     // tenant's key is nowhere in what the browser sent or saw.
     let requests = report["requests"].as_array().unwrap();
-    let to_api: Vec<_> = requests
-        .iter()
-        .filter(|r| r["url"].as_str().unwrap().starts_with(&server.base))
-        .collect();
+    let to_api: Vec<_> =
+        requests.iter().filter(|r| r["url"].as_str().unwrap().starts_with(&server.base)).collect();
     assert!(to_api.len() >= 8, "{show}");
     for r in to_api {
-        assert_eq!(
-            r["headers"]["authorization"],
-            format!("Bearer {token}"),
-            "{show}"
-        );
+        assert_eq!(r["headers"]["authorization"], format!("Bearer {token}"), "{show}");
     }
     assert!(!show.contains(&tenant.key), "{show}");
-    assert!(
-        !serde_json::to_string(requests).unwrap().contains("msk_"),
-        "{show}"
-    );
+    assert!(!serde_json::to_string(requests).unwrap().contains("msk_"), "{show}");
     server.stop().await;
 }
 
@@ -310,9 +256,8 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
 /// Any load can be hit (a page, a frame inside it, a fetch); the harness then reports the
 /// failed load (and may still exit 0 having seen nothing).
 async fn run_harness(script: &str, config: &serde_json::Value) -> serde_json::Value {
-    let harness = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/browser")
-        .join(script);
+    let harness =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser").join(script);
     let mut runs = 1;
     let output = loop {
         let mut child = tokio::process::Command::new("node")
@@ -327,10 +272,7 @@ async fn run_harness(script: &str, config: &serde_json::Value) -> serde_json::Va
             .spawn()
             .expect("node (install it with tests/browser/install.sh)");
         let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(config.to_string().as_bytes())
-            .await
-            .unwrap();
+        stdin.write_all(config.to_string().as_bytes()).await.unwrap();
         drop(stdin);
         let output =
             tokio::time::timeout(std::time::Duration::from_secs(90), child.wait_with_output())

@@ -56,10 +56,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     assert_eq!(data["domain"], "preview.acme.test");
     assert_eq!(data["verified"], false);
     assert_eq!(data["records"][0]["name"], "*.preview.acme.test");
-    assert_eq!(
-        data["verification"]["name"],
-        "_preview-verify.preview.acme.test"
-    );
+    assert_eq!(data["verification"]["name"], "_preview-verify.preview.acme.test");
     let challenge = data["verification"]["value"].as_str().unwrap().to_owned();
 
     // A rival claims the same domain and tries to verify it before the owner: the domain's DNS
@@ -71,35 +68,16 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
             Some(serde_json::json!({ "preview_domain": "preview.acme.test" })),
         )
         .await;
-    assert_ne!(
-        claim.body["data"]["verification"]["value"],
-        challenge.as_str()
-    );
-    let early = rival
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
+    assert_ne!(claim.body["data"]["verification"]["value"], challenge.as_str());
+    let early = rival.call("POST", "/tenant/preview-domain/verify", None).await;
     assert_eq!(early.body["data"]["verified"], false, "{:?}", early.body);
-    server
-        .dns
-        .set_txt("_preview-verify.preview.acme.test", &challenge);
-    let takeover = rival
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
-    assert_eq!(
-        takeover.body["data"]["verified"], false,
-        "{:?}",
-        takeover.body
-    );
-    assert!(takeover.body["data"]["error"]
-        .as_str()
-        .unwrap()
-        .contains("does not hold"));
+    server.dns.set_txt("_preview-verify.preview.acme.test", &challenge);
+    let takeover = rival.call("POST", "/tenant/preview-domain/verify", None).await;
+    assert_eq!(takeover.body["data"]["verified"], false, "{:?}", takeover.body);
+    assert!(takeover.body["data"]["error"].as_str().unwrap().contains("does not hold"));
 
     // No certificate before verification.
-    let names = [
-        "*.preview.acme.test".to_owned(),
-        "preview.acme.test".to_owned(),
-    ];
+    let names = ["*.preview.acme.test".to_owned(), "preview.acme.test".to_owned()];
     let (cert, key) = islet_tls::self_signed(&names).unwrap();
     let early_cert = client
         .call(
@@ -110,19 +88,11 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         .await;
     assert_eq!(early_cert.status, 409, "{:?}", early_cert.body);
 
-    let verified = client
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
+    let verified = client.call("POST", "/tenant/preview-domain/verify", None).await;
     assert_eq!(verified.status, 200, "{:?}", verified.body);
-    assert_eq!(
-        verified.body["data"]["verified"], true,
-        "{:?}",
-        verified.body
-    );
+    assert_eq!(verified.body["data"]["verified"], true, "{:?}", verified.body);
     // Now the rival can neither verify it nor put a certificate on it.
-    let second = rival
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
+    let second = rival.call("POST", "/tenant/preview-domain/verify", None).await;
     assert_eq!(second.body["data"]["verified"], false, "{:?}", second.body);
     let (rival_cert, rival_key) = islet_tls::self_signed(&names).unwrap();
     let overwrite = rival
@@ -156,9 +126,8 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     assert_eq!(uploaded.status, 200, "{:?}", uploaded.body);
 
     // The API now hands out URLs on the tenant's domain.
-    let (token, token_url) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
-        .await;
+    let (token, token_url) =
+        client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;
     let host = crate::host_of(&token_url);
     assert!(host.ends_with(".preview.acme.test"), "{token_url}");
     assert!(token_url.starts_with("https://"), "{token_url}");
@@ -167,12 +136,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     // Trusting only the tenant's certificate, the tenant's host works over TLS...
     let tenant_only = edge_client(&host, server.preview_https, &[&cert]);
     let target = format!("https://{host}:{}/echo", server.preview_https.port());
-    let response = tenant_only
-        .get(&target)
-        .header("x-preview-token", &token)
-        .send()
-        .await
-        .unwrap();
+    let response = tenant_only.get(&target).header("x-preview-token", &token).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let seen: serde_json::Value = response.json().await.unwrap();
     assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
@@ -180,10 +144,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     // ...and the token exchange sets a cookie fit for a cross-site iframe.
     let exchanged = tenant_only.get(&token_url).send().await.unwrap();
     assert_eq!(exchanged.status(), 303);
-    let cookie = exchanged.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let cookie = exchanged.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("__Host-pv_session="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=None", "Partitioned"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
@@ -193,23 +154,13 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     let platform_host = format!("{APP_PORT}-sbx-{}.preview.localhost", &p.id[4..]);
     let wrong_trust = edge_client(&platform_host, server.preview_https, &[&cert]);
     assert!(wrong_trust
-        .get(format!(
-            "https://{platform_host}:{}/echo",
-            server.preview_https.port()
-        ))
+        .get(format!("https://{platform_host}:{}/echo", server.preview_https.port()))
         .send()
         .await
         .is_err());
-    let platform = edge_client(
-        &platform_host,
-        server.preview_https,
-        &[&server.platform_cert_pem],
-    );
+    let platform = edge_client(&platform_host, server.preview_https, &[&server.platform_cert_pem]);
     let response = platform
-        .get(format!(
-            "https://{platform_host}:{}/echo",
-            server.preview_https.port()
-        ))
+        .get(format!("https://{platform_host}:{}/echo", server.preview_https.port()))
         .header("x-preview-token", &token)
         .send()
         .await
@@ -222,10 +173,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
     let their_host = format!("{APP_PORT}-sbx-{}.preview.acme.test", &theirs[4..]);
     let cross = edge_client(&their_host, server.preview_https, &[&cert]);
     let response = cross
-        .get(format!(
-            "https://{their_host}:{}/echo",
-            server.preview_https.port()
-        ))
+        .get(format!("https://{their_host}:{}/echo", server.preview_https.port()))
         .header("x-preview-token", &their_token)
         .header("accept", "application/json")
         .send()

@@ -15,10 +15,7 @@ async fn the_app_sees_no_credentials_and_only_our_forwarding_headers() {
     let client = server.tenant(None).await;
     let p = preview(&client).await;
     let (token, token_url) = client
-        .preview_token(
-            &p.id,
-            serde_json::json!({ "scope": "interact", "expires_in": 600 }),
-        )
+        .preview_token(&p.id, serde_json::json!({ "scope": "interact", "expires_in": 600 }))
         .await;
     assert!(token.starts_with("mp_"));
     assert!(token_url.contains(&format!("?mt={token}")), "{token_url}");
@@ -29,22 +26,10 @@ async fn the_app_sees_no_credentials_and_only_our_forwarding_headers() {
     let response = edge.get(&with_token).send().await.unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/echo/a?x=1&y=2");
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        cookie.starts_with(&format!("pv_session={token};")),
-        "{cookie}"
-    );
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("Path=/"),
-        "{cookie}"
-    );
-    assert!(
-        !cookie.to_ascii_lowercase().contains("domain="),
-        "host-only: {cookie}"
-    );
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("pv_session={token};")), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "host-only: {cookie}");
 
     // With the cookie (and every other way of presenting credentials at once), the app sees
     // none of them, and forwarding headers are the edge's own.
@@ -76,15 +61,7 @@ async fn the_app_sees_no_credentials_and_only_our_forwarding_headers() {
     assert_eq!(headers["cookie"], "theme=dark; lang=en");
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
-    assert_eq!(
-        headers["x-forwarded-host"]
-            .as_str()
-            .unwrap()
-            .split(':')
-            .next()
-            .unwrap(),
-        p.host
-    );
+    assert_eq!(headers["x-forwarded-host"].as_str().unwrap().split(':').next().unwrap(), p.host);
     assert_eq!(headers["host"], format!("localhost:{APP_PORT}"));
     assert_eq!(seen["path"], "/echo/a?x=1&y=2");
     assert_eq!(seen["body_len"], 5);
@@ -107,9 +84,7 @@ async fn bodies_stream_both_ways_and_upgrades_work() {
     let server = TestServer::start().await;
     let client = server.tenant(None).await;
     let p = preview(&client).await;
-    let (token, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
-        .await;
+    let (token, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;
     let edge = http(&server, &p.host);
 
     // 8 MiB up, checksummed by the app; 8 MiB down.
@@ -147,10 +122,7 @@ async fn bodies_stream_both_ways_and_upgrades_work() {
     let started = std::time::Instant::now();
     let first = sse.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with("data: 0"));
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(550),
-        "first event was held back"
-    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(550), "first event was held back");
     let mut rest = Vec::new();
     while let Some(chunk) = sse.chunk().await.unwrap() {
         rest.extend_from_slice(&chunk);
@@ -165,21 +137,13 @@ async fn bodies_stream_both_ways_and_upgrades_work() {
             server.preview_http.port()
         ))
         .unwrap();
-    request
-        .headers_mut()
-        .insert("x-preview-token", token.parse().unwrap());
-    let stream = tokio::net::TcpStream::connect(server.preview_http)
-        .await
-        .unwrap();
-    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .unwrap();
+    request.headers_mut().insert("x-preview-token", token.parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(server.preview_http).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream).await.unwrap();
     assert_eq!(response.status(), 101);
     for i in 0..20 {
         let text = format!("ping {i}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
-            .await
-            .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone())).await.unwrap();
         let echoed = ws.next().await.unwrap().unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), text);
     }
@@ -203,9 +167,7 @@ async fn bodies_stream_both_ways_and_upgrades_work() {
 }
 
 async fn raw(server: &TestServer, request: String) -> String {
-    let mut stream = tokio::net::TcpStream::connect(server.preview_http)
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.preview_http).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
@@ -220,9 +182,7 @@ async fn ambiguous_framing_is_refused_and_traffic_is_activity() {
     let server = TestServer::start().await;
     let client = server.tenant(None).await;
     let p = preview(&client).await;
-    let (token, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
-        .await;
+    let (token, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;
     let smuggle_te = format!(
         "POST /echo HTTP/1.1\r\nHost: {}\r\nX-Preview-Token: {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         p.host
@@ -242,13 +202,7 @@ async fn ambiguous_framing_is_refused_and_traffic_is_activity() {
 
     // Preview requests move the sandbox's last activity forward.
     let id = p.id.parse().unwrap();
-    let before = server
-        .state
-        .store
-        .get_sandbox_any(&id)
-        .await
-        .unwrap()
-        .last_activity_at;
+    let before = server.state.store.get_sandbox_any(&id).await.unwrap().last_activity_at;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let edge = http(&server, &p.host);
     let mut after = before;
@@ -258,13 +212,7 @@ async fn ambiguous_framing_is_refused_and_traffic_is_activity() {
             .send()
             .await
             .unwrap();
-        after = server
-            .state
-            .store
-            .get_sandbox_any(&id)
-            .await
-            .unwrap()
-            .last_activity_at;
+        after = server.state.store.get_sandbox_any(&id).await.unwrap().last_activity_at;
         if after > before {
             break;
         }
@@ -279,9 +227,7 @@ async fn tokens_in_urls_stay_at_the_edge() {
     let server = TestServer::start().await;
     let client = server.tenant(None).await;
     let p = preview(&client).await;
-    let (token, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
-        .await;
+    let (token, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;
     let edge = http(&server, &p.host);
 
     // The exchange never redirects off the host, however the path is spelled.
@@ -290,11 +236,8 @@ async fn tokens_in_urls_stay_at_the_edge() {
         ("/%2F/evil.example", "/%2F/evil.example"),
         ("/a/b", "/a/b"),
     ] {
-        let response = edge
-            .get(url(&server, &p.host, &format!("{path}?mt={token}")))
-            .send()
-            .await
-            .unwrap();
+        let response =
+            edge.get(url(&server, &p.host, &format!("{path}?mt={token}"))).send().await.unwrap();
         assert_eq!(response.status(), 303, "{path}");
         assert_eq!(response.headers()["location"], location, "{path}");
     }
@@ -310,52 +253,22 @@ async fn tokens_in_urls_stay_at_the_edge() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        seen["headers"]["referer"],
-        format!("http://{}/page?x=1", p.host)
-    );
+    assert_eq!(seen["headers"]["referer"], format!("http://{}/page?x=1", p.host));
 
     // A WebSocket may carry the token in its URL (browsers cannot set headers on one); it is
     // used, not exchanged, and the app does not see it.
-    let ws_url = format!(
-        "ws://{}:{}/ws?mt={token}",
-        p.host,
-        server.preview_http.port()
-    );
-    let stream = tokio::net::TcpStream::connect(server.preview_http)
-        .await
-        .unwrap();
-    let (mut ws, response) = tokio_tungstenite::client_async(ws_url, stream)
-        .await
-        .unwrap();
+    let ws_url = format!("ws://{}:{}/ws?mt={token}", p.host, server.preview_http.port());
+    let stream = tokio::net::TcpStream::connect(server.preview_http).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(ws_url, stream).await.unwrap();
     assert_eq!(response.status(), 101);
-    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.next()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_text()
-            .unwrap()
-            .as_str(),
-        "hi"
-    );
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "hi");
 
     // A read-only token may not open a WebSocket (a channel for input).
-    let (read, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "read" }))
-        .await;
-    let stream = tokio::net::TcpStream::connect(server.preview_http)
-        .await
-        .unwrap();
+    let (read, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "read" })).await;
+    let stream = tokio::net::TcpStream::connect(server.preview_http).await.unwrap();
     let refused = tokio_tungstenite::client_async(
-        format!(
-            "ws://{}:{}/ws?mt={read}",
-            p.host,
-            server.preview_http.port()
-        ),
+        format!("ws://{}:{}/ws?mt={read}", p.host, server.preview_http.port()),
         stream,
     )
     .await;
@@ -376,17 +289,10 @@ async fn tokens_in_urls_stay_at_the_edge() {
         .await;
     server.edge.refresh().await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // route cache
-    let open = edge
-        .get(url(&server, &p.host, "/echo"))
-        .send()
-        .await
-        .unwrap();
+    let open = edge.get(url(&server, &p.host, "/echo")).send().await.unwrap();
     assert_eq!(open.status(), 200, "a public port needs no token");
-    let response = edge
-        .get(url(&server, &p.host, &format!("/echo?mt={token}")))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        edge.get(url(&server, &p.host, &format!("/echo?mt={token}"))).send().await.unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/echo");
     server.stop().await;

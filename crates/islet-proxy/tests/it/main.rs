@@ -22,9 +22,7 @@ pub struct Preview {
 }
 
 pub async fn preview(client: &Client) -> Preview {
-    let id = client
-        .sandbox(serde_json::json!({ "external_user_id": "user-1" }))
-        .await;
+    let id = client.sandbox(serde_json::json!({ "external_user_id": "user-1" })).await;
     client.start_preview_app(&id, APP_PORT).await;
     let reply = client
         .call(
@@ -34,10 +32,7 @@ pub async fn preview(client: &Client) -> Preview {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    Preview {
-        host: host_of(reply.body["data"]["url"].as_str().unwrap()),
-        id,
-    }
+    Preview { host: host_of(reply.body["data"]["url"].as_str().unwrap()), id }
 }
 
 /// The host part of a URL.
@@ -66,19 +61,8 @@ pub async fn verified_domain(server: &TestServer, client: &Client, domain: &str)
             Some(serde_json::json!({ "preview_domain": domain })),
         )
         .await;
-    let challenge = claimed.body["data"]["verification"]["value"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .dns
-        .set_txt(&format!("_preview-verify.{domain}"), &challenge);
-    let verified = client
-        .call("POST", "/tenant/preview-domain/verify", None)
-        .await;
-    assert_eq!(
-        verified.body["data"]["verified"], true,
-        "{:?}",
-        verified.body
-    );
+    let challenge = claimed.body["data"]["verification"]["value"].as_str().unwrap().to_owned();
+    server.dns.set_txt(&format!("_preview-verify.{domain}"), &challenge);
+    let verified = client.call("POST", "/tenant/preview-domain/verify", None).await;
+    assert_eq!(verified.body["data"]["verified"], true, "{:?}", verified.body);
 }

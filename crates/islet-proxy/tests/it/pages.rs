@@ -35,17 +35,11 @@ async fn fetch(
 fn assert_branded(status: u16, headers: &str, body: &str, expect: u16, words: &str) {
     assert_eq!(status, expect, "{body}");
     assert!(body.contains("Acme Code"), "no product name: {body}");
-    assert!(
-        body.contains("https://cdn.acme.dev/logo.svg"),
-        "no logo: {body}"
-    );
+    assert!(body.contains("https://cdn.acme.dev/logo.svg"), "no logo: {body}");
     assert!(body.contains("help@acme.dev"), "no support: {body}");
     assert!(body.contains(words), "expected {words:?}: {body}");
     for text in [body, headers] {
-        assert!(
-            !text.to_ascii_lowercase().contains("islet"),
-            "the platform shows: {text}"
-        );
+        assert!(!text.to_ascii_lowercase().contains("islet"), "the platform shows: {text}");
     }
 }
 
@@ -67,20 +61,14 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
         .await;
     assert_eq!(bad.status, 400);
     let set = client
-        .call(
-            "PUT",
-            "/tenant/branding",
-            Some(serde_json::json!({ "branding": branding() })),
-        )
+        .call("PUT", "/tenant/branding", Some(serde_json::json!({ "branding": branding() })))
         .await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     let flat = client.call("GET", "/settings/branding", None).await;
     assert_eq!(flat.body["data"]["product_name"], "Acme Code");
 
     let p = preview(&client).await;
-    let (token, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "interact" }))
-        .await;
+    let (token, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;
     server.edge.refresh().await; // branding reaches the edge
     let html = "text/html,application/xhtml+xml";
 
@@ -90,13 +78,8 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     let (s, h, b) = fetch(&edge, &url(&server, &closed, "/"), html, Some(&token)).await;
     assert_branded(s, &h, &b, 502, "No server is listening");
     // The same as JSON for API clients.
-    let (s, _, b) = fetch(
-        &edge,
-        &url(&server, &closed, "/"),
-        "application/json",
-        Some(&token),
-    )
-    .await;
+    let (s, _, b) =
+        fetch(&edge, &url(&server, &closed, "/"), "application/json", Some(&token)).await;
     assert_eq!(s, 502);
     let json: serde_json::Value = serde_json::from_str(&b).unwrap();
     assert_eq!(json["error"]["code"], "PORT_NOT_LISTENING");
@@ -107,10 +90,7 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     assert_branded(s, &h, &b, 401, "private");
     let (s, h, b) = fetch(&edge, &url(&server, &p.host, "/"), html, Some("mp_nope")).await;
     assert_branded(s, &h, &b, 401, "expired");
-    assert!(
-        b.contains("postMessage") && b.contains("preview.session_expired"),
-        "{b}"
-    );
+    assert!(b.contains("postMessage") && b.contains("preview.session_expired"), "{b}");
     assert!(b.contains(&p.id), "{b}");
 
     // Too many requests.
@@ -127,9 +107,7 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     // Not running: a stopped sandbox.
-    let stopped = client
-        .call("POST", &format!("/sandboxes/{}/stop", p.id), None)
-        .await;
+    let stopped = client.call("POST", &format!("/sandboxes/{}/stop", p.id), None).await;
     assert_eq!(stopped.status, 200, "{:?}", stopped.body);
     client.wait_for_state(&p.id, "stopped", 30).await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // route cache
@@ -137,22 +115,14 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     assert_branded(s, &h, &b, 503, "not running");
 
     // Not found: a destroyed sandbox is the tenant's own page.
-    client
-        .call("DELETE", &format!("/sandboxes/{}", p.id), None)
-        .await;
+    client.call("DELETE", &format!("/sandboxes/{}", p.id), None).await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (s, h, b) = fetch(&edge, &url(&server, &p.host, "/"), html, Some(&token)).await;
     assert_branded(s, &h, &b, 404, "does not exist");
 
     // A sandbox nobody has: a neutral page, still no platform name.
     let nobody = "8000-sbx-aaaaaaaaaaaaaaaaaaaa.preview.localhost";
-    let (s, h, b) = fetch(
-        &http(&server, nobody),
-        &url(&server, nobody, "/"),
-        html,
-        None,
-    )
-    .await;
+    let (s, h, b) = fetch(&http(&server, nobody), &url(&server, nobody, "/"), html, None).await;
     assert_eq!(s, 404);
     assert!(!b.to_ascii_lowercase().contains("islet") && !h.to_ascii_lowercase().contains("islet"));
     server.stop().await;

@@ -15,10 +15,7 @@ use rand::Rng;
 use crate::{http, preview, url, APP_PORT};
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Many ways of getting a token wrong, all but the signature-valid ones from one good token.
@@ -40,10 +37,7 @@ fn mutations(good: &str, signed_elsewhere: &[String], n: usize) -> Vec<String> {
             4 => {
                 // Other base64 spellings and junk around a valid body.
                 let variants = [
-                    format!(
-                        "mp_{}",
-                        base64::engine::general_purpose::STANDARD.encode(&raw)
-                    ),
+                    format!("mp_{}", base64::engine::general_purpose::STANDARD.encode(&raw)),
                     format!("{good}="),
                     format!("{good}AA"),
                     good.replacen("mp_", "MP_", 1),
@@ -75,30 +69,17 @@ async fn ten_thousand_bad_tokens_are_refused_alike() {
     let other_tenant = server.tenant(None).await;
     let p = preview(&client).await;
     let id: SandboxId = p.id.parse().unwrap();
-    let tenant = server
-        .state
-        .store
-        .get_sandbox_any(&id)
-        .await
-        .unwrap()
-        .tenant_id;
+    let tenant = server.state.store.get_sandbox_any(&id).await.unwrap().tenant_id;
     let (good, _) = client
-        .preview_token(
-            &p.id,
-            serde_json::json!({ "port": APP_PORT, "expires_in": 3600 }),
-        )
+        .preview_token(&p.id, serde_json::json!({ "port": APP_PORT, "expires_in": 3600 }))
         .await;
 
     // Signature-valid tokens for something else.
     let second = client.sandbox(serde_json::json!({})).await;
     let foreign = other_tenant.sandbox(serde_json::json!({})).await;
     let (other_sandbox, _) = client.preview_token(&second, serde_json::json!({})).await;
-    let (other_port, _) = client
-        .preview_token(&p.id, serde_json::json!({ "port": 9000 }))
-        .await;
-    let (other_tenants, _) = other_tenant
-        .preview_token(&foreign, serde_json::json!({}))
-        .await;
+    let (other_port, _) = client.preview_token(&p.id, serde_json::json!({ "port": 9000 })).await;
+    let (other_tenants, _) = other_tenant.preview_token(&foreign, serde_json::json!({})).await;
     let signer = &server.state.signer;
     let forged_tenant = signer.sign(&Claims {
         id: PreviewTokenId::generate(),
@@ -117,30 +98,16 @@ async fn ten_thousand_bad_tokens_are_refused_alike() {
         expires_at: now_secs() - 1,
     });
     let reply = client
-        .call(
-            "POST",
-            &format!("/sandboxes/{}/preview-token", p.id),
-            Some(serde_json::json!({})),
-        )
+        .call("POST", &format!("/sandboxes/{}/preview-token", p.id), Some(serde_json::json!({})))
         .await;
     let revoked = reply.body["data"]["token"].as_str().unwrap().to_owned();
     let revoked_id = reply.body["data"]["id"].as_str().unwrap().to_owned();
     let gone = client
-        .call(
-            "DELETE",
-            &format!("/sandboxes/{}/preview-tokens/{revoked_id}", p.id),
-            None,
-        )
+        .call("DELETE", &format!("/sandboxes/{}/preview-tokens/{revoked_id}", p.id), None)
         .await;
     assert_eq!(gone.status, 204);
-    let signed_elsewhere = vec![
-        other_sandbox,
-        other_port,
-        other_tenants,
-        forged_tenant,
-        expired,
-        revoked,
-    ];
+    let signed_elsewhere =
+        vec![other_sandbox, other_port, other_tenants, forged_tenant, expired, revoked];
 
     let edge = http(&server, &p.host);
     // The good token works (after the revocation has surely reached the edge).
@@ -183,12 +150,7 @@ async fn ten_thousand_bad_tokens_are_refused_alike() {
     assert_eq!(first.0, 401);
     assert!(first.1.contains("SESSION_EXPIRED"), "{}", first.1);
     let different = answers.iter().filter(|a| *a != first).count();
-    assert_eq!(
-        different,
-        0,
-        "refusals differ: {:?}",
-        answers.iter().find(|a| *a != first)
-    );
+    assert_eq!(different, 0, "refusals differ: {:?}", answers.iter().find(|a| *a != first));
     eprintln!(
         "10000 bad tokens refused alike in {elapsed:?} ({:.0}/s)",
         10_000.0 / elapsed.as_secs_f64()
@@ -214,10 +176,7 @@ async fn seconds_until_refused(request: impl Fn() -> reqwest::RequestBuilder) ->
         if status != 200 {
             return started.elapsed().as_secs_f64();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still accepted after 10 s"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "still accepted after 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -231,15 +190,8 @@ async fn revocation_and_deletion_reach_the_edge_within_seconds_and_read_scope_ca
     let target = url(&server, &p.host, "/echo");
 
     // Read scope: look, don't touch.
-    let (read, _) = client
-        .preview_token(&p.id, serde_json::json!({ "scope": "read" }))
-        .await;
-    let get = edge
-        .get(&target)
-        .header("x-preview-token", &read)
-        .send()
-        .await
-        .unwrap();
+    let (read, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "read" })).await;
+    let get = edge.get(&target).header("x-preview-token", &read).send().await.unwrap();
     assert_eq!(get.status(), 200);
     let post = edge
         .post(&target)
@@ -254,33 +206,14 @@ async fn revocation_and_deletion_reach_the_edge_within_seconds_and_read_scope_ca
 
     // Revoking a token.
     let reply = client
-        .call(
-            "POST",
-            &format!("/sandboxes/{}/preview-token", p.id),
-            Some(serde_json::json!({})),
-        )
+        .call("POST", &format!("/sandboxes/{}/preview-token", p.id), Some(serde_json::json!({})))
         .await;
     let token = reply.body["data"]["token"].as_str().unwrap().to_owned();
     let token_id = reply.body["data"]["id"].as_str().unwrap().to_owned();
-    let listed = client
-        .call("GET", &format!("/sandboxes/{}/preview-tokens", p.id), None)
-        .await;
-    assert!(listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["id"] == token_id.as_str()));
-    assert!(
-        !listed.body.to_string().contains(&token),
-        "a listing shows a token"
-    );
-    client
-        .call(
-            "DELETE",
-            &format!("/sandboxes/{}/preview-tokens/{token_id}", p.id),
-            None,
-        )
-        .await;
+    let listed = client.call("GET", &format!("/sandboxes/{}/preview-tokens", p.id), None).await;
+    assert!(listed.body["data"].as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
+    assert!(!listed.body.to_string().contains(&token), "a listing shows a token");
+    client.call("DELETE", &format!("/sandboxes/{}/preview-tokens/{token_id}", p.id), None).await;
     let revoked_after =
         seconds_until_refused(|| edge.get(&target).header("x-preview-token", &token)).await;
 
@@ -298,21 +231,13 @@ async fn revocation_and_deletion_reach_the_edge_within_seconds_and_read_scope_ca
     let share_id = share.body["data"]["share_id"].as_str().unwrap().to_owned();
     let exchanged = edge.get(&share_url).send().await.unwrap();
     assert_eq!(exchanged.status(), 303, "share link exchange");
-    client
-        .call(
-            "DELETE",
-            &format!("/sandboxes/{}/shares/{share_id}", p.id),
-            None,
-        )
-        .await;
+    client.call("DELETE", &format!("/sandboxes/{}/shares/{share_id}", p.id), None).await;
     let share_after =
         seconds_until_refused(|| edge.get(&target).header("x-preview-token", &share_token)).await;
 
     // Deleting the sandbox.
     let (token, _) = client.preview_token(&p.id, serde_json::json!({})).await;
-    let reply = client
-        .call("DELETE", &format!("/sandboxes/{}", p.id), None)
-        .await;
+    let reply = client.call("DELETE", &format!("/sandboxes/{}", p.id), None).await;
     assert_eq!(reply.status, 204);
     let deleted_after =
         seconds_until_refused(|| edge.get(&target).header("x-preview-token", &token)).await;

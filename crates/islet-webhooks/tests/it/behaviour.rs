@@ -33,29 +33,17 @@ async fn deliveries_carry_both_signature_schemes_and_custom_headers() {
         .update_webhook(
             &tenant,
             &w.id,
-            WebhookPatch {
-                headers: Some(headers),
-                ..Default::default()
-            },
+            WebhookPatch { headers: Some(headers), ..Default::default() },
         )
         .await
         .expect("headers");
-    h.emit(
-        &tenant,
-        Some("sbx_aaaaaaaaaaaaaaaaaaaa"),
-        "sandbox.running",
-        0..1,
-    )
-    .await;
+    h.emit(&tenant, Some("sbx_aaaaaaaaaaaaaaaaaaaa"), "sandbox.running", 0..1).await;
     let hits = rx.wait_for(WAIT, |h| !h.is_empty()).await;
     let hit = hits.first().expect("a delivery");
     let body = hit.json();
     assert_eq!(hit.header("content-type"), "application/json");
     assert_eq!(hit.header("x-miosa-event"), "sandbox.running");
-    assert_eq!(
-        hit.header("x-miosa-delivery"),
-        body["id"].as_str().unwrap_or("-")
-    );
+    assert_eq!(hit.header("x-miosa-delivery"), body["id"].as_str().unwrap_or("-"));
     assert_eq!(body["delivery_id"], body["id"]);
     assert_eq!(hit.header("x-tenant-route"), "blue");
     // MIOSA: HMAC-SHA256 keyed with the secret string itself, lower-case hex.
@@ -64,9 +52,7 @@ async fn deliveries_carry_both_signature_schemes_and_custom_headers() {
         format!("sha256={}", hmac_hex(w.secret.as_bytes(), &hit.body))
     );
     // Standard Webhooks: keyed with the decoded secret, over id.timestamp.body.
-    let key = STANDARD
-        .decode(w.secret.trim_start_matches("whsec_"))
-        .expect("base64");
+    let key = STANDARD.decode(w.secret.trim_start_matches("whsec_")).expect("base64");
     let signed = [
         hit.header("webhook-id").as_bytes(),
         b".",
@@ -85,9 +71,7 @@ async fn deliveries_carry_both_signature_schemes_and_custom_headers() {
     let ts: u64 = hit.header("webhook-timestamp").parse().expect("timestamp");
     let t = hit.header("miosa-signature");
     assert!(t.starts_with(&format!("t={ts},v1=")), "{t}");
-    assert!(islet_webhooks::verify::verify_miosa(
-        &hit.body, &t, &w.secret, ts
-    ));
+    assert!(islet_webhooks::verify::verify_miosa(&hit.body, &t, &w.secret, ts));
     h.stop().await;
 }
 
@@ -122,9 +106,7 @@ async fn rotation_signs_with_both_secrets_during_grace() {
     let now: u64 = ts.parse().expect("ts");
     assert_eq!(sig.split(' ').count(), 2);
     for secret in [new.expose(), w.secret.as_str()] {
-        assert!(islet_webhooks::verify::verify_standard(
-            secret, &id, &ts, &sig, &hit.body, now
-        ));
+        assert!(islet_webhooks::verify::verify_standard(secret, &id, &ts, &sig, &hit.body, now));
     }
     h.stop().await;
 }
@@ -133,39 +115,21 @@ async fn rotation_signs_with_both_secrets_during_grace() {
 async fn retries_keep_the_delivery_id_and_body_and_follow_the_schedule() {
     let h = Harness::start(config()).await;
     let rx = Receiver::start().await;
-    rx.script(vec![
-        Mode::Status(500),
-        Mode::Status(503),
-        Mode::Status(404),
-    ]);
+    rx.script(vec![Mode::Status(500), Mode::Status(503), Mode::Status(404)]);
     let tenant = h.tenant().await;
     let w = h.webhook(&tenant, rx.url("/"), &["*"]).await;
     h.emit(&tenant, None, "usage.reported", 0..1).await;
-    let hits = rx
-        .wait_for(WAIT, |h| h.iter().any(|x| x.answered == 200))
-        .await;
+    let hits = rx.wait_for(WAIT, |h| h.iter().any(|x| x.answered == 200)).await;
     assert_eq!(hits.len(), 4, "three failures then a success");
     let id = hits[0].header("x-miosa-delivery");
-    assert!(hits
-        .iter()
-        .all(|x| x.header("x-miosa-delivery") == id && x.body == hits[0].body));
+    assert!(hits.iter().all(|x| x.header("x-miosa-delivery") == id && x.body == hits[0].body));
     // Gaps: at least the scaled steps 5 ms, 300 ms, 1.8 s, less 10 % jitter.
     for (i, step) in [5u64, 300, 1800].iter().enumerate() {
         let gap = hits[i + 1].at.duration_since(hits[i].at);
-        assert!(
-            gap >= Duration::from_millis(step * 9 / 10),
-            "gap {i} {gap:?}"
-        );
-        assert!(
-            gap <= Duration::from_millis(step * 11 / 10 + 400),
-            "gap {i} {gap:?}"
-        );
+        assert!(gap >= Duration::from_millis(step * 9 / 10), "gap {i} {gap:?}");
+        assert!(gap <= Duration::from_millis(step * 11 / 10 + 400), "gap {i} {gap:?}");
     }
-    let (log, _) = h
-        .store
-        .list_deliveries(&tenant, &w.id, 10, None)
-        .await
-        .expect("log");
+    let (log, _) = h.store.list_deliveries(&tenant, &w.id, 10, None).await.expect("log");
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].state, "delivered");
     let statuses: Vec<Option<u16>> = log[0].attempt_log.iter().map(|a| a.status).collect();
@@ -184,15 +148,8 @@ async fn redirects_are_not_followed() {
     rx.wait_for(WAIT, |h| h.len() >= 2).await;
     let hits = rx.hits();
     assert!(hits.len() >= 2, "retried");
-    assert!(
-        hits.iter().all(|x| x.path == "/hook"),
-        "a redirect was followed"
-    );
-    let (log, _) = h
-        .store
-        .list_deliveries(&tenant, &w.id, 10, None)
-        .await
-        .expect("log");
+    assert!(hits.iter().all(|x| x.path == "/hook"), "a redirect was followed");
+    let (log, _) = h.store.list_deliveries(&tenant, &w.id, 10, None).await.expect("log");
     let first = &log[0].attempt_log[0];
     assert_eq!(first.status, Some(302));
     assert_eq!(first.error.as_deref(), Some("redirect not followed"));
@@ -207,18 +164,9 @@ async fn gone_disables_the_endpoint_and_tells_the_others() {
     let tenant = h.tenant().await;
     let w = h.webhook(&tenant, gone.url("/"), &["sandbox.*"]).await;
     h.webhook(&tenant, watcher.url("/"), &["webhook.*"]).await;
-    h.emit(
-        &tenant,
-        Some("sbx_bbbbbbbbbbbbbbbbbbbb"),
-        "sandbox.created",
-        0..5,
-    )
-    .await;
+    h.emit(&tenant, Some("sbx_bbbbbbbbbbbbbbbbbbbb"), "sandbox.created", 0..5).await;
     let seen = watcher
-        .wait_for(WAIT, |h| {
-            h.iter()
-                .any(|x| x.header("x-miosa-event") == "webhook.disabled")
-        })
+        .wait_for(WAIT, |h| h.iter().any(|x| x.header("x-miosa-event") == "webhook.disabled"))
         .await;
     let note = seen
         .iter()
@@ -232,11 +180,7 @@ async fn gone_disables_the_endpoint_and_tells_the_others() {
     // One attempt, then nothing: the four queued behind it failed with the endpoint.
     assert_eq!(gone.hits().len(), 1);
     assert!(h.drained(WAIT).await);
-    let (log, _) = h
-        .store
-        .list_deliveries(&tenant, &w.id, 10, None)
-        .await
-        .expect("log");
+    let (log, _) = h.store.list_deliveries(&tenant, &w.id, 10, None).await.expect("log");
     assert!(log.iter().all(|d| d.state == "failed"));
     h.stop().await;
 }
@@ -260,11 +204,7 @@ async fn retry_after_defers_the_next_attempt() {
 
 #[tokio::test]
 async fn hanging_receivers_time_out_and_endless_answers_are_cut() {
-    let h = Harness::start(DispatcherConfig {
-        timeout: Duration::from_secs(1),
-        ..config()
-    })
-    .await;
+    let h = Harness::start(DispatcherConfig { timeout: Duration::from_secs(1), ..config() }).await;
     let (hang, endless) = (Receiver::start().await, Receiver::start().await);
     hang.set(Mode::Hang).await;
     endless.set(Mode::Endless).await;
@@ -273,30 +213,16 @@ async fn hanging_receivers_time_out_and_endless_answers_are_cut() {
     let w_endless = h.webhook(&tenant, endless.url("/"), &["*"]).await;
     h.emit(&tenant, None, "quota.exceeded", 0..1).await;
     hang.wait_for(WAIT, |h| h.len() >= 2).await;
-    let (log, _) = h
-        .store
-        .list_deliveries(&tenant, &w_hang.id, 10, None)
-        .await
-        .expect("log");
+    let (log, _) = h.store.list_deliveries(&tenant, &w_hang.id, 10, None).await.expect("log");
     let first = &log[0].attempt_log[0];
     assert_eq!(first.status, None);
-    assert!(
-        first.error.as_deref().unwrap_or("").contains("timed out"),
-        "{first:?}"
-    );
-    assert!(
-        (900..2000).contains(&first.duration_ms),
-        "{}",
-        first.duration_ms
-    );
+    assert!(first.error.as_deref().unwrap_or("").contains("timed out"), "{first:?}");
+    assert!((900..2000).contains(&first.duration_ms), "{}", first.duration_ms);
     // The endless body: 200 is success; at most the kept prefix is stored, well inside the timeout.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (log, _) = h
-            .store
-            .list_deliveries(&tenant, &w_endless.id, 10, None)
-            .await
-            .expect("log");
+        let (log, _) =
+            h.store.list_deliveries(&tenant, &w_endless.id, 10, None).await.expect("log");
         if let Some(a) = log.first().and_then(|d| d.attempt_log.first()) {
             assert_eq!(log[0].state, "delivered");
             assert_eq!(a.status, Some(200));
@@ -314,11 +240,8 @@ async fn hanging_receivers_time_out_and_endless_answers_are_cut() {
 
 #[tokio::test]
 async fn an_endpoint_failing_past_the_limit_is_disabled() {
-    let h = Harness::start(DispatcherConfig {
-        disable_after: Duration::from_secs(2),
-        ..config()
-    })
-    .await;
+    let h = Harness::start(DispatcherConfig { disable_after: Duration::from_secs(2), ..config() })
+        .await;
     let rx = Receiver::start().await;
     rx.set(Mode::Status(500)).await;
     let tenant = h.tenant().await;
@@ -341,14 +264,7 @@ async fn an_endpoint_failing_past_the_limit_is_disabled() {
     // Re-activating gives it a fresh clock.
     let back = h
         .store
-        .update_webhook(
-            &tenant,
-            &w.id,
-            WebhookPatch {
-                active: Some(true),
-                ..Default::default()
-            },
-        )
+        .update_webhook(&tenant, &w.id, WebhookPatch { active: Some(true), ..Default::default() })
         .await
         .expect("reactivate");
     assert!(back.active && back.disabled_reason.is_none() && back.failing_since.is_none());
@@ -365,20 +281,8 @@ async fn a_sandbox_s_events_arrive_in_order() {
     h.webhook(&tenant, rx.url("/"), &["*"]).await;
     let (a, b) = ("sbx_cccccccccccccccccccc", "sbx_dddddddddddddddddddd");
     for chunk in 0..5 {
-        h.emit(
-            &tenant,
-            Some(a),
-            "sandbox.paused",
-            chunk * 20..chunk * 20 + 20,
-        )
-        .await;
-        h.emit(
-            &tenant,
-            Some(b),
-            "sandbox.resumed",
-            chunk * 20..chunk * 20 + 20,
-        )
-        .await;
+        h.emit(&tenant, Some(a), "sandbox.paused", chunk * 20..chunk * 20 + 20).await;
+        h.emit(&tenant, Some(b), "sandbox.resumed", chunk * 20..chunk * 20 + 20).await;
     }
     assert!(h.drained(Duration::from_secs(30)).await);
     let hits = rx.hits();
@@ -388,11 +292,7 @@ async fn a_sandbox_s_events_arrive_in_order() {
             .filter(|x| x.answered == 200 && x.json()["data"]["id"] == sandbox)
             .map(|x| x.json()["data"]["n"].as_i64().unwrap_or(-1))
             .collect();
-        assert_eq!(
-            delivered,
-            (0..100).collect::<Vec<i64>>(),
-            "{sandbox} out of order"
-        );
+        assert_eq!(delivered, (0..100).collect::<Vec<i64>>(), "{sandbox} out of order");
     }
     h.stop().await;
 }
@@ -400,45 +300,23 @@ async fn a_sandbox_s_events_arrive_in_order() {
 #[tokio::test]
 async fn private_targets_are_refused_at_delivery_time() {
     let h = Harness::start(DispatcherConfig {
-        policy: TargetPolicy {
-            allow_private: false,
-        },
+        policy: TargetPolicy { allow_private: false },
         ..config()
     })
     .await;
     let rx = Receiver::start().await;
     let tenant = h.tenant().await;
     // Stored directly (the API would refuse them); the dispatcher must refuse them too.
-    let by_name = h
-        .webhook(
-            &tenant,
-            format!("https://localhost:{}/", rx.addr.port()),
-            &["*"],
-        )
-        .await;
-    let by_ip = h
-        .webhook(
-            &tenant,
-            format!("https://127.0.0.1:{}/", rx.addr.port()),
-            &["*"],
-        )
-        .await;
-    let mapped = h
-        .webhook(
-            &tenant,
-            format!("https://[::ffff:7f00:1]:{}/", rx.addr.port()),
-            &["*"],
-        )
-        .await;
+    let by_name =
+        h.webhook(&tenant, format!("https://localhost:{}/", rx.addr.port()), &["*"]).await;
+    let by_ip = h.webhook(&tenant, format!("https://127.0.0.1:{}/", rx.addr.port()), &["*"]).await;
+    let mapped =
+        h.webhook(&tenant, format!("https://[::ffff:7f00:1]:{}/", rx.addr.port()), &["*"]).await;
     h.emit(&tenant, None, "quota.exceeded", 0..1).await;
     for w in [&by_name, &by_ip, &mapped] {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            let (log, _) = h
-                .store
-                .list_deliveries(&tenant, &w.id, 1, None)
-                .await
-                .expect("log");
+            let (log, _) = h.store.list_deliveries(&tenant, &w.id, 1, None).await.expect("log");
             if let Some(a) = log.first().and_then(|d| d.attempt_log.first()) {
                 let error = a.error.clone().unwrap_or_default();
                 assert!(
@@ -448,11 +326,7 @@ async fn private_targets_are_refused_at_delivery_time() {
                 );
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no attempt for {}",
-                w.url
-            );
+            assert!(std::time::Instant::now() < deadline, "no attempt for {}", w.url);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -473,11 +347,7 @@ async fn history_is_pruned_but_nothing_pending_is() {
     // Wait until the healthy endpoint's deliveries are recorded.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (log, _) = h
-            .store
-            .list_deliveries(&tenant, &w_ok.id, 100, None)
-            .await
-            .expect("log");
+        let (log, _) = h.store.list_deliveries(&tenant, &w_ok.id, 100, None).await.expect("log");
         if log.len() == 10 && log.iter().all(|d| d.state == "delivered") {
             break;
         }
@@ -485,18 +355,10 @@ async fn history_is_pruned_but_nothing_pending_is() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let future = islet_types::time::now_millis() + 60_000;
-    let (deliveries, events) = h
-        .store
-        .prune_webhook_history(future, 5000)
-        .await
-        .expect("prune");
+    let (deliveries, events) = h.store.prune_webhook_history(future, 5000).await.expect("prune");
     assert_eq!(deliveries, 10, "the ten delivered ones go");
     assert_eq!(events, 10, "fanned-out events go");
-    let (kept, _) = h
-        .store
-        .list_deliveries(&tenant, &w_down.id, 100, None)
-        .await
-        .expect("log");
+    let (kept, _) = h.store.list_deliveries(&tenant, &w_down.id, 100, None).await.expect("log");
     assert_eq!(kept.len(), 10, "pending deliveries stay");
     assert!(kept.iter().all(|d| d.state == "pending"));
     h.stop().await;

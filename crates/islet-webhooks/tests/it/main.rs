@@ -26,9 +26,7 @@ pub struct Harness {
 /// times faster (5 ms, 300 ms, 1.8 s, 7.2 s, 18 s, 36 s, 36 s).
 pub fn config() -> DispatcherConfig {
     DispatcherConfig {
-        policy: TargetPolicy {
-            allow_private: true,
-        },
+        policy: TargetPolicy { allow_private: true },
         timeout: Duration::from_secs(2),
         schedule: RetrySchedule::scaled(0.001),
         poll: Duration::from_millis(100),
@@ -45,21 +43,11 @@ impl Harness {
             .expect("dispatcher");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(dispatcher.run(shutdown.clone()));
-        Self {
-            store,
-            handle,
-            shutdown,
-            task: Some(task),
-            _dir: dir,
-        }
+        Self { store, handle, shutdown, task: Some(task), _dir: dir }
     }
 
     pub async fn tenant(&self) -> TenantId {
-        self.store
-            .create_tenant("t".into(), None)
-            .await
-            .expect("tenant")
-            .tenant_id
+        self.store.create_tenant("t".into(), None).await.expect("tenant").tenant_id
     }
 
     pub async fn webhook(&self, tenant: &TenantId, url: String, events: &[&str]) -> WebhookRecord {
@@ -106,11 +94,7 @@ impl Harness {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             // The outbox must be fanned out too, not only the deliveries settled.
-            let fanned = self
-                .store
-                .outbox_batch("webhooks", 1)
-                .await
-                .map(|b| b.events.is_empty());
+            let fanned = self.store.outbox_batch("webhooks", 1).await.map(|b| b.events.is_empty());
             if fanned.unwrap_or(false) && self.store.pending_deliveries().await.unwrap_or(1) == 0 {
                 return true;
             }

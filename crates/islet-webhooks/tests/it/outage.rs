@@ -39,8 +39,7 @@ async fn ten_thousand_events_survive_a_sixty_second_outage() {
             let start = round * per_endpoint / 20;
             let end = (round + 1) * per_endpoint / 20;
             let sandbox = format!("sandbox-{i}-{}", round % 10);
-            h.emit(tenant, Some(&sandbox), "sandbox.running", start..end)
-                .await;
+            h.emit(tenant, Some(&sandbox), "sandbox.running", start..end).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -69,22 +68,15 @@ async fn ten_thousand_events_survive_a_sixty_second_outage() {
                 .entry(body["event_id"].as_str().unwrap_or("").to_owned())
                 .or_default()
                 .insert(hit.header("x-miosa-delivery"));
-            assert_eq!(
-                body["id"].as_str(),
-                Some(hit.header("x-miosa-delivery").as_str())
-            );
+            assert_eq!(body["id"].as_str(), Some(hit.header("x-miosa-delivery").as_str()));
             if hit.answered == 200 {
-                *delivered
-                    .entry(body["data"]["n"].as_i64().unwrap_or(-1))
-                    .or_default() += 1;
+                *delivered.entry(body["data"]["n"].as_i64().unwrap_or(-1)).or_default() += 1;
                 if hit.at > recovered_at {
                     lags.push(hit.at.duration_since(recovered_at));
                 }
             }
         }
-        lost += (0..per_endpoint as i64)
-            .filter(|n| !delivered.contains_key(n))
-            .count();
+        lost += (0..per_endpoint as i64).filter(|n| !delivered.contains_key(n)).count();
         duplicates += delivered.values().map(|c| c - 1).sum::<usize>();
     }
     lags.sort();

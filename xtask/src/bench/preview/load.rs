@@ -33,7 +33,7 @@ const MIB: usize = 1 << 20;
 
 /// What is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(super) enum Kind {
     /// `GET /small`: 13 bytes.
     Small,
     /// `GET /big`: 1 MiB.
@@ -61,14 +61,14 @@ impl Kind {
 }
 
 /// The headers every request carries.
-pub struct Shape {
+pub(super) struct Shape {
     host: HeaderValue,
     token: HeaderValue,
     upload: Bytes,
 }
 
 impl Shape {
-    pub fn new(host: &str, token: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(host: &str, token: &str) -> anyhow::Result<Self> {
         Ok(Self {
             host: HeaderValue::from_str(host)?,
             token: HeaderValue::from_str(token)?,
@@ -76,11 +76,11 @@ impl Shape {
         })
     }
 
-    pub fn host(&self) -> &HeaderValue {
+    pub(super) fn host(&self) -> &HeaderValue {
         &self.host
     }
 
-    pub fn token(&self) -> &HeaderValue {
+    pub(super) fn token(&self) -> &HeaderValue {
         &self.token
     }
 
@@ -101,7 +101,7 @@ impl Shape {
     }
 }
 
-pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-preview-token");
+pub(super) const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-preview-token");
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -165,7 +165,7 @@ async fn send(sender: &mut Sender, shape: &Shape, kind: Kind) -> anyhow::Result<
 
 /// What one side of a scenario measured.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
+pub(super) struct Outcome {
     /// Answers that counted.
     pub requests: usize,
     pub errors: usize,
@@ -186,7 +186,7 @@ pub struct Outcome {
 
 /// Samples and errors of one connection (merged afterwards).
 #[derive(Default)]
-pub struct Tally {
+pub(super) struct Tally {
     pub latency_ms: Vec<f64>,
     pub service_ms: Vec<f64>,
     pub errors: usize,
@@ -195,7 +195,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn error(&mut self, error: &anyhow::Error) {
+    pub(super) fn error(&mut self, error: &anyhow::Error) {
         self.errors += 1;
         let text = format!("{error:#}");
         if self.first_errors.len() < 3 && !self.first_errors.contains(&text) {
@@ -215,13 +215,9 @@ impl Tally {
         self.last_done = self.last_done.max(other.last_done);
     }
 
-    pub fn outcome(self, seconds: f64, mib: Option<f64>) -> Outcome {
+    pub(super) fn outcome(self, seconds: f64, mib: Option<f64>) -> Outcome {
         let requests = self.latency_ms.len();
-        let per_second = if seconds > 0.0 {
-            requests as f64 / seconds
-        } else {
-            0.0
-        };
+        let per_second = if seconds > 0.0 { requests as f64 / seconds } else { 0.0 };
         Outcome {
             requests,
             errors: self.errors,
@@ -242,9 +238,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn open_all(addr: SocketAddr, connections: usize) -> Vec<Conn> {
-    let opening: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(Conn::open(addr)))
-        .collect();
+    let opening: Vec<_> = (0..connections).map(|_| tokio::spawn(Conn::open(addr))).collect();
     let mut conns = Vec::with_capacity(connections);
     for task in opening {
         conns.push(match task.await {
@@ -258,7 +252,7 @@ async fn open_all(addr: SocketAddr, connections: usize) -> Vec<Conn> {
 
 /// Closed loop on `connections` connections for `duration`: maximum throughput. Only answers
 /// completed within the window count.
-pub async fn closed(
+pub(super) async fn closed(
     addr: SocketAddr,
     shape: Arc<Shape>,
     kind: Kind,
@@ -306,7 +300,7 @@ pub async fn closed(
 
 /// Open loop: `rate` requests per second due over `duration`, taken by whichever of the
 /// `connections` is free. Latency counts from each request's due time.
-pub async fn open(
+pub(super) async fn open(
     addr: SocketAddr,
     shape: Arc<Shape>,
     kind: Kind,
@@ -403,10 +397,7 @@ fn pace(
 }
 
 /// One request of `kind` on a fresh connection: whether the target serves it at all.
-pub async fn probe(addr: SocketAddr, shape: &Shape, kind: Kind) -> anyhow::Result<()> {
-    let mut conn = Conn {
-        addr,
-        sender: Some(connect(addr).await?),
-    };
+pub(super) async fn probe(addr: SocketAddr, shape: &Shape, kind: Kind) -> anyhow::Result<()> {
+    let mut conn = Conn { addr, sender: Some(connect(addr).await?) };
     conn.exchange(shape, kind).await
 }

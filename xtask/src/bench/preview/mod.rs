@@ -36,7 +36,7 @@ use super::{signals, Isolation, Scratch};
 use load::Shape;
 use scenarios::Targets;
 
-pub const USAGE: &str =
+pub(crate) const USAGE: &str =
     "usage: cargo xtask bench-preview [--quick] [--no-build] [--backend-processes N]
 
   --quick                 short runs, one fixed rate (a smoke run)
@@ -44,7 +44,7 @@ pub const USAGE: &str =
   --backend-processes N   Node processes serving the backend (default 1: on a 2-core host a
                           second one takes more CPU from the proxies than it adds)";
 
-pub struct Options {
+pub(crate) struct Options {
     pub quick: bool,
     pub build: bool,
     pub help: bool,
@@ -52,13 +52,8 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self {
-            quick: false,
-            build: true,
-            help: false,
-            backend_processes: 1,
-        };
+    pub(crate) fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut options = Self { quick: false, build: true, help: false, backend_processes: 1 };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let (flag, inline) = super::split_flag(arg);
@@ -81,7 +76,7 @@ impl Options {
     }
 }
 
-pub fn run(options: &Options) -> anyhow::Result<()> {
+pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     let root = super::workspace_root();
     if cfg!(debug_assertions) {
         return run_release_build(&root, options);
@@ -122,10 +117,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     .and_then(|mut server| {
         let measured = measure(&server, &scratch.0, options, &mut report);
         if !server.alive() {
-            report.errors.push(format!(
-                "islet serve died during the run:\n{}",
-                server.log_tail(20)
-            ));
+            report
+                .errors
+                .push(format!("islet serve died during the run:\n{}", server.log_tail(20)));
         }
         measured
     });
@@ -140,9 +134,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let general = notes(options, &report);
     let added = std::mem::replace(&mut report.notes, general);
     report.notes.extend(added);
-    report
-        .notes
-        .push(format!("server log: {}", server_log.display()));
+    report.notes.push(format!("server log: {}", server_log.display()));
     report.print();
     let json = target.join("bench").join("preview.json");
     super::write_json(&json, &report)?;
@@ -177,10 +169,7 @@ fn measure(
     report: &mut report::Report,
 ) -> anyhow::Result<()> {
     let client = server.client(Isolation::Container)?;
-    eprintln!(
-        "bench-preview: backend sandbox with {} Node process(es)",
-        options.backend_processes
-    );
+    eprintln!("bench-preview: backend sandbox with {} Node process(es)", options.backend_processes);
     let backend = sandbox::start(client, options.backend_processes)?;
     let nginx = nginx::Nginx::start(scratch.join("nginx"), backend.direct)?;
     report.setup = Some(report::Setup {
@@ -205,11 +194,9 @@ fn measure(
         .build()
         .context("start the load generator's runtime")?;
     runtime.block_on(async {
-        for (name, addr) in [
-            ("edge", targets.edge),
-            ("nginx", targets.nginx),
-            ("direct", targets.direct),
-        ] {
+        for (name, addr) in
+            [("edge", targets.edge), ("nginx", targets.nginx), ("direct", targets.direct)]
+        {
             for kind in [load::Kind::Small, load::Kind::Big, load::Kind::Upload] {
                 load::probe(addr, &shape, kind)
                     .await

@@ -19,7 +19,7 @@ use super::sandbox::PORT;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
-pub struct Nginx {
+pub(super) struct Nginx {
     child: Child,
     dir: PathBuf,
     pub port: u16,
@@ -93,24 +93,21 @@ http {{
 }
 
 /// `nginx/1.22.1`, from `nginx -v`.
-pub fn version() -> String {
+pub(super) fn version() -> String {
     Command::new(NGINX)
         .arg("-v")
         .stdin(Stdio::null())
         .output()
         .map(|o| {
             let text = String::from_utf8_lossy(&o.stderr);
-            text.trim()
-                .trim_start_matches("nginx version:")
-                .trim()
-                .to_owned()
+            text.trim().trim_start_matches("nginx version:").trim().to_owned()
         })
         .unwrap_or_default()
 }
 
 impl Nginx {
     /// Write the configuration in `dir` and start nginx; returns once it accepts connections.
-    pub fn start(dir: PathBuf, upstream: SocketAddr) -> anyhow::Result<Self> {
+    pub(super) fn start(dir: PathBuf, upstream: SocketAddr) -> anyhow::Result<Self> {
         anyhow::ensure!(
             Path::new(NGINX).exists(),
             "{NGINX} is missing: apt-get install nginx-light"
@@ -160,7 +157,7 @@ impl Nginx {
     }
 
     /// The end of nginx's error log.
-    pub fn log_tail(&self) -> String {
+    pub(super) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")

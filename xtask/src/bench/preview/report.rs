@@ -7,10 +7,10 @@ use super::super::report::{Host, Table};
 use super::load::Outcome;
 use super::scenarios::Scenario;
 
-pub const TARGETS: &str = "throughput ≥ nginx's, p99 ≤ nginx's";
+pub(super) const TARGETS: &str = "throughput ≥ nginx's, p99 ≤ nginx's";
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Setup {
+pub(super) struct Setup {
     pub node_version: String,
     pub node_processes: usize,
     pub sandbox_cpus: u32,
@@ -19,7 +19,7 @@ pub struct Setup {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub generated_unix_s: u64,
     pub mode: &'static str,
     pub host: Host,
@@ -59,7 +59,7 @@ fn judged(applies: bool, bound: &str, met: Option<bool>) -> String {
 }
 
 impl Report {
-    pub fn print(&self) {
+    pub(super) fn print(&self) {
         let h = &self.host;
         println!();
         println!("=== Islet preview edge vs nginx ({} run) ===", self.mode);
@@ -76,10 +76,7 @@ impl Report {
                 s.node_version, s.node_processes, s.sandbox_cpus, s.nginx_version, s.nginx_workers
             );
         }
-        println!(
-            "targets: {} (ok/MISS is informational; nothing is asserted)",
-            self.targets
-        );
+        println!("targets: {} (ok/MISS is informational; nothing is asserted)", self.targets);
         println!();
         self.print_table();
         println!();
@@ -128,17 +125,9 @@ impl Report {
     fn print_table(&self) {
         let mut table = Table::default();
         table.row(
-            [
-                "scenario",
-                "metric",
-                "edge",
-                "nginx",
-                "edge÷nginx",
-                "target",
-                "direct (no proxy)",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ["scenario", "metric", "edge", "nginx", "edge÷nginx", "target", "direct (no proxy)"]
+                .map(String::from)
+                .to_vec(),
         );
         for s in &self.scenarios {
             let direct = s.direct.as_ref();
@@ -154,11 +143,7 @@ impl Report {
                     rate(&s.edge),
                     rate(&s.nginx),
                     ratio(s.ratios.per_second),
-                    judged(
-                        s.throughput_target,
-                        "≥ 1",
-                        s.ratios.per_second.map(|r| r >= 1.0),
-                    ),
+                    judged(s.throughput_target, "≥ 1", s.ratios.per_second.map(|r| r >= 1.0)),
                     direct.map(per_second).unwrap_or_default(),
                 ]);
             }
@@ -177,8 +162,7 @@ impl Report {
                 ]);
             }
             let latency = |o: Option<&Outcome>, pick: fn(&super::super::stats::Summary) -> f64| {
-                o.and_then(|o| o.latency_ms.as_ref())
-                    .map_or_else(String::new, |s| ms(pick(s)))
+                o.and_then(|o| o.latency_ms.as_ref()).map_or_else(String::new, |s| ms(pick(s)))
             };
             let first = |label: &str| {
                 if websocket {

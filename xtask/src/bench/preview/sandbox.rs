@@ -14,11 +14,11 @@ use super::super::signals;
 const BACKEND_JS: &str = include_str!("backend.js");
 const BACKEND_PATH: &str = "/opt/islet-bench-backend.js";
 /// The backend's port inside the sandbox.
-pub const PORT: u16 = 8000;
+pub(super) const PORT: u16 = 8000;
 /// The sandbox's CPUs (the default size has 1): room for a backend of 2 processes.
-pub const CPUS: u32 = 2;
+pub(super) const CPUS: u32 = 2;
 
-pub struct Backend {
+pub(super) struct Backend {
     pub sandbox_id: String,
     /// The sandbox's own address, reachable from the host: what nginx proxies to.
     pub direct: SocketAddr,
@@ -29,7 +29,7 @@ pub struct Backend {
 }
 
 /// Create the sandbox and start the backend in it with `processes` Node processes.
-pub fn start(client: &Client, processes: usize) -> anyhow::Result<Backend> {
+pub(super) fn start(client: &Client, processes: usize) -> anyhow::Result<Backend> {
     let id = client.create_with(json!({ "cpu_count": CPUS }))?.id;
     client.upload(&id, BACKEND_PATH, BACKEND_JS.as_bytes())?;
     client.post(
@@ -47,18 +47,10 @@ pub fn start(client: &Client, processes: usize) -> anyhow::Result<Backend> {
         &format!("/sandboxes/{id}/preview-token"),
         json!({ "expires_in": 3600, "scope": "interact" }),
     )?;
-    let token = minted["token"]
-        .as_str()
-        .context("POST preview-token: no data.token")?
-        .to_owned();
+    let token = minted["token"].as_str().context("POST preview-token: no data.token")?.to_owned();
     // The label spells the id's underscore as a hyphen: sbx_abc → sbx-abc.
     let host = format!("{PORT}-{}.preview.localhost", id.replace('_', "-"));
-    Ok(Backend {
-        sandbox_id: id,
-        direct,
-        host,
-        token,
-    })
+    Ok(Backend { sandbox_id: id, direct, host, token })
 }
 
 /// The sandbox's address in the bench server's subnet, from `ip -4 -o addr show` inside it.
@@ -82,9 +74,7 @@ fn sandbox_ip(client: &Client, id: &str) -> anyhow::Result<Ipv4Addr> {
 
 /// Poll `GET /small` on the backend until it answers (Node takes a moment to start).
 fn wait_until_serving(direct: SocketAddr) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(2))
-        .build();
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
     let url = format!("http://{direct}/small");
     let started = Instant::now();
     loop {

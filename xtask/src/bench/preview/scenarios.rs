@@ -16,13 +16,13 @@ use super::ws;
 
 /// How a scenario loads its target.
 #[derive(Debug, Clone, Copy)]
-pub enum Load {
+pub(super) enum Load {
     Closed { connections: usize },
     Open { rate: f64, connections: usize },
     WebSocket { echoes: usize },
 }
 
-pub struct Plan {
+pub(super) struct Plan {
     pub name: String,
     kind: Kind,
     load: Load,
@@ -34,7 +34,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let secs = self.duration.as_secs_f64();
         match self.load {
             Load::Closed { connections } => {
@@ -50,13 +50,9 @@ impl Plan {
     }
 }
 
-pub fn plans(quick: bool) -> Vec<Plan> {
+pub(super) fn plans(quick: bool) -> Vec<Plan> {
     let duration = Duration::from_secs(if quick { 3 } else { 10 });
-    let rates: &[f64] = if quick {
-        &[1000.0]
-    } else {
-        &[1000.0, 2000.0, 4000.0]
-    };
+    let rates: &[f64] = if quick { &[1000.0] } else { &[1000.0, 2000.0, 4000.0] };
     let plan = |name: String, kind, load, direct, throughput_target| Plan {
         name,
         kind,
@@ -76,10 +72,7 @@ pub fn plans(quick: bool) -> Vec<Plan> {
         plans.push(plan(
             format!("small GET at {rate} req/s"),
             Kind::Small,
-            Load::Open {
-                rate,
-                connections: 32,
-            },
+            Load::Open { rate, connections: 32 },
             false,
             false,
         ));
@@ -88,10 +81,7 @@ pub fn plans(quick: bool) -> Vec<Plan> {
         plan(
             "1 MiB GET at 100 req/s".into(),
             Kind::Big,
-            Load::Open {
-                rate: 100.0,
-                connections: 8,
-            },
+            Load::Open { rate: 100.0, connections: 8 },
             false,
             false,
         ),
@@ -105,19 +95,14 @@ pub fn plans(quick: bool) -> Vec<Plan> {
         plan(
             "1 MiB POST at 50 req/s".into(),
             Kind::Upload,
-            Load::Open {
-                rate: 50.0,
-                connections: 8,
-            },
+            Load::Open { rate: 50.0, connections: 8 },
             false,
             false,
         ),
         plan(
             "WebSocket round trip".into(),
             Kind::Small,
-            Load::WebSocket {
-                echoes: if quick { 200 } else { 2000 },
-            },
+            Load::WebSocket { echoes: if quick { 200 } else { 2000 } },
             true,
             false,
         ),
@@ -127,14 +112,14 @@ pub fn plans(quick: bool) -> Vec<Plan> {
 
 /// Where the load goes.
 #[derive(Debug, Clone, Copy)]
-pub struct Targets {
+pub(super) struct Targets {
     pub edge: SocketAddr,
     pub nginx: SocketAddr,
     pub direct: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Ratios {
+pub(super) struct Ratios {
     /// Edge ÷ nginx: ≥ 1 is the target for throughput.
     pub per_second: Option<f64>,
     pub p50: Option<f64>,
@@ -143,7 +128,7 @@ pub struct Ratios {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Scenario {
+pub(super) struct Scenario {
     pub name: String,
     pub load: String,
     pub throughput_target: bool,
@@ -166,15 +151,7 @@ async fn measure(plan: &Plan, addr: SocketAddr, shape: &Arc<Shape>) -> Outcome {
             load::closed(addr, shape.clone(), plan.kind, connections, plan.duration).await
         }
         Load::Open { rate, connections } => {
-            load::open(
-                addr,
-                shape.clone(),
-                plan.kind,
-                rate,
-                connections,
-                plan.duration,
-            )
-            .await
+            load::open(addr, shape.clone(), plan.kind, rate, connections, plan.duration).await
         }
         Load::WebSocket { echoes } => match ws::round_trips(addr, shape, 20, echoes).await {
             Ok(outcome) => outcome,
@@ -188,7 +165,12 @@ async fn measure(plan: &Plan, addr: SocketAddr, shape: &Arc<Shape>) -> Outcome {
 }
 
 /// Run `plan` against both proxies (and the backend directly, if the plan says so).
-pub async fn run(plan: &Plan, index: usize, targets: Targets, shape: &Arc<Shape>) -> Scenario {
+pub(super) async fn run(
+    plan: &Plan,
+    index: usize,
+    targets: Targets,
+    shape: &Arc<Shape>,
+) -> Scenario {
     let edge_first = index.is_multiple_of(2);
     let order = if edge_first {
         [("edge", targets.edge), ("nginx", targets.nginx)]
@@ -245,23 +227,11 @@ async fn settle() {
 }
 
 /// Untimed load on `addr` so that connection pools, caches and the CPU frequency are warm.
-pub async fn warm_up(addr: SocketAddr, shape: &Arc<Shape>, quick: bool) {
+pub(super) async fn warm_up(addr: SocketAddr, shape: &Arc<Shape>, quick: bool) {
     let seconds = if quick { 0.5 } else { 1.0 };
-    let _ = load::closed(
-        addr,
-        shape.clone(),
-        Kind::Small,
-        32,
-        Duration::from_secs_f64(seconds),
-    )
-    .await;
-    let _ = load::closed(
-        addr,
-        shape.clone(),
-        Kind::Big,
-        8,
-        Duration::from_secs_f64(seconds / 2.0),
-    )
-    .await;
+    let _ =
+        load::closed(addr, shape.clone(), Kind::Small, 32, Duration::from_secs_f64(seconds)).await;
+    let _ = load::closed(addr, shape.clone(), Kind::Big, 8, Duration::from_secs_f64(seconds / 2.0))
+        .await;
     let _ = ws::round_trips(addr, shape, 50, 0).await;
 }

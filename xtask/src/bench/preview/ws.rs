@@ -18,7 +18,7 @@ const MESSAGE: &str = "islet-bench-websocket-echo-32byt";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `warmup` untimed echoes, then `echoes` timed ones.
-pub async fn round_trips(
+pub(super) async fn round_trips(
     addr: SocketAddr,
     shape: &Shape,
     warmup: usize,
@@ -28,9 +28,7 @@ pub async fn round_trips(
     tcp.set_nodelay(true)?;
     let mut request = format!("ws://{addr}/ws").into_client_request()?;
     request.headers_mut().insert(HOST, shape.host().clone());
-    request
-        .headers_mut()
-        .insert(TOKEN_HEADER, shape.token().clone());
+    request.headers_mut().insert(TOKEN_HEADER, shape.token().clone());
     let (mut socket, _) =
         tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(request, tcp))
             .await
