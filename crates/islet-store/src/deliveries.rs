@@ -10,7 +10,7 @@ use islet_types::{DeliveryId, TenantId, WebhookId};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::events::{insert_any, outbox_after_tx, EventRow};
-use crate::sandboxes::parse;
+use crate::rows::parse;
 use crate::webhooks::{active_for_tenant, WebhookRecord};
 use crate::{Store, StoreError};
 

@@ -5,7 +5,7 @@ use islet_types::time::{now_millis, rfc3339};
 use islet_types::{EventId, SandboxState, TenantId};
 use rusqlite::{params, Row, Transaction};
 
-use crate::sandboxes::SandboxRecord;
+use crate::sandbox_rows::SandboxRecord;
 use crate::{Store, StoreError};
 
 /// One stored event.

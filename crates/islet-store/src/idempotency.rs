@@ -7,11 +7,10 @@ use islet_types::{CreateSandbox, SandboxId, TenantId};
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use crate::events::insert_any;
-use crate::policies::{check_not_suspended, check_spend, holding_tx, limits_tx, refusal_data};
-use crate::sandboxes::{claim_tx, get_tx, insert_tx, SandboxRecord};
+use crate::admission::{admit_tx, Admission, Way};
+use crate::sandbox_rows::{get_tx, SandboxRecord};
+use crate::sandboxes::{claim_tx, insert_tx};
 use crate::{Store, StoreError};
-use islet_types::policy::{admit, Holding};
 
 /// Keys are honoured for 24 hours.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -68,12 +67,12 @@ impl Store {
                     "DELETE FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2 AND created_at < ?3",
                     params![tenant_id.as_str(), key, now - IDEMPOTENCY_TTL_MS],
                 )?;
-                let seen: Option<(String, String, Option<String>, Option<u16>)> = tx
+                let seen: Option<(String, SandboxId, Option<String>, Option<u16>)> = tx
                     .query_row(
                         "SELECT request_hash, sandbox_id, response, status FROM idempotency_keys
                          WHERE tenant_id = ?1 AND key = ?2",
                         params![tenant_id.as_str(), key],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| Ok((r.get(0)?, crate::rows::parse(r.get(1)?)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()?;
                 if let Some((seen_hash, sandbox_id, response, status)) = seen {
@@ -85,32 +84,19 @@ impl Store {
                     return Ok(BeginCreate::Replay { sandbox, response });
                 }
             }
-            // The end user's limits, checked against what they hold in this same transaction:
-            // concurrent creates are serialised here, so none is admitted past a limit.
-            let limits =
-                limits_tx(&tx, tenant_id.as_str(), req.external_user_id.as_deref())?;
-            if let Some(cap) = limits.max_runtime_sec {
-                req.timeout_sec = req.timeout_sec.min(cap.max(1));
-            }
+            // Admission, against what the user holds in this same transaction: concurrent
+            // creates are serialised here, so none is admitted past a limit.
             if let Some(user) = req.external_user_id.clone() {
-                check_not_suspended(&tx, tenant_id.as_str(), &user)?;
-                let held = holding_tx(&tx, tenant_id.as_str(), &user, None)?;
-                let spend = check_spend(&tx, tenant_id.as_str(), &user, &limits);
-                let add = Holding {
-                    sandboxes: 1,
-                    concurrent: 1,
-                    cpu: u64::from(req.resources.cpu_count),
-                    memory_mb: u64::from(req.resources.memory_mb),
-                    storage_mb: u64::from(req.resources.disk_mb),
-                };
-                if let Err(refusal) = spend.and_then(|()| admit(&limits, &held, &add)) {
-                    let data = refusal_data(&refusal, &user, "create", None);
-                    insert_any(&tx, &tenant_id, None, "quota.exceeded", data)?;
-                    tx.commit()?;
-                    return Ok(BeginCreate::Refused {
-                        refusal,
-                        external_user_id: user,
-                    });
+                match admit_tx(&tx, &tenant_id, &user, Way::Create, &req.resources, None)? {
+                    Admission::Admitted(limits) => {
+                        if let Some(cap) = limits.max_runtime_sec {
+                            req.timeout_sec = req.timeout_sec.min(cap.max(1));
+                        }
+                    }
+                    Admission::Refused(refusal) => {
+                        tx.commit()?;
+                        return Ok(BeginCreate::Refused { refusal, external_user_id: user });
+                    }
                 }
             }
             let eligible = pool.filter(|p| {

@@ -6,7 +6,7 @@ use islet_types::time::{now_millis, UnixMillis};
 use islet_types::{ApiKeyId, TenantId};
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::tenants::{hash_key, new_secret};
+use crate::secrets::{hash_key, new_secret};
 use crate::{Store, StoreError};
 
 /// Browser tokens start with this.
@@ -75,7 +75,7 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<(KeyRecord, Option<String>)> {
     let scopes: Option<String> = r.get(3)?;
     Ok((
         KeyRecord {
-            id: crate::sandboxes::parse(r.get(0)?)?,
+            id: crate::rows::parse(r.get(0)?)?,
             name: r.get(1)?,
             key_prefix: r.get(2)?,
             scopes: ScopeSet::full(),
@@ -152,7 +152,7 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<(BrowserTokenRecord, String, Strin
     Ok((
         BrowserTokenRecord {
             id: r.get(0)?,
-            issued_by: crate::sandboxes::parse(r.get(1)?)?,
+            issued_by: crate::rows::parse(r.get(1)?)?,
             external_user_id: r.get(2)?,
             workspace_id: r.get(3)?,
             scopes: ScopeSet::default(),

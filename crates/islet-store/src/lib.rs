@@ -5,6 +5,7 @@
 //! This is the only crate that contains SQL. Every write that changes a sandbox's state also
 //! writes its event row in the same transaction, so an event is never lost nor invented.
 
+mod admission;
 mod connection;
 mod deliveries;
 mod egress;
@@ -13,12 +14,17 @@ mod events;
 mod idempotency;
 mod keys;
 mod migrate;
+mod net_slots;
 mod policies;
 mod previews;
 mod pricing;
+mod rows;
+mod sandbox_rows;
 mod sandboxes;
+mod secrets;
 mod tenant_settings;
 mod tenants;
+mod transitions;
 mod usage;
 mod webhooks;
 
@@ -36,8 +42,10 @@ pub use keys::{
 pub use policies::{Subject, SuspendedBy, Suspension};
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use pricing::{Pricing, MAX_PRICE_CENTS};
-pub use sandboxes::{ListFilter, SandboxPatch, SandboxRecord, TransitionFacts};
+pub use sandbox_rows::SandboxRecord;
+pub use sandboxes::{ListFilter, SandboxPatch};
 pub use tenant_settings::{CertificateKind, CertificateRow, EdgeSettings, PreviewDomain};
 pub use tenants::{ApiKeyCreated, Principal};
+pub use transitions::TransitionFacts;
 pub use usage::{GroupBy, SessionRow, UsageQuery, UsageRow, UsageSample, UsageTotals};
 pub use webhooks::{NewWebhook, WebhookPatch, WebhookRecord};

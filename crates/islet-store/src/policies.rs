@@ -1,8 +1,8 @@
-//! Policy documents (tenant defaults and per-user) and what an end user holds, read inside the
-//! admission transaction so no concurrency can admit past a limit.
+//! Policy documents (tenant defaults and per-user), the limits they merge into, and end-user
+//! suspensions. What the limits admit is `admission.rs`'s.
 
-use islet_types::policy::{Holding, Limits};
-use islet_types::time::{day_start, month_start, now_millis};
+use islet_types::policy::Limits;
+use islet_types::time::now_millis;
 use islet_types::TenantId;
 use rusqlite::{params, OptionalExtension};
 use serde_json::{Map, Value};
@@ -27,19 +27,19 @@ impl Subject {
 
 pub(crate) fn policy_tx(
     conn: &rusqlite::Connection,
-    tenant: &str,
+    tenant: &TenantId,
     subject: &Subject,
 ) -> Result<Option<Map<String, Value>>, StoreError> {
     let raw: Option<String> = conn
         .prepare_cached("SELECT document FROM policies WHERE tenant_id = ?1 AND subject = ?2")?
-        .query_row(params![tenant, subject.key()], |r| r.get(0))
+        .query_row(params![tenant.as_str(), subject.key()], |r| r.get(0))
         .optional()?;
     raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt)).transpose()
 }
 
 fn put_tx(
     conn: &rusqlite::Connection,
-    tenant: &str,
+    tenant: &TenantId,
     subject: &Subject,
     document: Option<&Map<String, Value>>,
 ) -> Result<(), StoreError> {
@@ -51,7 +51,7 @@ fn put_tx(
                  ON CONFLICT(tenant_id, subject)
                  DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
                 params![
-                    tenant,
+                    tenant.as_str(),
                     subject.key(),
                     Value::Object(doc.clone()).to_string(),
                     now_millis()
@@ -61,7 +61,7 @@ fn put_tx(
         _ => {
             conn.execute(
                 "DELETE FROM policies WHERE tenant_id = ?1 AND subject = ?2",
-                params![tenant, subject.key()],
+                params![tenant.as_str(), subject.key()],
             )?;
         }
     }
@@ -97,7 +97,7 @@ pub struct Suspension {
 /// The limits that apply to `user` of `tenant` (none when `user` is `None`).
 pub(crate) fn limits_tx(
     conn: &rusqlite::Connection,
-    tenant: &str,
+    tenant: &TenantId,
     user: Option<&str>,
 ) -> Result<Limits, StoreError> {
     let Some(user) = user else {
@@ -108,146 +108,22 @@ pub(crate) fn limits_tx(
     Ok(Limits::of(&t, &u))
 }
 
-/// What `user` holds now, not counting `except` (a sandbox being resumed).
-pub(crate) fn holding_tx(
-    conn: &rusqlite::Connection,
-    tenant: &str,
-    user: &str,
-    except: Option<&str>,
-) -> Result<Holding, StoreError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT
-                COUNT(*),
-                COALESCE(SUM(state IN ('creating', 'running', 'paused')), 0),
-                COALESCE(SUM(CASE WHEN state IN ('creating', 'running', 'paused') THEN cpu_count END), 0),
-                COALESCE(SUM(CASE WHEN state IN ('creating', 'running', 'paused') THEN memory_mb END), 0),
-                COALESCE(SUM(disk_mb), 0)
-             FROM sandboxes INDEXED BY sandboxes_user_live
-             WHERE tenant_id = ?1 AND external_user_id = ?2
-               AND state != 'destroyed' AND id != ?3",
-        )?
-        .query_row(params![tenant, user, except.unwrap_or("")], |r| {
-            Ok(Holding {
-                sandboxes: r.get::<_, i64>(0)? as u64,
-                concurrent: r.get::<_, i64>(1)? as u64,
-                cpu: r.get::<_, i64>(2)? as u64,
-                memory_mb: r.get::<_, i64>(3)? as u64,
-                storage_mb: r.get::<_, i64>(4)? as u64,
-            })
-        })?;
-    Ok(row)
-}
-
 /// Refuse admission for a suspended end user.
 pub(crate) fn check_not_suspended(
     conn: &rusqlite::Connection,
-    tenant: &str,
+    tenant: &TenantId,
     user: &str,
 ) -> Result<(), StoreError> {
     let suspended: Option<i64> = conn
         .prepare_cached(
             "SELECT suspended_at FROM suspended_users WHERE tenant_id = ?1 AND external_user_id = ?2",
         )?
-        .query_row(params![tenant, user], |r| r.get(0))
+        .query_row(params![tenant.as_str(), user], |r| r.get(0))
         .optional()?;
     match suspended {
         Some(_) => Err(StoreError::Suspended(user.to_owned())),
         None => Ok(()),
     }
-}
-
-/// The spending cap `today` (this UTC day's usage) or `month` (this calendar month's) has
-/// reached, if any: running time per day, credit per month.
-fn spend_refusal(
-    limits: &Limits,
-    today: &crate::UsageTotals,
-    month: &crate::UsageTotals,
-    pricing: &crate::Pricing,
-) -> Option<islet_types::policy::Refusal> {
-    let used = today.sandbox_seconds;
-    if let Some(cap) = limits.max_sandbox_seconds_per_day {
-        if used >= cap as f64 {
-            return Some(islet_types::policy::Refusal {
-                limit: "max_sandbox_seconds_per_day",
-                max: cap,
-                current: if used.is_finite() { used as u64 } else { cap },
-                requested: 0,
-            });
-        }
-    }
-    let spent = pricing.cents(month);
-    if let Some(cap) = limits.max_credit_cents {
-        if spent >= cap as f64 {
-            return Some(islet_types::policy::Refusal {
-                limit: "max_credit_cents",
-                max: cap,
-                current: if spent.is_finite() { spent.ceil() as u64 } else { cap },
-                requested: 0,
-            });
-        }
-    }
-    None
-}
-
-/// Refuse admission when the user has used their running time for the day or their credit
-/// for the month (UTC).
-pub(crate) fn check_spend(
-    conn: &rusqlite::Connection,
-    tenant: &str,
-    user: &str,
-    limits: &Limits,
-) -> Result<(), islet_types::policy::Refusal> {
-    if limits.max_sandbox_seconds_per_day.is_none() && limits.max_credit_cents.is_none() {
-        return Ok(());
-    }
-    let now = now_millis();
-    let read = || -> Result<_, StoreError> {
-        let today = match limits.max_sandbox_seconds_per_day {
-            Some(_) => crate::usage::user_totals_tx(conn, tenant, user, day_start(now))?,
-            None => crate::UsageTotals::default(),
-        };
-        let (month, pricing) = match limits.max_credit_cents {
-            Some(_) => (
-                crate::usage::user_totals_tx(conn, tenant, user, month_start(now))?,
-                crate::pricing::pricing_tx(conn, tenant)?,
-            ),
-            None => Default::default(),
-        };
-        Ok((today, month, pricing))
-    };
-    let (today, month, pricing) = match read() {
-        Ok(read) => read,
-        // Fail closed: a cap that cannot be read refuses.
-        Err(e) => {
-            tracing::warn!(error = %e, "reading what a user spent failed");
-            let all = crate::UsageTotals { sandbox_seconds: f64::INFINITY, ..Default::default() };
-            let pricing = crate::Pricing { sandbox_hour_cents: 1.0, ..Default::default() };
-            (all, all, pricing)
-        }
-    };
-    match spend_refusal(limits, &today, &month, &pricing) {
-        Some(refusal) => Err(refusal),
-        None => Ok(()),
-    }
-}
-
-/// The `data` of a `quota.exceeded` event.
-pub(crate) fn refusal_data(
-    refusal: &islet_types::policy::Refusal,
-    user: &str,
-    action: &str,
-    sandbox: Option<&str>,
-) -> Value {
-    serde_json::json!({
-        "external_user_id": user,
-        "limit": refusal.limit,
-        "max": refusal.max,
-        "current": refusal.current,
-        "requested": refusal.requested,
-        "action": action,
-        "sandbox_id": sandbox,
-    })
 }
 
 impl Store {
@@ -256,7 +132,7 @@ impl Store {
         tenant_id: &TenantId,
         subject: Subject,
     ) -> Result<Option<Map<String, Value>>, StoreError> {
-        let tenant = tenant_id.to_string();
+        let tenant = tenant_id.clone();
         self.with(move |conn| policy_tx(conn, &tenant, &subject)).await
     }
 
@@ -267,7 +143,7 @@ impl Store {
         subject: Subject,
         document: Option<Map<String, Value>>,
     ) -> Result<(), StoreError> {
-        let tenant = tenant_id.to_string();
+        let tenant = tenant_id.clone();
         self.with(move |conn| put_tx(conn, &tenant, &subject, document.as_ref())).await
     }
 
@@ -280,7 +156,7 @@ impl Store {
         section: &'static str,
         value: Option<Map<String, Value>>,
     ) -> Result<Map<String, Value>, StoreError> {
-        let tenant = tenant_id.to_string();
+        let tenant = tenant_id.clone();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let mut doc = policy_tx(&tx, &tenant, &subject)?.unwrap_or_default();
@@ -463,74 +339,6 @@ impl Store {
         .await
     }
 
-    /// End users who have reached a spending cap (running time for the UTC day, credit for
-    /// the month) and still hold compute, with the cap. A `quota.exceeded` event is written
-    /// for each, once per sweep that finds them.
-    pub async fn over_spend(
-        &self,
-    ) -> Result<Vec<(TenantId, String, islet_types::policy::Refusal)>, StoreError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            let tenants: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT DISTINCT tenant_id FROM policies
-                     WHERE instr(document, 'max_sandbox_seconds_per_day') > 0
-                        OR instr(document, 'max_credit_cents') > 0",
-                )?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let now = now_millis();
-            let mut over = Vec::new();
-            for tenant in tenants {
-                // Only users holding compute can run past a cap: each is one indexed read per
-                // period, however much usage the tenant has recorded.
-                let users: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT DISTINCT external_user_id FROM sandboxes INDEXED BY sandboxes_user_live
-                         WHERE tenant_id = ?1 AND external_user_id IS NOT NULL
-                           AND state != 'destroyed' AND state IN ('creating', 'running', 'paused')",
-                    )?
-                    .query_map([&tenant], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let mut pricing = None;
-                for user in users {
-                    let limits = limits_tx(&tx, &tenant, Some(&user))?;
-                    let today = match limits.max_sandbox_seconds_per_day {
-                        Some(_) => crate::usage::user_totals_tx(&tx, &tenant, &user, day_start(now))?,
-                        None => crate::UsageTotals::default(),
-                    };
-                    let month = match limits.max_credit_cents {
-                        Some(_) => crate::usage::user_totals_tx(&tx, &tenant, &user, month_start(now))?,
-                        None => crate::UsageTotals::default(),
-                    };
-                    if pricing.is_none() && limits.max_credit_cents.is_some() {
-                        pricing = Some(crate::pricing::pricing_tx(&tx, &tenant)?);
-                    }
-                    let Some(refusal) = spend_refusal(
-                        &limits,
-                        &today,
-                        &month,
-                        &pricing.unwrap_or_default(),
-                    ) else {
-                        continue;
-                    };
-                    let tenant_id: TenantId = tenant.parse().map_err(StoreError::corrupt)?;
-                    crate::events::insert_any(
-                        &tx,
-                        &tenant_id,
-                        None,
-                        "quota.exceeded",
-                        refusal_data(&refusal, &user, "stop", None),
-                    )?;
-                    over.push((tenant_id, user, refusal));
-                }
-            }
-            tx.commit()?;
-            Ok(over)
-        })
-        .await
-    }
-
     /// The sandboxes of one end user that hold compute.
     pub async fn user_running(
         &self,
@@ -546,29 +354,6 @@ impl Store {
             let ids: Vec<String> =
                 stmt.query_map(params![tenant, user], |r| r.get(0))?.collect::<Result<_, _>>()?;
             ids.into_iter().map(|i| i.parse().map_err(StoreError::corrupt)).collect()
-        })
-        .await
-    }
-
-    /// What an end user holds now.
-    pub async fn user_holding(
-        &self,
-        tenant_id: &TenantId,
-        user: &str,
-    ) -> Result<Holding, StoreError> {
-        let (tenant, user) = (tenant_id.to_string(), user.to_owned());
-        self.with(move |conn| holding_tx(conn, &tenant, &user, None)).await
-    }
-
-    /// The limits that apply to an end user, and what they hold now.
-    pub async fn user_standing(
-        &self,
-        tenant_id: &TenantId,
-        user: &str,
-    ) -> Result<(Limits, Holding), StoreError> {
-        let (tenant, user) = (tenant_id.to_string(), user.to_owned());
-        self.with(move |conn| {
-            Ok((limits_tx(conn, &tenant, Some(&user))?, holding_tx(conn, &tenant, &user, None)?))
         })
         .await
     }

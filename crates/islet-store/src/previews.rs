@@ -6,7 +6,7 @@ use islet_types::time::{now_millis, UnixMillis};
 use islet_types::{PreviewId, PreviewTokenId, SandboxId, SandboxState, TenantId};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
-use crate::sandboxes::{json, parse};
+use crate::rows::{json, parse};
 use crate::{Store, StoreError};
 
 /// A preview as stored.

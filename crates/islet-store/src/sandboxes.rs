@@ -1,46 +1,16 @@
-//! Sandbox rows and every state change, each written with its lifecycle event.
+//! Sandboxes: inserting one (or handing over one from the warm pool), reading, listing and
+//! patching them. State changes are `transitions.rs`'s.
 
-use std::collections::BTreeMap;
-
-use islet_types::sandbox::{Isolation, Transition};
-use islet_types::time::{now_millis, UnixMillis};
-use islet_types::{CreateSandbox, Resources, SandboxId, SandboxState, TenantId};
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use islet_types::sandbox::Isolation;
+use islet_types::time::now_millis;
+use islet_types::{CreateSandbox, SandboxId, SandboxState, TenantId};
+use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::events::insert_event;
+use crate::net_slots::free_net_index;
+use crate::rows::name_unique;
+use crate::sandbox_rows::{from_row, get_tx, SandboxRecord, COLUMNS};
 use crate::{Store, StoreError};
-
-/// Number of /30 slots a node hands out (10.213.0.0/16 holds 16384; slot 0 is never used).
-pub(crate) const NET_SLOTS: i64 = 16_383;
-
-/// A sandbox as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SandboxRecord {
-    pub id: SandboxId,
-    pub tenant_id: TenantId,
-    pub name: Option<String>,
-    pub state: SandboxState,
-    pub template_id: String,
-    pub isolation: Isolation,
-    pub external_user_id: Option<String>,
-    pub external_workspace_id: Option<String>,
-    pub external_project_id: Option<String>,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    pub tags: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub resources: Resources,
-    pub timeout_sec: u64,
-    pub idle_timeout_sec: Option<u64>,
-    pub net_index: Option<u32>,
-    pub created_at: UnixMillis,
-    pub started_at: Option<UnixMillis>,
-    pub ready_at: Option<UnixMillis>,
-    pub destroyed_at: Option<UnixMillis>,
-    pub expires_at: Option<UnixMillis>,
-    pub last_activity_at: UnixMillis,
-    pub boot_ms: Option<i64>,
-    pub error: Option<String>,
-}
 
 /// Filters of `GET /sandboxes`.
 #[derive(Debug, Clone, Default)]
@@ -65,112 +35,6 @@ pub struct SandboxPatch {
     pub tags: Option<Vec<String>>,
     pub timeout_sec: Option<u64>,
     pub idle_timeout_sec: Option<Option<u64>>,
-}
-
-const COLUMNS: &str = "id, tenant_id, name, state, template_id, isolation, external_user_id, \
-    external_workspace_id, external_project_id, metadata, tags, env, cpu_count, memory_mb, \
-    disk_mb, timeout_sec, idle_timeout_sec, net_index, created_at, started_at, ready_at, \
-    destroyed_at, expires_at, last_activity_at, boot_ms, error";
-
-pub(crate) fn parse<T: std::str::FromStr>(s: String) -> rusqlite::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e: T::Err| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            e.to_string().into(),
-        )
-    })
-}
-
-pub(crate) fn json<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
-    Ok(SandboxRecord {
-        id: parse(r.get(0)?)?,
-        tenant_id: parse(r.get(1)?)?,
-        name: r.get(2)?,
-        state: parse(r.get(3)?)?,
-        template_id: r.get(4)?,
-        isolation: parse(r.get(5)?)?,
-        external_user_id: r.get(6)?,
-        external_workspace_id: r.get(7)?,
-        external_project_id: r.get(8)?,
-        metadata: json(r.get(9)?)?,
-        tags: json(r.get(10)?)?,
-        env: json(r.get(11)?)?,
-        resources: Resources { cpu_count: r.get(12)?, memory_mb: r.get(13)?, disk_mb: r.get(14)? },
-        timeout_sec: r.get(15)?,
-        idle_timeout_sec: r.get(16)?,
-        net_index: r.get(17)?,
-        created_at: r.get(18)?,
-        started_at: r.get(19)?,
-        ready_at: r.get(20)?,
-        destroyed_at: r.get(21)?,
-        expires_at: r.get(22)?,
-        last_activity_at: r.get(23)?,
-        boot_ms: r.get(24)?,
-        error: r.get(25)?,
-    })
-}
-
-pub(crate) fn get_tx(tx: &Transaction<'_>, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
-    Ok(tx
-        .query_row(&format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1"), [id], from_row)
-        .optional()?)
-}
-
-/// How long a released network slot stays out of use: well past the preview edge's route
-/// cache lifetime (1 s), so cached routes to a slot die before another sandbox gets it.
-pub(crate) const NET_SLOT_HOLD_MS: i64 = 10_000;
-
-/// The lowest network slot neither in use nor recently released, or an error when the node is
-/// full.
-fn free_net_index(tx: &Transaction<'_>) -> Result<u32, StoreError> {
-    let now = now_millis();
-    tx.execute("DELETE FROM net_slot_holds WHERE until <= ?1", [now])?;
-    let taken = |slot: i64| -> Result<bool, StoreError> {
-        Ok(tx
-            .query_row(
-                "SELECT 1 FROM sandboxes WHERE net_index = ?1
-                 UNION ALL SELECT 1 FROM net_slot_holds WHERE net_index = ?1",
-                [slot],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
-    };
-    if !taken(1)? {
-        return Ok(1);
-    }
-    let next: Option<i64> = tx.query_row(
-        "SELECT MIN(c.slot + 1) FROM (
-             SELECT net_index AS slot FROM sandboxes WHERE net_index IS NOT NULL
-             UNION ALL SELECT net_index FROM net_slot_holds
-         ) c
-         WHERE c.slot + 1 <= ?1
-           AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.net_index = c.slot + 1)
-           AND NOT EXISTS (SELECT 1 FROM net_slot_holds h WHERE h.net_index = c.slot + 1)",
-        [NET_SLOTS],
-        |r| r.get(0),
-    )?;
-    next.map(|n| n as u32).ok_or(StoreError::NoNetworkSlot)
-}
-
-/// Keep a released slot out of use for [`NET_SLOT_HOLD_MS`].
-fn hold_net_index(tx: &Transaction<'_>, slot: u32) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO net_slot_holds (net_index, until) VALUES (?1, ?2)
-         ON CONFLICT (net_index) DO UPDATE SET until = ?2",
-        params![slot, now_millis() + NET_SLOT_HOLD_MS],
-    )?;
-    Ok(())
 }
 
 /// Insert a new sandbox in `creating` with its `sandbox.created` event.
@@ -241,14 +105,7 @@ pub(crate) fn insert_tx(
             record.error,
         ],
     );
-    match result {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation && record.name.is_some() =>
-        {
-            return Err(StoreError::NameTaken(record.name.clone().unwrap_or_default()));
-        }
-        other => other?,
-    };
+    name_unique(result, record.name.as_deref())?;
     insert_event(tx, &record, "sandbox.created")?;
     Ok(record)
 }
@@ -271,6 +128,7 @@ pub(crate) fn claim_tx(
         )
         .optional()?;
     let Some(id) = id else { return Ok(None) };
+    let id: SandboxId = id.parse().map_err(StoreError::corrupt)?;
     let now = now_millis();
     let result = tx.execute(
         "UPDATE sandboxes SET tenant_id = ?2, name = ?3, external_user_id = ?4,
@@ -279,7 +137,7 @@ pub(crate) fn claim_tx(
             ready_at = ?11, expires_at = ?12, last_activity_at = ?11, boot_ms = 0
          WHERE id = ?1",
         params![
-            id,
+            id.as_str(),
             tenant_id.as_str(),
             req.name,
             req.external_user_id,
@@ -293,52 +151,21 @@ pub(crate) fn claim_tx(
             now + req.timeout_sec as i64 * 1000,
         ],
     );
-    match result {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            return Err(StoreError::NameTaken(req.name.clone().unwrap_or_default()));
-        }
-        other => other?,
-    };
+    name_unique(result, req.name.as_deref())?;
     let record = get_tx(tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
     // From now on its running time and storage are the tenant's; what the pool used stays
     // the pool's, in rows of their own (the hourly rows are keyed by sandbox and hour).
     tx.execute(
         "UPDATE usage_meters SET run_at = ?2, storage_at = ?2 WHERE sandbox_id = ?1",
-        params![id, now],
+        params![id.as_str(), now],
     )?;
     tx.execute(
         "UPDATE usage_hourly SET sandbox_id = sandbox_id || '@pool' WHERE sandbox_id = ?1",
-        params![id],
+        params![id.as_str()],
     )?;
     insert_event(tx, &record, "sandbox.created")?;
     insert_event(tx, &record, "sandbox.running")?;
     Ok(Some(record))
-}
-
-/// The event a transition emits, if any.
-fn event_for(from: SandboxState, t: Transition, timed_out: bool) -> Option<&'static str> {
-    Some(match t {
-        Transition::Started if from == SandboxState::Creating => "sandbox.running",
-        Transition::Started => return None,
-        Transition::Failed => "sandbox.error",
-        Transition::Pause => "sandbox.paused",
-        Transition::Resume => "sandbox.resumed",
-        Transition::Stop => "sandbox.stopped",
-        Transition::Destroy if timed_out => "sandbox.timeout",
-        Transition::Destroy => return None,
-        Transition::Destroyed => "sandbox.destroyed",
-    })
-}
-
-/// Extra facts recorded with a transition.
-#[derive(Debug, Clone, Default)]
-pub struct TransitionFacts {
-    pub boot_ms: Option<i64>,
-    pub error: Option<String>,
-    /// The destroy was caused by the sandbox's timeout.
-    pub timed_out: bool,
 }
 
 impl Store {
@@ -362,7 +189,7 @@ impl Store {
 
     /// A sandbox by ID regardless of tenant: for the node's own bookkeeping only.
     pub async fn get_sandbox_any(&self, id: &SandboxId) -> Result<SandboxRecord, StoreError> {
-        let id = id.to_string();
+        let id = id.clone();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))
@@ -446,129 +273,17 @@ impl Store {
         .await
     }
 
-    /// Apply a lifecycle transition, checked against the state machine, with its event.
-    pub async fn transition(
-        &self,
-        id: &SandboxId,
-        t: Transition,
-        facts: TransitionFacts,
-    ) -> Result<SandboxRecord, StoreError> {
-        let id = id.to_string();
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let mut record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
-            let from = record.state;
-            let next = from.transition(t)?;
-            if t == Transition::Resume {
-                if let Some(user) = &record.external_user_id {
-                    crate::policies::check_not_suspended(&tx, record.tenant_id.as_str(), user)?;
-                }
-            }
-            if from == SandboxState::Stopped && t == Transition::Resume {
-                // Resuming takes compute again: the same limits as a create.
-                if let Some(user) = record.external_user_id.clone() {
-                    let tenant = record.tenant_id.to_string();
-                    let limits = crate::policies::limits_tx(&tx, &tenant, Some(&user))?;
-                    let held = crate::policies::holding_tx(&tx, &tenant, &user, Some(&id))?;
-                    let add = islet_types::policy::Holding {
-                        sandboxes: 0,
-                        concurrent: 1,
-                        cpu: u64::from(record.resources.cpu_count),
-                        memory_mb: u64::from(record.resources.memory_mb),
-                        storage_mb: 0,
-                    };
-                    let spend = crate::policies::check_spend(&tx, &tenant, &user, &limits);
-                    if let Err(refusal) =
-                        spend.and_then(|()| islet_types::policy::admit(&limits, &held, &add))
-                    {
-                        crate::events::insert_any(
-                            &tx,
-                            &record.tenant_id,
-                            None,
-                            "quota.exceeded",
-                            crate::policies::refusal_data(&refusal, &user, "resume", Some(&id)),
-                        )?;
-                        tx.commit()?;
-                        return Err(StoreError::QuotaExceeded { refusal, external_user_id: user });
-                    }
-                }
-            }
-            let now = now_millis();
-            let before_net_index = record.net_index;
-            record.state = next;
-            match t {
-                Transition::Started => {
-                    record.started_at.get_or_insert(now);
-                    record.ready_at = Some(now);
-                    record.boot_ms = facts.boot_ms.or(record.boot_ms);
-                    record.last_activity_at = now;
-                }
-                // The slot stays with a failed sandbox until it is destroyed, so whatever its
-                // cleanup left behind can still be found by name.
-                Transition::Failed => record.error = facts.error.clone(),
-                Transition::Resume => record.last_activity_at = now,
-                Transition::Destroyed => {
-                    record.destroyed_at = Some(now);
-                    record.net_index = None;
-                }
-                _ => {}
-            }
-            if t == Transition::Stop {
-                // A stopped sandbox gives its address back; resume takes a fresh one.
-                record.net_index = None;
-            }
-            if from == SandboxState::Stopped && t == Transition::Resume {
-                record.net_index = Some(free_net_index(&tx)?);
-            }
-            if let (Some(released), None) = (before_net_index, record.net_index) {
-                hold_net_index(&tx, released)?;
-            }
-            tx.execute(
-                "UPDATE sandboxes SET state = ?2, started_at = ?3, ready_at = ?4, boot_ms = ?5,
-                    error = ?6, destroyed_at = ?7, net_index = ?8, last_activity_at = ?9
-                 WHERE id = ?1",
-                params![
-                    id,
-                    record.state.as_str(),
-                    record.started_at,
-                    record.ready_at,
-                    record.boot_ms,
-                    record.error,
-                    record.destroyed_at,
-                    record.net_index,
-                    record.last_activity_at,
-                ],
-            )?;
-            match t {
-                Transition::Started => crate::usage::mark_running(&tx, &record, now, true)?,
-                Transition::Resume => {
-                    crate::usage::mark_running(&tx, &record, now, from == SandboxState::Stopped)?
-                }
-                Transition::Pause | Transition::Stop | Transition::Failed | Transition::Destroy => {
-                    crate::usage::mark_not_running(&tx, &id)?
-                }
-                Transition::Destroyed => crate::usage::forget_meter(&tx, &id)?,
-            }
-            if let Some(event) = event_for(from, t, facts.timed_out) {
-                insert_event(&tx, &record, event)?;
-            }
-            tx.commit()?;
-            Ok(record)
-        })
-        .await
-    }
-
     pub async fn patch_sandbox(
         &self,
         tenant_id: &TenantId,
         id: &SandboxId,
         patch: SandboxPatch,
     ) -> Result<SandboxRecord, StoreError> {
-        let (tenant, id) = (tenant_id.to_string(), id.to_string());
+        let (tenant, id) = (tenant_id.clone(), id.clone());
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let mut record = get_tx(&tx, &id)?
-                .filter(|r| r.tenant_id.as_str() == tenant && r.state != SandboxState::Destroyed)
+                .filter(|r| r.tenant_id == tenant && r.state != SandboxState::Destroyed)
                 .ok_or(StoreError::NotFound("sandbox"))?;
             if let Some(name) = patch.name {
                 record.name = name;
@@ -611,7 +326,7 @@ impl Store {
                 "UPDATE sandboxes SET name = ?2, metadata = ?3, tags = ?4, timeout_sec = ?5,
                     expires_at = ?6, idle_timeout_sec = ?7 WHERE id = ?1",
                 params![
-                    id,
+                    id.as_str(),
                     record.name,
                     serde_json::Value::Object(record.metadata.clone()).to_string(),
                     serde_json::to_string(&record.tags).map_err(StoreError::corrupt)?,
@@ -620,14 +335,7 @@ impl Store {
                     record.idle_timeout_sec,
                 ],
             );
-            match result {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    return Err(StoreError::NameTaken(record.name.unwrap_or_default()));
-                }
-                other => other?,
-            };
+            name_unique(result, record.name.as_deref())?;
             tx.commit()?;
             Ok(record)
         })

@@ -8,7 +8,7 @@ use islet_types::TenantId;
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use crate::sandboxes::{json, parse};
+use crate::rows::{json, parse};
 use crate::{Store, StoreError};
 
 /// A tenant's custom preview domain.

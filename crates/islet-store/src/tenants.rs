@@ -4,10 +4,9 @@ use islet_types::sandbox::Isolation;
 use islet_types::scope::ScopeSet;
 use islet_types::time::now_millis;
 use islet_types::{ApiKeyId, TenantId};
-use rand::Rng;
 use rusqlite::OptionalExtension;
-use sha2::{Digest, Sha256};
 
+use crate::secrets::{hash_key, new_secret};
 use crate::{Store, StoreError};
 
 /// Who is calling: the tenant, the key it used (for a browser token: the key that minted it),
@@ -52,19 +51,6 @@ pub struct ApiKeyCreated {
     pub id: ApiKeyId,
     pub tenant_id: TenantId,
     pub plaintext: String,
-}
-
-pub(crate) fn hash_key(plaintext: &str) -> String {
-    hex::encode(Sha256::digest(plaintext.as_bytes()))
-}
-
-/// `prefix` + 40 random alphanumerics (238 bits).
-pub(crate) fn new_secret(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut rng = rand::thread_rng();
-    let body: String =
-        (0..40).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
-    format!("{prefix}{body}")
 }
 
 fn new_key_plaintext() -> String {

@@ -10,7 +10,7 @@ use islet_types::time::UnixMillis;
 use islet_types::{SandboxId, SandboxState, TenantId};
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use crate::sandboxes::{get_tx, SandboxRecord};
+use crate::sandbox_rows::{get_tx, SandboxRecord};
 use crate::{Store, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -236,7 +236,7 @@ const MEASURES: &str = "sandbox_seconds, vcpu_seconds, cpu_seconds, memory_gib_s
 
 /// Account one sample: the deltas since the sandbox's marks, then the marks move to it.
 fn account(tx: &Transaction<'_>, s: &UsageSample) -> Result<(), StoreError> {
-    let Some(record) = get_tx(tx, s.sandbox_id.as_str())? else {
+    let Some(record) = get_tx(tx, &s.sandbox_id)? else {
         return Ok(());
     };
     if record.state == SandboxState::Destroyed {
@@ -456,15 +456,15 @@ impl Store {
         tenant_id: &TenantId,
         id: &SandboxId,
     ) -> Result<(SandboxRecord, UsageTotals), StoreError> {
-        let (tenant, id) = (tenant_id.to_string(), id.to_string());
+        let (tenant, id) = (tenant_id.clone(), id.clone());
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let record = get_tx(&tx, &id)?
-                .filter(|r| r.tenant_id.as_str() == tenant)
+                .filter(|r| r.tenant_id == tenant)
                 .ok_or(StoreError::NotFound("sandbox"))?;
             let totals = tx.query_row(
                 &format!("SELECT {SUMS} FROM usage_hourly WHERE sandbox_id = ?1"),
-                [&id],
+                [id.as_str()],
                 |r| totals_of(r, 0),
             )?;
             tx.commit()?;

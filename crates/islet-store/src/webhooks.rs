@@ -6,7 +6,7 @@ use islet_types::time::{now_millis, UnixMillis};
 use islet_types::{TenantId, WebhookId};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
-use crate::sandboxes::{json, parse};
+use crate::rows::{json, parse};
 use crate::{Store, StoreError};
 
 /// A webhook endpoint as stored, secrets included (never serialise this to a tenant whole).

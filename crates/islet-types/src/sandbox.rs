@@ -54,6 +54,17 @@ pub struct TransitionError {
 }
 
 impl SandboxState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [SandboxState; 7] = [
+        SandboxState::Creating,
+        SandboxState::Running,
+        SandboxState::Paused,
+        SandboxState::Stopped,
+        SandboxState::Error,
+        SandboxState::Destroying,
+        SandboxState::Destroyed,
+    ];
+
     /// The one place that says which changes are allowed.
     pub fn transition(self, t: Transition) -> Result<SandboxState, TransitionError> {
         use SandboxState::*;
