@@ -53,11 +53,11 @@ pub async fn forward(
     touch(&state, &record);
 
     // `…/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim. Inside
-    // the nested router the URI starts at `/{id}` (as sent, possibly percent-encoded): drop
-    // that first segment.
+    // `/api/v1` the URI starts at `/sandboxes/{id}` (the id as sent, possibly
+    // percent-encoded): drop those two segments.
     let uri = request.uri();
-    let after_slash = uri.path().strip_prefix('/').unwrap_or(uri.path());
-    let path = after_slash.find('/').map_or("/", |i| &after_slash[i..]);
+    let after_id = uri.path().strip_prefix("/sandboxes/").unwrap_or(uri.path());
+    let path = after_id.find('/').map_or("/", |i| &after_id[i..]);
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
