@@ -9,10 +9,12 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::SystemTime;
+
+/// JSON bodies carry base64 file contents, so they are allowed to be large; uploads of
+/// anything bigger go through the streaming `PUT /fs/upload`.
+pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub(crate) struct JsonBody<T>(pub T);
 
@@ -26,7 +28,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AgentError::TooLarge { limit: crate::routes::BODY_LIMIT as u64 }
+                AgentError::TooLarge { limit: BODY_LIMIT as u64 }
             } else {
                 AgentError::validation(format!("could not read request body: {rej}"))
             }
@@ -59,14 +61,6 @@ where
 /// `{"data": ...}` with a status.
 pub(crate) fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
     (status, axum::Json(serde_json::json!({ "data": data }))).into_response()
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-pub(crate) fn time_rfc3339(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Accepts `true`/`false` as well as the `1`/`0`/`yes` spellings some clients put in queries.

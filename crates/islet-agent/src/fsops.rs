@@ -1,8 +1,9 @@
 //! Metadata and namespace operations: stat, mkdir, move, remove.
 
 use crate::error::AgentError;
-use crate::extract::{ok, parse_bool, time_rfc3339, JsonBody, Params};
+use crate::extract::{ok, parse_bool, JsonBody, Params};
 use crate::paths::{absolute, display};
+use crate::time::time_rfc3339;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

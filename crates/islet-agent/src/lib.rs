@@ -13,6 +13,7 @@ mod fsops;
 pub mod init;
 mod lines;
 mod listing;
+mod lock;
 mod logbuf;
 mod paths;
 mod process_table;
@@ -21,11 +22,14 @@ mod pty;
 mod routes;
 mod state;
 mod terminal;
+mod terminal_sessions;
 mod terminal_ws;
+mod time;
 mod watch;
 
 pub use error::AgentError;
-pub use routes::{app, BODY_LIMIT};
+pub use extract::BODY_LIMIT;
+pub use routes::app;
 pub use state::AppState;
 
 use std::os::unix::fs::PermissionsExt;

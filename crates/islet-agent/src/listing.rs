@@ -1,8 +1,9 @@
 //! Directory listings: flat (`GET /files`) and nested (`GET /files/tree`).
 
 use crate::error::AgentError;
-use crate::extract::{ok, time_rfc3339, Params};
+use crate::extract::{ok, Params};
 use crate::paths::{absolute, display};
+use crate::time::time_rfc3339;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

@@ -2,10 +2,10 @@
 
 use crate::command::{Running, Step, StreamKind};
 use crate::error::AgentError;
-use crate::extract::now_rfc3339;
 use crate::lines::LineSplitter;
+use crate::lock::lock;
 use crate::logbuf::{Entry, LogBuf, LOG_CAP};
-use crate::state::lock;
+use crate::time::now_rfc3339;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The route table. Paths are the public API: the control plane forwards them verbatim.
 
 use crate::error::AgentError;
-use crate::extract::ok;
+use crate::extract::{ok, BODY_LIMIT};
 use crate::state::AppState;
 use crate::{exec, files, fsops, listing, processes, terminal, terminal_ws, watch};
 use axum::extract::DefaultBodyLimit;
@@ -10,10 +10,6 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde_json::json;
-
-/// JSON bodies carry base64 file contents, so they are allowed to be large; uploads of
-/// anything bigger go through the streaming `PUT /fs/upload`.
-pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn app(state: AppState) -> Router {
     Router::new()

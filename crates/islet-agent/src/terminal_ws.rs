@@ -7,7 +7,7 @@
 use crate::error::AgentError;
 use crate::extract::Params;
 use crate::state::AppState;
-use crate::terminal::{self, CreateRequest, Session, TermEvent};
+use crate::terminal_sessions::{self, CreateRequest, Session, TermEvent};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -46,7 +46,7 @@ pub(crate) async fn stream(
         }
         None => {
             let req = CreateRequest { cols: q.cols, rows: q.rows, ..CreateRequest::default() };
-            (terminal::create(&state, req)?, true)
+            (terminal_sessions::create(&state.terminals, req)?, true)
         }
     };
     Ok(ws.on_upgrade(move |socket| attach(socket, session, created)))
