@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use islet_runtime::RuntimeError;
 use islet_store::StoreError;
 
-use crate::api::request_id;
+use crate::api::middleware::request_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,6 +48,9 @@ pub enum ApiError {
         requested: u64,
         external_user_id: String,
     },
+    /// Admitted, but the runtime could not start it (it is in `error`).
+    #[error("the sandbox failed to start")]
+    StartFailed { sandbox_id: islet_types::SandboxId },
     #[error("internal error")]
     Internal(String),
 }
@@ -90,39 +93,56 @@ impl ApiError {
                 (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", false)
             }
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
+            ApiError::StartFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "SANDBOX_START_FAILED", false)
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", true),
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status, and the envelope's `error` object: code, message, retryable and whatever
+    /// details the error carries.
+    pub fn envelope(&self) -> (StatusCode, serde_json::Value) {
         let (status, code, retryable) = self.parts();
-        let request_id = request_id::current();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%request_id, error = %detail, "internal error");
-        }
         let mut error = serde_json::json!({
             "code": code,
             "message": self.to_string(),
             "retryable": retryable,
         });
-        if let ApiError::Validation { field: Some(field), .. } = &self {
-            error["details"] = serde_json::json!({ "field": field });
+        match self {
+            ApiError::Validation { field: Some(field), .. } => {
+                error["details"] = serde_json::json!({ "field": field });
+            }
+            ApiError::QuotaExceeded { limit, max, current, requested, external_user_id } => {
+                error["details"] = serde_json::json!({
+                    "limit": limit, "max": max, "current": current, "requested": requested,
+                    "external_user_id": external_user_id,
+                });
+            }
+            ApiError::StartFailed { sandbox_id } => {
+                error["details"] = serde_json::json!({ "sandbox_id": sandbox_id });
+            }
+            ApiError::Starting => error["retry_after_ms"] = serde_json::json!(500),
+            ApiError::Throttled { retry_after, .. } => {
+                error["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
+            }
+            _ => {}
         }
-        if let ApiError::QuotaExceeded { limit, max, current, requested, external_user_id } = &self
-        {
-            error["details"] = serde_json::json!({
-                "limit": limit, "max": max, "current": current, "requested": requested,
-                "external_user_id": external_user_id,
-            });
+        (status, error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = request_id::current();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%request_id, error = %detail, "internal error");
         }
-        if matches!(self, ApiError::Starting) {
-            error["retry_after_ms"] = serde_json::json!(500);
-        }
+        let (status, error) = self.envelope();
         let mut headers = axum::http::HeaderMap::new();
         if let ApiError::Throttled { retry_after, limit, .. } = &self {
-            error["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             for (name, value) in [
                 ("retry-after", secs.to_string()),
@@ -162,5 +182,11 @@ impl From<StoreError> for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<islet_types::TransitionError> for ApiError {
+    fn from(e: islet_types::TransitionError) -> Self {
+        ApiError::Conflict(e.to_string())
     }
 }

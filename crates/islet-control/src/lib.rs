@@ -4,7 +4,7 @@
 //!
 //! Handlers translate HTTP into calls of [`lifecycle`]; the lifecycle talks to the store and the
 //! node runtime. Requests for a sandbox's processes, files and terminals are forwarded to the
-//! agent inside it ([`api::forward`]).
+//! agent inside it ([`api::resources::forward`]).
 
 pub mod api;
 mod config;
@@ -12,6 +12,7 @@ pub mod domain_verify;
 mod error;
 pub mod lifecycle;
 mod metering;
+pub mod origins;
 mod pool;
 mod preview_urls;
 mod reaper;

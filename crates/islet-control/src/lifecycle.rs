@@ -1,18 +1,17 @@
-//! Sandbox lifecycle commands. Handlers call these; they call the store and the runtime.
-//! Operations on one sandbox are serialised by a per-sandbox lock, so a destroy that arrives
-//! during a create waits for it instead of racing it.
+//! Sandbox lifecycle commands. Handlers call these; they call the store and the runtime, and
+//! return what happened (a record, a [`CreateOutcome`]), never HTTP: how an outcome is answered
+//! is the API's ([`Answer`]). Operations on one sandbox are serialised by a per-sandbox lock,
+//! so a destroy that arrives during a create waits for it instead of racing it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::StatusCode;
 use islet_runtime::SandboxSpec;
 use islet_store::{BeginCreate, SandboxRecord, TransitionFacts};
 use islet_types::sandbox::{Isolation, Transition};
 use islet_types::{CreateSandbox, SandboxId, SandboxState, TenantId};
 
-use crate::api::view::sandbox_view;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,19 +39,20 @@ pub(crate) fn busy(id: &SandboxId) -> bool {
 
 /// Start again a sandbox left in `creating` by a task that died: take down whatever that task
 /// built (files kept), then start it as usual.
-pub(crate) async fn retry_start(state: &AppState, id: &SandboxId) -> Result<Created, ApiError> {
+pub(crate) async fn retry_start(
+    state: &AppState,
+    id: &SandboxId,
+    answer: Answer,
+) -> Result<CreateOutcome, ApiError> {
     {
         let _guard = lock(id).await;
         let record = state.store.get_sandbox_any(id).await?;
         if record.state != SandboxState::Creating {
-            return Ok(Created {
-                status: StatusCode::CREATED,
-                body: serde_json::json!({ "data": sandbox_view(state, &record) }),
-            });
+            return Ok(CreateOutcome::Started(record));
         }
         state.runtime.stop(id, record.isolation, record.net_index).await?;
     }
-    start(state, id, true).await
+    start(state, id, Some(answer)).await
 }
 
 fn forget_lock(id: &SandboxId) {
@@ -72,6 +72,23 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("lifecycle task failed: {e}")))?
 }
 
+/// What a create came to.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// Running (started now, taken from the warm pool, or found running).
+    Started(SandboxRecord),
+    /// Admitted and still starting (the caller did not wait, or a replay found it starting).
+    Starting(SandboxRecord),
+    /// Admitted, but the runtime could not start it: it is in `error`.
+    StartFailed(SandboxRecord),
+    /// An earlier request with the same idempotency key finished: its answer, as it was.
+    Replayed { status: u16, body: String },
+}
+
+/// How the API answers an outcome, as a status and a body: kept with the idempotency key when
+/// a keyed create finishes, so every replay gets the first answer.
+pub type Answer = fn(&CreateOutcome) -> (u16, String);
+
 /// Admit and start a sandbox (see [`create_attached`]), unaffected by the caller going away.
 pub async fn create(
     state: &AppState,
@@ -80,12 +97,20 @@ pub async fn create(
     idempotency_key: Option<String>,
     req: CreateSandbox,
     wait: bool,
-) -> Result<Created, ApiError> {
+    answer: Answer,
+) -> Result<CreateOutcome, ApiError> {
     let (state, tenant) = (state.clone(), tenant.clone());
-    detached(async move {
-        create_attached(&state, &tenant, tenant_isolation, idempotency_key, req, wait).await
-    })
-    .await
+    let create = Create { tenant_isolation, idempotency_key, req, wait, answer };
+    detached(async move { create_attached(&state, &tenant, create).await }).await
+}
+
+/// A create request as [`create_attached`] takes it.
+struct Create {
+    tenant_isolation: Option<Isolation>,
+    idempotency_key: Option<String>,
+    req: CreateSandbox,
+    wait: bool,
+    answer: Answer,
 }
 
 pub async fn destroy(
@@ -116,18 +141,12 @@ pub async fn apply(
     let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
     detached(async move {
         match step {
-            Step::Stop => stop_attached(&state, &tenant, &id).await,
-            Step::Pause => pause_attached(&state, &tenant, &id).await,
+            Step::Stop => halt(&state, &tenant, &id, Transition::Stop).await,
+            Step::Pause => halt(&state, &tenant, &id, Transition::Pause).await,
             Step::Resume => resume_attached(&state, &tenant, &id).await,
         }
     })
     .await
-}
-
-/// The result of a create: status and the JSON body to send (and to replay).
-pub struct Created {
-    pub status: StatusCode,
-    pub body: serde_json::Value,
 }
 
 fn hostname(id: &SandboxId) -> String {
@@ -154,13 +173,11 @@ fn spec(record: &SandboxRecord) -> Result<SandboxSpec, ApiError> {
 async fn create_attached(
     state: &AppState,
     tenant: &TenantId,
-    tenant_isolation: Option<Isolation>,
-    idempotency_key: Option<String>,
-    req: CreateSandbox,
-    wait: bool,
-) -> Result<Created, ApiError> {
+    create: Create,
+) -> Result<CreateOutcome, ApiError> {
+    let Create { tenant_isolation, idempotency_key, req, wait, answer } = create;
     let isolation = req.isolation.or(tenant_isolation).unwrap_or(state.config.default_isolation);
-    let keyed = idempotency_key.is_some();
+    let keyed = idempotency_key.is_some().then_some(answer);
     let pool = state.pool.get().cloned();
     match state.store.begin_create(tenant, idempotency_key, req, isolation, pool).await? {
         BeginCreate::Claimed(record) => {
@@ -171,7 +188,7 @@ async fn create_attached(
             if let Some(slot) = record.net_index {
                 if let Err(e) = state.runtime.rebind_egress(slot, tenant.as_str()).await {
                     tracing::error!(sandbox_id = %record.id, error = %e, "egress rules for a pool hand-over failed; stopping it");
-                    if stop_attached(state, tenant, &record.id).await.is_err() {
+                    if halt(state, tenant, &record.id, Transition::Stop).await.is_err() {
                         // Not left `running` either way: failed, its host resources gone.
                         let _ = state
                             .runtime
@@ -186,31 +203,25 @@ async fn create_attached(
                     return Err(e.into());
                 }
             }
-            let body = serde_json::json!({ "data": sandbox_view(state, &record) });
-            if keyed {
-                state.store.finish_idempotent(tenant, &record.id, 201, body.to_string()).await?;
+            let outcome = CreateOutcome::Started(record);
+            if let Some(answer) = keyed {
+                keep_answer(state, &outcome, answer).await?;
             }
-            Ok(Created { status: StatusCode::CREATED, body })
+            Ok(outcome)
         }
         BeginCreate::Mismatch => Err(ApiError::IdempotencyMismatch),
         BeginCreate::Refused { refusal, external_user_id } => {
             Err(ApiError::quota(refusal, external_user_id))
         }
-        BeginCreate::Replay { response: Some((status, body)), .. } => Ok(Created {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
-            body: serde_json::from_str(&body).map_err(|e| ApiError::Internal(e.to_string()))?,
-        }),
+        BeginCreate::Replay { response: Some((status, body)), .. } => {
+            Ok(CreateOutcome::Replayed { status, body })
+        }
         BeginCreate::Replay { sandbox, .. } => {
             let record = if wait { wait_started(state, &sandbox.id).await? } else { sandbox };
-            // Same status as the first answer would have had: 202 while it is still starting.
-            let status = if record.state == SandboxState::Creating {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::CREATED
-            };
-            Ok(Created {
-                status,
-                body: serde_json::json!({ "data": sandbox_view(state, &record) }),
+            // What the first answer would have been: starting while it still is.
+            Ok(match record.state {
+                SandboxState::Creating => CreateOutcome::Starting(record),
+                _ => CreateOutcome::Started(record),
             })
         }
         BeginCreate::New(record) => {
@@ -220,32 +231,26 @@ async fn create_attached(
                 tokio::spawn(async move {
                     let _ = start(&state2, &id, keyed).await;
                 });
-                return Ok(Created {
-                    status: StatusCode::ACCEPTED,
-                    body: serde_json::json!({ "data": sandbox_view(state, &record) }),
-                });
+                return Ok(CreateOutcome::Starting(record));
             }
             start(state, &record.id, keyed).await
         }
     }
 }
 
-/// Start a sandbox that is in `creating` and record the outcome.
+/// Start a sandbox that is in `creating` and record the outcome; with `keyed`, keep the
+/// answer for the create's idempotency key.
 pub(crate) async fn start(
     state: &AppState,
     id: &SandboxId,
-    keyed: bool,
-) -> Result<Created, ApiError> {
+    keyed: Option<Answer>,
+) -> Result<CreateOutcome, ApiError> {
     let _guard = lock(id).await;
     let record = state.store.get_sandbox_any(id).await?;
     if record.state != SandboxState::Creating {
-        return Ok(Created {
-            status: StatusCode::CREATED,
-            body: serde_json::json!({ "data": sandbox_view(state, &record) }),
-        });
+        return Ok(CreateOutcome::Started(record));
     }
-    let outcome = state.runtime.create(&spec(&record)?).await;
-    let (status, record) = match outcome {
+    let outcome = match state.runtime.create(&spec(&record)?).await {
         Ok(started) => {
             let facts = TransitionFacts {
                 boot_ms: Some(started.boot.as_millis() as i64),
@@ -253,7 +258,7 @@ pub(crate) async fn start(
             };
             let record = state.store.transition(id, Transition::Started, facts).await?;
             tracing::info!(sandbox_id = %id, boot_ms = started.boot.as_millis() as u64, "sandbox running");
-            (StatusCode::CREATED, record)
+            CreateOutcome::Started(record)
         }
         Err(e) => {
             tracing::error!(sandbox_id = %id, error = %e, "sandbox failed to start");
@@ -261,27 +266,26 @@ pub(crate) async fn start(
                 error: Some("the sandbox failed to start".into()),
                 ..Default::default()
             };
-            let record = state.store.transition(id, Transition::Failed, facts).await?;
-            (StatusCode::INTERNAL_SERVER_ERROR, record)
+            CreateOutcome::StartFailed(state.store.transition(id, Transition::Failed, facts).await?)
         }
     };
-    let body = if status.is_success() {
-        serde_json::json!({ "data": sandbox_view(state, &record) })
-    } else {
-        serde_json::json!({ "error": {
-            "code": "SANDBOX_START_FAILED",
-            "message": "the sandbox failed to start",
-            "details": { "sandbox_id": record.id },
-            "retryable": false,
-        }})
-    };
-    if keyed {
-        state
-            .store
-            .finish_idempotent(&record.tenant_id, id, status.as_u16(), body.to_string())
-            .await?;
+    if let Some(answer) = keyed {
+        keep_answer(state, &outcome, answer).await?;
     }
-    Ok(Created { status, body })
+    Ok(outcome)
+}
+
+/// Keep the answer to a keyed create for its replays.
+async fn keep_answer(
+    state: &AppState,
+    outcome: &CreateOutcome,
+    answer: Answer,
+) -> Result<(), ApiError> {
+    let (CreateOutcome::Started(record) | CreateOutcome::StartFailed(record)) = outcome else {
+        return Ok(());
+    };
+    let (status, body) = answer(outcome);
+    Ok(state.store.finish_idempotent(&record.tenant_id, &record.id, status, body).await?)
 }
 
 /// Wait (bounded) until a sandbox leaves `creating`.
@@ -336,37 +340,34 @@ pub(crate) async fn destroy_record(
     Ok(record)
 }
 
-/// Stop: processes end, the network slot is released, files stay.
-async fn stop_attached(
+/// Stop (processes end, the network slot is released, files stay) or pause (processes
+/// freeze): sample the meter, act on the host, then record the change. Already there is done.
+async fn halt(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
+    t: Transition,
 ) -> Result<SandboxRecord, ApiError> {
     let _guard = lock(id).await;
     let record = state.store.get_sandbox(tenant, id).await?;
-    if record.state == SandboxState::Stopped {
+    if record.state == halted(t) {
         return Ok(record);
     }
-    record.state.transition(Transition::Stop)?;
+    record.state.transition(t)?;
     crate::metering::sample(state, &record).await;
-    state.runtime.stop(id, record.isolation, record.net_index).await?;
-    Ok(state.store.transition(id, Transition::Stop, TransitionFacts::default()).await?)
+    match t {
+        Transition::Pause => state.runtime.pause(id, record.isolation).await?,
+        _ => state.runtime.stop(id, record.isolation, record.net_index).await?,
+    }
+    Ok(state.store.transition(id, t, TransitionFacts::default()).await?)
 }
 
-async fn pause_attached(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &SandboxId,
-) -> Result<SandboxRecord, ApiError> {
-    let _guard = lock(id).await;
-    let record = state.store.get_sandbox(tenant, id).await?;
-    if record.state == SandboxState::Paused {
-        return Ok(record);
+/// The state a halting transition ends in.
+fn halted(t: Transition) -> SandboxState {
+    match t {
+        Transition::Pause => SandboxState::Paused,
+        _ => SandboxState::Stopped,
     }
-    record.state.transition(Transition::Pause)?;
-    crate::metering::sample(state, &record).await;
-    state.runtime.pause(id, record.isolation).await?;
-    Ok(state.store.transition(id, Transition::Pause, TransitionFacts::default()).await?)
 }
 
 /// Resume a paused sandbox (thaw) or a stopped one (start again over its kept files).
@@ -390,15 +391,8 @@ async fn resume_attached(
             _ => state.store.transition(id, Transition::Resume, TransitionFacts::default()).await?,
         }
     };
-    let created = start(state, &record.id, false).await?;
-    if !created.status.is_success() {
+    if let CreateOutcome::StartFailed(_) = start(state, &record.id, None).await? {
         return Err(ApiError::Internal("the sandbox failed to restart".into()));
     }
     Ok(state.store.get_sandbox(tenant, id).await?)
-}
-
-impl From<islet_types::TransitionError> for ApiError {
-    fn from(e: islet_types::TransitionError) -> Self {
-        ApiError::Conflict(e.to_string())
-    }
 }

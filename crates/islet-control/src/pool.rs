@@ -70,7 +70,17 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             idle_timeout_sec: None,
             isolation: Some(pool.isolation),
         };
-        if let Err(e) = lifecycle::create(&state, &tenant_id, None, None, request, true).await {
+        if let Err(e) = lifecycle::create(
+            &state,
+            &tenant_id,
+            None,
+            None,
+            request,
+            true,
+            crate::api::create_answer,
+        )
+        .await
+        {
             tracing::warn!(error = %e, "warm pool: could not start a sandbox");
         }
     }

@@ -72,7 +72,7 @@ async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
         let (id, tenant) = (record.id.clone(), record.tenant_id.clone());
         if stuck && !expired {
             tracing::warn!(sandbox_id = %id, "reaper restarting a create that never finished");
-            if let Err(e) = lifecycle::retry_start(state, &id).await {
+            if let Err(e) = lifecycle::retry_start(state, &id, crate::api::create_answer).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "reaper restart failed");
             }
         } else if expired || record.state == SandboxState::Destroying {

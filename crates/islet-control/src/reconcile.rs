@@ -122,7 +122,7 @@ async fn run(state: &AppState) -> Result<(), crate::ApiError> {
     for id in restarts {
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = lifecycle::start(&state, &id, true).await {
+            if let Err(e) = lifecycle::start(&state, &id, Some(crate::api::create_answer)).await {
                 tracing::warn!(sandbox_id = %id, error = %e, "restart after crash failed");
             }
         });

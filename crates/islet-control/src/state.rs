@@ -25,7 +25,7 @@ pub struct AppState {
     /// Open event streams per tenant.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
     /// The tenants' allowed web origins (CORS), remembered for a few seconds.
-    pub origins: Arc<crate::api::cors::OriginCache>,
+    pub origins: Arc<crate::origins::OriginCache>,
     /// Held while a tenant's settings change (`PUT /settings`).
     pub settings_lock: Arc<tokio::sync::Mutex<()>>,
 }

@@ -1,47 +1,36 @@
-//! The HTTP surface: routes, authentication, request IDs, and the translation between HTTP and
-//! lifecycle commands.
+//! The HTTP surface, in layers a request passes through in order:
+//! - `middleware/`: request IDs, CORS, then `access` (authentication, the route's scope,
+//!   end-user binding, rate limits);
+//! - `routes.rs`: every route declared once, from which the router and the access table come;
+//! - `extract/`: the caller, bodies and typed path parameters, each refusal already the API's;
+//! - `resources/`: one file of handlers per resource; they translate HTTP into store and
+//!   lifecycle calls and render the answers.
 
-mod access;
-mod auth;
-mod body;
-pub mod cors;
-mod create_body;
-mod event_stream;
-pub mod forward;
-mod keys;
-mod policy;
-mod preview_tokens;
-mod previews;
-mod readiness;
-pub mod request_id;
+pub mod extract;
+pub mod middleware;
+pub mod resources;
 pub mod routes;
-mod sandboxes;
-mod settings;
-mod tenant;
-mod terminal;
-mod usage;
-pub mod view;
-mod webhooks;
 
 use axum::Router;
 
 use crate::state::AppState;
 
-pub use auth::Caller;
-pub use create_body::MAX_TIMEOUT_SEC;
+pub use extract::Caller;
+pub use resources::create_body::MAX_TIMEOUT_SEC;
+pub(crate) use resources::sandboxes::create_answer;
 
 /// The whole API: `/api/v1/...`, every route from [`routes`].
 pub fn app(state: AppState) -> Router {
     let api = routes::router()
         // Every route: authenticated, scope-checked, end-user-bound credentials kept to
         // their user's sandboxes. The fallback's 404 needs no credential.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::layer))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::access::layer))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::cors::layer));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn(middleware::request_id::layer))
         .with_state(state)
 }
 

@@ -11,7 +11,7 @@ use axum::Router;
 use http::Method;
 use islet_types::scope::Scope;
 
-use super::{
+use super::resources::{
     event_stream, forward, keys, policy, preview_tokens, previews, readiness, sandboxes, settings,
     tenant, terminal, usage, webhooks,
 };
@@ -311,7 +311,7 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
 }
 
 /// The routes as an axum router (paths under `/api/v1`, not yet nested).
-pub(super) fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     let mut router = Router::new();
     for route in declare().0 {
         router = router.route(route.info.path, route.handler);

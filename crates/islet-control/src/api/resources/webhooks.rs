@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,8 +20,9 @@ use islet_webhooks::{catalogue, payload, schedule};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::body;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,21 +33,13 @@ const MAX_EVENTS: usize = 50;
 const MAX_URL: usize = 2048;
 /// Endpoints one tenant may have: enough for environments and fan-out, and a bound on what one
 /// tenant's events cost the dispatcher.
-pub(super) const MAX_WEBHOOKS_PER_TENANT: usize = 25;
+pub(crate) const MAX_WEBHOOKS_PER_TENANT: usize = 25;
 /// How long the previous secret keeps signing after a rotation, unless the caller says.
 const DEFAULT_GRACE_SEC: u64 = 24 * 3600;
 const MAX_GRACE_SEC: u64 = 7 * 24 * 3600;
 
-fn parse_id(raw: &str) -> Result<WebhookId, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("webhook"))
-}
-
-fn parse_delivery(raw: &str) -> Result<DeliveryId, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("delivery"))
-}
-
 /// The endpoint as a tenant sees it: never the secret, only its first characters.
-pub(super) fn view(w: &WebhookRecord) -> Value {
+pub(crate) fn view(w: &WebhookRecord) -> Value {
     let status = if w.active {
         "active"
     } else if w.disabled_reason.is_some() {
@@ -113,7 +106,7 @@ fn delivery_view(d: &DeliveryRecord) -> Value {
 
 /// The fields create and update accept. `Option<Option<…>>` tells "absent" from `null`.
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct WebhookBody {
+pub(crate) struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -226,7 +219,7 @@ fn checked_retries(retry_count: i64) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::validation("retry_count must be 0..=10", "retry_count"))
 }
 
-pub(super) async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -259,7 +252,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -268,22 +261,21 @@ pub(super) async fn list(
     Ok(Json(json!({ "data": data, "total": data.len() })))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
-    let w = state.store.get_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
+    let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
     Ok(Json(json!({ "data": view(&w) })))
 }
 
-pub(super) async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     // The endpoint must exist (for this tenant) before its new values are judged.
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: WebhookBody = body::parse(&bytes)?;
@@ -307,29 +299,28 @@ pub(super) async fn update(
     Ok(Json(json!({ "data": view(&w) })))
 }
 
-pub(super) async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_webhook(&caller.tenant_id, &parse_id(&id)?).await?;
+    state.store.delete_webhook(&caller.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct RotateBody {
+pub(crate) struct RotateBody {
     grace_period_sec: Option<u64>,
 }
 
 /// `POST /webhooks/{id}/rotate-secret`: a new secret, shown once; the old one keeps signing
 /// (`X-Miosa-Signature-Previous`, and a second `webhook-signature` entry) for the grace period.
-pub(super) async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: RotateBody = body::parse(&bytes)?;
     let grace = b.grace_period_sec.unwrap_or(DEFAULT_GRACE_SEC);
@@ -351,12 +342,11 @@ pub(super) async fn rotate_secret(
 }
 
 /// `POST /webhooks/{id}/test`: one `webhook.test` delivery, attempted once, and its result.
-pub(super) async fn test(
+pub(crate) async fn test(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
     if !w.active {
         return Err(ApiError::Conflict("the webhook is not active; set active=true first".into()));
@@ -400,18 +390,17 @@ pub(super) async fn test(
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct DeliveriesQuery {
+pub(crate) struct DeliveriesQuery {
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-pub(super) async fn deliveries(
+pub(crate) async fn deliveries(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<WebhookId>,
     Query(q): Query<DeliveriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     let limit = match q.limit.as_deref() {
         None => 50,
         Some(raw) => raw
@@ -435,34 +424,32 @@ pub(super) async fn deliveries(
     })))
 }
 
-pub(super) async fn get_delivery(
+pub(crate) async fn get_delivery(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((id, delivery)): Path<(String, String)>,
+    IdPath(id): IdPath<WebhookId>,
+    IdPath(delivery): IdPath<DeliveryId>,
 ) -> Result<Json<Value>, ApiError> {
-    let d = state
-        .store
-        .get_delivery(&caller.tenant_id, &parse_id(&id)?, &parse_delivery(&delivery)?)
-        .await?;
+    let d = state.store.get_delivery(&caller.tenant_id, &id, &delivery).await?;
     Ok(Json(json!({ "data": delivery_view(&d) })))
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct ReplayBody {
+pub(crate) struct ReplayBody {
     replay_id: Option<String>,
 }
 
 /// `POST /webhooks/{id}/deliveries/{delivery}/replay`: send the event again as a new delivery
 /// (its own id, `replay_of` naming the original). A `replay_id` makes the call idempotent:
 /// reusing one is a 409.
-pub(super) async fn replay(
+pub(crate) async fn replay(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((id, delivery)): Path<(String, String)>,
+    IdPath(id): IdPath<WebhookId>,
+    IdPath(delivery): IdPath<DeliveryId>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let of = parse_delivery(&delivery)?;
+    let of = delivery;
     let b: ReplayBody = body::parse(&bytes)?;
     if let Some(r) = &b.replay_id {
         if r.is_empty() || r.len() > 200 || r.chars().any(char::is_control) {
@@ -509,7 +496,7 @@ pub(super) async fn replay(
 }
 
 /// `GET /webhooks/events`: what can be subscribed to and how deliveries are signed.
-pub(super) async fn catalogue(Caller(_caller): Caller) -> Json<Value> {
+pub(crate) async fn catalogue(Caller(_caller): Caller) -> Json<Value> {
     let categories: serde_json::Map<String, Value> =
         catalogue::CATEGORIES.iter().map(|(c, events)| ((*c).to_owned(), json!(events))).collect();
     let events: Vec<&str> = catalogue::all_events().collect();

@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use islet_store::Principal;
 
-use super::routes::{self, Access};
+use crate::api::routes::{self, Access};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -30,13 +30,13 @@ fn sandbox_segment(path: &str) -> Option<&str> {
 /// The tenant a response was for, once its credential was known (for CORS, which answers
 /// with the tenant's own allowed origins).
 #[derive(Debug, Clone)]
-pub(super) struct AnsweredFor(pub islet_types::TenantId);
+pub(crate) struct AnsweredFor(pub islet_types::TenantId);
 
 /// The layer: authenticate, look the route up, check the scope, and for end-user-bound
 /// credentials check the sandbox belongs to their user. The principal is left in the request
-/// for the handler ([`super::auth::Caller`]); the response, refusals included, notes the
+/// for the handler ([`crate::api::extract::Caller`]); the response, refusals included, notes the
 /// tenant.
-pub(super) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut tenant = None;
     let mut response = match check(&state, req, next, &mut tenant).await {
         Ok(r) => r,

@@ -15,8 +15,8 @@ use islet_types::ApiKeyId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::body;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -157,7 +157,7 @@ fn label(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct KeyBody {
+pub(crate) struct KeyBody {
     name: Option<String>,
     scopes: Option<Vec<String>>,
     expires_at: Option<Value>,
@@ -166,7 +166,7 @@ pub(super) struct KeyBody {
     status: Option<String>,
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -174,7 +174,7 @@ pub(super) async fn list(
     Ok(Json(json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() })))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -183,7 +183,7 @@ pub(super) async fn get(
     Ok(Json(json!({ "data": key_view(&key) })))
 }
 
-pub(super) async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -218,7 +218,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 }
 
 /// `POST /api-keys/scoped {"external_user_id", "scopes", "expires_at"?}`.
-pub(super) async fn create_scoped(
+pub(crate) async fn create_scoped(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -239,7 +239,7 @@ pub(super) async fn create_scoped(
 }
 
 /// `PATCH /api-keys/{id} {"name"?, "scopes"?, "status": "revoked"?}`.
-pub(super) async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -276,7 +276,7 @@ pub(super) async fn update(
     Ok(Json(json!({ "data": key_view(&key) })))
 }
 
-pub(super) async fn rotate(
+pub(crate) async fn rotate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -287,7 +287,7 @@ pub(super) async fn rotate(
     Ok(Json(json!({ "data": with_secret(&key, &plaintext) })))
 }
 
-pub(super) async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -299,7 +299,7 @@ pub(super) async fn revoke(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct TokenBody {
+pub(crate) struct TokenBody {
     user_id: Option<String>,
     external_user_id: Option<String>,
     workspace_id: Option<String>,
@@ -310,7 +310,7 @@ pub(super) struct TokenBody {
 }
 
 /// `POST /tokens/scoped`: a browser token for one end user.
-pub(super) async fn create_token(
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -354,12 +354,12 @@ pub(super) async fn create_token(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct TokenQuery {
+pub(crate) struct TokenQuery {
     user_id: Option<String>,
     external_user_id: Option<String>,
 }
 
-pub(super) async fn list_tokens(
+pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<TokenQuery>,
@@ -371,7 +371,7 @@ pub(super) async fn list_tokens(
     Ok(Json(json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() })))
 }
 
-pub(super) async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,

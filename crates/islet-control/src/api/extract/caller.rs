@@ -1,4 +1,4 @@
-//! The authenticated caller, as [`super::access::layer`] left it in the request.
+//! The authenticated caller, as [`crate::api::middleware::access::layer`] left it in the request.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -21,14 +21,14 @@ use islet_webhooks::payload::{event_body, PreviewLinks};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::auth::Caller;
+use crate::api::extract::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How often a quiet stream checks the outbox when no write signalled.
 const POLL: Duration = Duration::from_secs(1);
 /// Event streams one tenant may hold open at once.
-pub(super) const MAX_STREAMS_PER_TENANT: usize = 20;
+pub(crate) const MAX_STREAMS_PER_TENANT: usize = 20;
 
 /// A tenant's hold on one of its stream slots, given back on drop.
 struct Slot {
@@ -63,7 +63,7 @@ impl Drop for Slot {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct StreamQuery {
+pub(crate) struct StreamQuery {
     types: Option<String>,
     external_user_id: Option<String>,
     scope: Option<String>,
@@ -148,7 +148,7 @@ fn start_after(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<i64>, ApiE
     }
 }
 
-pub(super) async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,

@@ -9,31 +9,27 @@ use islet_store::{ListFilter, SandboxPatch};
 use islet_types::{SandboxId, SandboxState};
 use serde::Deserialize;
 
-use super::auth::Caller;
-use super::body;
 use super::create_body::{label, CreateBody, MAX_TIMEOUT_SEC};
 use super::view::sandbox_view;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
-use crate::lifecycle::{self, Step};
+use crate::lifecycle::{self, CreateOutcome, Step};
 use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-pub(super) fn parse_id(raw: &str) -> Result<SandboxId, ApiError> {
-    // A malformed ID cannot name anyone's sandbox: that is "not found", like a foreign one.
-    raw.parse().map_err(|_| ApiError::NotFound("sandbox"))
-}
-
-fn object(state: &AppState, record: &islet_store::SandboxRecord) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "data": sandbox_view(state, record) }))
+fn object(record: &islet_store::SandboxRecord) -> Json<serde_json::Value> {
+    Json(data(record))
 }
 
 #[derive(Deserialize)]
-pub(super) struct CreateQuery {
+pub(crate) struct CreateQuery {
     wait: Option<String>,
 }
 
-pub(super) async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<CreateQuery>,
@@ -100,13 +96,54 @@ pub(super) async fn create(
         }
     };
     let wait = !matches!(query.wait.as_deref(), Some("false") | Some("0"));
-    let created =
-        lifecycle::create(&state, &caller.tenant_id, caller.isolation, key, req, wait).await?;
-    Ok((created.status, Json(created.body)).into_response())
+    let outcome = lifecycle::create(
+        &state,
+        &caller.tenant_id,
+        caller.isolation,
+        key,
+        req,
+        wait,
+        create_answer,
+    )
+    .await?;
+    let (status, body) = render_create(&outcome)?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// How a create's outcome is answered: 201 running, 202 still starting, 500
+/// `SANDBOX_START_FAILED`, or the first answer to the same idempotency key again.
+fn render_create(outcome: &CreateOutcome) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    Ok(match outcome {
+        CreateOutcome::Started(record) => (StatusCode::CREATED, data(record)),
+        CreateOutcome::Starting(record) => (StatusCode::ACCEPTED, data(record)),
+        // The stored answer of a failed start names the sandbox; it has no request id, since
+        // every replay is another request.
+        CreateOutcome::StartFailed(record) => {
+            let (status, error) =
+                ApiError::StartFailed { sandbox_id: record.id.clone() }.envelope();
+            (status, serde_json::json!({ "error": error }))
+        }
+        CreateOutcome::Replayed { status, body } => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::CREATED),
+            serde_json::from_str(body).map_err(|e| ApiError::Internal(e.to_string()))?,
+        ),
+    })
+}
+
+/// [`render_create`] as kept for an idempotency key's replays.
+pub(crate) fn create_answer(outcome: &CreateOutcome) -> (u16, String) {
+    match render_create(outcome) {
+        Ok((status, body)) => (status.as_u16(), body.to_string()),
+        Err(_) => (500, String::new()),
+    }
+}
+
+fn data(record: &islet_store::SandboxRecord) -> serde_json::Value {
+    serde_json::json!({ "data": sandbox_view(record) })
 }
 
 #[derive(Deserialize)]
-pub(super) struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
     tags: Option<String>,
     external_user_id: Option<String>,
@@ -116,7 +153,7 @@ pub(super) struct ListQuery {
     offset: Option<u32>,
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<ListQuery>,
@@ -159,23 +196,23 @@ pub(super) async fn list(
         offset: q.offset.unwrap_or(0),
     };
     let (records, total) = state.store.list_sandboxes(&caller.tenant_id, filter).await?;
-    let items: Vec<_> = records.iter().map(|r| sandbox_view(&state, r)).collect();
+    let items: Vec<_> = records.iter().map(sandbox_view).collect();
     Ok(Json(serde_json::json!({
         "data": items,
         "page": { "limit": limit, "offset": q.offset.unwrap_or(0), "total": total },
     })))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = state.store.get_sandbox(&caller.tenant_id, &parse_id(&id)?).await?;
-    Ok(object(&state, &record))
+    let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    Ok(object(&record))
 }
 
-pub(super) async fn get_by_name(
+pub(crate) async fn get_by_name(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
@@ -185,11 +222,11 @@ pub(super) async fn get_by_name(
     {
         return Err(ApiError::NotFound("sandbox"));
     }
-    Ok(object(&state, &record))
+    Ok(object(&record))
 }
 
 #[derive(Deserialize)]
-pub(super) struct PatchBody {
+pub(crate) struct PatchBody {
     name: Option<String>,
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
     tags: Option<Vec<String>>,
@@ -220,26 +257,26 @@ fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
     })
 }
 
-pub(super) async fn patch(
+pub(crate) async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let patch = validate_patch(body::parse(&bytes)?)?;
-    let record = state.store.patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch).await?;
-    Ok(object(&state, &record))
+    let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
+    Ok(object(&record))
 }
 
 #[derive(Deserialize)]
-pub(super) struct TagsBody {
+pub(crate) struct TagsBody {
     tags: Vec<String>,
 }
 
-pub(super) async fn set_tags(
+pub(crate) async fn set_tags(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tags: TagsBody = body::parse(&bytes)?;
@@ -250,60 +287,59 @@ pub(super) async fn set_tags(
         timeout_sec: None,
         idle_timeout_sec: None,
     })?;
-    let record = state.store.patch_sandbox(&caller.tenant_id, &parse_id(&id)?, patch).await?;
-    Ok(object(&state, &record))
+    let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
+    Ok(object(&record))
 }
 
-pub(super) async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<StatusCode, ApiError> {
-    lifecycle::destroy(&state, &caller.tenant_id, &parse_id(&id)?, false).await?;
+    lifecycle::destroy(&state, &caller.tenant_id, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn stop(
+pub(crate) async fn stop(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Stop).await?;
-    Ok(object(&state, &record))
+    let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Stop).await?;
+    Ok(object(&record))
 }
 
-pub(super) async fn pause(
+pub(crate) async fn pause(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Pause).await?;
-    Ok(object(&state, &record))
+    let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Pause).await?;
+    Ok(object(&record))
 }
 
-pub(super) async fn resume(
+pub(crate) async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = lifecycle::apply(&state, &caller.tenant_id, &parse_id(&id)?, Step::Resume).await?;
-    Ok(object(&state, &record))
+    let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Resume).await?;
+    Ok(object(&record))
 }
 
 #[derive(Deserialize)]
-pub(super) struct ExtendBody {
+pub(crate) struct ExtendBody {
     timeout_sec: Option<u64>,
 }
 
 /// Keep-alive: the sandbox lives `timeout_sec` (or its current timeout) from now.
-pub(super) async fn extend(
+pub(crate) async fn extend(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body: ExtendBody = body::parse(&bytes)?;
-    let id = parse_id(&id)?;
     let current = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     if current.state == SandboxState::Destroyed || current.state == SandboxState::Destroying {
         return Err(ApiError::NotRunning(current.state.to_string()));
@@ -316,5 +352,5 @@ pub(super) async fn extend(
         idle_timeout_sec: None,
     })?;
     let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
-    Ok(object(&state, &record))
+    Ok(object(&record))
 }

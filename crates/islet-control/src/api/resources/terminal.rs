@@ -4,25 +4,23 @@
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
-use super::auth::Caller;
-use super::forward::{keep_active, running_sandbox, touch};
+use super::forward::{keep_active, touch};
+use crate::api::extract::RunningSandbox;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(super) async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    // Ownership first: a foreign sandbox is 404 whatever the request looks like.
+    RunningSandbox(record): RunningSandbox,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    // Ownership first: a foreign sandbox is 404 whatever the request looks like.
-    let record = running_sandbox(&state, &caller, &id).await?;
     let upgrade = upgrade.map_err(|_| ApiError::Validation {
         message: "this route needs a WebSocket upgrade".into(),
         field: None,

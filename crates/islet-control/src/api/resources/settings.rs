@@ -11,8 +11,8 @@ use islet_types::egress::EgressPolicy;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::body;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -52,7 +52,7 @@ where
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SettingsBody {
+pub(crate) struct SettingsBody {
     allowed_origins: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     pricing: Option<Option<Pricing>>,
@@ -69,14 +69,14 @@ async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<Value,
     }))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "data": view(&state, &caller.tenant_id).await? })))
 }
 
-pub(super) async fn put(
+pub(crate) async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,

@@ -11,8 +11,8 @@ use islet_store::{Subject, SuspendedBy};
 use islet_types::policy::{self, Holding, Limits, QUOTA_FIELDS};
 use serde_json::{json, Map, Value};
 
-use super::auth::Caller;
-use super::body;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -77,7 +77,7 @@ async fn quota_answer(
     Ok(json!({ "data": quota_view(user, &limits, &held, sources) }))
 }
 
-pub(super) async fn get_quota(
+pub(crate) async fn get_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -88,7 +88,7 @@ pub(super) async fn get_quota(
 
 /// `PUT /quotas/external/{uid}`: the user's quotas become exactly the fields given; a field
 /// left out is not capped for this user (the tenant's default, if any, applies).
-pub(super) async fn put_quota(
+pub(crate) async fn put_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -114,7 +114,7 @@ pub(super) async fn put_quota(
     Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
 }
 
-pub(super) async fn delete_quota(
+pub(crate) async fn delete_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -158,7 +158,7 @@ async fn put_doc(
     Ok(Json(json!({ "data": doc })))
 }
 
-pub(super) async fn get_user_policy(
+pub(crate) async fn get_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -166,7 +166,7 @@ pub(super) async fn get_user_policy(
     get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
 }
 
-pub(super) async fn put_user_policy(
+pub(crate) async fn put_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -175,7 +175,7 @@ pub(super) async fn put_user_policy(
     put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
 }
 
-pub(super) async fn delete_user_policy(
+pub(crate) async fn delete_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -184,14 +184,14 @@ pub(super) async fn delete_user_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn get_tenant_policy(
+pub(crate) async fn get_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
     get_doc(&state, &caller.tenant_id, Subject::Tenant).await
 }
 
-pub(super) async fn put_tenant_policy(
+pub(crate) async fn put_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -199,7 +199,7 @@ pub(super) async fn put_tenant_policy(
     put_doc(&state, &caller.tenant_id, Subject::Tenant, &bytes).await
 }
 
-pub(super) async fn delete_tenant_policy(
+pub(crate) async fn delete_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
@@ -208,12 +208,12 @@ pub(super) async fn delete_tenant_policy(
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
-pub(super) struct SuspendBody {
+pub(crate) struct SuspendBody {
     reason: Option<String>,
 }
 
 /// `GET /external-users/{uid}`: whether the user is suspended, their limits and holdings.
-pub(super) async fn get_user(
+pub(crate) async fn get_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -231,7 +231,7 @@ pub(super) async fn get_user(
 /// `POST /external-users/{uid}/suspend {"reason"?}`: the user's sandboxes stop, their
 /// user-bound keys and browser tokens die, and nothing of theirs is admitted until
 /// `POST /external-users/{uid}/unsuspend`.
-pub(super) async fn suspend(
+pub(crate) async fn suspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -260,7 +260,7 @@ pub(super) async fn suspend(
     }})))
 }
 
-pub(super) async fn unsuspend(
+pub(crate) async fn unsuspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
@@ -274,7 +274,7 @@ pub(super) async fn unsuspend(
 }
 
 /// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
-pub(super) async fn effective_policy(
+pub(crate) async fn effective_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,

@@ -4,9 +4,7 @@ use islet_store::SandboxRecord;
 use islet_types::time::{now_millis, rfc3339};
 use islet_types::SandboxState;
 
-use crate::state::AppState;
-
-pub fn sandbox_view(_state: &AppState, r: &SandboxRecord) -> serde_json::Value {
+pub fn sandbox_view(r: &SandboxRecord) -> serde_json::Value {
     let now = now_millis();
     let remaining = r
         .expires_at

@@ -12,19 +12,21 @@ use islet_types::time::{now_millis, rfc3339};
 use islet_types::{PreviewId, PreviewTokenId};
 use serde::Deserialize;
 
-use super::auth::Caller;
-use super::body;
 use super::previews::live_sandbox;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
 use crate::state::AppState;
+use islet_types::SandboxId;
 
-pub(super) const DEFAULT_TTL_SECS: u64 = 3600;
+pub(crate) const DEFAULT_TTL_SECS: u64 = 3600;
 /// Share links live longer than a session token, but not for ever.
-pub(super) const MAX_SHARE_TTL_SECS: u64 = 7 * 24 * 3600;
+pub(crate) const MAX_SHARE_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// What to mint.
-pub(super) struct Mint<'a> {
+pub(crate) struct Mint<'a> {
     pub ttl_secs: Option<u64>,
     pub scope: Option<&'a str>,
     pub default_scope: Scope,
@@ -34,13 +36,13 @@ pub(super) struct Mint<'a> {
     pub max_ttl_secs: u64,
 }
 
-pub(super) struct Minted {
+pub(crate) struct Minted {
     pub token: String,
     pub record: TokenRecord,
 }
 
 /// Sign a token for `sandbox` and record it (for listing and revocation).
-pub(super) async fn mint(
+pub(crate) async fn mint(
     state: &AppState,
     sandbox: &SandboxRecord,
     m: Mint<'_>,
@@ -105,7 +107,7 @@ fn parse_port(port: Option<u64>) -> Result<Option<u16>, ApiError> {
 
 /// The body of `POST …/preview-token` and `POST …/shares`.
 #[derive(Debug, Deserialize)]
-pub(super) struct MintBody {
+pub(crate) struct MintBody {
     expires_in: Option<u64>,
     scope: Option<String>,
     port: Option<u64>,
@@ -116,7 +118,7 @@ pub(super) struct MintBody {
 async fn mint_from_body(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &SandboxId,
     bytes: &Bytes,
     kind: TokenKind,
     max_ttl_secs: u64,
@@ -146,10 +148,10 @@ async fn mint_from_body(
 }
 
 /// `POST /sandboxes/{id}/preview-token`.
-pub(super) async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (sandbox, minted, url) =
@@ -179,10 +181,10 @@ fn token_view(t: &TokenRecord) -> serde_json::Value {
 }
 
 /// `GET /sandboxes/{id}/preview-tokens` (Islet extension): live tokens, never their secrets.
-pub(super) async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let tokens =
@@ -197,7 +199,7 @@ fn parse_token_id(raw: &str) -> Result<PreviewTokenId, ApiError> {
 async fn revoke(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &SandboxId,
     token_id: &str,
     kind: TokenKind,
 ) -> Result<StatusCode, ApiError> {
@@ -210,19 +212,21 @@ async fn revoke(
 }
 
 /// `DELETE /sandboxes/{id}/preview-tokens/{token_id}` (Islet extension).
-pub(super) async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, token_id)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    Path((_, token_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, &caller, &id, &token_id, TokenKind::Token).await
 }
 
 /// `DELETE /sandboxes/{id}/shares/{share_id}`.
-pub(super) async fn revoke_share(
+pub(crate) async fn revoke_share(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, share_id)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    Path((_, share_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, &caller, &id, &share_id, TokenKind::Share).await
 }
@@ -245,10 +249,10 @@ fn share_view(t: &TokenRecord, share_url: Option<String>) -> serde_json::Value {
 }
 
 /// `POST /sandboxes/{id}/shares`.
-pub(super) async fn create_share(
+pub(crate) async fn create_share(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (_, minted, share_url) =
@@ -258,10 +262,10 @@ pub(super) async fn create_share(
 }
 
 /// `GET /sandboxes/{id}/shares`: live shares (their URLs are shown only at creation).
-pub(super) async fn list_shares(
+pub(crate) async fn list_shares(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let shares =

@@ -6,13 +6,11 @@
 //! headers the agent needs are passed on.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use islet_store::SandboxRecord;
-use islet_types::SandboxState;
 
-use super::auth::Caller;
-use super::sandboxes::parse_id;
+use crate::api::extract::RunningSandbox;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -28,28 +26,11 @@ const PASSED_RESPONSE_HEADERS: [http::HeaderName; 4] = [
     http::header::CONTENT_DISPOSITION,
 ];
 
-/// The caller's sandbox, which must be running for its agent to answer.
-pub async fn running_sandbox(
-    state: &AppState,
-    caller: &Caller,
-    raw_id: &str,
-) -> Result<SandboxRecord, ApiError> {
-    let record = state.store.get_sandbox(&caller.0.tenant_id, &parse_id(raw_id)?).await?;
-    match record.state {
-        SandboxState::Running => Ok(record),
-        SandboxState::Creating => Err(ApiError::Starting),
-        other => Err(ApiError::NotRunning(other.to_string())),
-    }
-}
-
-pub async fn forward(
+pub(crate) async fn forward(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(params): Path<Vec<(String, String)>>,
+    RunningSandbox(record): RunningSandbox,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let raw_id = params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_default();
-    let record = running_sandbox(&state, &caller, &raw_id).await?;
     touch(&state, &record);
 
     // `…/sandboxes/{id}/<rest>` → `/<rest>` on the agent, query string kept verbatim. Inside
@@ -104,7 +85,7 @@ pub async fn forward(
 /// Record activity for the sandbox until the returned guard is dropped, so that an open
 /// terminal or stream keeps it from being stopped as idle: every third of its idle timeout
 /// (at least every second, at most every 30 s).
-pub fn keep_active(state: &AppState, record: &SandboxRecord) -> tokio_util::sync::DropGuard {
+pub(crate) fn keep_active(state: &AppState, record: &SandboxRecord) -> tokio_util::sync::DropGuard {
     let every = std::time::Duration::from_secs(record.idle_timeout_sec.unwrap_or(90) / 3)
         .clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(30));
     let token = tokio_util::sync::CancellationToken::new();
@@ -125,7 +106,7 @@ pub fn keep_active(state: &AppState, record: &SandboxRecord) -> tokio_util::sync
 }
 
 /// Note activity for idle timeouts, off the request's path.
-pub fn touch(state: &AppState, record: &SandboxRecord) {
+pub(crate) fn touch(state: &AppState, record: &SandboxRecord) {
     let now = islet_types::time::now_millis();
     // At most one write per sandbox every few seconds.
     if now - record.last_activity_at < 5_000 {

@@ -1,7 +1,7 @@
 //! Previews (contract §8): `expose`, the previews resource and a preview's share link.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,19 +11,20 @@ use islet_types::time::{now_millis, rfc3339};
 use islet_types::PreviewId;
 use serde::Deserialize;
 
-use super::auth::Caller;
-use super::body;
 use super::preview_tokens::{mint, Mint};
-use super::sandboxes::parse_id;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
 use crate::state::AppState;
+use islet_types::SandboxId;
 
 const MAX_LABEL: usize = 100;
 const MAX_PREVIEW_TTL_SEC: u64 = 30 * 24 * 3600;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct PreviewBody {
+pub(crate) struct PreviewBody {
     port: Option<u64>,
     visibility: Option<String>,
     label: Option<String>,
@@ -85,7 +86,7 @@ impl PreviewBody {
 }
 
 /// The preview object (`types.SandboxPreviewData`) plus the fields `expose` callers read.
-pub(super) fn preview_view(
+pub(crate) fn preview_view(
     urls: &PreviewUrls,
     p: &PreviewRecord,
     sandbox: &SandboxRecord,
@@ -128,58 +129,54 @@ pub(super) fn preview_view(
 pub(crate) async fn live_sandbox(
     state: &AppState,
     caller: &Caller,
-    raw: &str,
+    id: &SandboxId,
 ) -> Result<SandboxRecord, ApiError> {
-    let record = state.store.get_sandbox(&caller.0.tenant_id, &parse_id(raw)?).await?;
+    let record = state.store.get_sandbox(&caller.0.tenant_id, id).await?;
     if record.state == islet_types::SandboxState::Destroyed {
         return Err(ApiError::NotFound("sandbox"));
     }
     Ok(record)
 }
 
-fn parse_preview_id(raw: &str) -> Result<PreviewId, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("preview"))
-}
-
 async fn upsert(
     state: &AppState,
     caller: &Caller,
-    raw_id: &str,
+    id: &SandboxId,
     bytes: &Bytes,
     port_required: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req = body::parse::<PreviewBody>(bytes)?.validate(port_required)?;
-    let sandbox = live_sandbox(state, caller, raw_id).await?;
+    let sandbox = live_sandbox(state, caller, id).await?;
     let preview = state.store.upsert_preview(&caller.0.tenant_id, &sandbox.id, req).await?;
     let urls = PreviewUrls::for_tenant(state, &caller.0.tenant_id).await?;
     Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
 }
 
 /// `POST /sandboxes/{id}/expose`: idempotent per port.
-pub(super) async fn expose(
+pub(crate) async fn expose(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     upsert(&state, &caller, &id, &bytes, false).await
 }
 
 /// `POST /sandboxes/{id}/previews`.
-pub(super) async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let json = upsert(&state, &caller, &id, &bytes, true).await?;
     Ok((StatusCode::CREATED, json).into_response())
 }
 
-pub(super) async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let previews = state.store.list_previews(&caller.0.tenant_id, &sandbox.id).await?;
@@ -188,30 +185,31 @@ pub(super) async fn list(
     Ok(Json(serde_json::json!({ "data": views })))
 }
 
-pub(super) async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, pid)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    IdPath(pid): IdPath<PreviewId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let preview =
-        state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
+    let preview = state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &pid).await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
 }
 
-pub(super) async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, pid)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    IdPath(pid): IdPath<PreviewId>,
 ) -> Result<StatusCode, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    state.store.delete_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
+    state.store.delete_preview(&caller.0.tenant_id, &sandbox.id, &pid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
-pub(super) struct ShareBody {
+pub(crate) struct ShareBody {
     ttl_seconds: Option<u64>,
     expires_in_sec: Option<u64>,
     expires_in: Option<u64>,
@@ -220,15 +218,16 @@ pub(super) struct ShareBody {
 
 /// `POST /sandboxes/{id}/previews/{pid}/share`: a share link for the preview's port. The body
 /// has three top-level keys so the SDK keeps the token (contract §8).
-pub(super) async fn share(
+pub(crate) async fn share(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, pid)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    IdPath(pid): IdPath<PreviewId>,
     bytes: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let b = body::parse::<ShareBody>(&bytes)?;
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let preview_id = parse_preview_id(&pid)?;
+    let preview_id = pid;
     let mut preview =
         state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &preview_id).await?;
     let asked = b.ttl_seconds.or(b.expires_in_sec).or(b.expires_in);
@@ -267,14 +266,14 @@ pub(super) async fn share(
     })))
 }
 
-pub(super) async fn revoke_share(
+pub(crate) async fn revoke_share(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, pid)): Path<(String, String)>,
+    IdPath(id): IdPath<SandboxId>,
+    IdPath(pid): IdPath<PreviewId>,
 ) -> Result<StatusCode, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
-    let preview =
-        state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &parse_preview_id(&pid)?).await?;
+    let preview = state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &pid).await?;
     if let Some(share) = preview.share {
         state
             .store

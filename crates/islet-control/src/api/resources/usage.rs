@@ -1,7 +1,7 @@
 //! Usage (contract §11): one sandbox's meter, rollups by end user, project or workspace over a
 //! period (optionally in hourly or daily buckets), a tenant summary, and a CSV export.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,22 +11,22 @@ use islet_types::time::{now_millis, rfc3339, UnixMillis};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::sandboxes::parse_id;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
 use crate::state::AppState;
+use islet_types::SandboxId;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 /// The longest period one query covers.
 const MAX_PERIOD_MS: i64 = 366 * DAY_MS;
 
-pub(super) async fn sandbox_usage(
+pub(crate) async fn sandbox_usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     let (record, t) = state.store.sandbox_usage(&caller.tenant_id, &id).await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     let now = now_millis();
@@ -60,7 +60,7 @@ pub(super) async fn sandbox_usage(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct UsageParams {
+pub(crate) struct UsageParams {
     external_user_id: Option<String>,
     group_by: Option<String>,
     period: Option<String>,
@@ -222,7 +222,7 @@ async fn rollup(
 }
 
 /// `GET /usage`: results per group, the largest first.
-pub(super) async fn usage(
+pub(crate) async fn usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
@@ -250,14 +250,14 @@ pub(super) async fn usage(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(super) struct SessionParams {
+pub(crate) struct SessionParams {
     #[serde(flatten)]
     usage: UsageParams,
     limit: Option<String>,
 }
 
 /// `GET /usage/sessions`: per-sandbox usage over the period, most running time first.
-pub(super) async fn sessions(
+pub(crate) async fn sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<SessionParams>,
@@ -290,7 +290,7 @@ pub(super) async fn sessions(
 }
 
 /// `GET /usage/summary`: the tenant's totals (default: month to date).
-pub(super) async fn summary(
+pub(crate) async fn summary(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
@@ -310,7 +310,7 @@ pub(super) async fn summary(
 
 /// `GET /usage/export.csv`: one line per group (and bucket, default daily) for billing
 /// systems.
-pub(super) async fn export_csv(
+pub(crate) async fn export_csv(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(mut p): Query<UsageParams>,

@@ -10,14 +10,14 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-pub(super) const DEFAULT_TIMEOUT_SEC: u64 = 1800;
+pub(crate) const DEFAULT_TIMEOUT_SEC: u64 = 1800;
 pub const MAX_TIMEOUT_SEC: u64 = 7 * 24 * 3600;
 const MAX_TAGS: usize = 50;
 const MAX_ENV: usize = 200;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct CreateBody {
+pub(crate) struct CreateBody {
     template_id: Option<String>,
     image: Option<String>,
     name: Option<String>,
@@ -60,11 +60,11 @@ fn env_key_ok(key: &str) -> bool {
 impl CreateBody {
     /// Whether the body leaves `timeout_sec` and `idle_timeout_sec` to the defaults (which an
     /// end user's policy may set).
-    pub(super) fn omits_timeouts(&self) -> (bool, bool) {
+    pub(crate) fn omits_timeouts(&self) -> (bool, bool) {
         (self.timeout_sec.is_none(), self.idle_timeout_sec.is_none())
     }
 
-    pub(super) fn validate(self) -> Result<CreateSandbox, ApiError> {
+    pub(crate) fn validate(self) -> Result<CreateSandbox, ApiError> {
         let requested = self.template_id.or(self.image).unwrap_or_default();
         let template_id = template::resolve(&requested)
             .ok_or_else(|| {

@@ -3,37 +3,37 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures::Stream;
 use islet_types::SandboxState;
 
-use super::auth::Caller;
-use super::sandboxes::parse_id;
+use crate::api::extract::Caller;
+use crate::api::extract::IdPath;
 use crate::error::ApiError;
 use crate::state::AppState;
+use islet_types::SandboxId;
 
 const STREAM_LIMIT: Duration = Duration::from_secs(120);
 
-pub(super) async fn readiness(
+pub(crate) async fn readiness(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let record = state.store.get_sandbox(&caller.tenant_id, &parse_id(&id)?).await?;
+    let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     Ok(Json(serde_json::json!({ "data": {
         "ready": record.state == SandboxState::Running,
         "state": record.state.as_str(),
     }})))
 }
 
-pub(super) async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<SandboxId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let id = parse_id(&id)?;
     // Unknown or foreign sandboxes fail before the stream starts.
     state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let tenant = caller.tenant_id;

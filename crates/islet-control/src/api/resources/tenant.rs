@@ -11,8 +11,8 @@ use islet_types::domain::DomainName;
 use islet_types::time::{now_millis, rfc3339};
 use serde::Deserialize;
 
-use super::auth::Caller;
-use super::body;
+use crate::api::extract::body;
+use crate::api::extract::Caller;
 use crate::domain_verify;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -32,7 +32,7 @@ fn branding_json(b: Option<Branding>) -> serde_json::Value {
     serde_json::to_value(b.unwrap_or_default()).unwrap_or_else(|_| serde_json::json!({}))
 }
 
-pub(super) async fn get_branding(
+pub(crate) async fn get_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -56,7 +56,7 @@ async fn save_branding(
 }
 
 /// `PUT /tenant/branding` with `{"branding": {...}}`.
-pub(super) async fn put_branding(
+pub(crate) async fn put_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -68,7 +68,7 @@ pub(super) async fn put_branding(
 }
 
 /// `PUT /settings/branding` with the fields at the top level.
-pub(super) async fn put_branding_flat(
+pub(crate) async fn put_branding_flat(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -76,7 +76,7 @@ pub(super) async fn put_branding_flat(
     save_branding(&state, &caller.tenant_id, body::parse(&bytes)?).await
 }
 
-pub(super) async fn delete_branding(
+pub(crate) async fn delete_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
@@ -112,7 +112,7 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value
     })
 }
 
-pub(super) async fn get_domain(
+pub(crate) async fn get_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -126,7 +126,7 @@ struct DomainBody {
     domain: Option<String>,
 }
 
-pub(super) async fn put_domain(
+pub(crate) async fn put_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -155,7 +155,7 @@ pub(super) async fn put_domain(
     Ok(Json(serde_json::json!({ "data": domain_view(&state, d.as_ref()) })))
 }
 
-pub(super) async fn delete_domain(
+pub(crate) async fn delete_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {
@@ -165,7 +165,7 @@ pub(super) async fn delete_domain(
 
 /// `POST /tenant/preview-domain/verify`: look for the TXT record; `verified: false` with the
 /// reason while it is not there yet (not an error: DNS takes time).
-pub(super) async fn verify_domain(
+pub(crate) async fn verify_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -202,7 +202,7 @@ struct CertificateBody {
 
 /// `PUT /tenant/preview-domain/certificate` (Islet extension): a certificate covering
 /// `*.<domain>`, served by SNI once the domain is verified.
-pub(super) async fn put_certificate(
+pub(crate) async fn put_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
@@ -259,7 +259,7 @@ pub(super) async fn put_certificate(
     }})))
 }
 
-pub(super) async fn delete_certificate(
+pub(crate) async fn delete_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<StatusCode, ApiError> {

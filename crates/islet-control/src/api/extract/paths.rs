@@ -1,0 +1,79 @@
+//! Typed path parameters. `IdPath<SandboxId>` reads the route's `{id}` and parses it; a
+//! parameter that is missing, not UTF-8 or not a valid ID is `NotFound` of its kind, because a
+//! malformed ID cannot name anyone's object. `RunningSandbox` goes one step further: the
+//! caller's own sandbox, which must be running for its agent to answer.
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use islet_store::SandboxRecord;
+use islet_types::{DeliveryId, PreviewId, SandboxId, SandboxState, WebhookId};
+
+use super::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A typed ID that a route names in its path.
+pub(crate) trait PathId: std::str::FromStr {
+    /// The route parameter that holds it (`{id}` in `/sandboxes/{id}`).
+    const PARAM: &'static str;
+    /// What is not found when it does not parse.
+    const KIND: &'static str;
+}
+
+impl PathId for SandboxId {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "sandbox";
+}
+
+impl PathId for PreviewId {
+    const PARAM: &'static str = "pid";
+    const KIND: &'static str = "preview";
+}
+
+impl PathId for WebhookId {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "webhook";
+}
+
+impl PathId for DeliveryId {
+    const PARAM: &'static str = "delivery";
+    const KIND: &'static str = "delivery";
+}
+
+/// The path's `T`, parsed.
+pub(crate) struct IdPath<T>(pub T);
+
+impl<T: PathId, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound(T::KIND))?;
+        params
+            .iter()
+            .find(|(name, _)| *name == T::PARAM)
+            .and_then(|(_, value)| value.parse().ok())
+            .map(IdPath)
+            .ok_or(ApiError::NotFound(T::KIND))
+    }
+}
+
+/// The caller's sandbox named by the path, in `running`: `starting` while it still is, not
+/// running otherwise.
+pub(crate) struct RunningSandbox(pub SandboxRecord);
+
+impl FromRequestParts<AppState> for RunningSandbox {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        let IdPath(id) = IdPath::<SandboxId>::from_request_parts(parts, state).await?;
+        let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
+        match record.state {
+            SandboxState::Running => Ok(RunningSandbox(record)),
+            SandboxState::Creating => Err(ApiError::Starting),
+            other => Err(ApiError::NotRunning(other.to_string())),
+        }
+    }
+}

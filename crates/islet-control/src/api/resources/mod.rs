@@ -1,0 +1,18 @@
+//! Handlers, one file per resource (contract §5). Each translates HTTP into store and
+//! lifecycle calls and renders the answer.
+
+pub(crate) mod create_body;
+pub(crate) mod event_stream;
+pub(crate) mod forward;
+pub(crate) mod keys;
+pub(crate) mod policy;
+pub(crate) mod preview_tokens;
+pub(crate) mod previews;
+pub(crate) mod readiness;
+pub(crate) mod sandboxes;
+pub(crate) mod settings;
+pub(crate) mod tenant;
+pub(crate) mod terminal;
+pub(crate) mod usage;
+pub mod view;
+pub(crate) mod webhooks;
