@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use islet_runtime::RuntimeError;
 use islet_store::StoreError;
 
-use crate::api::middleware::request_id;
+use crate::request_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

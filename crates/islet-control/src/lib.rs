@@ -17,6 +17,7 @@ mod pool;
 mod preview_urls;
 mod reaper;
 mod reconcile;
+pub mod request_id;
 mod state;
 mod webhook_links;
 

@@ -2,8 +2,10 @@
 //! `docs/configuration.md`), sets up logging and calls into the library crates.
 
 mod cli;
+mod commands;
 mod doctor;
 mod serve;
+mod serve_config;
 
 use clap::Parser;
 
@@ -16,5 +18,5 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(cli::dispatch(cli))
+    runtime.block_on(commands::dispatch(cli))
 }

@@ -7,10 +7,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rand::Rng;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
 fn generate() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::thread_rng();
@@ -19,14 +15,9 @@ fn generate() -> String {
     format!("req_{body}")
 }
 
-/// The current request's ID (empty outside a request).
-pub fn current() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
-
 pub async fn layer(request: Request, next: Next) -> Response {
     let id = generate();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = crate::request_id::scope(id.clone(), next.run(request)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
