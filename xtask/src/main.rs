@@ -8,8 +8,7 @@
 //!   to nginx proxying the same in-sandbox backend; prints (and writes
 //!   `target/bench/preview.json`) a report. See `bench/preview/mod.rs`.
 //! - `ci lint|unit|host|sdk|all`: the test suite in tiers, cheapest first. See `ci.rs`.
-//! - `tidy modules`: every crate's module cycles (the lint tier refuses them where
-//!   `tidy::ONE_WAY` says). See `tidy.rs`.
+//! - `tidy`: every crate's module cycles (the lint tier refuses any). See `tidy.rs`.
 
 mod bench;
 mod ci;

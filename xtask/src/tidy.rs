@@ -1,5 +1,5 @@
-//! Repository rules checked by `cargo xtask ci lint`: the module graph of the crates named in
-//! [`ONE_WAY`] has no cycles. `cargo xtask tidy modules` prints every crate's cycles.
+//! Repository rules checked by `cargo xtask ci lint`: no crate's module graph has a cycle, so
+//! each crate reads as layers, one way. `cargo xtask tidy` prints every cycle it finds.
 //!
 //! The graph is read from the source, not the compiler: an edge `a → b` is a `crate::b…` or
 //! `super::b…` path in module `a`'s files outside their `#[cfg(test)]` part, or a name that

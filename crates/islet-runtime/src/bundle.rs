@@ -12,8 +12,8 @@ use oci_spec::runtime::{
 use crate::config::Config;
 use crate::error::RuntimeError;
 use crate::layout::SandboxPaths;
-use crate::runtime::SandboxSpec;
 use crate::seccomp;
+use crate::spec::SandboxSpec;
 
 /// Where the agent binary and its socket directory appear inside the sandbox.
 pub(crate) const AGENT_PATH: &str = "/.islet/islet-agent";

@@ -25,6 +25,7 @@ mod oci;
 mod overlay;
 mod runtime;
 mod seccomp;
+mod spec;
 pub mod template;
 
 pub use agent_client::{AgentClient, AgentError};

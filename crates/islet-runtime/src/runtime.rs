@@ -1,12 +1,11 @@
 //! Create, pause, resume, stop and destroy sandboxes on this host.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use islet_types::egress::EgressPolicy;
 use islet_types::sandbox::Isolation;
-use islet_types::{Resources, SandboxId};
+use islet_types::SandboxId;
 use rtnetlink::Handle;
 
 use crate::agent_client::AgentClient;
@@ -20,23 +19,9 @@ use crate::layout::{host_veth, slot_addresses, SandboxPaths};
 use crate::netns;
 use crate::oci::Oci;
 use crate::overlay;
+pub use crate::spec::SandboxSpec;
 
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// What the node needs to start one sandbox.
-#[derive(Debug, Clone)]
-pub struct SandboxSpec {
-    pub id: SandboxId,
-    pub hostname: String,
-    pub template: String,
-    pub isolation: Isolation,
-    pub resources: Resources,
-    pub env: BTreeMap<String, String>,
-    /// The sandbox's network slot (its /30).
-    pub net_index: u32,
-    /// Whose egress rules apply to it (its tenant).
-    pub egress_group: String,
-}
 
 /// Cumulative bytes a sandbox's link carried, from the sandbox's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
