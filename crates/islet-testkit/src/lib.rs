@@ -82,29 +82,56 @@ pub struct TestServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// How a [`TestServer`] is set up: the control plane's settings, and adjustments to the node
+/// runtime's and the edge's. Preview URLs name the plain-HTTP listener unless the control
+/// plane's `preview_scheme` is `https`; domain verification asks [`TestServer::dns`].
+#[derive(Default)]
+pub struct Builder<'a> {
+    control: Config,
+    runtime: Option<Adjust<'a, islet_runtime::Config>>,
+    edge: Option<Adjust<'a, islet_proxy::Config>>,
+}
+
+/// A change to a component's settings before it starts.
+type Adjust<'a, T> = Box<dyn FnOnce(&mut T) + 'a>;
+
+impl<'a> Builder<'a> {
+    /// The control plane's settings.
+    pub fn control(mut self, control: Config) -> Self {
+        self.control = control;
+        self
+    }
+
+    /// Adjust the node runtime's settings.
+    pub fn runtime(mut self, adjust: impl FnOnce(&mut islet_runtime::Config) + 'a) -> Self {
+        self.runtime = Some(Box::new(adjust));
+        self
+    }
+
+    /// Adjust the edge's settings.
+    pub fn edge(mut self, adjust: impl FnOnce(&mut islet_proxy::Config) + 'a) -> Self {
+        self.edge = Some(Box::new(adjust));
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        TestServer::start_from(self).await
+    }
+}
+
 impl TestServer {
+    /// A control plane and an edge with the default settings.
     pub async fn start() -> Self {
-        Self::start_with(Config::default()).await
+        Self::builder().start().await
     }
 
-    /// A control plane with these settings, and an edge with the default settings.
-    pub async fn start_with(control: Config) -> Self {
-        Self::start_full(control, |_| {}).await
+    /// Settings other than the defaults: `TestServer::builder().control(…).edge(|e| …).start()`.
+    pub fn builder<'a>() -> Builder<'a> {
+        Builder::default()
     }
 
-    /// A control plane with these settings and an edge adjusted by `edge`. Preview URLs name
-    /// the plain-HTTP listener unless `control.preview_scheme` is `https`; domain verification
-    /// asks [`TestServer::dns`].
-    pub async fn start_full(control: Config, edge: impl FnOnce(&mut islet_proxy::Config)) -> Self {
-        Self::start_custom(control, |_| {}, edge).await
-    }
-
-    /// As [`TestServer::start_full`], with the node runtime's settings adjusted by `runtime`.
-    pub async fn start_custom(
-        mut control: Config,
-        runtime: impl FnOnce(&mut islet_runtime::Config),
-        edge: impl FnOnce(&mut islet_proxy::Config),
-    ) -> Self {
+    async fn start_from(builder: Builder<'_>) -> Self {
+        let Builder { mut control, runtime, edge } = builder;
         let (prefix, octet) = network_identity();
         let data_dir = data_dir(&prefix);
         let store = Store::open(&data_dir.join("islet.db")).unwrap();
@@ -117,7 +144,9 @@ impl TestServer {
         config.net_prefix = prefix;
         config.subnet_octet = octet;
         config.nameservers = firewall::host_nameservers();
-        runtime(&mut config);
+        if let Some(adjust) = runtime {
+            adjust(&mut config);
+        }
         let runtime = Runtime::start(config).await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let https = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,7 +168,9 @@ impl TestServer {
         let platform =
             islet_tls::parse_pair(&platform_cert_pem, &key_pem, &domain, now_millis()).unwrap().key;
         let mut edge_config = islet_proxy::Config::new(domain);
-        edge(&mut edge_config);
+        if let Some(adjust) = edge {
+            adjust(&mut edge_config);
+        }
         let runtime = state.runtime.clone();
         let edge = islet_proxy::Edge::new(
             store,
@@ -258,6 +289,54 @@ pub struct Reply {
     pub bytes: Vec<u8>,
 }
 
+impl Reply {
+    /// The envelope's `data`.
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// The string at `pointer` (`/data/id`), or a panic that shows the whole answer.
+    pub fn text(&self, pointer: &str) -> &str {
+        self.body.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| {
+            panic!("no string at {pointer} in the answer ({}): {}", self.status, self.body)
+        })
+    }
+
+    /// `data.id`, owned (what a create answers).
+    pub fn id(&self) -> String {
+        self.text("/data/id").to_owned()
+    }
+
+    /// The error envelope's `code` (empty when the answer is not an error).
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// Insist on `status`, showing the answer otherwise; the reply, for chaining.
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        self
+    }
+}
+
+/// Poll `probe` every 50 ms until it gives `Some`, for at most `within`; a panic naming `what`
+/// when it never does. For the things a test waits on (a state, an event, a delivery) instead
+/// of sleeping a guessed time.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 impl Client {
     pub fn new(base: &str, key: &str) -> Self {
         Self { base: base.to_owned(), key: key.to_owned(), http: reqwest::Client::new() }
@@ -275,6 +354,12 @@ impl Client {
         let bytes = response.bytes().await.unwrap().to_vec();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply { status, body, bytes }
+    }
+
+    /// `DELETE /sandboxes/{id}`, insisting it is gone.
+    pub async fn destroy(&self, id: &str) {
+        let reply = self.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        assert!(matches!(reply.status, 200 | 204), "destroy {id} failed: {:?}", reply.body);
     }
 
     /// Only the status of a call (for assertions that need nothing else).

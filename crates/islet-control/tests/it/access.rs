@@ -19,10 +19,10 @@ async fn keys_carry_scopes_rotate_and_revoke() {
         .call("POST", "/api-keys", Some(json!({"name": "ci reader", "scopes": ["sandboxes:read"]})))
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
-    let token = made.body["data"]["token"].as_str().unwrap().to_owned();
-    let id = made.body["data"]["id"].as_str().unwrap().to_owned();
+    let token = made.text("/data/token").to_owned();
+    let id = made.id();
     assert!(token.starts_with("msk_live_"));
-    assert_eq!(made.body["data"]["scopes"], json!(["sandboxes:read"]));
+    assert_eq!(made.data()["scopes"], json!(["sandboxes:read"]));
     let reader = as_key(&tenant, &token);
     assert_eq!(reader.status("GET", "/sandboxes", None).await, 200);
     let denied = reader.call("POST", "/sandboxes", Some(json!({}))).await;
@@ -38,7 +38,7 @@ async fn keys_carry_scopes_rotate_and_revoke() {
             Some(json!({"name": "w", "scopes": ["sandboxes:write", "keys:write"]})),
         )
         .await;
-    let writer = as_key(&tenant, writer.body["data"]["token"].as_str().unwrap());
+    let writer = as_key(&tenant, writer.text("/data/token"));
     let wider = writer
         .call("POST", "/api-keys", Some(json!({"name": "x", "scopes": ["webhooks:write"]})))
         .await;
@@ -46,7 +46,7 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     let unscoped = writer.call("POST", "/api-keys", Some(json!({"name": "x"}))).await;
     assert_eq!(unscoped.status, 201);
     assert_eq!(
-        unscoped.body["data"]["scopes"],
+        unscoped.data()["scopes"],
         json!([
             "sandboxes:read",
             "sandboxes:create",
@@ -58,12 +58,11 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     );
     // Nor manage a key that holds more than it does.
     let all = tenant.call("GET", "/api-keys", None).await;
-    let full =
-        all.body["data"].as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
-            ["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let full = all.data().as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(writer.status("POST", &format!("/api-keys/{full}/rotate"), None).await, 403);
     assert_eq!(writer.status("DELETE", &format!("/api-keys/{full}"), None).await, 403);
     assert_eq!(
@@ -82,24 +81,23 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     assert_eq!(bad.status, 400);
     // Listed without secrets; rotation replaces the secret at once; revocation ends it.
     let listed = tenant.call("GET", "/api-keys", None).await;
-    assert!(listed.body["data"].as_array().unwrap().iter().any(|k| k["id"] == id.as_str()));
+    assert!(listed.data().as_array().unwrap().iter().any(|k| k["id"] == id.as_str()));
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
     let rotated = tenant.call("POST", &format!("/api-keys/{id}/rotate"), None).await;
-    let new_token = rotated.body["data"]["token"].as_str().unwrap().to_owned();
+    let new_token = rotated.text("/data/token").to_owned();
     assert_eq!(as_key(&tenant, &token).status("GET", "/sandboxes", None).await, 401);
     assert_eq!(as_key(&tenant, &new_token).status("GET", "/sandboxes", None).await, 200);
     assert_eq!(tenant.status("DELETE", &format!("/api-keys/{id}"), None).await, 204);
     assert_eq!(as_key(&tenant, &new_token).status("GET", "/sandboxes", None).await, 401);
     let got = tenant.call("GET", &format!("/api-keys/{id}"), None).await;
-    assert_eq!(got.body["data"]["status"], "revoked");
+    assert_eq!(got.data()["status"], "revoked");
     // The last full key cannot go.
     let keys = tenant.call("GET", "/api-keys", None).await;
-    let own =
-        keys.body["data"].as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
-            ["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let own = keys.data().as_array().unwrap().iter().find(|k| k["scopes"] == json!(["*"])).unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(tenant.status("DELETE", &format!("/api-keys/{own}"), None).await, 409);
     // Another tenant cannot see or touch these keys.
     let other = server.tenant(None).await;
@@ -117,23 +115,20 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
         .call("POST", "/api-keys/scoped", Some(json!({"external_user_id": "alice", "scopes": ["sandboxes:write", "previews:write", "usage:read"]})))
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
-    let token = made.body["data"]["token"].as_str().unwrap();
+    let token = made.text("/data/token");
     assert!(token.starts_with("msk_l2_"));
     let alice = as_key(&tenant, token);
     // Creates are Alice's whether she says so or not; nobody else's.
     let mine = alice.sandbox(json!({})).await;
     let got = alice.call("GET", &format!("/sandboxes/{mine}"), None).await;
-    assert_eq!(got.body["data"]["external_user_id"], "alice");
+    assert_eq!(got.data()["external_user_id"], "alice");
     let for_bob = alice.call("POST", "/sandboxes", Some(json!({"external_user_id": "bob"}))).await;
     assert_eq!(for_bob.status, 403);
     let listed = alice.call("GET", "/sandboxes", None).await;
     let ids: Vec<&str> =
-        listed.body["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+        listed.data().as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![mine.as_str()]);
-    assert_eq!(
-        alice.call("GET", "/sandboxes?external_user_id=bob", None).await.body["data"],
-        json!([])
-    );
+    assert_eq!(alice.call("GET", "/sandboxes?external_user_id=bob", None).await.data(), &json!([]));
     // Every sandbox route with Bob's sandbox: 404, as if it did not exist.
     let routes: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/sandboxes/{bobs}"), None),
@@ -178,11 +173,11 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
     assert_eq!(alice.status("GET", "/usage?external_user_id=bob", None).await, 403);
     // Bob's sandbox is untouched.
     assert_eq!(
-        tenant.call("GET", &format!("/sandboxes/{bobs}"), None).await.body["data"]["state"],
+        tenant.call("GET", &format!("/sandboxes/{bobs}"), None).await.data()["state"],
         "running"
     );
     for id in [&mine, &bobs] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        tenant.destroy(&id).await;
     }
     server.stop().await;
 }
@@ -196,11 +191,11 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "ws_1", "scopes": ["sandboxes:read", "sandboxes:exec", "previews:write"], "external_project_id": "p9"})))
         .await;
     assert_eq!(minted.status, 201, "{:?}", minted.body);
-    let token = minted.body["data"]["token"].as_str().unwrap().to_owned();
-    let token_id = minted.body["data"]["id"].as_str().unwrap().to_owned();
+    let token = minted.text("/data/token").to_owned();
+    let token_id = minted.id();
     assert!(token.starts_with("mst_"));
     assert_eq!(
-        minted.body["data"]["scopes"],
+        minted.data()["scopes"],
         json!(["sandboxes:read", "sandboxes:exec", "previews:write"])
     );
     let browser = as_key(&tenant, &token);
@@ -243,7 +238,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
             Some(json!({"name": "r", "scopes": ["sandboxes:read", "tokens:write"]})),
         )
         .await;
-    let reader = as_key(&tenant, reader.body["data"]["token"].as_str().unwrap());
+    let reader = as_key(&tenant, reader.text("/data/token"));
     let wider = reader
         .call(
             "POST",
@@ -256,7 +251,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "w"})))
         .await;
     assert_eq!(
-        narrow.body["data"]["scopes"],
+        narrow.data()["scopes"],
         json!(["sandboxes:read"]),
         "defaults are cut to the minter's"
     );
@@ -268,12 +263,12 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
             Some(json!({"name": "m", "scopes": ["sandboxes:write", "tokens:write"]})),
         )
         .await;
-    let minter_id = minter.body["data"]["id"].as_str().unwrap().to_owned();
-    let minter = as_key(&tenant, minter.body["data"]["token"].as_str().unwrap());
+    let minter_id = minter.id();
+    let minter = as_key(&tenant, minter.text("/data/token"));
     let t = minter
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "carol", "workspace_id": "w"})))
         .await;
-    let t = as_key(&tenant, t.body["data"]["token"].as_str().unwrap());
+    let t = as_key(&tenant, t.text("/data/token"));
     let (code, _, _) = t.exec(&sandbox, "true").await;
     assert_eq!(code, 0, "the token can exec while its key can");
     tenant
@@ -306,7 +301,7 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
             ),
         )
         .await;
-    let w = as_key(&tenant, w.body["data"]["token"].as_str().unwrap());
+    let w = as_key(&tenant, w.text("/data/token"));
     assert_eq!(w.status("POST", "/sandboxes", Some(json!({"isolation": "container"}))).await, 403);
     assert_eq!(
         w.status("POST", "/sandboxes", Some(json!({"external_workspace_id": "ws_other"}))).await,
@@ -314,13 +309,11 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     );
     let made = w.call("POST", "/sandboxes", Some(json!({}))).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
-    assert_eq!(made.body["data"]["external_workspace_id"], "ws_9");
-    tenant
-        .call("DELETE", &format!("/sandboxes/{}", made.body["data"]["id"].as_str().unwrap()), None)
-        .await;
+    assert_eq!(made.data()["external_workspace_id"], "ws_9");
+    tenant.call("DELETE", &format!("/sandboxes/{}", made.text("/data/id")), None).await;
     // Listed, then revoked: refused at once.
     let listed = tenant.call("GET", "/tokens/scoped?user_id=carol", None).await;
-    assert!(listed.body["data"].as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
+    assert!(listed.data().as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
     assert_eq!(tenant.status("DELETE", &format!("/tokens/scoped/{token_id}"), None).await, 204);
     assert_eq!(browser.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 401);
@@ -332,25 +325,27 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
             Some(json!({"user_id": "carol", "workspace_id": "w", "expires_in_seconds": 1})),
         )
         .await;
-    let short = as_key(&tenant, short.body["data"]["token"].as_str().unwrap());
+    let short = as_key(&tenant, short.text("/data/token"));
     assert_eq!(short.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(short.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 401);
-    tenant.call("DELETE", &format!("/sandboxes/{sandbox}"), None).await;
+    tenant.destroy(&sandbox).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
-    let server = TestServer::start_with(islet_control::Config {
-        api_rate_limit: 5,
-        api_user_rate_limit: 3,
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            api_rate_limit: 5,
+            api_user_rate_limit: 3,
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
     let tenant = server.tenant(None).await;
     let other = tenant.call("POST", "/api-keys", Some(json!({"name": "quiet"}))).await;
-    let quiet = as_key(&tenant, other.body["data"]["token"].as_str().unwrap());
+    let quiet = as_key(&tenant, other.text("/data/token"));
     // The noisy key fires 60 requests at once; the quiet one makes 8, spread over 2 s.
     let noisy = futures::future::join_all((0..60).map(|_| tenant.call("GET", "/sandboxes", None)));
     let steady = async {
@@ -394,8 +389,8 @@ async fn a_rate_limited_key_gets_429_while_another_key_is_untouched() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (a, b) = (mint().await, mint().await);
-    let a = as_key(&tenant, a.body["data"]["token"].as_str().unwrap());
-    let b = as_key(&tenant, b.body["data"]["token"].as_str().unwrap());
+    let a = as_key(&tenant, a.text("/data/token"));
+    let b = as_key(&tenant, b.text("/data/token"));
     let calls = (0..10).map(|i| {
         if i % 2 == 0 {
             a.call("GET", "/sandboxes", None)
@@ -426,7 +421,7 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
         .await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     assert_eq!(
-        set.body["data"]["allowed_origins"],
+        set.data()["allowed_origins"],
         json!(["http://localhost:5173", "https://app.acme.test"])
     );
     for bad in [
@@ -441,7 +436,7 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
     let token = tenant
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "erin", "workspace_id": "w"})))
         .await;
-    let token = token.body["data"]["token"].as_str().unwrap().to_owned();
+    let token = token.text("/data/token").to_owned();
     let http = reqwest::Client::new();
     let url = format!("{}/sandboxes", tenant.base);
     let preflight = |origin: &'static str| {

@@ -111,13 +111,13 @@ async fn kill_9_during_fifty_creates_leaves_no_orphans_and_no_duplicates() {
     assert_eq!(ids.len(), 50, "one sandbox per key");
     let listed = client.call("GET", "/sandboxes?limit=1000", None).await;
     let live: Vec<_> =
-        listed.body["data"].as_array().unwrap().iter().filter(|s| s["state"] != "error").collect();
+        listed.data().as_array().unwrap().iter().filter(|s| s["state"] != "error").collect();
     assert_eq!(live.len(), 50, "no duplicates: {}", listed.body);
     assert_eq!(count(&data.join("sandboxes")), 50, "one directory per sandbox");
     assert_eq!(links_with(&prefix), 50, "one veth per sandbox");
 
     for id in &ids {
-        assert_eq!(client.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+        client.destroy(&id).await;
     }
     assert_eq!(count(&data.join("sandboxes")), 0, "no files left");
     assert_eq!(links_with(&prefix), 0, "no veth left");

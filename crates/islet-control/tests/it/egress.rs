@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use islet_testkit::{data_dir, network_identity, Client, TestServer};
+use islet_testkit::{data_dir, eventually, network_identity, Client, TestServer};
 use serde_json::{json, Value};
 
 use super::crash::{spawn_with, tenant_key};
@@ -175,17 +175,15 @@ async fn sandbox_with_opener(client: &Client, body: Value) -> String {
 async fn set_egress(client: &Client, egress: Value) -> Value {
     let r = client.call("PUT", "/settings", Some(json!({ "egress": egress }))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["data"]["egress"].clone()
+    r.data()["egress"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant() {
-    let server = TestServer::start_custom(
-        islet_control::Config::default(),
-        |runtime| runtime.max_egress_connections = Some(40),
-        |_| {},
-    )
-    .await;
+    let server = TestServer::builder()
+        .runtime(|runtime| runtime.max_egress_connections = Some(40))
+        .start()
+        .await;
     let out = Outside::start();
     let acme = server.tenant(None).await;
     let other = server.tenant(None).await;
@@ -214,22 +212,19 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
         .await;
     assert_eq!(holder.status, 201, "{:?}", holder.body);
     // Nothing else connects until the holder has opened all it could (its report is written).
-    let mut held = Value::Null;
-    for _ in 0..100 {
-        let (code, report, _) = acme.exec(&a1, "cat /tmp/held.json").await;
-        if code == 0 {
-            held = serde_json::from_str(report.trim()).unwrap();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let held: Value =
+        eventually("the holder's report", std::time::Duration::from_secs(10), || async {
+            let (code, report, _) = acme.exec(&a1, "cat /tmp/held.json").await;
+            (code == 0).then(|| serde_json::from_str(report.trim()).unwrap())
+        })
+        .await;
     assert_eq!(held["connected"], 10, "the holder fills the cap: {held}");
     assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1));
     let rewrite = acme.sandbox(json!({"external_user_id": "u9"})).await;
     assert_eq!(open(&acme, &a1, &out, 1).await, (0, 1), "the count survived the rewrite");
     let (code, _, err) = acme.exec(&a1, "pkill -f 'opener[.]py .* hold'; true").await;
     assert_eq!(code, 0, "{err}");
-    acme.call("DELETE", &format!("/sandboxes/{rewrite}"), None).await;
+    acme.destroy(&rewrite).await;
     // A cap above the platform's does not lift it.
     set_egress(&acme, json!({"max_connections_per_sandbox": 1000})).await;
     assert_eq!(open(&acme, &a1, &out, 50).await, (40, 10));
@@ -272,14 +267,14 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
     assert_eq!(r.status, 400);
     assert_eq!(r.body["error"]["details"]["field"], "egress.deny");
     let kept = acme.call("GET", "/settings", None).await;
-    assert_eq!(kept.body["data"]["egress"]["deny"], json!(["198.51.100.7/32", "203.0.113.0/24"]));
+    assert_eq!(kept.data()["egress"]["deny"], json!(["198.51.100.7/32", "203.0.113.0/24"]));
 
     // Cleared: reachable again.
     let cleared = set_egress(&acme, Value::Null).await;
     assert_eq!(cleared["deny"], json!([]));
     assert_eq!(open(&acme, &a1, &out, 1).await, (1, 0));
     for (client, id) in [(&acme, &a1), (&acme, &a2), (&acme, &a3), (&other, &b1)] {
-        client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        client.destroy(&id).await;
     }
     server.stop().await;
 }
@@ -312,24 +307,23 @@ async fn a_tenants_rules_hold_across_a_server_crash() {
     // The restarted server knows the rules (not only the kernel): a new sandbox gets them.
     let fresh = sandbox_with_opener(&client, json!({})).await;
     assert_eq!(open(&client, &fresh, &out, 1).await, (0, 1));
-    client.call("DELETE", &format!("/sandboxes/{fresh}"), None).await;
+    client.destroy(&fresh).await;
     // The restarted server owns the rules: clearing them works.
     set_egress(&client, Value::Null).await;
     assert_eq!(open(&client, &id, &out, 1).await, (1, 0));
     let rules = Command::new("iptables").args(["-w", "-S", &chain]).output().unwrap();
     assert!(!String::from_utf8_lossy(&rules.stdout).contains(&format!("-i {prefix}")));
-    client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    client.destroy(&id).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_sandbox_handed_to_a_tenant_gets_its_rules() {
-    let server = TestServer::start_with(islet_control::Config {
-        warm_pool: 1,
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config { warm_pool: 1, ..islet_control::Config::default() })
+        .start()
+        .await;
     let out = Outside::start();
     let acme = server.tenant(None).await;
     set_egress(&acme, json!({"deny": [format!("{}/32", out.ip)]})).await;
@@ -353,13 +347,13 @@ async fn a_warm_sandbox_handed_to_a_tenant_gets_its_rules() {
     assert_eq!(pooled, 1, "the pool filled");
     let created = acme.call("POST", "/sandboxes", Some(json!({"external_user_id": "u1"}))).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    let id = created.id();
     let record = server.state.store.get_sandbox_any(&id.parse().unwrap()).await.unwrap();
     assert_eq!(record.boot_ms, Some(0), "it came from the pool");
     let script = std::env::temp_dir().join(format!("islet-opener-{}.py", std::process::id()));
     std::fs::write(&script, OPENER).unwrap();
     acme.upload(&id, &script, "/tmp/opener.py").await;
     assert_eq!(open(&acme, &id, &out, 1).await, (0, 1));
-    acme.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    acme.destroy(&id).await;
     server.stop().await;
 }

@@ -20,7 +20,7 @@ async fn one_hundred_parallel_creates_with_one_key_make_one_sandbox() {
         .collect();
     assert_eq!(ids.len(), 1, "one sandbox for one key: {ids:?}");
     let listed = client.call("GET", "/sandboxes?external_user_id=u-idem", None).await;
-    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.data().as_array().unwrap().len(), 1);
 
     // Same key, different body: refused. Another tenant's identical key is independent.
     let (status, error) =

@@ -55,15 +55,13 @@ async fn sees_only_itself(isolation: Isolation) {
         )
         .await;
     assert_eq!(started.status, 201, "{:?}", started.body);
-    let mut reachable_from_host = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect((b_ip, 8000)).is_ok() {
-            reachable_from_host = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(reachable_from_host, "the host reaches a sandbox's server (as the preview proxy will)");
+    // The host reaches a sandbox's server (as the preview proxy will).
+    islet_testkit::eventually(
+        "the host reaching b's server",
+        std::time::Duration::from_secs(10),
+        || async { std::net::TcpStream::connect((b_ip, 8000)).ok().map(drop) },
+    )
+    .await;
 
     let report = check(
         &client,
@@ -137,6 +135,6 @@ async fn delete_leaves_nothing_behind() {
         String::from_utf8_lossy(&cgroups.stdout)
     );
     // A second delete is harmless.
-    assert_eq!(client.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+    client.destroy(&id).await;
     server.stop().await;
 }

@@ -29,7 +29,7 @@ async fn bad_input_gets_a_clear_error_and_creates_nothing() {
     assert_eq!(raw.status().as_u16(), 400);
     assert_eq!(client.status("GET", "/sandboxes/sbx_not_an_id", None).await, 404);
     let listed = client.call("GET", "/sandboxes", None).await;
-    assert!(listed.body["data"].as_array().unwrap().is_empty());
+    assert!(listed.data().as_array().unwrap().is_empty());
     server.stop().await;
 }
 
@@ -40,23 +40,23 @@ async fn stop_keeps_files_and_resume_brings_them_back() {
     let id = client.sandbox(json!({"name": "keeper"})).await;
     client.exec(&id, "echo kept > /root/note").await;
     let stopped = client.call("POST", &format!("/sandboxes/{id}/stop"), Some(json!({}))).await;
-    assert_eq!(stopped.body["data"]["state"], "stopped");
+    assert_eq!(stopped.data()["state"], "stopped");
     let refused = client
         .call("POST", &format!("/sandboxes/{id}/exec"), Some(json!({"command": "true"})))
         .await;
     assert_eq!(refused.status, 409);
     assert_eq!(refused.body["error"]["code"], "SANDBOX_NOT_RUNNING");
     let resumed = client.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
-    assert_eq!(resumed.body["data"]["state"], "running", "{:?}", resumed.body);
+    assert_eq!(resumed.data()["state"], "running", "{:?}", resumed.body);
     assert_eq!(client.exec(&id, "cat /root/note").await.1, "kept\n");
 
     let paused = client.call("POST", &format!("/sandboxes/{id}/pause"), Some(json!({}))).await;
-    assert_eq!(paused.body["data"]["state"], "paused");
+    assert_eq!(paused.data()["state"], "paused");
     let resumed = client.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
-    assert_eq!(resumed.body["data"]["state"], "running");
+    assert_eq!(resumed.data()["state"], "running");
     assert_eq!(client.exec(&id, "echo awake").await.1, "awake\n");
     let by_name = client.call("GET", "/sandboxes/by-name/keeper", None).await;
-    assert_eq!(by_name.body["data"]["id"], id.as_str());
+    assert_eq!(by_name.data()["id"], id.as_str());
     server.stop().await;
 }
 
@@ -69,7 +69,7 @@ async fn the_timeout_destroys_unless_extended_and_events_record_it() {
     let reply = client
         .call("POST", &format!("/sandboxes/{extended}/extend"), Some(json!({"timeout_sec": 600})))
         .await;
-    assert_eq!(reply.body["data"]["timeout_sec"], 600);
+    assert_eq!(reply.data()["timeout_sec"], 600);
     assert_eq!(
         client.wait_for_state(&short, "destroyed", 10).await,
         "destroyed",
@@ -117,7 +117,7 @@ async fn a_create_whose_task_died_is_started_by_the_reaper() {
         stuck_create_after: std::time::Duration::from_secs(1),
         ..Default::default()
     };
-    let server = TestServer::start_with(config).await;
+    let server = TestServer::builder().control(config).start().await;
     let client = server.tenant(None).await;
     // Admitted, then nothing: as if the task that was starting it had died.
     let principal = server.state.store.authenticate(&client.key).await.unwrap().unwrap();

@@ -84,15 +84,11 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
         )
         .await;
     assert_eq!(holder.status, 201, "{:?}", holder.body);
-    let mut held = 0;
-    for _ in 0..100 {
-        held = cgroup_memory_bytes(server.child.id(), &id);
-        if held >= 256 << 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(held >= 256 << 20, "the workload holds its memory: {held} bytes");
+    // The workload holds its memory.
+    islet_testkit::eventually("256 MiB held in the cgroup", Duration::from_secs(10), || async {
+        (cgroup_memory_bytes(server.child.id(), &id) >= 256 << 20).then_some(())
+    })
+    .await;
     // Two meter intervals with it in place, then the meter's totals so far.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let before = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
@@ -111,7 +107,7 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     assert_eq!(client.status("POST", &format!("/sandboxes/{id}/stop"), Some(json!({}))).await, 200);
     let wall = started.elapsed().as_secs_f64();
     let usage = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
-    let u = &usage.body["data"];
+    let u = usage.data();
     let metered = u["cpu_seconds"].as_f64().unwrap();
     println!("metering: cgroup {truth:.4} s, metered {metered:.4} s, running {:.2} s of {wall:.2} s wall", u["sandbox_seconds"]);
     assert!(truth > 3.0, "the workload burned {truth} s");
@@ -120,7 +116,7 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     assert!(running > 4.0 && running <= wall + 0.5, "running {running} s of {wall} s");
     // Memory: what the meter integrated between the two readings, per running second, against
     // what the cgroup held (steady: the holder's 256 MiB and little else), across the restart.
-    let b = &before.body["data"];
+    let b = before.data();
     let gib_seconds =
         u["memory_gib_seconds"].as_f64().unwrap() - b["memory_gib_seconds"].as_f64().unwrap();
     let seconds = running - b["sandbox_seconds"].as_f64().unwrap();
@@ -140,13 +136,13 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
     // Stopped: running time no longer accrues.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let later = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
-    assert_eq!(later.body["data"]["sandbox_seconds"].as_f64().unwrap(), running);
+    assert_eq!(later.data()["sandbox_seconds"].as_f64().unwrap(), running);
     // The rollup by user carries the same totals.
     let rollup = client.call("GET", "/usage?external_user_id=metered&period=7d", None).await;
-    let row = &rollup.body["data"]["results"][0];
+    let row = &rollup.data()["results"][0];
     assert_eq!(row["external_user_id"], "metered");
     assert!((row["cpu_seconds"].as_f64().unwrap() - metered).abs() < 1e-9);
-    client.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    client.destroy(&id).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);
@@ -154,11 +150,10 @@ async fn metered_cpu_matches_the_cgroup_within_one_percent_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_group_bucket_summarise_and_export() {
-    let server = TestServer::start_with(Config {
-        meter_interval: Duration::from_millis(300),
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(Config { meter_interval: Duration::from_millis(300), ..Config::default() })
+        .start()
+        .await;
     let tenant = server.tenant(None).await;
     let a = tenant
         .sandbox(json!({"external_user_id": "ann", "external_project_id": "alpha", "external_workspace_id": "w1"}))
@@ -168,11 +163,11 @@ async fn rollups_group_bucket_summarise_and_export() {
         .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for id in [&a, &b] {
-        assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+        tenant.destroy(&id).await;
     }
     let by_user = tenant.call("GET", "/usage", None).await;
     assert_eq!(by_user.status, 200, "{:?}", by_user.body);
-    let results = by_user.body["data"]["results"].as_array().unwrap().clone();
+    let results = by_user.data()["results"].as_array().unwrap().clone();
     let users: Vec<&str> =
         results.iter().map(|r| r["external_user_id"].as_str().unwrap()).collect();
     assert_eq!(users.len(), 2, "{results:?}");
@@ -186,22 +181,22 @@ async fn rollups_group_bucket_summarise_and_export() {
     let ann_row = results.iter().find(|r| r["external_user_id"] == "ann").unwrap();
     assert!(
         (ann_row["sandbox_seconds"].as_f64().unwrap()
-            - ann_meter.body["data"]["sandbox_seconds"].as_f64().unwrap())
+            - ann_meter.data()["sandbox_seconds"].as_f64().unwrap())
         .abs()
             < 1e-9
     );
     let by_project =
         tenant.call("GET", "/usage?group_by=external_project_id&period=mtd", None).await;
-    let rows = by_project.body["data"]["results"].as_array().unwrap();
+    let rows = by_project.data()["results"].as_array().unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["external_project_id"], "alpha");
     let by_ws = tenant.call("GET", "/usage?group_by=workspace_id&granularity=hour", None).await;
-    assert_eq!(by_ws.body["data"]["results"][0]["workspace_id"], "w1");
-    assert!(!by_ws.body["data"]["buckets"].as_array().unwrap().is_empty());
+    assert_eq!(by_ws.data()["results"][0]["workspace_id"], "w1");
+    assert!(!by_ws.data()["buckets"].as_array().unwrap().is_empty());
     let summary = tenant.call("GET", "/usage/summary", None).await;
     let total: f64 = results.iter().map(|r| r["sandbox_seconds"].as_f64().unwrap()).sum();
-    assert!((summary.body["data"]["sandbox_seconds"].as_f64().unwrap() - total).abs() < 1e-6);
-    assert_eq!(summary.body["data"]["external_users"], 2);
+    assert!((summary.data()["sandbox_seconds"].as_f64().unwrap() - total).abs() < 1e-6);
+    assert_eq!(summary.data()["external_users"], 2);
     let csv = tenant.call("GET", "/usage/export.csv", None).await;
     let text = String::from_utf8(csv.bytes).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -223,7 +218,7 @@ async fn rollups_group_bucket_summarise_and_export() {
     }
     // Another tenant sees none of it.
     let other = server.tenant(None).await;
-    assert!(other.call("GET", "/usage", None).await.body["data"]["results"]
+    assert!(other.call("GET", "/usage", None).await.data()["results"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -254,15 +249,11 @@ while True:
 /// Send `up` bytes to the pump and take `down` back, from the host.
 async fn pump(ip: std::net::Ipv4Addr, up: u64, down: u64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = tokio::net::TcpStream::connect((ip, 9000)).await {
-            conn = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut conn = conn.expect("the pump listens");
+    let mut conn =
+        islet_testkit::eventually("the pump listening", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect((ip, 9000)).await.ok()
+        })
+        .await;
     let mut head = up.to_be_bytes().to_vec();
     head.extend(down.to_be_bytes());
     conn.write_all(&head).await.unwrap();
@@ -317,11 +308,10 @@ async fn network_bytes_of_a_gvisor_sandbox_are_metered_too() {
 }
 
 async fn network_bytes_are_metered(isolation: Isolation) {
-    let server = TestServer::start_with(Config {
-        meter_interval: Duration::from_millis(300),
-        ..Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(Config { meter_interval: Duration::from_millis(300), ..Config::default() })
+        .start()
+        .await;
     let tenant = server.tenant(Some(isolation)).await;
     let id = tenant.sandbox(json!({"external_user_id": "netty"})).await;
     const MIB: u64 = 1024 * 1024;
@@ -338,10 +328,10 @@ async fn network_bytes_are_metered(isolation: Isolation) {
     let (ip, link) = start_pump(&server, &tenant, &id).await;
     pump(ip, MIB, 2 * MIB).await;
     let second = link_counters(&link);
-    assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+    tenant.destroy(&id).await;
 
     let usage = tenant.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
-    let data = &usage.body["data"];
+    let data = usage.data();
     assert_eq!(data["measurement_status"]["network"], "measured");
     let metered_in = data["network_ingress_bytes"].as_u64().unwrap();
     let metered_out = data["network_egress_bytes"].as_u64().unwrap();
@@ -358,7 +348,7 @@ async fn network_bytes_are_metered(isolation: Isolation) {
     }
     // The rollup for the user carries the same bytes.
     let rollup = tenant.call("GET", "/usage?external_user_id=netty", None).await;
-    let row = &rollup.body["data"]["results"][0];
+    let row = &rollup.data()["results"][0];
     assert_eq!(row["network_ingress_bytes"], metered_in, "{row}");
     assert_eq!(row["network_egress_bytes"], metered_out, "{row}");
     server.stop().await;

@@ -21,18 +21,17 @@ async fn pool_members(server: &TestServer) -> usize {
 }
 
 async fn wait_for_pool(server: &TestServer, size: usize) {
-    for _ in 0..300 {
-        if pool_members(server).await >= size {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the pool never reached {size}");
+    let what = format!("the pool reaching {size}");
+    islet_testkit::eventually(&what, Duration::from_secs(30), || async {
+        (pool_members(server).await >= size).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
-    let server = TestServer::start_with(Config { warm_pool: 2, ..Config::default() }).await;
+    let server =
+        TestServer::builder().control(Config { warm_pool: 2, ..Config::default() }).start().await;
     let client = server.tenant(None).await;
     let other = server.tenant(None).await;
     wait_for_pool(&server, 2).await;
@@ -41,14 +40,14 @@ async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
         .call("POST", "/sandboxes", Some(json!({"external_user_id": "u1", "metadata": {"k": 1}})))
         .await;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
-    let data = &reply.body["data"];
+    let data = reply.data();
     let id = data["id"].as_str().unwrap().to_owned();
     assert_eq!(data["boot_ms"], 0, "taken from the pool, not started: {data}");
     assert_eq!(data["state"], "running");
     assert_eq!(data["external_user_id"], "u1");
     assert_eq!(
         data["tenant_id"],
-        client.call("GET", &format!("/sandboxes/{id}"), None).await.body["data"]["tenant_id"]
+        client.call("GET", &format!("/sandboxes/{id}"), None).await.data()["tenant_id"]
     );
     assert_eq!(data["timeout_sec"], 1800, "the tenant's timeout, not the pool's");
     let (code, out, _) = client.exec(&id, "hostname").await;
@@ -61,7 +60,7 @@ async fn a_fitting_create_takes_a_warm_sandbox_and_the_pool_refills() {
     // With env it cannot come from the pool: it starts on its own.
     let reply = client.call("POST", "/sandboxes", Some(json!({"env": {"A": "b"}}))).await;
     assert_eq!(reply.status, 201);
-    assert_ne!(reply.body["data"]["boot_ms"], 0);
+    assert_ne!(reply.data()["boot_ms"], 0);
 
     wait_for_pool(&server, 2).await;
     server.stop().await;

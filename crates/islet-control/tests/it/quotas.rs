@@ -19,17 +19,16 @@ async fn quota_events(server: &TestServer, client: &Client) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_five() {
     // Rate limits off: all 500 must reach admission at once.
-    let server = TestServer::start_with(islet_control::Config {
-        api_rate_limit: 0,
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config { api_rate_limit: 0, ..islet_control::Config::default() })
+        .start()
+        .await;
     let tenant = server.tenant(None).await;
     let set = tenant.call("PUT", "/quotas/external/racer", Some(json!({"max_sandboxes": 5}))).await;
     assert_eq!(set.status, 200, "{:?}", set.body);
-    assert_eq!(set.body["data"]["max_sandboxes"], 5);
-    assert_eq!(set.body["data"]["limits"]["max_sandboxes"], 5);
-    assert!(set.body["data"]["limits"]["max_concurrent"].is_null());
+    assert_eq!(set.data()["max_sandboxes"], 5);
+    assert_eq!(set.data()["limits"]["max_sandboxes"], 5);
+    assert!(set.data()["limits"]["max_concurrent"].is_null());
     let requests = (0..500).map(|_| {
         tenant.call("POST", "/sandboxes?wait=false", Some(json!({"external_user_id": "racer"})))
     });
@@ -37,7 +36,7 @@ async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_fiv
     let admitted: Vec<&str> = replies
         .iter()
         .filter(|r| r.status == 201 || r.status == 202)
-        .map(|r| r.body["data"]["id"].as_str().unwrap())
+        .map(|r| r.text("/data/id"))
         .collect();
     let refused: Vec<_> = replies.iter().filter(|r| r.status == 403).collect();
     assert_eq!(admitted.len(), 5, "admitted {}", admitted.len());
@@ -64,8 +63,8 @@ async fn five_hundred_parallel_creates_against_a_limit_of_five_admit_exactly_fiv
         202
     );
     let got = tenant.call("GET", "/quotas/external/racer", None).await;
-    assert_eq!(got.body["data"]["usage"]["total_sandboxes"], 5);
-    assert_eq!(got.body["data"]["sources"]["max_sandboxes"], "user");
+    assert_eq!(got.data()["usage"]["total_sandboxes"], 5);
+    assert_eq!(got.data()["sources"]["max_sandboxes"], "user");
     // Deleting the quota lifts it.
     assert_eq!(tenant.status("DELETE", "/quotas/external/racer", None).await, 204);
     assert_eq!(
@@ -101,16 +100,10 @@ async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
         .call("PUT", "/external-users/u1/policy", Some(json!({"quotas": {"max_concurrent": 2}})))
         .await;
     let effective = tenant.call("GET", "/external-users/u1/effective-policy", None).await;
+    assert_eq!(effective.data()["quotas"]["max_concurrent"], json!({"value": 2, "source": "user"}));
+    assert_eq!(effective.data()["quotas"]["max_cpu"], json!({"value": 4, "source": "tenant"}));
     assert_eq!(
-        effective.body["data"]["quotas"]["max_concurrent"],
-        json!({"value": 2, "source": "user"})
-    );
-    assert_eq!(
-        effective.body["data"]["quotas"]["max_cpu"],
-        json!({"value": 4, "source": "tenant"})
-    );
-    assert_eq!(
-        effective.body["data"]["quotas"]["max_sandboxes"],
+        effective.data()["quotas"]["max_sandboxes"],
         json!({"value": null, "source": "platform"})
     );
     assert_eq!(
@@ -118,7 +111,7 @@ async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
         200
     );
     for id in [&a, &b] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        tenant.destroy(&id).await;
     }
     server.stop().await;
 }
@@ -155,31 +148,29 @@ async fn policy_documents_validate_merge_and_set_defaults() {
         .call("PUT", "/quotas/external/u", Some(json!({"max_sandboxes": 3, "max_concurrent": 2})))
         .await;
     let doc = tenant.call("GET", "/external-users/u/policy", None).await;
-    assert_eq!(doc.body["data"]["quotas"], json!({"max_sandboxes": 3, "max_concurrent": 2}));
-    assert_eq!(doc.body["data"]["billing"]["tier"], "gold");
+    assert_eq!(doc.data()["quotas"], json!({"max_sandboxes": 3, "max_concurrent": 2}));
+    assert_eq!(doc.data()["billing"]["tier"], "gold");
     // PUT replaces: a field left out is no longer capped for the user.
     tenant.call("PUT", "/quotas/external/u", Some(json!({"max_sandboxes": 4}))).await;
     let q = tenant.call("GET", "/quotas/external/u", None).await;
-    assert_eq!(q.body["data"]["max_sandboxes"], 4);
-    assert!(q.body["data"]["max_concurrent"].is_null());
+    assert_eq!(q.data()["max_sandboxes"], 4);
+    assert!(q.data()["max_concurrent"].is_null());
     // Lifecycle defaults apply to a create that leaves them out, not one that sets them.
     let id = tenant.sandbox(json!({"external_user_id": "u"})).await;
     let got = tenant.call("GET", &format!("/sandboxes/{id}"), None).await;
-    assert_eq!(got.body["data"]["timeout_sec"], 120, "{:?}", got.body);
+    assert_eq!(got.data()["timeout_sec"], 120, "{:?}", got.body);
     let own = tenant.sandbox(json!({"external_user_id": "u", "timeout_sec": 900})).await;
     let got = tenant.call("GET", &format!("/sandboxes/{own}"), None).await;
-    assert_eq!(got.body["data"]["timeout_sec"], 900);
+    assert_eq!(got.data()["timeout_sec"], 900);
     // Another tenant's documents are its own.
     let other = server.tenant(None).await;
     let theirs = other.call("GET", "/external-users/u/policy", None).await;
-    assert_eq!(theirs.body["data"], json!({}));
-    assert!(
-        other.call("GET", "/quotas/external/u", None).await.body["data"]["max_sandboxes"].is_null()
-    );
+    assert_eq!(theirs.data(), &json!({}));
+    assert!(other.call("GET", "/quotas/external/u", None).await.data()["max_sandboxes"].is_null());
     assert_eq!(tenant.status("DELETE", "/external-users/u/policy", None).await, 204);
-    assert_eq!(tenant.call("GET", "/external-users/u/policy", None).await.body["data"], json!({}));
+    assert_eq!(tenant.call("GET", "/external-users/u/policy", None).await.data(), &json!({}));
     for id in [&id, &own] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        tenant.destroy(&id).await;
     }
     server.stop().await;
 }
@@ -192,7 +183,7 @@ async fn a_sixty_second_runtime_cap_stops_the_sandbox_on_time_with_one_event() {
     let created = Instant::now();
     let id = tenant.sandbox(json!({"external_user_id": "capped", "timeout_sec": 3600})).await;
     let got = tenant.call("GET", &format!("/sandboxes/{id}"), None).await;
-    assert_eq!(got.body["data"]["timeout_sec"], 60, "the timeout is capped");
+    assert_eq!(got.data()["timeout_sec"], 60, "the timeout is capped");
     // Extending cannot pass the cap either.
     let extended = tenant
         .call("POST", &format!("/sandboxes/{id}/extend"), Some(json!({"timeout_sec": 3600})))
@@ -220,13 +211,13 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
     let token = tenant
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "mallory", "workspace_id": "w"})))
         .await;
-    let browser = Client::new(&tenant.base, token.body["data"]["token"].as_str().unwrap());
+    let browser = Client::new(&tenant.base, token.text("/data/token"));
     assert_eq!(browser.status("GET", "/sandboxes", None).await, 200);
     let suspended = tenant
         .call("POST", "/external-users/mallory/suspend", Some(json!({"reason": "crypto mining"})))
         .await;
     assert_eq!(suspended.status, 200, "{:?}", suspended.body);
-    assert_eq!(suspended.body["data"]["stopped"], json!([running]));
+    assert_eq!(suspended.data()["stopped"], json!([running]));
     assert_eq!(tenant.state(&running).await, "stopped");
     assert_eq!(tenant.state(&other).await, "running", "other users are untouched");
     assert_eq!(browser.status("GET", "/sandboxes", None).await, 401, "their tokens die");
@@ -243,31 +234,33 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
         tenant.call("POST", &format!("/sandboxes/{running}/resume"), Some(json!({}))).await;
     assert_eq!(resume.status, 403);
     let user = tenant.call("GET", "/external-users/mallory", None).await;
-    assert_eq!(user.body["data"]["suspended"], true);
-    assert_eq!(user.body["data"]["suspension_reason"], "crypto mining");
+    assert_eq!(user.data()["suspended"], true);
+    assert_eq!(user.data()["suspension_reason"], "crypto mining");
     let tenant_id = tenant_id(&server, &tenant).await;
     let events = server.state.store.events_after(&tenant_id, 0, 1000).await.unwrap();
     assert!(events.iter().any(|e| e.event_type == "user.suspended"));
     // Lifted: admitted again.
     let lifted = tenant.call("POST", "/external-users/mallory/unsuspend", None).await;
-    assert_eq!(lifted.body["data"]["was_suspended"], true);
+    assert_eq!(lifted.data()["was_suspended"], true);
     assert_eq!(
         tenant.status("POST", &format!("/sandboxes/{running}/resume"), Some(json!({}))).await,
         200
     );
     for id in [&running, &other] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+        tenant.destroy(&id).await;
     }
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_running_time_stops_the_user_and_refuses_more() {
-    let server = TestServer::start_with(islet_control::Config {
-        meter_interval: Duration::from_millis(300),
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            meter_interval: Duration::from_millis(300),
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
     let tenant = server.tenant(None).await;
     tenant
         .call("PUT", "/quotas/external/hasty", Some(json!({"max_sandbox_seconds_per_day": 3})))
@@ -285,19 +278,21 @@ async fn daily_running_time_stops_the_user_and_refuses_more() {
     let events = quota_events(&server, &tenant).await;
     assert!(events.iter().any(|e| e["data"]["action"] == "stop"));
     let sessions = tenant.call("GET", "/usage/sessions?external_user_id=hasty", None).await;
-    assert_eq!(sessions.body["data"][0]["sandbox_id"], id.as_str());
-    assert!(sessions.body["data"][0]["sandbox_seconds"].as_f64().unwrap() >= 3.0);
-    tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(sessions.data()[0]["sandbox_id"], id.as_str());
+    assert!(sessions.data()[0]["sandbox_seconds"].as_f64().unwrap() >= 3.0);
+    tenant.destroy(&id).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402() {
-    let server = TestServer::start_with(islet_control::Config {
-        meter_interval: Duration::from_millis(300),
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            meter_interval: Duration::from_millis(300),
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
     let tenant = server.tenant(None).await;
     // Bad price lists are refused whole, and change nothing.
     for bad in [
@@ -310,7 +305,7 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
     }
     let settings = tenant.call("GET", "/settings", None).await;
-    assert_eq!(settings.body["data"]["pricing"]["vcpu_hour_cents"], 0.0);
+    assert_eq!(settings.data()["pricing"]["vcpu_hour_cents"], 0.0);
     // A cent per second of running, and 2 cents per GiB-hour of disk.
     let set = tenant
         .call(
@@ -320,7 +315,7 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
         )
         .await;
     assert_eq!(set.status, 200, "{:?}", set.body);
-    assert_eq!(set.body["data"]["pricing"]["sandbox_hour_cents"], 3600.0);
+    assert_eq!(set.data()["pricing"]["sandbox_hour_cents"], 3600.0);
     tenant.call("PUT", "/quotas/external/spender", Some(json!({"max_credit_cents": 3}))).await;
     let id = tenant.sandbox(json!({"external_user_id": "spender"})).await;
     let started = Instant::now();
@@ -341,13 +336,13 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
         .any(|e| e["data"]["action"] == "stop" && e["data"]["limit"] == "max_credit_cents"));
     // The usage reports price what was used: seconds × 1 cent + GiB-hours × 2 cents.
     let usage = tenant.call("GET", "/usage?external_user_id=spender&period=mtd", None).await;
-    let row = &usage.body["data"]["results"][0];
+    let row = &usage.data()["results"][0];
     let expected =
         row["sandbox_seconds"].as_f64().unwrap() + 2.0 * row["storage_gib_hours"].as_f64().unwrap();
     assert!((row["credit_cents_exact"].as_f64().unwrap() - expected).abs() < 1e-6, "{row}");
     assert!(row["credit_cents"].as_u64().unwrap() >= 3, "{row}");
     let own = tenant.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
-    assert!(own.body["data"]["estimated_cost_cents"].as_f64().unwrap() >= 3.0);
+    assert!(own.data()["estimated_cost_cents"].as_f64().unwrap() >= 3.0);
     // Another user of the same tenant is untouched by this one's cap.
     let other = tenant.call("POST", "/sandboxes", Some(json!({"external_user_id": "saver"}))).await;
     assert_eq!(other.status, 201, "{:?}", other.body);
@@ -355,8 +350,8 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
     tenant.call("PUT", "/quotas/external/spender", Some(json!({"max_credit_cents": 100000}))).await;
     let resume = tenant.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
     assert_eq!(resume.status, 200, "{:?}", resume.body);
-    for id in [id.as_str(), other.body["data"]["id"].as_str().unwrap()] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    for id in [id.as_str(), other.text("/data/id")] {
+        tenant.destroy(&id).await;
     }
     server.stop().await;
 }
@@ -387,7 +382,7 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     let token = tenant
         .call("POST", "/tokens/scoped", Some(json!({"user_id": "rogue", "workspace_id": "w"})))
         .await;
-    let browser = Client::new(&server.base, token.body["data"]["token"].as_str().unwrap());
+    let browser = Client::new(&server.base, token.text("/data/token"));
     assert_eq!(browser.status("GET", "/sandboxes", None).await, 200);
 
     // Bad input changes nothing.
@@ -414,8 +409,8 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     println!("operator suspension: sandbox stopped {:.2?} after the command", started.elapsed());
     assert_eq!(tenant.state(&bystander).await, "running");
     let user = tenant.call("GET", "/external-users/rogue", None).await;
-    assert_eq!(user.body["data"]["suspended"], true, "{:?}", user.body);
-    assert_eq!(user.body["data"]["suspended_by"], "operator");
+    assert_eq!(user.data()["suspended"], true, "{:?}", user.body);
+    assert_eq!(user.data()["suspended_by"], "operator");
     // The tenant cannot lift the operator's suspension, nor overwrite its reason.
     let lift = tenant.call("POST", "/external-users/rogue/unsuspend", Some(json!({}))).await;
     assert_eq!(lift.status, 409, "{:?}", lift.body);
@@ -423,8 +418,8 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
         tenant.call("POST", "/external-users/rogue/suspend", Some(json!({"reason": "mine"}))).await;
     assert_eq!(again.status, 200, "{:?}", again.body);
     let user = tenant.call("GET", "/external-users/rogue", None).await;
-    assert_eq!(user.body["data"]["suspended_by"], "operator");
-    assert_eq!(user.body["data"]["suspension_reason"], "abuse");
+    assert_eq!(user.data()["suspended_by"], "operator");
+    assert_eq!(user.data()["suspension_reason"], "abuse");
 
     let (ok, said, err) =
         operator(&data, &["unsuspend", "--tenant", "acme-operator", "--user", "rogue"]);
@@ -433,15 +428,15 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     // The tenant's own suspension (made while the operator's stood) outlives the operator's.
     assert_eq!(said["suspended"], true);
     let user = tenant.call("GET", "/external-users/rogue", None).await;
-    assert_eq!(user.body["data"]["suspended_by"], "tenant");
-    assert_eq!(user.body["data"]["suspension_reason"], "mine");
+    assert_eq!(user.data()["suspended_by"], "tenant");
+    assert_eq!(user.data()["suspension_reason"], "mine");
     let lift = tenant.call("POST", "/external-users/rogue/unsuspend", Some(json!({}))).await;
     assert_eq!(lift.status, 200, "{:?}", lift.body);
-    assert_eq!(lift.body["data"]["was_suspended"], true);
+    assert_eq!(lift.data()["was_suspended"], true);
     let again = tenant.call("POST", "/sandboxes", Some(json!({"external_user_id": "rogue"}))).await;
     assert_eq!(again.status, 201, "{:?}", again.body);
-    for id in [id.as_str(), bystander.as_str(), again.body["data"]["id"].as_str().unwrap()] {
-        tenant.call("DELETE", &format!("/sandboxes/{id}"), None).await;
+    for id in [id.as_str(), bystander.as_str(), again.text("/data/id")] {
+        tenant.destroy(&id).await;
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();

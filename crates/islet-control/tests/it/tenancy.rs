@@ -12,12 +12,12 @@ async fn a_second_tenant_gets_404_on_every_route() {
     // The owner's preview objects, which the intruder must not find either.
     let preview =
         owner.call("POST", &format!("/sandboxes/{id}/expose"), Some(json!({"port": 8000}))).await;
-    let pid = preview.body["data"]["id"].as_str().unwrap().to_owned();
+    let pid = preview.id();
     let token =
         owner.call("POST", &format!("/sandboxes/{id}/preview-token"), Some(json!({}))).await;
-    let tid = token.body["data"]["id"].as_str().unwrap().to_owned();
+    let tid = token.id();
     let share = owner.call("POST", &format!("/sandboxes/{id}/shares"), Some(json!({}))).await;
-    let sid = share.body["data"]["share_id"].as_str().unwrap().to_owned();
+    let sid = share.text("/data/share_id").to_owned();
     // Every declared `/sandboxes/{id}…` route, with every kind of method it answers: a route
     // added later is covered without touching this test.
     let mut tried = 0;
@@ -44,24 +44,24 @@ async fn a_second_tenant_gets_404_on_every_route() {
     let by_name = intruder.call("GET", "/sandboxes/by-name/mine", None).await;
     assert_eq!(by_name.status, 404, "{:?}", by_name.body);
     let listed = intruder.call("GET", "/sandboxes", None).await;
-    assert!(listed.body["data"].as_array().unwrap().is_empty());
+    assert!(listed.data().as_array().unwrap().is_empty());
     // The owner's preview objects are untouched.
     let previews = owner.call("GET", &format!("/sandboxes/{id}/previews"), None).await;
-    assert_eq!(previews.body["data"].as_array().unwrap().len(), 1, "{:?}", previews.body);
+    assert_eq!(previews.data().as_array().unwrap().len(), 1, "{:?}", previews.body);
     let tokens = owner.call("GET", &format!("/sandboxes/{id}/preview-tokens"), None).await;
-    assert_eq!(tokens.body["data"][0]["id"], tid.as_str());
+    assert_eq!(tokens.data()[0]["id"], tid.as_str());
     let shares = owner.call("GET", &format!("/sandboxes/{id}/shares"), None).await;
-    assert_eq!(shares.body["data"][0]["share_id"], sid.as_str());
+    assert_eq!(shares.data()[0]["share_id"], sid.as_str());
     // The owner's sandbox is untouched.
     let mine = owner.call("GET", &format!("/sandboxes/{id}"), None).await;
-    assert_eq!(mine.body["data"]["state"], "running");
-    assert!(mine.body["data"]["metadata"].as_object().unwrap().is_empty());
+    assert_eq!(mine.data()["state"], "running");
+    assert!(mine.data()["metadata"].as_object().unwrap().is_empty());
     // The owner may spell its ID percent-encoded; the agent still gets the right path.
     let encoded = id.replace('_', "%5F");
     let reply = owner
         .call("POST", &format!("/sandboxes/{encoded}/exec"), Some(json!({"command": "echo ok"})))
         .await;
-    assert_eq!(reply.body["data"]["stdout"], "ok\n", "{:?}", reply.body);
+    assert_eq!(reply.data()["stdout"], "ok\n", "{:?}", reply.body);
     // Without a key: 401 with the error envelope and a request id.
     let anonymous = islet_testkit::Client::new(&server.base, "msk_live_nope")
         .call("GET", "/sandboxes", None)

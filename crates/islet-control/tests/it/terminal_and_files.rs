@@ -35,7 +35,7 @@ async fn a_terminal_over_websocket_survives_a_reconnect() {
         .call("POST", &format!("/sandboxes/{id}/terminal"), Some(json!({"cols": 100, "rows": 30})))
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    let session = created.body["data"]["session_id"].as_str().unwrap().to_owned();
+    let session = created.text("/data/session_id").to_owned();
 
     let url = format!(
         "{}/sandboxes/{id}/terminal/stream?session_id={session}",

@@ -25,7 +25,7 @@ fn config() -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_api_validates_and_hides_the_secret() {
-    let server = TestServer::start_with(config()).await;
+    let server = TestServer::builder().control(config()).start().await;
     let tenant = server.tenant(None).await;
     let rx = Receiver::start().await;
     let created = tenant
@@ -39,17 +39,17 @@ async fn management_api_validates_and_hides_the_secret() {
     assert_eq!(created.status, 201, "{:?}", created.body);
     let secret = created.body["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
-    assert_eq!(created.body["data"]["secret"], secret.as_str());
-    let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.data()["secret"], secret.as_str());
+    let id = created.id();
     assert!(id.starts_with("wh_"));
-    assert_eq!(created.body["data"]["retry_count"], 7);
-    assert_eq!(created.body["data"]["headers"]["x-route"], "blue");
+    assert_eq!(created.data()["retry_count"], 7);
+    assert_eq!(created.data()["headers"]["x-route"], "blue");
     let got = tenant.call("GET", &format!("/webhooks/{id}"), None).await;
     assert_eq!(got.status, 200);
     assert!(!got.bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret shown again");
-    assert!(got.body["data"]["secret_preview"].as_str().unwrap().starts_with("whsec_"));
+    assert!(got.text("/data/secret_preview").starts_with("whsec_"));
     let listed = tenant.call("GET", "/webhooks", None).await;
-    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed.data().as_array().unwrap().len(), 1);
     assert!(!listed.bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
 
     let bad: Vec<(Value, &str)> = vec![
@@ -85,10 +85,10 @@ async fn management_api_validates_and_hides_the_secret() {
         )
         .await;
     assert_eq!(patched.status, 200, "{:?}", patched.body);
-    assert_eq!(patched.body["data"]["active"], false);
-    assert_eq!(patched.body["data"]["status"], "paused");
-    assert_eq!(patched.body["data"]["events"], json!(["sandbox.ready"]));
-    assert!(patched.body["data"]["name"].is_null());
+    assert_eq!(patched.data()["active"], false);
+    assert_eq!(patched.data()["status"], "paused");
+    assert_eq!(patched.data()["events"], json!(["sandbox.ready"]));
+    assert!(patched.data()["name"].is_null());
     let test = tenant.call("POST", &format!("/webhooks/{id}/test"), None).await;
     assert_eq!(test.status, 409, "a paused endpoint cannot be tested");
     for field in ["url", "events", "headers", "metadata", "retry_count", "active"] {
@@ -102,10 +102,7 @@ async fn management_api_validates_and_hides_the_secret() {
     assert_eq!(catalogue.status, 200);
     assert_eq!(catalogue.body["signing"]["format"], "sha256=<hex>");
     assert!(catalogue.body["events"].as_array().unwrap().contains(&json!("sandbox.running")));
-    assert!(catalogue.body["data"]["sandbox"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("sandbox.destroyed")));
+    assert!(catalogue.data()["sandbox"].as_array().unwrap().contains(&json!("sandbox.destroyed")));
 
     let rotated = tenant
         .call(
@@ -116,7 +113,7 @@ async fn management_api_validates_and_hides_the_secret() {
         .await;
     assert_eq!(rotated.status, 200);
     assert_ne!(rotated.body["secret"], secret.as_str());
-    assert!(rotated.body["data"]["previous_secret_expires_at"].is_string());
+    assert!(rotated.data()["previous_secret_expires_at"].is_string());
 
     let deleted = tenant.call("DELETE", &format!("/webhooks/{id}"), None).await;
     assert_eq!(deleted.status, 204);
@@ -126,7 +123,7 @@ async fn management_api_validates_and_hides_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
-    let server = TestServer::start_with(config()).await;
+    let server = TestServer::builder().control(config()).start().await;
     let tenant = server.tenant(None).await;
     let rx = Receiver::start().await;
     let created = tenant
@@ -136,13 +133,13 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
             Some(json!({"url": rx.url("/"), "events": ["sandbox.*", "sandbox.ready"]})),
         )
         .await;
-    let wh = created.body["data"]["id"].as_str().unwrap().to_owned();
+    let wh = created.id();
     let id = tenant
         .sandbox(json!({"external_user_id": "user_42", "external_workspace_id": "ws_1",
                         "external_project_id": "proj_9", "metadata": {"plan": "pro"}}))
         .await;
     tenant.call("POST", &format!("/sandboxes/{id}/expose"), Some(json!({"port": 5173}))).await;
-    assert_eq!(tenant.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+    tenant.destroy(&id).await;
     let hits = rx
         .wait_for(Duration::from_secs(30), |h| {
             h.iter().any(|x| x.header("x-miosa-event") == "sandbox.destroyed")
@@ -172,7 +169,7 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
 
     // The log has every delivery with its attempt.
     let log = tenant.call("GET", &format!("/webhooks/{wh}/deliveries"), None).await;
-    let rows = log.body["data"].as_array().unwrap();
+    let rows = log.data().as_array().unwrap();
     assert!(rows.len() >= 4, "{rows:?}");
     assert!(rows
         .iter()
@@ -189,7 +186,7 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
         )
         .await;
     assert_eq!(replay.status, 202, "{:?}", replay.body);
-    let new_id = replay.body["data"]["id"].as_str().unwrap().to_owned();
+    let new_id = replay.id();
     let again = tenant
         .call(
             "POST",
@@ -220,17 +217,17 @@ async fn lifecycle_events_reach_the_receiver_in_order_with_their_attribution() {
 
     // A test event, attempted once, answered synchronously.
     let test = tenant.call("POST", &format!("/webhooks/{wh}/test"), None).await;
-    assert_eq!(test.body["data"]["delivered"], true, "{:?}", test.body);
+    assert_eq!(test.data()["delivered"], true, "{:?}", test.body);
     rx.set(Mode::Status(500)).await;
     let failed = tenant.call("POST", &format!("/webhooks/{wh}/test"), None).await;
-    assert_eq!(failed.body["data"]["delivered"], false);
-    assert_eq!(failed.body["data"]["status_code"], 500);
+    assert_eq!(failed.data()["delivered"], false);
+    assert_eq!(failed.data()["status_code"], 500);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_streams_filter_by_type_and_external_user() {
-    let server = TestServer::start_with(config()).await;
+    let server = TestServer::builder().control(config()).start().await;
     let tenant = server.tenant(None).await;
     let open = |path: String| {
         let http = tenant.http.clone();
@@ -297,19 +294,19 @@ async fn event_streams_filter_by_type_and_external_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_gets_404_on_every_webhook_route() {
-    let server = TestServer::start_with(config()).await;
+    let server = TestServer::builder().control(config()).start().await;
     let owner = server.tenant(None).await;
     let intruder = server.tenant(None).await;
     let rx = Receiver::start().await;
     let created =
         owner.call("POST", "/webhooks", Some(json!({"url": rx.url("/"), "events": ["*"]}))).await;
-    let wh = created.body["data"]["id"].as_str().unwrap().to_owned();
+    let wh = created.id();
     assert_eq!(
-        owner.call("POST", &format!("/webhooks/{wh}/test"), None).await.body["data"]["delivered"],
+        owner.call("POST", &format!("/webhooks/{wh}/test"), None).await.data()["delivered"],
         true
     );
     let log = owner.call("GET", &format!("/webhooks/{wh}/deliveries"), None).await;
-    let did = log.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let did = log.data()[0]["id"].as_str().unwrap().to_owned();
     let routes: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/webhooks/{wh}"), None),
         ("PATCH", format!("/webhooks/{wh}"), Some(json!({"active": false}))),
@@ -325,11 +322,8 @@ async fn another_tenant_gets_404_on_every_webhook_route() {
         assert_eq!(reply.status, 404, "{method} {path}: {:?}", reply.body);
         assert_eq!(reply.body["error"]["code"], "NOT_FOUND");
     }
-    assert!(intruder.call("GET", "/webhooks", None).await.body["data"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(intruder.call("GET", "/webhooks", None).await.data().as_array().unwrap().is_empty());
     let still = owner.call("GET", &format!("/webhooks/{wh}"), None).await;
-    assert_eq!(still.body["data"]["active"], true);
+    assert_eq!(still.data()["active"], true);
     server.stop().await;
 }

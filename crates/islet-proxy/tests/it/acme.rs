@@ -107,13 +107,13 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
     let pebble_listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = std::env::temp_dir().join(format!("acme-{challenge:?}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = TestServer::start_full(
-        islet_control::Config {
+    let server = TestServer::builder()
+        .control(islet_control::Config {
             preview_scheme: "https".into(),
             preview_acme: true,
             ..islet_control::Config::default()
-        },
-        |edge| {
+        })
+        .edge(|edge| {
             edge.acme = Some(AcmeConfig {
                 directory_url: format!("https://{pebble_listen}/dir"),
                 root_ca: Some(dir.join("ca.pem")),
@@ -122,9 +122,9 @@ async fn issues_on_first_handshake_and_renews(challenge: Challenge) {
                 renew_before: Duration::from_secs(10 * 365 * 86_400),
                 issue_timeout: Duration::from_secs(60),
             });
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     // The test DNS answers 127.0.0.1 for every name, so validation reaches this edge.
     let pebble = Pebble::start(
         &dir,

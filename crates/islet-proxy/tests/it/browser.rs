@@ -15,11 +15,13 @@ use crate::{preview, APP_PORT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_preview_works_in_a_cross_site_iframe() {
-    let server = TestServer::start_with(islet_control::Config {
-        preview_scheme: "https".into(),
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            preview_scheme: "https".into(),
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
     let client = server.tenant(None).await;
     client
         .call(
@@ -119,7 +121,7 @@ async fn a_browser_token_calls_the_api_from_the_tenants_own_origin_only() {
         )
         .await;
     assert_eq!(minted.status, 201, "{:?}", minted.body);
-    let token = minted.body["data"]["token"].as_str().unwrap().to_owned();
+    let token = minted.text("/data/token").to_owned();
     assert!(token.starts_with("mst_"), "{token}");
 
     let sbx = format!("/sandboxes/{sandbox}");

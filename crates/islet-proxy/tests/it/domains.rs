@@ -7,11 +7,13 @@ use crate::{preview, APP_PORT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_domain_serves_previews_with_its_own_certificate() {
-    let server = TestServer::start_with(islet_control::Config {
-        preview_scheme: "https".into(),
-        ..islet_control::Config::default()
-    })
-    .await;
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            preview_scheme: "https".into(),
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
     let client = server.tenant(None).await;
     let rival = server.tenant(None).await;
     let p = preview(&client).await;
@@ -52,7 +54,7 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let data = &reply.body["data"];
+    let data = reply.data();
     assert_eq!(data["domain"], "preview.acme.test");
     assert_eq!(data["verified"], false);
     assert_eq!(data["records"][0]["name"], "*.preview.acme.test");
@@ -68,13 +70,13 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
             Some(serde_json::json!({ "preview_domain": "preview.acme.test" })),
         )
         .await;
-    assert_ne!(claim.body["data"]["verification"]["value"], challenge.as_str());
+    assert_ne!(claim.data()["verification"]["value"], challenge.as_str());
     let early = rival.call("POST", "/tenant/preview-domain/verify", None).await;
-    assert_eq!(early.body["data"]["verified"], false, "{:?}", early.body);
+    assert_eq!(early.data()["verified"], false, "{:?}", early.body);
     server.dns.set_txt("_preview-verify.preview.acme.test", &challenge);
     let takeover = rival.call("POST", "/tenant/preview-domain/verify", None).await;
-    assert_eq!(takeover.body["data"]["verified"], false, "{:?}", takeover.body);
-    assert!(takeover.body["data"]["error"].as_str().unwrap().contains("does not hold"));
+    assert_eq!(takeover.data()["verified"], false, "{:?}", takeover.body);
+    assert!(takeover.text("/data/error").contains("does not hold"));
 
     // No certificate before verification.
     let names = ["*.preview.acme.test".to_owned(), "preview.acme.test".to_owned()];
@@ -90,10 +92,10 @@ async fn a_verified_domain_serves_previews_with_its_own_certificate() {
 
     let verified = client.call("POST", "/tenant/preview-domain/verify", None).await;
     assert_eq!(verified.status, 200, "{:?}", verified.body);
-    assert_eq!(verified.body["data"]["verified"], true, "{:?}", verified.body);
+    assert_eq!(verified.data()["verified"], true, "{:?}", verified.body);
     // Now the rival can neither verify it nor put a certificate on it.
     let second = rival.call("POST", "/tenant/preview-domain/verify", None).await;
-    assert_eq!(second.body["data"]["verified"], false, "{:?}", second.body);
+    assert_eq!(second.data()["verified"], false, "{:?}", second.body);
     let (rival_cert, rival_key) = islet_tls::self_signed(&names).unwrap();
     let overwrite = rival
         .call(

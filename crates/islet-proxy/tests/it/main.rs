@@ -32,7 +32,7 @@ pub async fn preview(client: &Client) -> Preview {
         )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    Preview { host: host_of(reply.body["data"]["url"].as_str().unwrap()), id }
+    Preview { host: host_of(reply.text("/data/url")), id }
 }
 
 /// The host part of a URL.
@@ -61,8 +61,8 @@ pub async fn verified_domain(server: &TestServer, client: &Client, domain: &str)
             Some(serde_json::json!({ "preview_domain": domain })),
         )
         .await;
-    let challenge = claimed.body["data"]["verification"]["value"].as_str().unwrap().to_owned();
+    let challenge = claimed.data()["verification"]["value"].as_str().unwrap().to_owned();
     server.dns.set_txt(&format!("_preview-verify.{domain}"), &challenge);
     let verified = client.call("POST", "/tenant/preview-domain/verify", None).await;
-    assert_eq!(verified.body["data"]["verified"], true, "{:?}", verified.body);
+    assert_eq!(verified.data()["verified"], true, "{:?}", verified.body);
 }

@@ -45,11 +45,13 @@ fn assert_branded(status: u16, headers: &str, body: &str, expect: u16, words: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
-    let server = TestServer::start_full(islet_control::Config::default(), |edge| {
-        edge.rate_limit_per_sec = 2;
-        edge.rate_limit_burst = 4;
-    })
-    .await;
+    let server = TestServer::builder()
+        .edge(|edge| {
+            edge.rate_limit_per_sec = 2;
+            edge.rate_limit_burst = 4;
+        })
+        .start()
+        .await;
     let client = server.tenant(None).await;
     // Branding: validated, both spellings of the API.
     let bad = client
@@ -65,7 +67,7 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
         .await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     let flat = client.call("GET", "/settings/branding", None).await;
-    assert_eq!(flat.body["data"]["product_name"], "Acme Code");
+    assert_eq!(flat.data()["product_name"], "Acme Code");
 
     let p = preview(&client).await;
     let (token, _) = client.preview_token(&p.id, serde_json::json!({ "scope": "interact" })).await;

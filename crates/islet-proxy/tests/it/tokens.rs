@@ -100,8 +100,8 @@ async fn ten_thousand_bad_tokens_are_refused_alike() {
     let reply = client
         .call("POST", &format!("/sandboxes/{}/preview-token", p.id), Some(serde_json::json!({})))
         .await;
-    let revoked = reply.body["data"]["token"].as_str().unwrap().to_owned();
-    let revoked_id = reply.body["data"]["id"].as_str().unwrap().to_owned();
+    let revoked = reply.text("/data/token").to_owned();
+    let revoked_id = reply.id();
     let gone = client
         .call("DELETE", &format!("/sandboxes/{}/preview-tokens/{revoked_id}", p.id), None)
         .await;
@@ -208,10 +208,10 @@ async fn revocation_and_deletion_reach_the_edge_within_seconds_and_read_scope_ca
     let reply = client
         .call("POST", &format!("/sandboxes/{}/preview-token", p.id), Some(serde_json::json!({})))
         .await;
-    let token = reply.body["data"]["token"].as_str().unwrap().to_owned();
-    let token_id = reply.body["data"]["id"].as_str().unwrap().to_owned();
+    let token = reply.text("/data/token").to_owned();
+    let token_id = reply.id();
     let listed = client.call("GET", &format!("/sandboxes/{}/preview-tokens", p.id), None).await;
-    assert!(listed.body["data"].as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
+    assert!(listed.data().as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
     assert!(!listed.body.to_string().contains(&token), "a listing shows a token");
     client.call("DELETE", &format!("/sandboxes/{}/preview-tokens/{token_id}", p.id), None).await;
     let revoked_after =
@@ -226,9 +226,9 @@ async fn revocation_and_deletion_reach_the_edge_within_seconds_and_read_scope_ca
         )
         .await;
     assert_eq!(share.status, 201, "{:?}", share.body);
-    let share_url = share.body["data"]["share_url"].as_str().unwrap().to_owned();
+    let share_url = share.text("/data/share_url").to_owned();
     let share_token = share_url.split("?ms=").nth(1).unwrap().to_owned();
-    let share_id = share.body["data"]["share_id"].as_str().unwrap().to_owned();
+    let share_id = share.text("/data/share_id").to_owned();
     let exchanged = edge.get(&share_url).send().await.unwrap();
     assert_eq!(exchanged.status(), 303, "share link exchange");
     client.call("DELETE", &format!("/sandboxes/{}/shares/{share_id}", p.id), None).await;
