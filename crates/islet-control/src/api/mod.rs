@@ -10,6 +10,7 @@ pub mod extract;
 pub mod middleware;
 pub mod resources;
 pub mod routes;
+mod wire;
 
 use axum::Router;
 

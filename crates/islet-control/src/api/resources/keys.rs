@@ -12,11 +12,12 @@ use islet_store::{BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, Princi
 use islet_types::scope::{Scope, ScopeSet};
 use islet_types::time::{now_millis, rfc3339, UnixMillis};
 use islet_types::ApiKeyId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,7 +33,57 @@ fn parse_key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("api key"))
 }
 
-fn key_view(k: &KeyRecord) -> Value {
+/// An API key as the API shows it: never its secret, only the first characters.
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyView {
+    pub id: ApiKeyId,
+    pub name: String,
+    pub key_prefix: String,
+    /// `["*"]` for a key with every scope.
+    pub scopes: Vec<&'static str>,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+    pub external_user_id: Option<String>,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A key just made or rotated, with its secret (shown this once), under both names the SDKs
+/// read.
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyWithSecret {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub token: String,
+    #[serde(rename = "key")]
+    pub secret: String,
+}
+
+/// A browser token as the API shows it; `token` (the secret) only when it is minted.
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenView {
+    pub id: String,
+    pub external_user_id: String,
+    /// `external_user_id` again, as the SDK names it.
+    pub user_id: String,
+    pub workspace_id: Option<String>,
+    pub scopes: Vec<&'static str>,
+    pub issued_by: ApiKeyId,
+    pub expires_at: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// `active` or `revoked`.
+    pub status: &'static str,
+    /// What the tenant attached when minting it.
+    pub extra: serde_json::Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+fn key_view(k: &KeyRecord) -> KeyView {
     let now = now_millis();
     let status = if k.revoked_at.is_some() {
         "revoked"
@@ -41,43 +92,40 @@ fn key_view(k: &KeyRecord) -> Value {
     } else {
         "active"
     };
-    let scopes: Vec<&str> = if k.full { vec!["*"] } else { k.scopes.names() };
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "key_prefix": k.key_prefix,
-        "scopes": scopes,
-        "status": status,
-        "external_user_id": k.external_user_id,
-        "description": k.description,
-        "created_at": rfc3339(k.created_at),
-        "last_used_at": k.last_used_at.map(rfc3339),
-        "expires_at": k.expires_at.map(rfc3339),
-        "revoked_at": k.revoked_at.map(rfc3339),
-    })
+    KeyView {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        key_prefix: k.key_prefix.clone(),
+        scopes: if k.full { vec!["*"] } else { k.scopes.names() },
+        status,
+        external_user_id: k.external_user_id.clone(),
+        description: k.description.clone(),
+        created_at: rfc3339(k.created_at),
+        last_used_at: k.last_used_at.map(rfc3339),
+        expires_at: k.expires_at.map(rfc3339),
+        revoked_at: k.revoked_at.map(rfc3339),
+    }
 }
 
-fn with_secret(k: &KeyRecord, plaintext: &str) -> Value {
-    let mut v = key_view(k);
-    v["token"] = json!(plaintext);
-    v["key"] = json!(plaintext);
-    v
+fn with_secret(k: &KeyRecord, plaintext: &str) -> KeyWithSecret {
+    KeyWithSecret { key: key_view(k), token: plaintext.to_owned(), secret: plaintext.to_owned() }
 }
 
-fn token_view(t: &BrowserTokenRecord) -> Value {
-    json!({
-        "id": t.id,
-        "external_user_id": t.external_user_id,
-        "user_id": t.external_user_id,
-        "workspace_id": t.workspace_id,
-        "scopes": t.scopes.names(),
-        "issued_by": t.issued_by,
-        "expires_at": rfc3339(t.expires_at),
-        "created_at": rfc3339(t.created_at),
-        "revoked_at": t.revoked_at.map(rfc3339),
-        "status": if t.revoked_at.is_some() { "revoked" } else { "active" },
-        "extra": t.extra,
-    })
+fn token_view(t: &BrowserTokenRecord) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        external_user_id: t.external_user_id.clone(),
+        user_id: t.external_user_id.clone(),
+        workspace_id: t.workspace_id.clone(),
+        scopes: t.scopes.names(),
+        issued_by: t.issued_by.clone(),
+        expires_at: rfc3339(t.expires_at),
+        created_at: rfc3339(t.created_at),
+        revoked_at: t.revoked_at.map(rfc3339),
+        status: if t.revoked_at.is_some() { "revoked" } else { "active" },
+        extra: t.extra.clone(),
+        token: None,
+    }
 }
 
 /// A key the caller may manage: one that holds nothing the caller lacks (so a `keys:write` key
@@ -169,18 +217,18 @@ pub(crate) struct KeyBody {
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<Vec<KeyView>>>, ApiError> {
     let keys = state.store.list_api_keys(&caller.tenant_id).await?;
-    Ok(Json(json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() })))
+    Ok(wire::data(keys.iter().map(key_view).collect()))
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<KeyView>>, ApiError> {
     let key = state.store.get_api_key(&caller.tenant_id, &parse_key_id(&id)?).await?;
-    Ok(Json(json!({ "data": key_view(&key) })))
+    Ok(wire::data(key_view(&key)))
 }
 
 pub(crate) async fn create(
@@ -203,8 +251,7 @@ pub(crate) async fn create(
 /// Make the key and answer 201 with its secret (shown this once).
 async fn created(state: &AppState, caller: &Principal, new: NewKey) -> Result<Response, ApiError> {
     let (key, plaintext) = state.store.create_api_key(&caller.tenant_id, new).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "data": with_secret(&key, &plaintext) })))
-        .into_response())
+    Ok((StatusCode::CREATED, wire::data(with_secret(&key, &plaintext))).into_response())
 }
 
 /// A key's free-text description: anything up to 1,000 bytes.
@@ -244,7 +291,7 @@ pub(crate) async fn update(
     Caller(caller): Caller,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<KeyView>>, ApiError> {
     let id = parse_key_id(&id)?;
     manageable(&state, &caller, &id).await?;
     let b: KeyBody = body::parse(&bytes)?;
@@ -273,18 +320,18 @@ pub(crate) async fn update(
         }
         other => other?,
     };
-    Ok(Json(json!({ "data": key_view(&key) })))
+    Ok(wire::data(key_view(&key)))
 }
 
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<KeyWithSecret>>, ApiError> {
     let id = parse_key_id(&id)?;
     manageable(&state, &caller, &id).await?;
     let (key, plaintext) = state.store.rotate_api_key(&caller.tenant_id, &id).await?;
-    Ok(Json(json!({ "data": with_secret(&key, &plaintext) })))
+    Ok(wire::data(with_secret(&key, &plaintext)))
 }
 
 pub(crate) async fn revoke(
@@ -348,9 +395,8 @@ pub(crate) async fn create_token(
             },
         )
         .await?;
-    let mut data = token_view(&token);
-    data["token"] = json!(plaintext);
-    Ok((StatusCode::CREATED, Json(json!({ "data": data }))).into_response())
+    let minted = TokenView { token: Some(plaintext), ..token_view(&token) };
+    Ok((StatusCode::CREATED, wire::data(minted)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,12 +409,12 @@ pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<TokenQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<Vec<TokenView>>>, ApiError> {
     let tokens = state
         .store
         .list_browser_tokens(&caller.tenant_id, q.user_id.or(q.external_user_id))
         .await?;
-    Ok(Json(json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() })))
+    Ok(wire::data(tokens.iter().map(token_view).collect()))
 }
 
 pub(crate) async fn revoke_token(

@@ -9,8 +9,10 @@ use axum::Json;
 use futures::Stream;
 use islet_types::SandboxState;
 
+use super::view::Readiness;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 use islet_types::SandboxId;
@@ -21,12 +23,12 @@ pub(crate) async fn readiness(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<Readiness>>, ApiError> {
     let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
-    Ok(Json(serde_json::json!({ "data": {
-        "ready": record.state == SandboxState::Running,
-        "state": record.state.as_str(),
-    }})))
+    Ok(wire::data(Readiness {
+        ready: record.state == SandboxState::Running,
+        state: record.state.as_str(),
+    }))
 }
 
 pub(crate) async fn stream(

@@ -10,18 +10,22 @@ use islet_types::{SandboxId, SandboxState};
 use serde::Deserialize;
 
 use super::create_body::{label, CreateBody, MAX_TIMEOUT_SEC};
-use super::view::sandbox_view;
+use super::view::{sandbox_view, SandboxView};
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data, Page, Paged};
 use crate::error::ApiError;
 use crate::lifecycle::{self, CreateOutcome, Step};
 use crate::state::AppState;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-fn object(record: &islet_store::SandboxRecord) -> Json<serde_json::Value> {
-    Json(data(record))
+/// One sandbox as an answer.
+type Object = Json<Data<SandboxView>>;
+
+fn object(record: &islet_store::SandboxRecord) -> Object {
+    wire::data(sandbox_view(record))
 }
 
 #[derive(Deserialize)]
@@ -139,7 +143,7 @@ pub(crate) fn create_answer(outcome: &CreateOutcome) -> (u16, String) {
 }
 
 fn data(record: &islet_store::SandboxRecord) -> serde_json::Value {
-    serde_json::json!({ "data": sandbox_view(record) })
+    serde_json::to_value(Data { data: sandbox_view(record) }).unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -157,7 +161,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Paged<SandboxView>>, ApiError> {
     let sandbox_state = q
         .state
         .as_deref()
@@ -172,10 +176,10 @@ pub(crate) async fn list(
     // A credential bound to one end user lists that user's sandboxes only.
     let external_user_id = match (&caller.external_user_id, q.external_user_id) {
         (Some(bound), Some(asked)) if *bound != asked => {
-            return Ok(Json(serde_json::json!({
-                "data": [],
-                "page": { "limit": limit, "offset": q.offset.unwrap_or(0), "total": 0 },
-            })))
+            return Ok(Json(Paged {
+                data: Vec::new(),
+                page: Page { limit, offset: q.offset.unwrap_or(0), total: 0 },
+            }))
         }
         (Some(bound), _) => Some(bound.clone()),
         (None, asked) => asked,
@@ -197,17 +201,14 @@ pub(crate) async fn list(
     };
     let (records, total) = state.store.list_sandboxes(&caller.tenant_id, filter).await?;
     let items: Vec<_> = records.iter().map(sandbox_view).collect();
-    Ok(Json(serde_json::json!({
-        "data": items,
-        "page": { "limit": limit, "offset": q.offset.unwrap_or(0), "total": total },
-    })))
+    Ok(Json(Paged { data: items, page: Page { limit, offset: q.offset.unwrap_or(0), total } }))
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     Ok(object(&record))
 }
@@ -216,7 +217,7 @@ pub(crate) async fn get_by_name(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let record = state.store.get_sandbox_by_name(&caller.tenant_id, &name).await?;
     if caller.external_user_id.as_ref().is_some_and(|u| record.external_user_id.as_ref() != Some(u))
     {
@@ -262,7 +263,7 @@ pub(crate) async fn patch(
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let patch = validate_patch(body::parse(&bytes)?)?;
     let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
     Ok(object(&record))
@@ -278,7 +279,7 @@ pub(crate) async fn set_tags(
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let tags: TagsBody = body::parse(&bytes)?;
     let patch = validate_patch(PatchBody {
         name: None,
@@ -304,7 +305,7 @@ pub(crate) async fn stop(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Stop).await?;
     Ok(object(&record))
 }
@@ -313,7 +314,7 @@ pub(crate) async fn pause(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Pause).await?;
     Ok(object(&record))
 }
@@ -322,7 +323,7 @@ pub(crate) async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let record = lifecycle::apply(&state, &caller.tenant_id, &id, Step::Resume).await?;
     Ok(object(&record))
 }
@@ -338,7 +339,7 @@ pub(crate) async fn extend(
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Object, ApiError> {
     let body: ExtendBody = body::parse(&bytes)?;
     let current = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     if current.state == SandboxState::Destroyed || current.state == SandboxState::Destroying {

@@ -17,12 +17,13 @@ use islet_webhooks::deliver::RESERVED_HEADERS;
 use islet_webhooks::signing::Secret;
 use islet_webhooks::target::{check_url, resolve_checked, TargetError};
 use islet_webhooks::{catalogue, payload, schedule};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,7 +40,113 @@ const DEFAULT_GRACE_SEC: u64 = 24 * 3600;
 const MAX_GRACE_SEC: u64 = 7 * 24 * 3600;
 
 /// The endpoint as a tenant sees it: never the secret, only its first characters.
-pub(crate) fn view(w: &WebhookRecord) -> Value {
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookView {
+    pub id: WebhookId,
+    pub url: String,
+    pub name: Option<String>,
+    pub events: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    pub metadata: Map<String, Value>,
+    pub retry_count: u32,
+    pub active: bool,
+    /// `active`, `paused` (by the tenant) or `disabled` (by Islet: `disabled_reason` says why).
+    pub status: &'static str,
+    pub disabled_reason: Option<String>,
+    pub secret_preview: String,
+    /// While the secret before a rotation still signs.
+    pub previous_secret_expires_at: Option<String>,
+    pub failing_since: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The secret, only in the answer that made it (create, rotate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// The answer that shows a secret: in `data` and again at the top level, where the SDK reads
+/// it.
+#[derive(Debug, Serialize)]
+pub(crate) struct WithSecret {
+    pub data: WebhookView,
+    pub secret: String,
+}
+
+/// `GET /webhooks`.
+#[derive(Debug, Serialize)]
+pub(crate) struct WebhookList {
+    pub data: Vec<WebhookView>,
+    pub total: usize,
+}
+
+/// One delivery and every attempt at it.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeliveryView {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub event_id: String,
+    pub event_type: String,
+    /// `event_type` again, as the SDK names it.
+    pub event: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub replay_of: Option<DeliveryId>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AttemptView {
+    pub attempt: u32,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first 1 KiB of the answer.
+    pub response: Option<String>,
+}
+
+/// `GET /webhooks/{id}/deliveries`: newest first, cursor-paged.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeliveryPage {
+    pub data: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /webhooks/{id}/test`: how the one attempt went.
+#[derive(Debug, Serialize)]
+pub(crate) struct TestResult {
+    pub delivered: bool,
+    pub delivery_id: DeliveryId,
+    pub status: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub response: Option<String>,
+}
+
+/// `POST /webhooks/{id}/deliveries/{delivery}/replay`: the new delivery, queued.
+#[derive(Debug, Serialize)]
+pub(crate) struct Replayed {
+    pub id: DeliveryId,
+    pub delivery_id: DeliveryId,
+    pub replay_of: DeliveryId,
+    pub replay_id: Option<String>,
+    pub webhook_id: WebhookId,
+    pub event_id: String,
+    pub status: &'static str,
+}
+
+pub(crate) fn view(w: &WebhookRecord) -> WebhookView {
     let status = if w.active {
         "active"
     } else if w.disabled_reason.is_some() {
@@ -48,60 +155,67 @@ pub(crate) fn view(w: &WebhookRecord) -> Value {
         "paused"
     };
     let preview: String = w.secret.chars().take(10).collect();
-    json!({
-        "id": w.id,
-        "url": w.url,
-        "name": w.name,
-        "events": w.events,
-        "headers": w.headers,
-        "metadata": w.metadata,
-        "retry_count": w.retry_count,
-        "active": w.active,
-        "status": status,
-        "disabled_reason": w.disabled_reason,
-        "secret_preview": format!("{preview}…"),
-        "previous_secret_expires_at": w.previous_secret_until.filter(|u| *u > now_millis()).map(rfc3339),
-        "failing_since": w.failing_since.map(rfc3339),
-        "last_success_at": w.last_success_at.map(rfc3339),
-        "last_failure_at": w.last_failure_at.map(rfc3339),
-        "created_at": rfc3339(w.created_at),
-        "updated_at": rfc3339(w.updated_at),
-    })
+    WebhookView {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        name: w.name.clone(),
+        events: w.events.clone(),
+        headers: w.headers.clone(),
+        metadata: w.metadata.clone(),
+        retry_count: w.retry_count,
+        active: w.active,
+        status,
+        disabled_reason: w.disabled_reason.clone(),
+        secret_preview: format!("{preview}…"),
+        previous_secret_expires_at: w
+            .previous_secret_until
+            .filter(|u| *u > now_millis())
+            .map(rfc3339),
+        failing_since: w.failing_since.map(rfc3339),
+        last_success_at: w.last_success_at.map(rfc3339),
+        last_failure_at: w.last_failure_at.map(rfc3339),
+        created_at: rfc3339(w.created_at),
+        updated_at: rfc3339(w.updated_at),
+        secret: None,
+    }
 }
 
-fn delivery_view(d: &DeliveryRecord) -> Value {
-    let attempts: Vec<Value> = d
+fn with_secret(w: &WebhookRecord, secret: &Secret) -> WithSecret {
+    let secret = secret.expose().to_owned();
+    WithSecret { data: WebhookView { secret: Some(secret.clone()), ..view(w) }, secret }
+}
+
+fn delivery_view(d: &DeliveryRecord) -> DeliveryView {
+    let attempt_log = d
         .attempt_log
         .iter()
-        .map(|a| {
-            json!({
-                "attempt": a.attempt,
-                "started_at": rfc3339(a.started_at),
-                "duration_ms": a.duration_ms,
-                "status_code": a.status,
-                "error": a.error,
-                "response": a.response,
-            })
+        .map(|a| AttemptView {
+            attempt: a.attempt,
+            started_at: rfc3339(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status,
+            error: a.error.clone(),
+            response: a.response.clone(),
         })
         .collect();
-    json!({
-        "id": d.id,
-        "webhook_id": d.webhook_id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "event": d.event_type,
-        "status": d.state,
-        "attempts": d.attempts,
-        "max_attempts": d.max_attempts,
-        "next_attempt_at": d.next_attempt_at.map(rfc3339),
-        "status_code": d.last_status,
-        "error": d.last_error,
-        "replay_of": d.replay_of,
-        "created_at": rfc3339(d.created_at),
-        "delivered_at": d.finished_at.filter(|_| d.state == "delivered").map(rfc3339),
-        "finished_at": d.finished_at.map(rfc3339),
-        "attempt_log": attempts,
-    })
+    DeliveryView {
+        id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        event: d.event_type.clone(),
+        status: d.state.clone(),
+        attempts: d.attempts,
+        max_attempts: d.max_attempts,
+        next_attempt_at: d.next_attempt_at.map(rfc3339),
+        status_code: d.last_status,
+        error: d.last_error.clone(),
+        replay_of: d.replay_of.clone(),
+        created_at: rfc3339(d.created_at),
+        delivered_at: d.finished_at.filter(|_| d.state == "delivered").map(rfc3339),
+        finished_at: d.finished_at.map(rfc3339),
+        attempt_log,
+    }
 }
 
 /// The fields create and update accept. `Option<Option<…>>` tells "absent" from `null`.
@@ -246,28 +360,25 @@ pub(crate) async fn create(
     };
     let record =
         state.store.create_webhook(&caller.tenant_id, new, MAX_WEBHOOKS_PER_TENANT).await?;
-    let mut data = view(&record);
-    data["secret"] = json!(secret.expose());
-    let body = json!({ "data": data, "secret": secret.expose() });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(with_secret(&record, &secret))).into_response())
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookList>, ApiError> {
     let all = state.store.list_webhooks(&caller.tenant_id).await?;
-    let data: Vec<Value> = all.iter().map(view).collect();
-    Ok(Json(json!({ "data": data, "total": data.len() })))
+    let data: Vec<WebhookView> = all.iter().map(view).collect();
+    Ok(Json(WebhookList { total: data.len(), data }))
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<WebhookView>>, ApiError> {
     let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
-    Ok(Json(json!({ "data": view(&w) })))
+    Ok(wire::data(view(&w)))
 }
 
 pub(crate) async fn update(
@@ -275,7 +386,7 @@ pub(crate) async fn update(
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<WebhookView>>, ApiError> {
     // The endpoint must exist (for this tenant) before its new values are judged.
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: WebhookBody = body::parse(&bytes)?;
@@ -296,7 +407,7 @@ pub(crate) async fn update(
     if w.active {
         state.webhooks.wake();
     }
-    Ok(Json(json!({ "data": view(&w) })))
+    Ok(wire::data(view(&w)))
 }
 
 pub(crate) async fn delete(
@@ -320,7 +431,7 @@ pub(crate) async fn rotate_secret(
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WithSecret>, ApiError> {
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: RotateBody = body::parse(&bytes)?;
     let grace = b.grace_period_sec.unwrap_or(DEFAULT_GRACE_SEC);
@@ -336,9 +447,7 @@ pub(crate) async fn rotate_secret(
         .store
         .rotate_webhook_secret(&caller.tenant_id, &id, secret.expose().to_owned(), until)
         .await?;
-    let mut data = view(&w);
-    data["secret"] = json!(secret.expose());
-    Ok(Json(json!({ "data": data, "secret": secret.expose() })))
+    Ok(Json(with_secret(&w, &secret)))
 }
 
 /// `POST /webhooks/{id}/test`: one `webhook.test` delivery, attempted once, and its result.
@@ -346,7 +455,7 @@ pub(crate) async fn test(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<TestResult>>, ApiError> {
     let w = state.store.get_webhook(&caller.tenant_id, &id).await?;
     if !w.active {
         return Err(ApiError::Conflict("the webhook is not active; set active=true first".into()));
@@ -375,15 +484,15 @@ pub(crate) async fn test(
         let d = state.store.get_delivery(&caller.tenant_id, &id, &delivery).await?;
         if d.state != "pending" || tokio::time::Instant::now() >= deadline {
             let last = d.attempt_log.last();
-            return Ok(Json(json!({ "data": {
-                "delivered": d.state == "delivered",
-                "delivery_id": d.id,
-                "status": d.state,
-                "status_code": d.last_status,
-                "error": d.last_error,
-                "duration_ms": last.map(|a| a.duration_ms),
-                "response": last.and_then(|a| a.response.clone()),
-            }})));
+            return Ok(wire::data(TestResult {
+                delivered: d.state == "delivered",
+                delivery_id: d.id.clone(),
+                status: d.state.clone(),
+                status_code: d.last_status,
+                error: d.last_error.clone(),
+                duration_ms: last.map(|a| a.duration_ms),
+                response: last.and_then(|a| a.response.clone()),
+            }));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -400,7 +509,7 @@ pub(crate) async fn deliveries(
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
     Query(q): Query<DeliveriesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryPage>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => 50,
         Some(raw) => raw
@@ -417,11 +526,8 @@ pub(crate) async fn deliveries(
             })?),
         };
     let (rows, next) = state.store.list_deliveries(&caller.tenant_id, &id, limit, before).await?;
-    let data: Vec<Value> = rows.iter().map(delivery_view).collect();
-    Ok(Json(json!({
-        "data": data,
-        "next_cursor": next.map(|n| n.to_string()),
-    })))
+    let data = rows.iter().map(delivery_view).collect();
+    Ok(Json(DeliveryPage { data, next_cursor: next.map(|n| n.to_string()) }))
 }
 
 pub(crate) async fn get_delivery(
@@ -429,9 +535,9 @@ pub(crate) async fn get_delivery(
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
     IdPath(delivery): IdPath<DeliveryId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<DeliveryView>>, ApiError> {
     let d = state.store.get_delivery(&caller.tenant_id, &id, &delivery).await?;
-    Ok(Json(json!({ "data": delivery_view(&d) })))
+    Ok(wire::data(delivery_view(&d)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,16 +589,16 @@ pub(crate) async fn replay(
         })
         .await?;
     state.webhooks.wake();
-    let data = json!({
-        "id": new_id,
-        "delivery_id": new_id,
-        "replay_of": of,
-        "replay_id": b.replay_id,
-        "webhook_id": id,
-        "event_id": original.event_id,
-        "status": "pending",
-    });
-    Ok((StatusCode::ACCEPTED, Json(json!({ "data": data }))).into_response())
+    let replayed = Replayed {
+        id: new_id.clone(),
+        delivery_id: new_id,
+        replay_of: of,
+        replay_id: b.replay_id,
+        webhook_id: id,
+        event_id: original.event_id,
+        status: "pending",
+    };
+    Ok((StatusCode::ACCEPTED, wire::data(replayed)).into_response())
 }
 
 /// `GET /webhooks/events`: what can be subscribed to and how deliveries are signed.
