@@ -177,7 +177,7 @@ async fn a_key_bound_to_one_user_reaches_only_that_user() {
         "running"
     );
     for id in [&mine, &bobs] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.stop().await;
 }

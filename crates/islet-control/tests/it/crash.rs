@@ -117,7 +117,7 @@ async fn kill_9_during_fifty_creates_leaves_no_orphans_and_no_duplicates() {
     assert_eq!(links_with(&prefix), 50, "one veth per sandbox");
 
     for id in &ids {
-        client.destroy(&id).await;
+        client.destroy(id).await;
     }
     assert_eq!(count(&data.join("sandboxes")), 0, "no files left");
     assert_eq!(links_with(&prefix), 0, "no veth left");

@@ -274,7 +274,7 @@ async fn connection_caps_and_tenant_deny_lists_hold_per_sandbox_and_per_tenant()
     assert_eq!(cleared["deny"], json!([]));
     assert_eq!(open(&acme, &a1, &out, 1).await, (1, 0));
     for (client, id) in [(&acme, &a1), (&acme, &a2), (&acme, &a3), (&other, &b1)] {
-        client.destroy(&id).await;
+        client.destroy(id).await;
     }
     server.stop().await;
 }

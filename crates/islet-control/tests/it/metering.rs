@@ -163,7 +163,7 @@ async fn rollups_group_bucket_summarise_and_export() {
         .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for id in [&a, &b] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     let by_user = tenant.call("GET", "/usage", None).await;
     assert_eq!(by_user.status, 200, "{:?}", by_user.body);

@@ -111,7 +111,7 @@ async fn concurrency_counts_what_holds_compute_and_resume_is_admitted_too() {
         200
     );
     for id in [&a, &b] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.stop().await;
 }
@@ -170,7 +170,7 @@ async fn policy_documents_validate_merge_and_set_defaults() {
     assert_eq!(tenant.status("DELETE", "/external-users/u/policy", None).await, 204);
     assert_eq!(tenant.call("GET", "/external-users/u/policy", None).await.data(), &json!({}));
     for id in [&id, &own] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.stop().await;
 }
@@ -247,7 +247,7 @@ async fn a_suspended_user_stops_loses_their_tokens_and_is_not_admitted() {
         200
     );
     for id in [&running, &other] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.stop().await;
 }
@@ -351,7 +351,7 @@ async fn a_monthly_credit_cap_prices_usage_stops_the_user_and_refuses_with_402()
     let resume = tenant.call("POST", &format!("/sandboxes/{id}/resume"), Some(json!({}))).await;
     assert_eq!(resume.status, 200, "{:?}", resume.body);
     for id in [id.as_str(), other.text("/data/id")] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.stop().await;
 }
@@ -436,7 +436,7 @@ async fn the_operator_suspends_and_reinstates_a_user_from_the_command_line() {
     let again = tenant.call("POST", "/sandboxes", Some(json!({"external_user_id": "rogue"}))).await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     for id in [id.as_str(), bystander.as_str(), again.text("/data/id")] {
-        tenant.destroy(&id).await;
+        tenant.destroy(id).await;
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
