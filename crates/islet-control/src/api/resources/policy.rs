@@ -3,16 +3,20 @@
 //! `/tenant/policy`. Quotas are the `quotas` section of the user's policy document, so the
 //! two APIs read and write the same values; the tenant's document holds the defaults.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use islet_store::{Subject, SuspendedBy};
 use islet_types::policy::{self, Holding, Limits, QUOTA_FIELDS};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,32 +41,94 @@ fn limit_values(limits: &Limits) -> Map<String, Value> {
 
 /// The quota view: effective limits flat and under `limits` (null = uncapped), where each
 /// came from, and what the user holds.
-fn quota_view(user: &str, limits: &Limits, held: &Holding, sources: Map<String, Value>) -> Value {
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct QuotaView {
+    pub external_user_id: String,
+    /// Every quota field at the top level too, as the SDK reads them.
+    #[serde(flatten)]
+    pub flat: Map<String, Value>,
+    pub limits: Map<String, Value>,
+    /// `user`, `tenant` or `default` for each field.
+    pub sources: Map<String, Value>,
+    pub usage: Held,
+}
+
+/// What an end user holds now.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Held {
+    pub sandboxes: u64,
+    /// `sandboxes` again, as the SDK names it.
+    pub total_sandboxes: u64,
+    pub concurrent: u64,
+    pub cpu: u64,
+    pub memory_mb: u64,
+    pub storage_gb: f64,
+}
+
+/// `GET /external-users/{uid}`: the quota view and the user's suspension.
+#[derive(Debug, Serialize)]
+pub(crate) struct UserView {
+    #[serde(flatten)]
+    pub quota: QuotaView,
+    pub suspended: bool,
+    pub suspended_at: Option<String>,
+    /// `tenant` or `operator`.
+    pub suspended_by: Option<&'static str>,
+    pub suspension_reason: Option<String>,
+}
+
+/// `POST /external-users/{uid}/suspend`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Suspended {
+    pub external_user_id: String,
+    pub suspended: bool,
+    /// The sandboxes stopped now (the reaper stops any that could not be).
+    pub stopped: Vec<islet_types::SandboxId>,
+}
+
+/// `POST /external-users/{uid}/unsuspend`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Unsuspended {
+    pub external_user_id: String,
+    pub suspended: bool,
+    pub was_suspended: bool,
+}
+
+/// One field of `GET /external-users/{uid}/effective-policy`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Effective {
+    pub value: Value,
+    pub source: &'static str,
+}
+
+fn quota_view(
+    user: &str,
+    limits: &Limits,
+    held: &Holding,
+    sources: Map<String, Value>,
+) -> QuotaView {
     let values = limit_values(limits);
-    let mut view = json!({
-        "external_user_id": user,
-        "limits": values.clone(),
-        "sources": sources,
-        "usage": {
-            "sandboxes": held.sandboxes,
-            "total_sandboxes": held.sandboxes,
-            "concurrent": held.concurrent,
-            "cpu": held.cpu,
-            "memory_mb": held.memory_mb,
-            "storage_gb": held.storage_mb as f64 / 1024.0,
+    QuotaView {
+        external_user_id: user.to_owned(),
+        flat: values.clone(),
+        limits: values,
+        sources,
+        usage: Held {
+            sandboxes: held.sandboxes,
+            total_sandboxes: held.sandboxes,
+            concurrent: held.concurrent,
+            cpu: held.cpu,
+            memory_mb: held.memory_mb,
+            storage_gb: held.storage_mb as f64 / 1024.0,
         },
-    });
-    if let Some(obj) = view.as_object_mut() {
-        obj.extend(values);
     }
-    view
 }
 
 async fn quota_answer(
     state: &AppState,
     tenant: &islet_types::TenantId,
     user: &str,
-) -> Result<Value, ApiError> {
+) -> Result<QuotaView, ApiError> {
     let held = state.store.user_holding(tenant, user).await?;
     let t = state.store.policy(tenant, Subject::Tenant).await?.unwrap_or_default();
     let u = state.store.policy(tenant, Subject::User(user.to_owned())).await?.unwrap_or_default();
@@ -74,16 +140,19 @@ async fn quota_answer(
         .flat_map(|(_, fields)| fields)
         .map(|(f, e)| (f, json!(e.source.as_str())))
         .collect();
-    Ok(json!({ "data": quota_view(user, &limits, &held, sources) }))
+    Ok(quota_view(user, &limits, &held, sources))
 }
+
+/// A policy document: the tenant's own JSON, validated section by section.
+type Document = Json<Data<Map<String, Value>>>;
 
 pub(crate) async fn get_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<QuotaView>>, ApiError> {
     let user = user_id(&uid)?;
-    Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
+    Ok(wire::data(quota_answer(&state, &caller.tenant_id, &user).await?))
 }
 
 /// `PUT /quotas/external/{uid}`: the user's quotas become exactly the fields given; a field
@@ -93,7 +162,7 @@ pub(crate) async fn put_quota(
     Caller(caller): Caller,
     Path(uid): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<QuotaView>>, ApiError> {
     let user = user_id(&uid)?;
     let given: Map<String, Value> = body::parse(&bytes)?;
     for field in given.keys() {
@@ -111,7 +180,7 @@ pub(crate) async fn put_quota(
         .store
         .set_policy_section(&caller.tenant_id, Subject::User(user.clone()), "quotas", Some(section))
         .await?;
-    Ok(Json(quota_answer(&state, &caller.tenant_id, &user).await?))
+    Ok(wire::data(quota_answer(&state, &caller.tenant_id, &user).await?))
 }
 
 pub(crate) async fn delete_quota(
@@ -135,9 +204,9 @@ async fn get_doc(
     state: &AppState,
     tenant: &islet_types::TenantId,
     subject: Subject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     let doc = state.store.policy(tenant, subject).await?.unwrap_or_default();
-    Ok(Json(json!({ "data": doc })))
+    Ok(wire::data(doc))
 }
 
 async fn put_doc(
@@ -145,7 +214,7 @@ async fn put_doc(
     tenant: &islet_types::TenantId,
     subject: Subject,
     bytes: &Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     let raw: Value = body::parse(bytes)?;
     // `{"policy": {...}}` is accepted as well as the bare document.
     let raw = match raw.get("policy") {
@@ -155,14 +224,14 @@ async fn put_doc(
     let doc =
         policy::validate(&raw).map_err(|e| ApiError::Validation { message: e.0, field: None })?;
     state.store.set_policy(tenant, subject, Some(doc.clone())).await?;
-    Ok(Json(json!({ "data": doc })))
+    Ok(wire::data(doc))
 }
 
 pub(crate) async fn get_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
 }
 
@@ -171,7 +240,7 @@ pub(crate) async fn put_user_policy(
     Caller(caller): Caller,
     Path(uid): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
 }
 
@@ -187,7 +256,7 @@ pub(crate) async fn delete_user_policy(
 pub(crate) async fn get_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     get_doc(&state, &caller.tenant_id, Subject::Tenant).await
 }
 
@@ -195,7 +264,7 @@ pub(crate) async fn put_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Document, ApiError> {
     put_doc(&state, &caller.tenant_id, Subject::Tenant, &bytes).await
 }
 
@@ -217,15 +286,16 @@ pub(crate) async fn get_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<UserView>>, ApiError> {
     let user = user_id(&uid)?;
     let suspension = state.store.suspension(&caller.tenant_id, &user).await?;
-    let mut view = quota_answer(&state, &caller.tenant_id, &user).await?["data"].clone();
-    view["suspended"] = json!(suspension.is_some());
-    view["suspended_at"] = json!(suspension.as_ref().map(|s| islet_types::time::rfc3339(s.at)));
-    view["suspended_by"] = json!(suspension.as_ref().map(|s| s.by.as_str()));
-    view["suspension_reason"] = json!(suspension.and_then(|s| s.reason));
-    Ok(Json(json!({ "data": view })))
+    Ok(wire::data(UserView {
+        quota: quota_answer(&state, &caller.tenant_id, &user).await?,
+        suspended: suspension.is_some(),
+        suspended_at: suspension.as_ref().map(|s| islet_types::time::rfc3339(s.at)),
+        suspended_by: suspension.as_ref().map(|s| s.by.as_str()),
+        suspension_reason: suspension.and_then(|s| s.reason),
+    }))
 }
 
 /// `POST /external-users/{uid}/suspend {"reason"?}`: the user's sandboxes stop, their
@@ -236,7 +306,7 @@ pub(crate) async fn suspend(
     Caller(caller): Caller,
     Path(uid): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<Suspended>>, ApiError> {
     let user = user_id(&uid)?;
     let b: SuspendBody = body::parse(&bytes)?;
     if b.reason.as_ref().is_some_and(|r| r.len() > 500) {
@@ -255,22 +325,18 @@ pub(crate) async fn suspend(
             }
         }
     }
-    Ok(Json(json!({ "data": {
-        "external_user_id": user, "suspended": true, "stopped": stopped,
-    }})))
+    Ok(wire::data(Suspended { external_user_id: user, suspended: true, stopped }))
 }
 
 pub(crate) async fn unsuspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<Unsuspended>>, ApiError> {
     let user = user_id(&uid)?;
     let (was, _) =
         state.store.unsuspend_user(&caller.tenant_id, &user, SuspendedBy::Tenant).await?;
-    Ok(Json(
-        json!({ "data": { "external_user_id": user, "suspended": false, "was_suspended": was } }),
-    ))
+    Ok(wire::data(Unsuspended { external_user_id: user, suspended: false, was_suspended: was }))
 }
 
 /// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
@@ -278,19 +344,19 @@ pub(crate) async fn effective_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<BTreeMap<String, BTreeMap<String, Effective>>>>, ApiError> {
     let user = user_id(&uid)?;
     let t = state.store.policy(&caller.tenant_id, Subject::Tenant).await?.unwrap_or_default();
     let u = state.store.policy(&caller.tenant_id, Subject::User(user)).await?.unwrap_or_default();
-    let doc: Map<String, Value> = policy::effective(&t, &u)
+    let doc: BTreeMap<String, BTreeMap<String, Effective>> = policy::effective(&t, &u)
         .into_iter()
         .map(|(section, fields)| {
-            let fields: Map<String, Value> = fields
+            let fields = fields
                 .into_iter()
-                .map(|(f, e)| (f, json!({ "value": e.value, "source": e.source.as_str() })))
+                .map(|(f, e)| (f, Effective { value: e.value, source: e.source.as_str() }))
                 .collect();
-            (section, Value::Object(fields))
+            (section, fields)
         })
         .collect();
-    Ok(Json(json!({ "data": doc })))
+    Ok(wire::data(doc))
 }

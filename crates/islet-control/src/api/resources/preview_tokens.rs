@@ -10,12 +10,13 @@ use islet_tokens::Claims;
 use islet_types::preview::{valid_port, Scope};
 use islet_types::time::{now_millis, rfc3339};
 use islet_types::{PreviewId, PreviewTokenId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::previews::live_sandbox;
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
 use crate::state::AppState;
@@ -153,31 +154,71 @@ pub(crate) async fn create(
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<MintedToken>>, ApiError> {
     let (sandbox, minted, url) =
         mint_from_body(&state, &caller, &id, &bytes, TokenKind::Token, islet_tokens::MAX_TTL_SECS)
             .await?;
-    Ok(Json(serde_json::json!({ "data": {
-        "id": minted.record.id,
-        "token": minted.token,
-        "url": url,
-        "expires_at": rfc3339(minted.record.expires_at),
-        "scope": minted.record.scope.as_str(),
-        "port": minted.record.port,
-        "sandbox_id": sandbox.id,
-    }})))
+    Ok(wire::data(MintedToken {
+        id: minted.record.id,
+        token: minted.token,
+        url,
+        expires_at: rfc3339(minted.record.expires_at),
+        scope: minted.record.scope.as_str(),
+        port: minted.record.port,
+        sandbox_id: sandbox.id,
+    }))
 }
 
-fn token_view(t: &TokenRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": t.id,
-        "sandbox_id": t.sandbox_id,
-        "port": t.port,
-        "scope": t.scope.as_str(),
-        "token_prefix": t.prefix,
-        "created_at": rfc3339(t.created_at),
-        "expires_at": rfc3339(t.expires_at),
-    })
+/// A preview token just minted: the token itself (shown this once) and the URL carrying it.
+#[derive(Debug, Serialize)]
+pub(crate) struct MintedToken {
+    pub id: PreviewTokenId,
+    pub token: String,
+    pub url: String,
+    pub expires_at: String,
+    /// `read` or `interact`.
+    pub scope: &'static str,
+    /// The one port it opens; none: any.
+    pub port: Option<u16>,
+    pub sandbox_id: SandboxId,
+}
+
+/// A minted preview token as listed: never its secret.
+#[derive(Debug, Serialize)]
+pub(crate) struct PreviewTokenView {
+    pub id: PreviewTokenId,
+    pub sandbox_id: SandboxId,
+    pub port: Option<u16>,
+    pub scope: &'static str,
+    pub token_prefix: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// A share link; `share_url` only when the token is at hand (at creation).
+#[derive(Debug, Serialize)]
+pub(crate) struct ShareView {
+    pub share_id: PreviewTokenId,
+    pub id: PreviewTokenId,
+    pub scope: &'static str,
+    pub port: Option<u16>,
+    pub expires_at: String,
+    pub created_at: String,
+    pub token_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_url: Option<String>,
+}
+
+fn token_view(t: &TokenRecord) -> PreviewTokenView {
+    PreviewTokenView {
+        id: t.id.clone(),
+        sandbox_id: t.sandbox_id.clone(),
+        port: t.port,
+        scope: t.scope.as_str(),
+        token_prefix: t.prefix.clone(),
+        created_at: rfc3339(t.created_at),
+        expires_at: rfc3339(t.expires_at),
+    }
 }
 
 /// `GET /sandboxes/{id}/preview-tokens` (Islet extension): live tokens, never their secrets.
@@ -185,11 +226,11 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<Vec<PreviewTokenView>>>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let tokens =
         state.store.list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Token).await?;
-    Ok(Json(serde_json::json!({ "data": tokens.iter().map(token_view).collect::<Vec<_>>() })))
+    Ok(wire::data(tokens.iter().map(token_view).collect()))
 }
 
 fn parse_token_id(raw: &str) -> Result<PreviewTokenId, ApiError> {
@@ -231,21 +272,17 @@ pub(crate) async fn revoke_share(
     revoke(&state, &caller, &id, &share_id, TokenKind::Share).await
 }
 
-/// A share as listed; `share_url` only when the token is at hand (at creation).
-fn share_view(t: &TokenRecord, share_url: Option<String>) -> serde_json::Value {
-    let mut view = serde_json::json!({
-        "share_id": t.id,
-        "id": t.id,
-        "scope": t.scope.as_str(),
-        "port": t.port,
-        "expires_at": rfc3339(t.expires_at),
-        "created_at": rfc3339(t.created_at),
-        "token_prefix": t.prefix,
-    });
-    if let Some(url) = share_url {
-        view["share_url"] = url.into();
+fn share_view(t: &TokenRecord, share_url: Option<String>) -> ShareView {
+    ShareView {
+        share_id: t.id.clone(),
+        id: t.id.clone(),
+        scope: t.scope.as_str(),
+        port: t.port,
+        expires_at: rfc3339(t.expires_at),
+        created_at: rfc3339(t.created_at),
+        token_prefix: t.prefix.clone(),
+        share_url,
     }
-    view
 }
 
 /// `POST /sandboxes/{id}/shares`.
@@ -258,7 +295,7 @@ pub(crate) async fn create_share(
     let (_, minted, share_url) =
         mint_from_body(&state, &caller, &id, &bytes, TokenKind::Share, MAX_SHARE_TTL_SECS).await?;
     let view = share_view(&minted.record, Some(share_url));
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "data": view }))).into_response())
+    Ok((StatusCode::CREATED, wire::data(view)).into_response())
 }
 
 /// `GET /sandboxes/{id}/shares`: live shares (their URLs are shown only at creation).
@@ -266,10 +303,10 @@ pub(crate) async fn list_shares(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<Vec<ShareView>>>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let shares =
         state.store.list_tokens(&caller.0.tenant_id, &sandbox.id, TokenKind::Share).await?;
     let views: Vec<_> = shares.iter().map(|s| share_view(s, None)).collect();
-    Ok(Json(serde_json::json!({ "data": views })))
+    Ok(wire::data(views))
 }

@@ -9,12 +9,14 @@ use islet_store::{PreviewRecord, PreviewRequest, SandboxRecord, TokenKind};
 use islet_types::preview::{valid_port, Scope, Visibility};
 use islet_types::time::{now_millis, rfc3339};
 use islet_types::PreviewId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::preview_tokens::{mint, Mint};
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
 use crate::state::AppState;
@@ -86,11 +88,50 @@ impl PreviewBody {
 }
 
 /// The preview object (`types.SandboxPreviewData`) plus the fields `expose` callers read.
+#[derive(Debug, Serialize)]
+pub(crate) struct PreviewView {
+    pub id: PreviewId,
+    pub sandbox_id: SandboxId,
+    pub port: u16,
+    pub url: String,
+    /// `url` again, as the SDK names it.
+    pub preview_url: String,
+    /// `url` without its scheme and trailing slash.
+    pub host: String,
+    /// `public` or `private`.
+    pub visibility: &'static str,
+    /// `active`, `expired` or `deleted`.
+    pub state: &'static str,
+    pub label: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+    pub share_token_prefix: Option<String>,
+    pub share_token_expires_at: Option<String>,
+    pub external_user_id: Option<String>,
+    pub external_workspace_id: Option<String>,
+    pub external_project_id: Option<String>,
+    /// Always `temporary_preview`: a preview URL is not a stable address.
+    pub url_class: &'static str,
+    pub stable_for_embedding: bool,
+    pub requires_token: bool,
+    /// `embed` (public) or `mint_preview_token` (private).
+    pub recommended_next_action: &'static str,
+}
+
+/// A preview made public: the preview, and the share link that opens it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Shared {
+    pub data: PreviewView,
+    pub preview_token: String,
+    pub share_url: String,
+}
+
 pub(crate) fn preview_view(
     urls: &PreviewUrls,
     p: &PreviewRecord,
     sandbox: &SandboxRecord,
-) -> serde_json::Value {
+) -> PreviewView {
     let now = now_millis();
     let state = if p.deleted_at.is_some() {
         "deleted"
@@ -101,29 +142,33 @@ pub(crate) fn preview_view(
     };
     let url = urls.url(&p.sandbox_id, p.port);
     let public = p.visibility == Visibility::Public;
-    serde_json::json!({
-        "id": p.id,
-        "sandbox_id": p.sandbox_id,
-        "port": p.port,
-        "url": url,
-        "preview_url": url,
-        "host": url.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/'),
-        "visibility": p.visibility.as_str(),
-        "state": state,
-        "label": p.label,
-        "metadata": p.metadata,
-        "expires_at": p.expires_at.map(rfc3339),
-        "created_at": rfc3339(p.created_at),
-        "share_token_prefix": p.share.as_ref().map(|s| s.prefix.clone()),
-        "share_token_expires_at": p.share.as_ref().map(|s| rfc3339(s.expires_at)),
-        "external_user_id": sandbox.external_user_id,
-        "external_workspace_id": sandbox.external_workspace_id,
-        "external_project_id": sandbox.external_project_id,
-        "url_class": "temporary_preview",
-        "stable_for_embedding": public,
-        "requires_token": !public,
-        "recommended_next_action": if public { "embed" } else { "mint_preview_token" },
-    })
+    PreviewView {
+        id: p.id.clone(),
+        sandbox_id: p.sandbox_id.clone(),
+        port: p.port,
+        host: url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+        preview_url: url.clone(),
+        url,
+        visibility: p.visibility.as_str(),
+        state,
+        label: p.label.clone(),
+        metadata: p.metadata.clone(),
+        expires_at: p.expires_at.map(rfc3339),
+        created_at: rfc3339(p.created_at),
+        share_token_prefix: p.share.as_ref().map(|s| s.prefix.clone()),
+        share_token_expires_at: p.share.as_ref().map(|s| rfc3339(s.expires_at)),
+        external_user_id: sandbox.external_user_id.clone(),
+        external_workspace_id: sandbox.external_workspace_id.clone(),
+        external_project_id: sandbox.external_project_id.clone(),
+        url_class: "temporary_preview",
+        stable_for_embedding: public,
+        requires_token: !public,
+        recommended_next_action: if public { "embed" } else { "mint_preview_token" },
+    }
 }
 
 pub(crate) async fn live_sandbox(
@@ -144,12 +189,12 @@ async fn upsert(
     id: &SandboxId,
     bytes: &Bytes,
     port_required: bool,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<PreviewView>>, ApiError> {
     let req = body::parse::<PreviewBody>(bytes)?.validate(port_required)?;
     let sandbox = live_sandbox(state, caller, id).await?;
     let preview = state.store.upsert_preview(&caller.0.tenant_id, &sandbox.id, req).await?;
     let urls = PreviewUrls::for_tenant(state, &caller.0.tenant_id).await?;
-    Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
+    Ok(wire::data(preview_view(&urls, &preview, &sandbox)))
 }
 
 /// `POST /sandboxes/{id}/expose`: idempotent per port.
@@ -158,7 +203,7 @@ pub(crate) async fn expose(
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<PreviewView>>, ApiError> {
     upsert(&state, &caller, &id, &bytes, false).await
 }
 
@@ -177,12 +222,12 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<Vec<PreviewView>>>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let previews = state.store.list_previews(&caller.0.tenant_id, &sandbox.id).await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     let views: Vec<_> = previews.iter().map(|p| preview_view(&urls, p, &sandbox)).collect();
-    Ok(Json(serde_json::json!({ "data": views })))
+    Ok(wire::data(views))
 }
 
 pub(crate) async fn get(
@@ -190,11 +235,11 @@ pub(crate) async fn get(
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
     IdPath(pid): IdPath<PreviewId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<PreviewView>>, ApiError> {
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let preview = state.store.get_preview(&caller.0.tenant_id, &sandbox.id, &pid).await?;
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
-    Ok(Json(serde_json::json!({ "data": preview_view(&urls, &preview, &sandbox) })))
+    Ok(wire::data(preview_view(&urls, &preview, &sandbox)))
 }
 
 pub(crate) async fn delete(
@@ -224,7 +269,7 @@ pub(crate) async fn share(
     IdPath(id): IdPath<SandboxId>,
     IdPath(pid): IdPath<PreviewId>,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Shared>, ApiError> {
     let b = body::parse::<ShareBody>(&bytes)?;
     let sandbox = live_sandbox(&state, &caller, &id).await?;
     let preview_id = pid;
@@ -259,11 +304,11 @@ pub(crate) async fn share(
     preview.share = Some(minted.record);
     let urls = PreviewUrls::for_tenant(&state, &caller.0.tenant_id).await?;
     let share_url = urls.url_with_token(&sandbox.id, preview.port, "ms", &minted.token);
-    Ok(Json(serde_json::json!({
-        "data": preview_view(&urls, &preview, &sandbox),
-        "preview_token": minted.token,
-        "share_url": share_url,
-    })))
+    Ok(Json(Shared {
+        data: preview_view(&urls, &preview, &sandbox),
+        preview_token: minted.token,
+        share_url,
+    }))
 }
 
 pub(crate) async fn revoke_share(

@@ -7,12 +7,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use islet_store::Pricing;
+use islet_types::branding::Branding;
 use islet_types::egress::EgressPolicy;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -60,27 +61,37 @@ pub(crate) struct SettingsBody {
     egress: Option<Option<EgressPolicy>>,
 }
 
-async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<Value, ApiError> {
-    Ok(json!({
-        "allowed_origins": state.store.allowed_origins(tenant).await?,
-        "pricing": state.store.pricing(tenant).await?,
-        "egress": state.store.egress(tenant).await?,
-        "branding": state.store.branding(tenant).await?,
-    }))
+/// A tenant's settings as the API shows them.
+#[derive(Debug, Serialize)]
+pub(crate) struct SettingsView {
+    /// Web origins whose pages may call the API with a browser token (CORS).
+    pub allowed_origins: Vec<String>,
+    pub pricing: Pricing,
+    pub egress: EgressPolicy,
+    pub branding: Option<Branding>,
+}
+
+async fn view(state: &AppState, tenant: &islet_types::TenantId) -> Result<SettingsView, ApiError> {
+    Ok(SettingsView {
+        allowed_origins: state.store.allowed_origins(tenant).await?,
+        pricing: state.store.pricing(tenant).await?,
+        egress: state.store.egress(tenant).await?,
+        branding: state.store.branding(tenant).await?,
+    })
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "data": view(&state, &caller.tenant_id).await? })))
+) -> Result<Json<Data<SettingsView>>, ApiError> {
+    Ok(wire::data(view(&state, &caller.tenant_id).await?))
 }
 
 pub(crate) async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<SettingsView>>, ApiError> {
     let b: SettingsBody = body::parse(&bytes)?;
     // Everything is checked before anything changes.
     let origins = match b.allowed_origins {
@@ -150,5 +161,5 @@ pub(crate) async fn put(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
-    Ok(Json(json!({ "data": view(&state, &caller.tenant_id).await? })))
+    Ok(wire::data(view(&state, &caller.tenant_id).await?))
 }

@@ -9,10 +9,11 @@ use islet_store::{CertificateKind, CertificateRow, PreviewDomain};
 use islet_types::branding::Branding;
 use islet_types::domain::DomainName;
 use islet_types::time::{now_millis, rfc3339};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::wire::{self, Data};
 use crate::domain_verify;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,16 +29,15 @@ fn parse_branding(value: serde_json::Value) -> Result<Branding, ApiError> {
     Ok(branding)
 }
 
-fn branding_json(b: Option<Branding>) -> serde_json::Value {
-    serde_json::to_value(b.unwrap_or_default()).unwrap_or_else(|_| serde_json::json!({}))
-}
+/// The branding, or the default (no brand) when the tenant set none.
+type BrandingAnswer = Json<Data<Branding>>;
 
 pub(crate) async fn get_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<BrandingAnswer, ApiError> {
     let b = state.store.branding(&caller.tenant_id).await?;
-    Ok(Json(serde_json::json!({ "data": branding_json(b) })))
+    Ok(wire::data(b.unwrap_or_default()))
 }
 
 #[derive(Deserialize)]
@@ -49,10 +49,10 @@ async fn save_branding(
     state: &AppState,
     tenant: &islet_types::TenantId,
     value: serde_json::Value,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<BrandingAnswer, ApiError> {
     let branding = parse_branding(value)?;
     state.store.set_branding(tenant, Some(branding.clone())).await?;
-    Ok(Json(serde_json::json!({ "data": branding_json(Some(branding)) })))
+    Ok(wire::data(branding))
 }
 
 /// `PUT /tenant/branding` with `{"branding": {...}}`.
@@ -60,7 +60,7 @@ pub(crate) async fn put_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<BrandingAnswer, ApiError> {
     let value = body::parse::<BrandingBody>(&bytes)?
         .branding
         .ok_or_else(|| ApiError::validation("branding is required", "branding"))?;
@@ -72,7 +72,7 @@ pub(crate) async fn put_branding_flat(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<BrandingAnswer, ApiError> {
     save_branding(&state, &caller.tenant_id, body::parse(&bytes)?).await
 }
 
@@ -84,40 +84,122 @@ pub(crate) async fn delete_branding(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> serde_json::Value {
+/// The tenant's preview domain: the CNAME target alone while none is claimed; once claimed,
+/// the records to publish, whether it is verified and its certificate.
+#[derive(Debug, Serialize)]
+pub(crate) struct DomainView {
+    pub domain: Option<DomainName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_domain: Option<DomainName>,
+    pub verified: bool,
+    pub verified_at: Option<String>,
+    pub cname_target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<[DnsRecord; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Claimed: the certificate, or `null` while it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<Option<CertificateState>>,
+    /// After a verification attempt: why it failed, or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Option<String>>,
+}
+
+/// A DNS record the tenant publishes.
+#[derive(Debug, Serialize)]
+pub(crate) struct DnsRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    pub value: String,
+    /// `routing` or `verification`.
+    pub purpose: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Verification {
+    /// Always `dns-txt`.
+    pub method: &'static str,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CertificateState {
+    pub not_after: String,
+    /// `upload` or `acme`.
+    pub source: Option<String>,
+}
+
+/// `PUT /tenant/preview-domain/certificate`: what the uploaded certificate covers.
+#[derive(Debug, Serialize)]
+pub(crate) struct CertificateUploaded {
+    pub domain: DomainName,
+    pub dns_names: Vec<String>,
+    pub not_after: String,
+    pub source: &'static str,
+}
+
+fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> DomainView {
     let target = state.config.preview_domain.to_string();
     let Some(d) = d else {
-        return serde_json::json!({
-            "domain": null, "verified": false, "verified_at": null, "cname_target": target,
-        });
+        return DomainView {
+            domain: None,
+            preview_domain: None,
+            verified: false,
+            verified_at: None,
+            cname_target: target,
+            target: None,
+            records: None,
+            verification: None,
+            certificate: None,
+            error: None,
+        };
     };
     let txt_name = domain_verify::record_name(&d.domain);
-    serde_json::json!({
-        "domain": d.domain,
-        "preview_domain": d.domain,
-        "verified": d.verified_at.is_some(),
-        "verified_at": d.verified_at.map(rfc3339),
-        "cname_target": target,
-        "target": target,
-        "records": [
-            { "type": "CNAME", "name": format!("*.{}", d.domain), "value": target,
-              "purpose": "routing" },
-            { "type": "TXT", "name": txt_name, "value": d.challenge, "purpose": "verification" },
-        ],
-        "verification": { "method": "dns-txt", "name": txt_name, "value": d.challenge },
-        "certificate": d.certificate_expires_at.map(|at| serde_json::json!({
-            "not_after": rfc3339(at),
-            "source": d.certificate_source,
+    DomainView {
+        domain: Some(d.domain.clone()),
+        preview_domain: Some(d.domain.clone()),
+        verified: d.verified_at.is_some(),
+        verified_at: d.verified_at.map(rfc3339),
+        cname_target: target.clone(),
+        target: Some(target.clone()),
+        records: Some([
+            DnsRecord {
+                kind: "CNAME",
+                name: format!("*.{}", d.domain),
+                value: target,
+                purpose: "routing",
+            },
+            DnsRecord {
+                kind: "TXT",
+                name: txt_name.clone(),
+                value: d.challenge.clone(),
+                purpose: "verification",
+            },
+        ]),
+        verification: Some(Verification {
+            method: "dns-txt",
+            name: txt_name,
+            value: d.challenge.clone(),
+        }),
+        certificate: Some(d.certificate_expires_at.map(|at| CertificateState {
+            not_after: rfc3339(at),
+            source: d.certificate_source.clone(),
         })),
-    })
+        error: None,
+    }
 }
 
 pub(crate) async fn get_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<DomainView>>, ApiError> {
     let d = state.store.preview_domain(&caller.tenant_id).await?;
-    Ok(Json(serde_json::json!({ "data": domain_view(&state, d.as_ref()) })))
+    Ok(wire::data(domain_view(&state, d.as_ref())))
 }
 
 #[derive(Deserialize)]
@@ -130,7 +212,7 @@ pub(crate) async fn put_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<DomainView>>, ApiError> {
     let b = body::parse::<DomainBody>(&bytes)?;
     let raw = b
         .preview_domain
@@ -152,7 +234,7 @@ pub(crate) async fn put_domain(
         ));
     }
     let d = state.store.set_preview_domain(&caller.tenant_id, Some(domain)).await?;
-    Ok(Json(serde_json::json!({ "data": domain_view(&state, d.as_ref()) })))
+    Ok(wire::data(domain_view(&state, d.as_ref())))
 }
 
 pub(crate) async fn delete_domain(
@@ -168,7 +250,7 @@ pub(crate) async fn delete_domain(
 pub(crate) async fn verify_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<DomainView>>, ApiError> {
     let d = state
         .store
         .preview_domain(&caller.tenant_id)
@@ -189,9 +271,7 @@ pub(crate) async fn verify_domain(
         ),
         Err(reason) => (d, Some(reason.to_string())),
     };
-    let mut view = domain_view(&state, Some(&record));
-    view["error"] = error.into();
-    Ok(Json(serde_json::json!({ "data": view })))
+    Ok(wire::data(DomainView { error: Some(error), ..domain_view(&state, Some(&record)) }))
 }
 
 #[derive(Deserialize)]
@@ -206,7 +286,7 @@ pub(crate) async fn put_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     bytes: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Data<CertificateUploaded>>, ApiError> {
     let b = body::parse::<CertificateBody>(&bytes)?;
     let cert = b
         .certificate_pem
@@ -251,12 +331,12 @@ pub(crate) async fn put_certificate(
             ),
             other => other.into(),
         })?;
-    Ok(Json(serde_json::json!({ "data": {
-        "domain": d.domain,
-        "dns_names": parsed.dns_names,
-        "not_after": rfc3339(parsed.not_after),
-        "source": "upload",
-    }})))
+    Ok(wire::data(CertificateUploaded {
+        domain: d.domain,
+        dns_names: parsed.dns_names,
+        not_after: rfc3339(parsed.not_after),
+        source: "upload",
+    }))
 }
 
 pub(crate) async fn delete_certificate(

@@ -1,6 +1,8 @@
 //! Usage (contract §11): one sandbox's meter, rollups by end user, project or workspace over a
 //! period (optionally in hourly or daily buckets), a tenant summary, and a CSV export.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -8,11 +10,11 @@ use axum::Json;
 use chrono::{Datelike, TimeZone, Utc};
 use islet_store::{GroupBy, Pricing, UsageQuery, UsageRow, UsageTotals};
 use islet_types::time::{now_millis, rfc3339, UnixMillis};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
 use islet_types::SandboxId;
@@ -26,37 +28,147 @@ pub(crate) async fn sandbox_usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<SandboxUsage>>, ApiError> {
     let (record, t) = state.store.sandbox_usage(&caller.tenant_id, &id).await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     let now = now_millis();
     let remaining = record.expires_at.map(|e| (e - now).max(0));
-    Ok(Json(json!({ "data": {
-        "sandbox_id": record.id,
-        "state": record.state.as_str(),
-        "external_user_id": record.external_user_id,
-        "external_project_id": record.external_project_id,
-        "external_workspace_id": record.external_workspace_id,
-        "runtime_sec": t.sandbox_seconds,
-        "sandbox_seconds": t.sandbox_seconds,
-        "vcpu_seconds": t.vcpu_seconds,
-        "cpu_seconds": t.cpu_seconds,
-        "memory_gib_seconds": t.memory_gib_seconds,
-        "storage_gib_hours": t.storage_gib_hours,
-        "provisioned_vcpu_ms": (t.vcpu_seconds * 1000.0).round() as u64,
-        "provisioned_memory_mb_ms": (t.sandbox_seconds * 1000.0 * f64::from(record.resources.memory_mb)).round() as u64,
-        "active_cpu_ms": (t.cpu_seconds * 1000.0).round() as u64,
-        "creation_count": 1,
-        "network_ingress_bytes": t.network_ingress_bytes.round() as u64,
-        "network_egress_bytes": t.network_egress_bytes.round() as u64,
-        "measurement_status": {
-            "cpu": "measured", "memory": "sampled", "runtime": "measured",
-            "storage": "allocated", "network": "measured",
+    Ok(wire::data(SandboxUsage {
+        sandbox_id: record.id.clone(),
+        state: record.state.as_str(),
+        external_user_id: record.external_user_id.clone(),
+        external_project_id: record.external_project_id.clone(),
+        external_workspace_id: record.external_workspace_id.clone(),
+        runtime_sec: t.sandbox_seconds,
+        sandbox_seconds: t.sandbox_seconds,
+        vcpu_seconds: t.vcpu_seconds,
+        cpu_seconds: t.cpu_seconds,
+        memory_gib_seconds: t.memory_gib_seconds,
+        storage_gib_hours: t.storage_gib_hours,
+        provisioned_vcpu_ms: (t.vcpu_seconds * 1000.0).round() as u64,
+        provisioned_memory_mb_ms: (t.sandbox_seconds
+            * 1000.0
+            * f64::from(record.resources.memory_mb))
+        .round() as u64,
+        active_cpu_ms: (t.cpu_seconds * 1000.0).round() as u64,
+        creation_count: 1,
+        network_ingress_bytes: t.network_ingress_bytes.round() as u64,
+        network_egress_bytes: t.network_egress_bytes.round() as u64,
+        measurement_status: MeasurementStatus {
+            cpu: "measured",
+            memory: "sampled",
+            runtime: "measured",
+            storage: "allocated",
+            network: "measured",
         },
-        "estimated_cost_cents": pricing.cents(&t),
-        "timeout_sec": record.timeout_sec,
-        "timeout_remaining_ms": remaining,
-    }})))
+        estimated_cost_cents: pricing.cents(&t),
+        timeout_sec: record.timeout_sec,
+        timeout_remaining_ms: remaining,
+    }))
+}
+
+/// `GET /sandboxes/{id}/usage`: the sandbox's metered totals so far.
+#[derive(Debug, Serialize)]
+pub(crate) struct SandboxUsage {
+    pub sandbox_id: SandboxId,
+    pub state: &'static str,
+    pub external_user_id: Option<String>,
+    pub external_project_id: Option<String>,
+    pub external_workspace_id: Option<String>,
+    /// `sandbox_seconds` again, as the SDK names it.
+    pub runtime_sec: f64,
+    pub sandbox_seconds: f64,
+    pub vcpu_seconds: f64,
+    pub cpu_seconds: f64,
+    pub memory_gib_seconds: f64,
+    pub storage_gib_hours: f64,
+    pub provisioned_vcpu_ms: u64,
+    pub provisioned_memory_mb_ms: u64,
+    pub active_cpu_ms: u64,
+    pub creation_count: u64,
+    pub network_ingress_bytes: u64,
+    pub network_egress_bytes: u64,
+    /// How each figure is known.
+    pub measurement_status: MeasurementStatus,
+    pub estimated_cost_cents: f64,
+    pub timeout_sec: u64,
+    pub timeout_remaining_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MeasurementStatus {
+    pub cpu: &'static str,
+    pub memory: &'static str,
+    pub runtime: &'static str,
+    pub storage: &'static str,
+    pub network: &'static str,
+}
+
+/// A total's fields; `credit_cents` is its price under the tenant's price list, rounded to the
+/// cent (`credit_cents_exact` keeps the fraction).
+#[derive(Debug, Serialize)]
+pub(crate) struct TotalsView {
+    pub sandbox_seconds: f64,
+    /// Always 0: Islet has no computer-use sandboxes.
+    pub computer_seconds: u64,
+    pub vcpu_seconds: f64,
+    pub cpu_seconds: f64,
+    pub memory_gib_seconds: f64,
+    pub storage_gib_hours: f64,
+    /// `storage_gib_hours` again, as the SDK names it.
+    pub storage_gb_hours: f64,
+    pub network_ingress_bytes: u64,
+    pub network_egress_bytes: u64,
+    pub credit_cents: u64,
+    pub credit_cents_exact: f64,
+}
+
+/// One group's totals (and bucket, when bucketed); the group's value is under the grouping's
+/// own name (`external_user_id`, `external_project_id`, …).
+#[derive(Debug, Serialize)]
+pub(crate) struct RowView {
+    #[serde(flatten)]
+    pub totals: TotalsView,
+    #[serde(flatten)]
+    pub group: BTreeMap<&'static str, Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket_start: Option<String>,
+}
+
+/// `GET /usage`.
+#[derive(Debug, Serialize)]
+pub(crate) struct UsageAnswer {
+    pub period_start: String,
+    pub period_end: String,
+    pub group_by: &'static str,
+    pub results: Vec<RowView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<RowView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<String>,
+}
+
+/// One sandbox's usage over a period (`GET /usage/sessions`).
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionView {
+    #[serde(flatten)]
+    pub totals: TotalsView,
+    pub sandbox_id: String,
+    pub external_user_id: Option<String>,
+    pub external_project_id: Option<String>,
+    pub first_hour: String,
+    pub last_hour: String,
+}
+
+/// `GET /usage/summary`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SummaryView {
+    #[serde(flatten)]
+    pub totals: TotalsView,
+    pub period_start: String,
+    pub period_end: String,
+    /// End users with any usage in the period.
+    pub external_users: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,33 +280,29 @@ fn bucket(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// A total's fields; `credit_cents` is its price under the tenant's price list, rounded to
-/// the cent (`credit_cents_exact` keeps the fraction).
-fn totals_json(t: &UsageTotals, pricing: &Pricing) -> serde_json::Map<String, Value> {
+fn totals_view(t: &UsageTotals, pricing: &Pricing) -> TotalsView {
     let cents = pricing.cents(t);
-    let v = json!({
-        "sandbox_seconds": t.sandbox_seconds,
-        "computer_seconds": 0,
-        "vcpu_seconds": t.vcpu_seconds,
-        "cpu_seconds": t.cpu_seconds,
-        "memory_gib_seconds": t.memory_gib_seconds,
-        "storage_gib_hours": t.storage_gib_hours,
-        "storage_gb_hours": t.storage_gib_hours,
-        "network_ingress_bytes": t.network_ingress_bytes.round() as u64,
-        "network_egress_bytes": t.network_egress_bytes.round() as u64,
-        "credit_cents": cents.round() as u64,
-        "credit_cents_exact": cents,
-    });
-    v.as_object().cloned().unwrap_or_default()
+    TotalsView {
+        sandbox_seconds: t.sandbox_seconds,
+        computer_seconds: 0,
+        vcpu_seconds: t.vcpu_seconds,
+        cpu_seconds: t.cpu_seconds,
+        memory_gib_seconds: t.memory_gib_seconds,
+        storage_gib_hours: t.storage_gib_hours,
+        storage_gb_hours: t.storage_gib_hours,
+        network_ingress_bytes: t.network_ingress_bytes.round() as u64,
+        network_egress_bytes: t.network_egress_bytes.round() as u64,
+        credit_cents: cents.round() as u64,
+        credit_cents_exact: cents,
+    }
 }
 
-fn row_json(key: &str, row: &UsageRow, pricing: &Pricing) -> Value {
-    let mut m = totals_json(&row.totals, pricing);
-    m.insert(key.to_owned(), json!(row.group));
-    if let Some(b) = row.bucket {
-        m.insert("bucket_start".into(), json!(rfc3339(b)));
+fn row_view(key: &'static str, row: &UsageRow, pricing: &Pricing) -> RowView {
+    RowView {
+        totals: totals_view(&row.totals, pricing),
+        group: BTreeMap::from([(key, row.group.clone())]),
+        bucket_start: row.bucket.map(rfc3339),
     }
-    Value::Object(m)
 }
 
 async fn rollup(
@@ -226,7 +334,7 @@ pub(crate) async fn usage(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<UsageAnswer>>, ApiError> {
     let (start, end, key, mut totals, buckets) = rollup(&state, &caller, &p, "30d").await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     // Who costs most first; running time breaks ties (and orders free usage).
@@ -236,17 +344,15 @@ pub(crate) async fn usage(
             .total_cmp(&pricing.cents(&a.totals))
             .then(b.totals.sandbox_seconds.total_cmp(&a.totals.sandbox_seconds))
     });
-    let mut data = json!({
-        "period_start": rfc3339(start),
-        "period_end": rfc3339(end),
-        "group_by": key,
-        "results": totals.iter().map(|r| row_json(key, r, &pricing)).collect::<Vec<_>>(),
-    });
-    if let Some(b) = buckets {
-        data["buckets"] = json!(b.iter().map(|r| row_json(key, r, &pricing)).collect::<Vec<_>>());
-        data["granularity"] = json!(p.granularity);
-    }
-    Ok(Json(json!({ "data": data })))
+    let granularity = buckets.as_ref().and(p.granularity.clone());
+    Ok(wire::data(UsageAnswer {
+        period_start: rfc3339(start),
+        period_end: rfc3339(end),
+        group_by: key,
+        results: totals.iter().map(|r| row_view(key, r, &pricing)).collect(),
+        buckets: buckets.map(|b| b.iter().map(|r| row_view(key, r, &pricing)).collect()),
+        granularity,
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,7 +367,7 @@ pub(crate) async fn sessions(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<SessionParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<Vec<SessionView>>>, ApiError> {
     let (start, end) = period(&p.usage, "30d")?;
     let limit = match p.limit.as_deref() {
         None => 100,
@@ -274,19 +380,18 @@ pub(crate) async fn sessions(
     let user = whose_usage(&caller, p.usage.external_user_id.as_deref())?;
     let rows = state.store.usage_sessions(&caller.tenant_id, start, end, user, limit).await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
-    let data: Vec<Value> = rows
+    let data = rows
         .iter()
-        .map(|r| {
-            let mut m = totals_json(&r.totals, &pricing);
-            m.insert("sandbox_id".into(), json!(r.sandbox_id));
-            m.insert("external_user_id".into(), json!(r.external_user_id));
-            m.insert("external_project_id".into(), json!(r.external_project_id));
-            m.insert("first_hour".into(), json!(rfc3339(r.first_hour)));
-            m.insert("last_hour".into(), json!(rfc3339(r.last_hour)));
-            Value::Object(m)
+        .map(|r| SessionView {
+            totals: totals_view(&r.totals, &pricing),
+            sandbox_id: r.sandbox_id.clone(),
+            external_user_id: r.external_user_id.clone(),
+            external_project_id: r.external_project_id.clone(),
+            first_hour: rfc3339(r.first_hour),
+            last_hour: rfc3339(r.last_hour),
         })
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(wire::data(data))
 }
 
 /// `GET /usage/summary`: the tenant's totals (default: month to date).
@@ -294,18 +399,19 @@ pub(crate) async fn summary(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(p): Query<UsageParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Data<SummaryView>>, ApiError> {
     let (start, end, _, rows, _) = rollup(&state, &caller, &p, "mtd").await?;
     let mut sum = UsageTotals::default();
     for r in &rows {
         sum.add_scaled(&r.totals, 1.0);
     }
     let pricing = state.store.pricing(&caller.tenant_id).await?;
-    let mut data = totals_json(&sum, &pricing);
-    data.insert("period_start".into(), json!(rfc3339(start)));
-    data.insert("period_end".into(), json!(rfc3339(end)));
-    data.insert("external_users".into(), json!(rows.iter().filter(|r| r.group.is_some()).count()));
-    Ok(Json(json!({ "data": data })))
+    Ok(wire::data(SummaryView {
+        totals: totals_view(&sum, &pricing),
+        period_start: rfc3339(start),
+        period_end: rfc3339(end),
+        external_users: rows.iter().filter(|r| r.group.is_some()).count(),
+    }))
 }
 
 /// `GET /usage/export.csv`: one line per group (and bucket, default daily) for billing
