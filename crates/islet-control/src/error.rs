@@ -101,36 +101,70 @@ impl ApiError {
     }
 }
 
+/// The envelope's `error` object (contract §4).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ErrorObject {
+    /// Stable, upper snake case (`NOT_FOUND`, `QUOTA_EXCEEDED`, …).
+    pub code: &'static str,
+    pub message: String,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ErrorDetails>,
+    /// How long to wait before retrying, when the error says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// What an error adds about itself.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum ErrorDetails {
+    /// A body, query or header field that was refused.
+    Field { field: &'static str },
+    /// The limit a create or resume met.
+    Quota { limit: &'static str, max: u64, current: u64, requested: u64, external_user_id: String },
+    /// The sandbox that failed to start.
+    Sandbox { sandbox_id: islet_types::SandboxId },
+}
+
+/// A whole error answer: `{"error": {…}, "request_id": "req_…"}`.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+    pub request_id: String,
+}
+
 impl ApiError {
     /// The status, and the envelope's `error` object: code, message, retryable and whatever
     /// details the error carries.
-    pub fn envelope(&self) -> (StatusCode, serde_json::Value) {
+    pub fn envelope(&self) -> (StatusCode, ErrorObject) {
         let (status, code, retryable) = self.parts();
-        let mut error = serde_json::json!({
-            "code": code,
-            "message": self.to_string(),
-            "retryable": retryable,
-        });
-        match self {
-            ApiError::Validation { field: Some(field), .. } => {
-                error["details"] = serde_json::json!({ "field": field });
-            }
+        let details = match self {
+            ApiError::Validation { field: Some(field), .. } => Some(ErrorDetails::Field { field }),
             ApiError::QuotaExceeded { limit, max, current, requested, external_user_id } => {
-                error["details"] = serde_json::json!({
-                    "limit": limit, "max": max, "current": current, "requested": requested,
-                    "external_user_id": external_user_id,
-                });
+                Some(ErrorDetails::Quota {
+                    limit,
+                    max: *max,
+                    current: *current,
+                    requested: *requested,
+                    external_user_id: external_user_id.clone(),
+                })
             }
             ApiError::StartFailed { sandbox_id } => {
-                error["details"] = serde_json::json!({ "sandbox_id": sandbox_id });
+                Some(ErrorDetails::Sandbox { sandbox_id: sandbox_id.clone() })
             }
-            ApiError::Starting => error["retry_after_ms"] = serde_json::json!(500),
-            ApiError::Throttled { retry_after, .. } => {
-                error["retry_after_ms"] = serde_json::json!(retry_after.as_millis() as u64);
-            }
-            _ => {}
-        }
-        (status, error)
+            _ => None,
+        };
+        let retry_after_ms = match self {
+            ApiError::Starting => Some(500),
+            ApiError::Throttled { retry_after, .. } => Some(retry_after.as_millis() as u64),
+            _ => None,
+        };
+        (
+            status,
+            ErrorObject { code, message: self.to_string(), retryable, details, retry_after_ms },
+        )
     }
 }
 
@@ -155,8 +189,7 @@ impl IntoResponse for ApiError {
                 }
             }
         }
-        let body = serde_json::json!({ "error": error, "request_id": request_id });
-        (status, headers, axum::Json(body)).into_response()
+        (status, headers, axum::Json(ErrorBody { error, request_id })).into_response()
     }
 }
 

@@ -22,7 +22,7 @@ mod state;
 mod webhook_links;
 
 pub use config::Config;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorDetails, ErrorObject};
 pub use state::AppState;
 
 use tokio_util::sync::CancellationToken;
