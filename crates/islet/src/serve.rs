@@ -13,23 +13,12 @@ use islet_types::domain::DomainName;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
-use crate::serve_config::{configs, Bound, Configs, Dirs};
+use crate::serve_config::{configs, runtime_config, Bound, Configs, Dirs};
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let dirs = Dirs::prepare(&args)?;
     let store = Store::open(&dirs.data.join("islet.db"))?;
-    let listener = bind(&args.listen).await?;
-    let preview_listener = bind(&args.preview_listen).await?;
-    let preview_tls_listener = match &args.preview_tls_listen {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    let bound = Bound {
-        api: listener.local_addr()?,
-        preview: preview_listener.local_addr()?,
-        preview_tls: preview_tls_listener.as_ref().map(|l| l.local_addr()).transpose()?,
-    };
-    let Configs { mut runtime, control, edge, previews } = configs(&args, &dirs, &bound)?;
+    let mut runtime = runtime_config(&args, &dirs)?;
     runtime.nameservers = firewall::host_nameservers();
     if !template::is_built(&dirs.templates, template::DEFAULT_TEMPLATE) {
         eprintln!("building the default template (first start only)...");
@@ -43,6 +32,19 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     }
     let runtime = Runtime::start(runtime).await.context("preparing the host")?;
+    // The ports open only once the host is ready.
+    let listener = bind(&args.listen).await?;
+    let preview_listener = bind(&args.preview_listen).await?;
+    let preview_tls_listener = match &args.preview_tls_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let bound = Bound {
+        api: listener.local_addr()?,
+        preview: preview_listener.local_addr()?,
+        preview_tls: preview_tls_listener.as_ref().map(|l| l.local_addr()).transpose()?,
+    };
+    let Configs { control, edge, previews } = configs(&args, &bound)?;
     let address = bound.api;
     let banner = if args.bootstrap_tenant {
         let key = bootstrap_key(&store, &dirs.data).await?;

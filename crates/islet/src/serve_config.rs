@@ -1,6 +1,7 @@
-//! What `islet serve` runs with, derived from its flags: [`configs`] checks every flag and
-//! builds the runtime's, the control plane's and the edge's `Config` without starting anything,
-//! so each rule is a unit test. The only I/O is reading a `--webhook-ca-file` when given.
+//! What `islet serve` runs with, derived from its flags: [`runtime_config`] and [`configs`]
+//! check every flag and build the runtime's, the control plane's and the edge's `Config`
+//! without starting anything, so each rule is a unit test. The only I/O is reading a
+//! `--webhook-ca-file` when given.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,18 +55,20 @@ pub(crate) struct Bound {
     pub preview_tls: Option<SocketAddr>,
 }
 
-/// Everything `serve` starts, configured.
+/// The control plane's and the edge's settings, configured.
 pub(crate) struct Configs {
-    pub runtime: islet_runtime::Config,
     pub control: Config,
     pub edge: islet_proxy::Config,
     /// The preview URL pattern the banner prints.
     pub previews: String,
 }
 
-/// Check the flags and build the configs (nameservers are the caller's: they are read from
-/// the host).
-pub(crate) fn configs(args: &ServeArgs, dirs: &Dirs, bound: &Bound) -> anyhow::Result<Configs> {
+/// The node runtime's settings (nameservers are the caller's: they are read from the host).
+/// Checked before anything starts, as the host is prepared before any port opens.
+pub(crate) fn runtime_config(
+    args: &ServeArgs,
+    dirs: &Dirs,
+) -> anyhow::Result<islet_runtime::Config> {
     let mut runtime =
         islet_runtime::Config::new(dirs.data.clone(), dirs.templates.clone(), dirs.agent.clone());
     runtime.allow_private_egress = args.allow_private_egress;
@@ -78,6 +81,11 @@ pub(crate) fn configs(args: &ServeArgs, dirs: &Dirs, bound: &Bound) -> anyhow::R
     );
     runtime.net_prefix = args.net_prefix.clone();
     runtime.subnet_octet = args.subnet_octet;
+    Ok(runtime)
+}
+
+/// The control plane's and the edge's settings, once the listeners are bound.
+pub(crate) fn configs(args: &ServeArgs, bound: &Bound) -> anyhow::Result<Configs> {
     let preview_domain: DomainName = args
         .preview_domain
         .parse()
@@ -127,7 +135,7 @@ pub(crate) fn configs(args: &ServeArgs, dirs: &Dirs, bound: &Bound) -> anyhow::R
     });
     let port_suffix = public_port.map(|p| format!(":{p}")).unwrap_or_default();
     let previews = format!("{scheme}://<port>-sbx-<id>.{preview_domain}{port_suffix}/");
-    Ok(Configs { runtime, control, edge, previews })
+    Ok(Configs { control, edge, previews })
 }
 
 fn webhook_config(args: &ServeArgs) -> anyhow::Result<islet_webhooks::DispatcherConfig> {
@@ -183,25 +191,25 @@ mod tests {
 
     #[test]
     fn the_defaults_serve_plain_previews_on_the_bound_port() {
-        let c = configs(&args(&[]), &dirs(), &bound(None)).unwrap();
+        let c = configs(&args(&[]), &bound(None)).unwrap();
         assert_eq!(c.control.preview_scheme, "http");
         assert_eq!(c.control.preview_public_port, Some(8081));
         assert_eq!(c.previews, "http://<port>-sbx-<id>.preview.localhost:8081/");
         assert_eq!(c.control.meter_interval, std::time::Duration::from_secs(10));
         assert_eq!(c.edge.https_redirect_port, None);
-        assert_eq!(c.runtime.max_egress_connections, Some(512));
-        assert_eq!(c.runtime.agent_binary, PathBuf::from("/a"));
+        let runtime = runtime_config(&args(&[]), &dirs()).unwrap();
+        assert_eq!(runtime.max_egress_connections, Some(512));
+        assert_eq!(runtime.agent_binary, PathBuf::from("/a"));
     }
 
     #[test]
     fn tls_makes_previews_https_and_the_plain_listener_redirect() {
-        let c =
-            configs(&args(&["--preview-public-port", "443"]), &dirs(), &bound(Some(8443))).unwrap();
+        let c = configs(&args(&["--preview-public-port", "443"]), &bound(Some(8443))).unwrap();
         assert_eq!(c.control.preview_scheme, "https");
         // 443 is the scheme's own port: URLs leave it out.
         assert_eq!(c.control.preview_public_port, None);
         assert_eq!(c.edge.https_redirect_port, Some(443));
-        let c = configs(&args(&[]), &dirs(), &bound(Some(8443))).unwrap();
+        let c = configs(&args(&[]), &bound(Some(8443))).unwrap();
         assert_eq!(
             (c.control.preview_public_port, c.edge.https_redirect_port),
             (Some(8443), Some(8443))
@@ -218,14 +226,17 @@ mod tests {
             (&["--webhook-timeout", "0"][..], "--webhook-timeout"),
             (&["--webhook-retry-scale", "2"][..], "--webhook-retry-scale"),
         ] {
-            let error = configs(&args(flags), &dirs(), &bound(None)).err().unwrap();
+            let error = runtime_config(&args(flags), &dirs())
+                .and_then(|_| configs(&args(flags), &bound(None)))
+                .err()
+                .unwrap();
             assert!(format!("{error:#}").contains(named), "{flags:?}: {error:#}");
         }
     }
 
     #[test]
     fn zero_lifts_the_connection_cap() {
-        let c = configs(&args(&["--egress-max-connections", "0"]), &dirs(), &bound(None)).unwrap();
-        assert_eq!(c.runtime.max_egress_connections, None);
+        let runtime = runtime_config(&args(&["--egress-max-connections", "0"]), &dirs()).unwrap();
+        assert_eq!(runtime.max_egress_connections, None);
     }
 }

@@ -305,9 +305,17 @@ pub fn table() -> &'static [RouteInfo] {
     TABLE.get_or_init(|| declare().0.into_iter().map(|r| r.info).collect())
 }
 
-/// What a request of `method` to the matched pattern `path` needs; `None`: no such route.
+/// What a request of `method` to the matched pattern `path` needs; `None`: no such path.
+/// A method the path does not declare (the router answers it 405) needs what the path's
+/// changing declaration needs (or its only one), so a caller without that scope is refused
+/// first and nothing about the path is learnt without a credential that could use it.
 pub fn need(method: &Method, path: &str) -> Option<Need> {
-    table().iter().find(|r| r.path == path && r.methods.matches(method)).map(|r| r.need)
+    let at_path = || table().iter().filter(move |r| r.path == path);
+    at_path()
+        .find(|r| r.methods.matches(method))
+        .or_else(|| at_path().find(|r| r.methods != GET))
+        .or_else(|| at_path().next())
+        .map(|r| r.need)
 }
 
 /// The routes as an axum router (paths under `/api/v1`, not yet nested).
@@ -397,7 +405,17 @@ mod tests {
             );
         }
         assert_eq!(need(&Method::GET, "/sandboxes/{id}/unknown"), None);
-        assert_eq!(need(&Method::PUT, "/sandboxes/{id}/stop"), None);
         assert_eq!(need(&Method::GET, "/nowhere"), None);
+        // A method the path does not declare needs what its changing declaration needs.
+        let undeclared = |m: Method, p: &str| need(&m, p).map(|n| (n.access, n.user_bound_ok));
+        assert_eq!(
+            undeclared(Method::PUT, "/sandboxes/{id}/stop"),
+            Some((Access::Scope(SandboxesWrite), true))
+        );
+        assert_eq!(
+            undeclared(Method::PUT, "/webhooks"),
+            Some((Access::Scope(WebhooksWrite), false))
+        );
+        assert_eq!(undeclared(Method::POST, "/health"), Some((Access::Public, true)));
     }
 }

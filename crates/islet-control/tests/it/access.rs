@@ -30,6 +30,10 @@ async fn keys_carry_scopes_rotate_and_revoke() {
     assert_eq!(denied.body["error"]["code"], "INSUFFICIENT_SCOPE");
     assert_eq!(reader.status("GET", "/webhooks", None).await, 403);
     assert_eq!(reader.status("GET", "/api-keys", None).await, 403);
+    // A method a route does not declare is checked as the route's changing method, then 405.
+    assert_eq!(reader.status("PUT", "/webhooks", None).await, 403);
+    assert_eq!(tenant.status("PUT", "/webhooks", None).await, 405);
+    assert_eq!(reader.status("PUT", "/sandboxes/sbx_aaaaaaaaaaaaaaaaaaaa/stop", None).await, 403);
     // A restricted key cannot mint a wider one.
     let writer = tenant
         .call(

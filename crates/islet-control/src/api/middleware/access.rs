@@ -58,7 +58,8 @@ async fn check(
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
     let pattern = pattern.strip_prefix("/api/v1").unwrap_or(&pattern).to_owned();
     // Every request reaching this layer matched a declared path (the router and this table
-    // are one list, `routes.rs`).
+    // are one list, `routes.rs`); a method the path does not declare is checked as the path's
+    // changing method is, then answered 405 by the router.
     let need = routes::need(req.method(), &pattern);
     if need.is_some_and(|n| n.access == Access::Public) {
         return Ok(next.run(req).await);
@@ -67,10 +68,8 @@ async fn check(
     let principal: Principal =
         state.store.authenticate(token).await?.ok_or(ApiError::Unauthenticated)?;
     *tenant = Some(principal.tenant_id.clone());
-    let Some(need) = need else {
-        // A method the path does not declare: the router answers 405, reaching no handler.
-        return Ok(next.run(req).await);
-    };
+    let need = need
+        .ok_or_else(|| ApiError::Forbidden("this route is not open to API credentials".into()))?;
     if let Access::Scope(scope) = need.access {
         if !principal.scopes.allows(scope) {
             return Err(ApiError::Forbidden(format!("this needs the `{scope}` scope")));
