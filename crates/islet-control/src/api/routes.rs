@@ -53,7 +53,7 @@ impl Verb {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Methods {
     One(Verb),
-    /// Every method that changes something: `POST`, `PUT`, `PATCH`, `DELETE`.
+    /// Every method but the reads (`GET`, `HEAD`): `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`.
     Writes,
     /// Any method (relayed to the sandbox's agent, which decides).
     Any,
@@ -65,7 +65,7 @@ impl Methods {
     fn filter(self) -> MethodFilter {
         match self {
             Methods::One(verb) => verb.filter(),
-            Methods::Writes => WRITES.iter().fold(MethodFilter::POST, |f, v| f.or(v.filter())),
+            Methods::Writes => WRITES.iter().fold(MethodFilter::OPTIONS, |f, v| f.or(v.filter())),
             Methods::Any => WRITES.iter().fold(
                 MethodFilter::GET.or(MethodFilter::HEAD).or(MethodFilter::OPTIONS),
                 |f, v| f.or(v.filter()),
@@ -78,7 +78,7 @@ impl Methods {
         let method = if method == Method::HEAD { "GET" } else { method.as_str() };
         match self {
             Methods::One(verb) => verb.as_str() == method,
-            Methods::Writes => WRITES.iter().any(|v| v.as_str() == method),
+            Methods::Writes => method == "OPTIONS" || WRITES.iter().any(|v| v.as_str() == method),
             Methods::Any => true,
         }
     }
