@@ -3,27 +3,12 @@
 //! network slots are held back, and every transition writes the event it promises.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use islet_store::{BeginCreate, Store, StoreError, Subject, SuspendedBy, TransitionFacts};
 use islet_types::sandbox::{Isolation, Transition};
-use islet_types::{CreateSandbox, Resources, SandboxId, SandboxState, TenantId};
+use islet_types::{SandboxId, SandboxState, TenantId};
 use serde_json::json;
-
-fn request(user: &str) -> CreateSandbox {
-    CreateSandbox {
-        template_id: "miosa-sandbox".into(),
-        name: None,
-        external_user_id: Some(user.to_owned()),
-        external_workspace_id: None,
-        external_project_id: None,
-        metadata: Default::default(),
-        tags: Vec::new(),
-        env: Default::default(),
-        resources: Resources::resolve(None, None, None, None).unwrap(),
-        timeout_sec: 300,
-        idle_timeout_sec: None,
-        isolation: None,
-    }
-}
 
 async fn store_and_tenant() -> (tempfile::TempDir, Store, TenantId) {
     let dir = tempfile::tempdir().unwrap();
@@ -38,7 +23,10 @@ async fn quotas(store: &Store, tenant: &TenantId, user: &str, quotas: serde_json
 }
 
 async fn create(store: &Store, tenant: &TenantId, user: &str) -> BeginCreate {
-    store.begin_create(tenant, None, request(user), Isolation::Container, None).await.unwrap()
+    store
+        .begin_create(tenant, None, common::request(user, None), Isolation::Container, None)
+        .await
+        .unwrap()
 }
 
 /// A sandbox of `user`, created and started.
@@ -125,7 +113,9 @@ async fn a_suspended_user_is_refused_every_way_in() {
     let stopped = running(&store, &tenant, "u").await;
     store.transition(&stopped, Transition::Stop, TransitionFacts::default()).await.unwrap();
     store.suspend_user(&tenant, "u", None, SuspendedBy::Tenant).await.unwrap();
-    let create = store.begin_create(&tenant, None, request("u"), Isolation::Container, None).await;
+    let create = store
+        .begin_create(&tenant, None, common::request("u", None), Isolation::Container, None)
+        .await;
     assert!(matches!(create, Err(StoreError::Suspended(ref u)) if u == "u"), "{create:?}");
     for id in [&paused, &stopped] {
         let resume = store.transition(id, Transition::Resume, TransitionFacts::default()).await;

@@ -2,30 +2,14 @@
 //! usage spread across several days, every way of asking gives what the hourly rows alone say.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use islet_store::{BeginCreate, GroupBy, Store, TransitionFacts, UsageQuery, UsageSample};
 use islet_types::sandbox::{Isolation, Transition};
 use islet_types::time::now_millis;
-use islet_types::{CreateSandbox, Resources};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
-
-fn request(user: &str, project: Option<&str>) -> CreateSandbox {
-    CreateSandbox {
-        template_id: "miosa-sandbox".into(),
-        name: None,
-        external_user_id: Some(user.to_owned()),
-        external_workspace_id: None,
-        external_project_id: project.map(str::to_owned),
-        metadata: Default::default(),
-        tags: Vec::new(),
-        env: Default::default(),
-        resources: Resources::resolve(None, None, None, None).unwrap(),
-        timeout_sec: 300,
-        idle_timeout_sec: None,
-        isolation: None,
-    }
-}
 
 /// A running sandbox of `user` (metered from now on).
 async fn started(
@@ -35,7 +19,7 @@ async fn started(
     project: Option<&str>,
 ) -> islet_types::SandboxId {
     let BeginCreate::New(record) = store
-        .begin_create(tenant, None, request(user, project), Isolation::Container, None)
+        .begin_create(tenant, None, common::request(user, project), Isolation::Container, None)
         .await
         .unwrap()
     else {
