@@ -16,6 +16,9 @@ pub enum AgentError {
     NotFound(String),
     #[error("{message}")]
     AlreadyExists { message: String, details: Option<Value> },
+    /// Removing a directory that still holds something, without `recursive`.
+    #[error("directory not empty: {0} (remove it with recursive=true)")]
+    NotEmpty(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("request body is larger than {limit} bytes")]
@@ -51,10 +54,7 @@ impl AgentError {
         match err.kind() {
             io::ErrorKind::NotFound => Self::NotFound(format!("no such file or directory: {p}")),
             io::ErrorKind::AlreadyExists => Self::already_exists(format!("already exists: {p}")),
-            io::ErrorKind::DirectoryNotEmpty => Self::AlreadyExists {
-                message: format!("directory not empty: {p}"),
-                details: Some(json!({"reason": "directory_not_empty"})),
-            },
+            io::ErrorKind::DirectoryNotEmpty => Self::NotEmpty(p.to_string()),
             io::ErrorKind::PermissionDenied => {
                 Self::PermissionDenied(format!("permission denied: {p}"))
             }
@@ -73,7 +73,7 @@ impl AgentError {
                 StatusCode::BAD_REQUEST
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::AlreadyExists { .. } => StatusCode::CONFLICT,
+            Self::AlreadyExists { .. } | Self::NotEmpty(_) => StatusCode::CONFLICT,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +86,7 @@ impl AgentError {
             Self::InvalidPath(_) => "INVALID_PATH",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AlreadyExists { .. } => "ALREADY_EXISTS",
+            Self::NotEmpty(_) => "DIRECTORY_NOT_EMPTY",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",
             Self::TooLarge { .. } => "TOO_LARGE",
             Self::TimeoutTooLong { .. } => "TIMEOUT_TOO_LONG",
@@ -96,6 +97,7 @@ impl AgentError {
     fn details(&self) -> Option<Value> {
         match self {
             Self::AlreadyExists { details, .. } => details.clone(),
+            Self::NotEmpty(_) => Some(json!({ "reason": "directory_not_empty" })),
             Self::TooLarge { limit } => Some(json!({ "limit_bytes": limit })),
             Self::TimeoutTooLong { requested, max } => {
                 Some(json!({ "requested": requested, "max": max }))

@@ -48,6 +48,10 @@ pub enum ApiError {
         requested: u64,
         external_user_id: String,
     },
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("this route does not answer that method")]
+    MethodNotAllowed,
     /// Admitted, but the runtime could not start it (it is in `error`).
     #[error("the sandbox failed to start")]
     StartFailed { sandbox_id: islet_types::SandboxId },
@@ -93,6 +97,10 @@ impl ApiError {
                 (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", false)
             }
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", false),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", false)
+            }
             ApiError::StartFailed { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "SANDBOX_START_FAILED", false)
             }
@@ -126,6 +134,8 @@ pub enum ErrorDetails {
     Quota { limit: &'static str, max: u64, current: u64, requested: u64, external_user_id: String },
     /// The sandbox that failed to start.
     Sandbox { sandbox_id: islet_types::SandboxId },
+    /// The most a body may hold.
+    Limit { limit_bytes: u64 },
 }
 
 /// A whole error answer: `{"error": {…}, "request_id": "req_…"}`.
@@ -154,6 +164,7 @@ impl ApiError {
             ApiError::StartFailed { sandbox_id } => {
                 Some(ErrorDetails::Sandbox { sandbox_id: sandbox_id.clone() })
             }
+            ApiError::TooLarge { limit } => Some(ErrorDetails::Limit { limit_bytes: *limit }),
             _ => None,
         };
         let retry_after_ms = match self {
@@ -165,6 +176,22 @@ impl ApiError {
             status,
             ErrorObject { code, message: self.to_string(), retryable, details, retry_after_ms },
         )
+    }
+}
+
+/// The code of an error whose raiser gave only a status (a relayed answer that is not an
+/// envelope): the contract's code for that status.
+pub(crate) fn code_for_status(status: StatusCode) -> (&'static str, bool) {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", false),
+        StatusCode::NOT_FOUND => ("NOT_FOUND", false),
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", false),
+        StatusCode::CONFLICT => ("CONFLICT", false),
+        StatusCode::PAYLOAD_TOO_LARGE => ("TOO_LARGE", false),
+        StatusCode::FORBIDDEN => ("PERMISSION_DENIED", false),
+        StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", true),
+        s if s.is_server_error() => ("INTERNAL", true),
+        _ => ("VALIDATION_FAILED", false),
     }
 }
 

@@ -362,7 +362,8 @@ impl Store {
         .await
     }
 
-    /// The tenant's browser tokens that have not expired, newest first (optionally one user's).
+    /// The tenant's live browser tokens (neither revoked nor expired), newest first (optionally
+    /// one user's).
     pub async fn list_browser_tokens(
         &self,
         tenant_id: &TenantId,
@@ -372,7 +373,8 @@ impl Store {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM browser_tokens
-                 WHERE tenant_id = ?1 AND expires_at > ?2 AND (?3 IS NULL OR external_user_id = ?3)
+                 WHERE tenant_id = ?1 AND expires_at > ?2 AND revoked_at IS NULL
+                   AND (?3 IS NULL OR external_user_id = ?3)
                  ORDER BY created_at DESC LIMIT 1000"
             ))?;
             let rows = stmt

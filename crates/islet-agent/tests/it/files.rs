@@ -208,7 +208,7 @@ async fn mkdir_move_remove() {
 
         let made = agent.path("made");
         let (status, body) = agent.post("/fs/remove", json!({"path": made})).await;
-        assert_error(status, &body, 409, "ALREADY_EXISTS");
+        assert_error(status, &body, 409, "DIRECTORY_NOT_EMPTY");
         let (status, _) = agent.post("/fs/remove", json!({"path": made, "recursive": true})).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(!agent.root.join("made").exists());

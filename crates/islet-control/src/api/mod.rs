@@ -23,9 +23,12 @@ pub(crate) use resources::sandboxes::create_answer;
 /// The whole API: `/api/v1/...`, every route from [`routes`].
 pub fn app(state: AppState) -> Router {
     let api = routes::router()
+        // A method a path does not declare: the envelope, not the framework's empty 405.
+        .method_not_allowed_fallback(method_not_allowed)
         // Every route: authenticated, scope-checked, end-user-bound credentials kept to
         // their user's sandboxes. The fallback's 404 needs no credential.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::access::layer))
+        .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::cors::layer));
     Router::new()
@@ -37,4 +40,8 @@ pub fn app(state: AppState) -> Router {
 
 async fn not_found() -> crate::ApiError {
     crate::ApiError::NotFound("route")
+}
+
+async fn method_not_allowed() -> crate::ApiError {
+    crate::ApiError::MethodNotAllowed
 }

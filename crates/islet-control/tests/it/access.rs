@@ -321,6 +321,9 @@ async fn browser_tokens_are_short_lived_scoped_and_revocable() {
     assert!(!String::from_utf8_lossy(&listed.bytes).contains(&token));
     assert_eq!(tenant.status("DELETE", &format!("/tokens/scoped/{token_id}"), None).await, 204);
     assert_eq!(browser.status("GET", &format!("/sandboxes/{sandbox}"), None).await, 401);
+    // Only live tokens are listed.
+    let listed = tenant.call("GET", "/tokens/scoped?user_id=carol", None).await;
+    assert!(!listed.data().as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()));
     // Expiry.
     let short = tenant
         .call(

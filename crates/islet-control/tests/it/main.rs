@@ -6,6 +6,7 @@ mod access;
 mod crash;
 mod disk;
 mod egress;
+mod envelopes;
 mod escapes;
 mod idempotency;
 mod isolation;

@@ -1,10 +1,16 @@
 //! What handlers take from a request, each parsed once with its refusal already the API's:
-//! the caller ([`Caller`]), lenient JSON bodies ([`body`]), and typed path parameters
-//! ([`IdPath`]: a malformed or unknown ID is 404, as a foreign one is).
+//! the caller ([`Caller`]), query strings ([`Query`]), bodies ([`RawBody`], parsed leniently by
+//! [`body`]), and path parameters ([`IdPath`] for typed IDs, [`TextPath`] for text: a malformed
+//! or unknown ID is 404, as a foreign one is).
 
 pub(crate) mod body;
 mod caller;
 mod paths;
+mod query;
 
 pub use caller::Caller;
-pub(crate) use paths::{IdPath, RunningSandbox};
+pub(crate) use paths::{
+    IdPath, KeyParam, NameParam, PreviewTokenParam, RunningSandbox, ShareParam, TextPath,
+    TokenParam, Uid,
+};
+pub(crate) use query::{Query, RawBody, BODY_LIMIT};

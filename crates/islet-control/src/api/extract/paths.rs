@@ -59,6 +59,71 @@ impl<T: PathId, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
     }
 }
 
+/// A path parameter that is text, not a typed ID (an end user's id, a key's, a name): `P`
+/// names it. One that is not UTF-8 is `NotFound` of its kind.
+pub(crate) struct TextPath<P>(pub String, pub std::marker::PhantomData<P>);
+
+/// Which parameter a [`TextPath`] reads.
+pub(crate) trait PathParam {
+    const PARAM: &'static str;
+    const KIND: &'static str;
+}
+
+/// `{uid}`: an end user's id.
+pub(crate) struct Uid;
+impl PathParam for Uid {
+    const PARAM: &'static str = "uid";
+    const KIND: &'static str = "external user";
+}
+
+/// `{id}` of an API key.
+pub(crate) struct KeyParam;
+impl PathParam for KeyParam {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "api key";
+}
+
+/// `{id}` of a browser token.
+pub(crate) struct TokenParam;
+impl PathParam for TokenParam {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "token";
+}
+
+/// `{name}` of a sandbox.
+pub(crate) struct NameParam;
+impl PathParam for NameParam {
+    const PARAM: &'static str = "name";
+    const KIND: &'static str = "sandbox";
+}
+
+/// `{token_id}` of a preview token, `{share_id}` of a share link.
+pub(crate) struct PreviewTokenParam;
+impl PathParam for PreviewTokenParam {
+    const PARAM: &'static str = "token_id";
+    const KIND: &'static str = "preview token";
+}
+pub(crate) struct ShareParam;
+impl PathParam for ShareParam {
+    const PARAM: &'static str = "share_id";
+    const KIND: &'static str = "share";
+}
+
+impl<P: PathParam, S: Send + Sync> FromRequestParts<S> for TextPath<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound(P::KIND))?;
+        params
+            .iter()
+            .find(|(name, _)| *name == P::PARAM)
+            .map(|(_, value)| TextPath(value.to_owned(), std::marker::PhantomData))
+            .ok_or(ApiError::NotFound(P::KIND))
+    }
+}
+
 /// The caller's sandbox named by the path, in `running`: `starting` while it still is, not
 /// running otherwise.
 pub(crate) struct RunningSandbox(pub SandboxRecord);

@@ -8,6 +8,7 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use islet_store::SandboxRecord;
 
 use crate::api::extract::RunningSandbox;
@@ -59,6 +60,9 @@ pub(crate) async fn forward(
         ApiError::AgentUnavailable
     })?;
     let (parts, body) = response.into_parts();
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        return relay_error(parts, body).await;
+    }
     let mut out = Response::builder().status(parts.status);
     for name in &PASSED_RESPONSE_HEADERS {
         if let Some(value) = parts.headers.get(name) {
@@ -80,6 +84,43 @@ pub(crate) async fn forward(
         Body::new(body)
     };
     out.body(body).map_err(|e| ApiError::Internal(e.to_string())).map(IntoResponse::into_response)
+}
+
+/// The largest agent error answer that is rewritten (the agent's are a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An error the agent answered, as every error of the API looks: its envelope with this
+/// request's `request_id` added. An answer that is not an envelope (its router's own 405, say)
+/// gets one built from its status.
+async fn relay_error(
+    parts: http::response::Parts,
+    body: hyper::body::Incoming,
+) -> Result<Response, ApiError> {
+    let bytes = http_body_util::Limited::new(body, MAX_ERROR_BODY)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|_| ApiError::AgentUnavailable)?;
+    let request_id = crate::request_id::current();
+    let envelope = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut object)) if object.contains_key("error") => {
+            object.insert("request_id".into(), request_id.into());
+            serde_json::Value::Object(object)
+        }
+        _ => {
+            let (code, retryable) = crate::error::code_for_status(parts.status);
+            let text = String::from_utf8_lossy(&bytes);
+            let message = match text.trim() {
+                "" => parts.status.canonical_reason().unwrap_or("error").to_lowercase(),
+                text => text.chars().take(500).collect(),
+            };
+            serde_json::json!({
+                "error": { "code": code, "message": message, "retryable": retryable },
+                "request_id": request_id,
+            })
+        }
+    };
+    Ok((parts.status, axum::Json(envelope)).into_response())
 }
 
 /// Record activity for the sandbox until the returned guard is dropped, so that an open

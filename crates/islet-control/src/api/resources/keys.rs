@@ -3,8 +3,7 @@
 //! `/tokens/scoped` (short-lived browser tokens, `mst_…`). Nothing minted here can do more than
 //! the credential that minted it.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +16,7 @@ use serde_json::Value;
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::extract::{KeyParam, Query, RawBody, TextPath, TokenParam};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -225,7 +225,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    TextPath(id, _): TextPath<KeyParam>,
 ) -> Result<Json<Data<KeyView>>, ApiError> {
     let key = state.store.get_api_key(&caller.tenant_id, &parse_key_id(&id)?).await?;
     Ok(wire::data(key_view(&key)))
@@ -234,7 +234,7 @@ pub(crate) async fn get(
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let b: KeyBody = body::parse(&bytes)?;
     let new = NewKey {
@@ -268,7 +268,7 @@ fn description(raw: Option<String>) -> Result<Option<String>, ApiError> {
 pub(crate) async fn create_scoped(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let b: KeyBody = body::parse(&bytes)?;
     let user = label(b.external_user_id, "external_user_id", true)?.unwrap_or_default();
@@ -289,8 +289,8 @@ pub(crate) async fn create_scoped(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
-    bytes: Bytes,
+    TextPath(id, _): TextPath<KeyParam>,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<KeyView>>, ApiError> {
     let id = parse_key_id(&id)?;
     manageable(&state, &caller, &id).await?;
@@ -326,7 +326,7 @@ pub(crate) async fn update(
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    TextPath(id, _): TextPath<KeyParam>,
 ) -> Result<Json<Data<KeyWithSecret>>, ApiError> {
     let id = parse_key_id(&id)?;
     manageable(&state, &caller, &id).await?;
@@ -337,7 +337,7 @@ pub(crate) async fn rotate(
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    TextPath(id, _): TextPath<KeyParam>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_key_id(&id)?;
     manageable(&state, &caller, &id).await?;
@@ -360,7 +360,7 @@ pub(crate) struct TokenBody {
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let b: TokenBody = body::parse(&bytes)?;
     let user = label(b.user_id.or(b.external_user_id), "user_id", true)?.unwrap_or_default();
@@ -420,7 +420,7 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    TextPath(id, _): TextPath<TokenParam>,
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_browser_token(&caller.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use islet_store::{Subject, SuspendedBy};
@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::extract::{RawBody, TextPath, Uid};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -149,7 +150,7 @@ type Document = Json<Data<Map<String, Value>>>;
 pub(crate) async fn get_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Json<Data<QuotaView>>, ApiError> {
     let user = user_id(&uid)?;
     Ok(wire::data(quota_answer(&state, &caller.tenant_id, &user).await?))
@@ -160,8 +161,8 @@ pub(crate) async fn get_quota(
 pub(crate) async fn put_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
-    bytes: Bytes,
+    TextPath(uid, _): TextPath<Uid>,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<QuotaView>>, ApiError> {
     let user = user_id(&uid)?;
     let given: Map<String, Value> = body::parse(&bytes)?;
@@ -186,7 +187,7 @@ pub(crate) async fn put_quota(
 pub(crate) async fn delete_quota(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<StatusCode, ApiError> {
     let user = user_id(&uid)?;
     state.store.set_policy_section(&caller.tenant_id, Subject::User(user), "quotas", None).await?;
@@ -230,7 +231,7 @@ async fn put_doc(
 pub(crate) async fn get_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Document, ApiError> {
     get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
 }
@@ -238,8 +239,8 @@ pub(crate) async fn get_user_policy(
 pub(crate) async fn put_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
-    bytes: Bytes,
+    TextPath(uid, _): TextPath<Uid>,
+    RawBody(bytes): RawBody,
 ) -> Result<Document, ApiError> {
     put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
 }
@@ -247,7 +248,7 @@ pub(crate) async fn put_user_policy(
 pub(crate) async fn delete_user_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<StatusCode, ApiError> {
     state.store.set_policy(&caller.tenant_id, subject(Some(uid))?, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -263,7 +264,7 @@ pub(crate) async fn get_tenant_policy(
 pub(crate) async fn put_tenant_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Document, ApiError> {
     put_doc(&state, &caller.tenant_id, Subject::Tenant, &bytes).await
 }
@@ -285,7 +286,7 @@ pub(crate) struct SuspendBody {
 pub(crate) async fn get_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Json<Data<UserView>>, ApiError> {
     let user = user_id(&uid)?;
     let suspension = state.store.suspension(&caller.tenant_id, &user).await?;
@@ -304,8 +305,8 @@ pub(crate) async fn get_user(
 pub(crate) async fn suspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
-    bytes: Bytes,
+    TextPath(uid, _): TextPath<Uid>,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<Suspended>>, ApiError> {
     let user = user_id(&uid)?;
     let b: SuspendBody = body::parse(&bytes)?;
@@ -331,7 +332,7 @@ pub(crate) async fn suspend(
 pub(crate) async fn unsuspend(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Json<Data<Unsuspended>>, ApiError> {
     let user = user_id(&uid)?;
     let (was, _) =
@@ -343,7 +344,7 @@ pub(crate) async fn unsuspend(
 pub(crate) async fn effective_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(uid): Path<String>,
+    TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Json<Data<BTreeMap<String, BTreeMap<String, Effective>>>>, ApiError> {
     let user = user_id(&uid)?;
     let t = state.store.policy(&caller.tenant_id, Subject::Tenant).await?.unwrap_or_default();

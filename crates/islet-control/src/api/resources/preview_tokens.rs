@@ -1,7 +1,7 @@
 //! Preview tokens and sandbox share links (contract §8): minted here, verified by the edge.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use super::previews::live_sandbox;
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::extract::{PreviewTokenParam, RawBody, ShareParam, TextPath};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
@@ -153,7 +154,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<MintedToken>>, ApiError> {
     let (sandbox, minted, url) =
         mint_from_body(&state, &caller, &id, &bytes, TokenKind::Token, islet_tokens::MAX_TTL_SECS)
@@ -257,7 +258,7 @@ pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    Path((_, token_id)): Path<(String, String)>,
+    TextPath(token_id, _): TextPath<PreviewTokenParam>,
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, &caller, &id, &token_id, TokenKind::Token).await
 }
@@ -267,7 +268,7 @@ pub(crate) async fn revoke_share(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    Path((_, share_id)): Path<(String, String)>,
+    TextPath(share_id, _): TextPath<ShareParam>,
 ) -> Result<StatusCode, ApiError> {
     revoke(&state, &caller, &id, &share_id, TokenKind::Share).await
 }
@@ -290,7 +291,7 @@ pub(crate) async fn create_share(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let (_, minted, share_url) =
         mint_from_body(&state, &caller, &id, &bytes, TokenKind::Share, MAX_SHARE_TTL_SECS).await?;

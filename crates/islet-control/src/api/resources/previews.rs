@@ -16,6 +16,7 @@ use super::preview_tokens::{mint, Mint};
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::extract::RawBody;
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::preview_urls::{PreviewUrls, DEFAULT_PORT};
@@ -202,7 +203,7 @@ pub(crate) async fn expose(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<PreviewView>>, ApiError> {
     upsert(&state, &caller, &id, &bytes, false).await
 }
@@ -212,7 +213,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let json = upsert(&state, &caller, &id, &bytes, true).await?;
     Ok((StatusCode::CREATED, json).into_response())
@@ -268,7 +269,7 @@ pub(crate) async fn share(
     caller: Caller,
     IdPath(id): IdPath<SandboxId>,
     IdPath(pid): IdPath<PreviewId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Shared>, ApiError> {
     let b = body::parse::<ShareBody>(&bytes)?;
     let sandbox = live_sandbox(&state, &caller, &id).await?;

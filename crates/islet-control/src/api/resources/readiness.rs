@@ -46,11 +46,13 @@ pub(crate) async fn stream(
             let mut delay = Duration::from_millis(10);
             loop {
                 let record = state.store.get_sandbox(&tenant, &id).await.ok();
+                // A sandbox on its way holds the stream until it is ready; one that will not
+                // become ready by itself (stopped, paused, failed, gone) answers `timeout` at
+                // once, with its state, which the SDK reads as "not ready" and stops waiting.
                 let (name, done) = match record.as_ref().map(|r| r.state) {
                     Some(SandboxState::Running) => ("ready", true),
                     Some(SandboxState::Creating) if started.elapsed() < STREAM_LIMIT => ("", false),
-                    Some(SandboxState::Creating) => ("timeout", true),
-                    _ => ("error", true),
+                    _ => ("timeout", true),
                 };
                 if done {
                     let data = serde_json::json!({

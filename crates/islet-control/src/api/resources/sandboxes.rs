@@ -1,7 +1,6 @@
 //! Sandbox lifecycle routes (contract §5.2).
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +13,7 @@ use super::view::{sandbox_view, SandboxView};
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::extract::{NameParam, Query, RawBody, TextPath};
 use crate::api::wire::{self, Data, Page, Paged};
 use crate::error::ApiError;
 use crate::lifecycle::{self, CreateOutcome, Step};
@@ -38,7 +38,7 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     Query(query): Query<CreateQuery>,
     headers: HeaderMap,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let body = body::parse::<CreateBody>(&bytes)?;
     let (no_timeout, no_idle) = body.omits_timeouts();
@@ -216,7 +216,7 @@ pub(crate) async fn get(
 pub(crate) async fn get_by_name(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(name): Path<String>,
+    TextPath(name, _): TextPath<NameParam>,
 ) -> Result<Object, ApiError> {
     let record = state.store.get_sandbox_by_name(&caller.tenant_id, &name).await?;
     if caller.external_user_id.as_ref().is_some_and(|u| record.external_user_id.as_ref() != Some(u))
@@ -262,7 +262,7 @@ pub(crate) async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Object, ApiError> {
     let patch = validate_patch(body::parse(&bytes)?)?;
     let record = state.store.patch_sandbox(&caller.tenant_id, &id, patch).await?;
@@ -278,7 +278,7 @@ pub(crate) async fn set_tags(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Object, ApiError> {
     let tags: TagsBody = body::parse(&bytes)?;
     let patch = validate_patch(PatchBody {
@@ -338,7 +338,7 @@ pub(crate) async fn extend(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Object, ApiError> {
     let body: ExtendBody = body::parse(&bytes)?;
     let current = state.store.get_sandbox(&caller.tenant_id, &id).await?;

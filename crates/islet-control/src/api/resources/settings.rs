@@ -3,7 +3,6 @@
 //! egress rules (destinations its sandboxes may not reach, a per-sandbox connection cap), and
 //! the branding for convenience. A field left out of a PUT is left as it is; `null` clears it.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use islet_store::Pricing;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::extract::RawBody;
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -90,7 +90,7 @@ pub(crate) async fn get(
 pub(crate) async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<SettingsView>>, ApiError> {
     let b: SettingsBody = body::parse(&bytes)?;
     // Everything is checked before anything changes.

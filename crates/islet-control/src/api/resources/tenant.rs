@@ -1,7 +1,6 @@
 //! Tenant settings the preview edge serves (contract §9): branding, the custom preview domain,
 //! its verification and its certificate.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
+use crate::api::extract::RawBody;
 use crate::api::wire::{self, Data};
 use crate::domain_verify;
 use crate::error::ApiError;
@@ -59,7 +59,7 @@ async fn save_branding(
 pub(crate) async fn put_branding(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<BrandingAnswer, ApiError> {
     let value = body::parse::<BrandingBody>(&bytes)?
         .branding
@@ -71,7 +71,7 @@ pub(crate) async fn put_branding(
 pub(crate) async fn put_branding_flat(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<BrandingAnswer, ApiError> {
     save_branding(&state, &caller.tenant_id, body::parse(&bytes)?).await
 }
@@ -211,7 +211,7 @@ struct DomainBody {
 pub(crate) async fn put_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<DomainView>>, ApiError> {
     let b = body::parse::<DomainBody>(&bytes)?;
     let raw = b
@@ -285,7 +285,7 @@ struct CertificateBody {
 pub(crate) async fn put_certificate(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<CertificateUploaded>>, ApiError> {
     let b = body::parse::<CertificateBody>(&bytes)?;
     let cert = b

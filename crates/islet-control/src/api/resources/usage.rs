@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::extract::Query;
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,6 +22,7 @@ use serde_json::{json, Map, Value};
 use crate::api::extract::body;
 use crate::api::extract::Caller;
 use crate::api::extract::IdPath;
+use crate::api::extract::{Query, RawBody};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -336,7 +336,7 @@ fn checked_retries(retry_count: i64) -> Result<u32, ApiError> {
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let b: WebhookBody = body::parse(&bytes)?;
     let raw_url =
@@ -385,7 +385,7 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<Data<WebhookView>>, ApiError> {
     // The endpoint must exist (for this tenant) before its new values are judged.
     state.store.get_webhook(&caller.tenant_id, &id).await?;
@@ -430,7 +430,7 @@ pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Json<WithSecret>, ApiError> {
     state.store.get_webhook(&caller.tenant_id, &id).await?;
     let b: RotateBody = body::parse(&bytes)?;
@@ -553,7 +553,7 @@ pub(crate) async fn replay(
     Caller(caller): Caller,
     IdPath(id): IdPath<WebhookId>,
     IdPath(delivery): IdPath<DeliveryId>,
-    bytes: Bytes,
+    RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let of = delivery;
     let b: ReplayBody = body::parse(&bytes)?;
