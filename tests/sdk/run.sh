@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs test_flow.py, test_webhooks.py and test_usage.py with the real miosa SDK against a fresh `islet serve`
+# Runs test_flow.py, test_webhooks.py, test_usage.py and test_parity.py with the real miosa SDK against a fresh `islet serve`
 # on a free port (local webhook receivers allowed), its preview edge on another free port
 # (ISLET_PREVIEW_ADDR for the test). Custom preview domains are verified against a DNS server the
 # test runs itself on ISLET_DNS_ADDR (the TXT record a tenant would publish).
@@ -42,7 +42,7 @@ if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolati
   ISLET_PREVIEW_ADDR="$preview_addr" ISLET_DNS_ADDR="$dns_addr" "$venv/bin/python" "$here/test_flow.py"; then
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi
-for script in test_webhooks.py test_usage.py; do
+for script in test_webhooks.py test_usage.py test_parity.py; do
   if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" "$venv/bin/python" "$here/$script"; then
     echo "--- server log ---"; tail -50 "$log"; exit 1
   fi

@@ -40,8 +40,17 @@ pub fn rootfs(template_dir: &Path, name: &str) -> PathBuf {
     template_dir.join(name).join("rootfs")
 }
 
+/// What a template's `READY` file says once built: its name and the revision of what Islet
+/// puts in it. A template built by an earlier revision is built again.
+const REVISION: &str = "2: /workspace";
+
+fn ready_mark(name: &str) -> String {
+    format!("{name}\nrevision {REVISION}\n")
+}
+
 pub fn is_built(template_dir: &Path, name: &str) -> bool {
-    template_dir.join(name).join("READY").exists()
+    std::fs::read_to_string(template_dir.join(name).join("READY"))
+        .is_ok_and(|mark| mark == ready_mark(name))
 }
 
 /// Build `name` with mmdebstrap into `<template_dir>/<name>/rootfs`, printing progress lines
@@ -72,6 +81,9 @@ pub async fn build(
             // Reproducible: no apt lists or caches in the image, fixed timestamps.
             "--aptopt=APT::Install-Recommends \"false\"",
             "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
+            // Where the SDKs' file and exec defaults point: empty, owned by the sandbox's root
+            // (after the shift below).
+            "--customize-hook=mkdir -m 0755 \"$1\"/workspace",
             "bookworm",
         ])
         .arg(&staging_root)
@@ -102,7 +114,7 @@ pub async fn build(
         .map_err(|e| RuntimeError::Spec(e.to_string()))??;
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&staging, &final_dir).map_err(RuntimeError::io("install template"))?;
-    std::fs::write(final_dir.join("READY"), format!("{name}\n"))
+    std::fs::write(final_dir.join("READY"), ready_mark(name))
         .map_err(RuntimeError::io("mark template ready"))?;
     progress(&format!("template {name} ready at {}", final_dir.display()));
     Ok(())

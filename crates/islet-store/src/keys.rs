@@ -6,6 +6,7 @@ use islet_types::time::{now_millis, UnixMillis};
 use islet_types::{ApiKeyId, TenantId};
 use rusqlite::{params, OptionalExtension, Row};
 
+use crate::key_presets::key_event_tx;
 use crate::secrets::{hash_key, new_secret};
 use crate::{Store, StoreError};
 
@@ -116,6 +117,15 @@ fn get_key_tx(
     finish(row)
 }
 
+/// A key's scopes as its answers show them: `["*"]` for every scope.
+fn key_scopes(key: &KeyRecord) -> serde_json::Value {
+    if key.full {
+        serde_json::json!(["*"])
+    } else {
+        key.scopes.names().into()
+    }
+}
+
 fn scopes_json(scopes: Option<ScopeSet>) -> Option<String> {
     scopes.map(|s| serde_json::Value::from(s.names()).to_string())
 }
@@ -206,10 +216,11 @@ impl Store {
     ) -> Result<(KeyRecord, String), StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
+            let tx = conn.transaction()?;
             let id = ApiKeyId::generate();
             let prefix = if new.external_user_id.is_some() { SCOPED_KEY_PREFIX } else { KEY_PREFIX };
             let plaintext = new_secret(prefix);
-            conn.execute(
+            tx.execute(
                 "INSERT INTO api_keys (id, tenant_id, name, key_hash, key_prefix, created_at, scopes,
                     external_user_id, expires_at, description)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -226,7 +237,11 @@ impl Store {
                     new.description,
                 ],
             )?;
-            Ok((get_key_tx(conn, &tenant, id.as_str())?, plaintext))
+            let key = get_key_tx(&tx, &tenant, id.as_str())?;
+            let details = serde_json::json!({ "name": key.name, "scopes": key_scopes(&key) });
+            key_event_tx(&tx, &tenant, id.as_str(), "created", details)?;
+            tx.commit()?;
+            Ok((key, plaintext))
         })
         .await
     }
@@ -246,8 +261,10 @@ impl Store {
             if key.revoked_at.is_some() {
                 return Err(StoreError::Conflict("the key is revoked".into()));
             }
+            let mut changed = serde_json::Map::new();
             if let Some(name) = name {
                 tx.execute("UPDATE api_keys SET name = ?2 WHERE id = ?1", params![id, name])?;
+                changed.insert("name".into(), name.into());
             }
             if let Some(scopes) = scopes {
                 if !scopes.is_full() {
@@ -257,6 +274,12 @@ impl Store {
                 tx.execute("UPDATE api_keys SET scopes = ?2 WHERE id = ?1", params![id, json])?;
             }
             let key = get_key_tx(&tx, &tenant, &id)?;
+            if scopes.is_some() {
+                changed.insert("scopes".into(), key_scopes(&key));
+            }
+            if !changed.is_empty() {
+                key_event_tx(&tx, &tenant, &id, "updated", changed.into())?;
+            }
             tx.commit()?;
             Ok(key)
         })
@@ -292,6 +315,7 @@ impl Store {
                 params![id, now_millis()],
             )?;
             let key = get_key_tx(&tx, &tenant, &id)?;
+            key_event_tx(&tx, &tenant, &id, "rotated", serde_json::json!({}))?;
             tx.commit()?;
             Ok((key, plaintext))
         })
@@ -315,6 +339,7 @@ impl Store {
             keep_a_full_key(&tx, &tenant, &key)?;
             let now = now_millis();
             tx.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", params![id, now])?;
+            key_event_tx(&tx, &tenant, &id, "revoked", serde_json::json!({}))?;
             tx.execute(
                 "UPDATE browser_tokens SET revoked_at = ?2 WHERE issued_by = ?1 AND revoked_at IS NULL",
                 params![id, now],

@@ -12,6 +12,7 @@ mod egress;
 mod error;
 mod events;
 mod idempotency;
+mod key_presets;
 mod keys;
 mod migrate;
 mod net_slots;
@@ -36,6 +37,7 @@ pub use deliveries::{
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
+pub use key_presets::{KeyEvent, PresetRecord};
 pub use keys::{
     BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, SCOPED_KEY_PREFIX,
 };

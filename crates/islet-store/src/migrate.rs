@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_network_and_pricing.sql")),
     (10, include_str!("migrations/0010_usage_daily.sql")),
     (11, include_str!("migrations/0011_operator_suspensions.sql")),
+    (12, include_str!("migrations/0012_key_presets_and_events.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

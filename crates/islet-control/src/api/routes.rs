@@ -12,8 +12,8 @@ use http::Method;
 use islet_types::scope::Scope;
 
 use super::resources::{
-    event_stream, forward, keys, policy, preview_tokens, previews, readiness, sandboxes, settings,
-    tenant, terminal, usage, webhooks,
+    event_stream, forward, key_presets, keys, policy, preview_tokens, previews, readiness,
+    sandboxes, settings, tenant, terminal, usage, webhooks,
 };
 use crate::state::AppState;
 
@@ -250,6 +250,10 @@ fn declare() -> Routes {
     r.add(GET, "/api-keys", keys_read, keys::list, "The tenant's API keys.");
     r.add(POST, "/api-keys", keys_write, keys::create, "Create a key (shown once).");
     r.add(POST, "/api-keys/scoped", keys_write, keys::create_scoped, "Create a key bound to one end user.");
+    r.add(GET, "/api-keys/presets", keys_read, key_presets::list, "Named scope sets: built in, and the tenant's own.");
+    r.add(POST, "/api-keys/presets", keys_write, key_presets::create, "Save a named scope set.");
+    r.add(DELETE, "/api-keys/presets/{name}", keys_write, key_presets::delete, "Remove one of the tenant's presets.");
+    r.add(GET, "/api-keys/{id}/events", keys_read, key_presets::events, "Every change made to a key.");
     r.add(GET, "/api-keys/{id}", keys_read, keys::get, "One key.");
     r.add(PATCH, "/api-keys/{id}", keys_write, keys::update, "Rename or narrow a key.");
     r.add(DELETE, "/api-keys/{id}", keys_write, keys::revoke, "Revoke a key.");

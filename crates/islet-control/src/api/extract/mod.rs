@@ -10,7 +10,7 @@ mod query;
 
 pub use caller::Caller;
 pub(crate) use paths::{
-    IdPath, KeyParam, NameParam, PreviewTokenParam, RunningSandbox, ShareParam, TextPath,
-    TokenParam, Uid,
+    IdPath, KeyParam, NameParam, PresetParam, PreviewTokenParam, RunningSandbox, ShareParam,
+    TextPath, TokenParam, Uid,
 };
 pub(crate) use query::{Query, RawBody, BODY_LIMIT};

@@ -97,6 +97,13 @@ impl PathParam for NameParam {
     const KIND: &'static str = "sandbox";
 }
 
+/// `{name}` of an API-key preset.
+pub(crate) struct PresetParam;
+impl PathParam for PresetParam {
+    const PARAM: &'static str = "name";
+    const KIND: &'static str = "preset";
+}
+
 /// `{token_id}` of a preview token, `{share_id}` of a share link.
 pub(crate) struct PreviewTokenParam;
 impl PathParam for PreviewTokenParam {

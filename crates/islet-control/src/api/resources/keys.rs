@@ -212,6 +212,8 @@ pub(crate) struct KeyBody {
     description: Option<String>,
     external_user_id: Option<String>,
     status: Option<String>,
+    /// Take the scopes of this preset (when `scopes` is left out).
+    preset: Option<String>,
 }
 
 pub(crate) async fn list(
@@ -236,7 +238,10 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
-    let b: KeyBody = body::parse(&bytes)?;
+    let mut b: KeyBody = body::parse(&bytes)?;
+    if let (None, Some(preset)) = (&b.scopes, &b.preset) {
+        b.scopes = Some(super::key_presets::preset_scopes(&state, &caller, preset).await?);
+    }
     let new = NewKey {
         name: label(b.name, "name", true)?.unwrap_or_default(),
         scopes: granted(&caller, b.scopes)?

@@ -4,6 +4,7 @@
 pub(crate) mod create_body;
 pub(crate) mod event_stream;
 pub(crate) mod forward;
+pub(crate) mod key_presets;
 pub(crate) mod keys;
 pub(crate) mod policy;
 pub(crate) mod preview_tokens;

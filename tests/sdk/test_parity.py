@@ -1,0 +1,103 @@
+"""SDK parity (issue 12), driven by the unmodified `miosa` 2.19.2 SDK against a live Islet:
+readiness waits that end at once, the SDK's /workspace defaults on a fresh sandbox, every
+error in the envelope (with its request id), live-only browser tokens, API-key presets and a
+key's audit trail.
+
+Reads MIOSA_BASE_URL / MIOSA_API_KEY like any SDK user. Each check asserts on what the server
+really did; a failure exits non-zero.
+"""
+import time
+
+import httpx
+import miosa
+from miosa.errors import MiosaError, NotFoundError, ValidationError
+
+client = miosa.Miosa()
+transport = client._transport
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok  {what}")
+
+
+def refused(call, error_class=MiosaError):
+    """The exception `call` raises (it must raise one of `error_class`)."""
+    try:
+        call()
+    except error_class as e:
+        return e
+    raise AssertionError(f"expected {error_class.__name__}")
+
+
+sb = client.sandboxes.create(external_user_id="parity_user", timeout_sec=600)
+try:
+    # A fresh sandbox has the /workspace the SDK's defaults name.
+    listing = sb.list_files()
+    check(listing.get("entries") == [], "list_files() on a fresh sandbox lists an empty /workspace")
+    sb.files.write("/workspace/notes/a.txt", "a")
+    check(sb.read_file("/workspace/notes/a.txt") == "a", "a file under /workspace round-trips")
+    check(sb.stat_file("/workspace")["is_dir"], "/workspace is a directory")
+    owner = sb.exec.run("stat -c %u /workspace").stdout.strip()
+    check(owner == "0", f"/workspace belongs to the sandbox's root (uid {owner})")
+    tree = sb.files.tree()
+    check(tree is not None, "files.tree() answers for /workspace")
+
+    # Removing a non-empty directory names what is wrong.
+    e = refused(lambda: transport.request("POST", f"/sandboxes/{sb.id}/fs/remove", json_body={"path": "/workspace/notes"}))
+    check(e.code == "DIRECTORY_NOT_EMPTY" and e.status_code == 409, f"a non-empty directory is DIRECTORY_NOT_EMPTY ({e.code})")
+    check((e.request_id or "").startswith("req_"), "the agent's refusal carries the request id")
+
+    # Every error is the envelope, with its request id.
+    e = refused(lambda: transport.request("GET", "/sandboxes", params={"limit": "abc"}), ValidationError)
+    check(e.code == "VALIDATION_FAILED" and (e.request_id or "").startswith("req_"), "a bad query is VALIDATION_FAILED with a request id")
+    e = refused(lambda: transport.request("GET", "/sandboxes/%ff"), NotFoundError)
+    check(e.code == "NOT_FOUND", "a path id that is not UTF-8 is NOT_FOUND")
+    e = refused(lambda: transport.request("POST", "/sandboxes", json_body={"metadata": {"x": "y" * (3 << 20)}}))
+    check(e.status_code == 413 and e.code == "TOO_LARGE", f"an oversized body is 413 TOO_LARGE ({e.status_code} {e.code})")
+
+    # A readiness wait on a sandbox that will not become ready by itself ends at once.
+    sb.stop()
+    requests = []
+    transport._client.event_hooks["request"].append(lambda r: requests.append(r.url.path))
+    started = time.monotonic()
+    ready = sb.wait_until_ready(timeout=5)
+    took = time.monotonic() - started
+    transport._client.event_hooks["request"].clear()
+    check(ready is False, "wait_until_ready() on a stopped sandbox answers not ready")
+    check(len(requests) <= 3, f"... in {len(requests)} request(s), not a polling storm")
+    check(took < 2, f"... at once ({took:.2f} s of the 5 s allowed)")
+    sb.resume()
+    check(sb.wait_until_ready(timeout=30) is True, "wait_until_ready() after resume answers ready")
+finally:
+    sb.destroy()
+
+# Browser tokens: only live ones are listed.
+tok = client.tokens.create_scoped(user_id="parity_user", workspace_id="ws", scopes=["sandboxes:read"])
+check(any(t["id"] == tok["id"] for t in client.tokens.list_scoped()), "a new browser token is listed")
+client.tokens.delete_scoped(tok["id"])
+check(not any(t["id"] == tok["id"] for t in client.tokens.list_scoped()), "a revoked browser token is not listed")
+
+# API-key presets: built in and the tenant's own; a key made from one; its audit trail.
+presets = {p["name"]: p for p in client.api_keys.presets()}
+check({"full", "read_only", "ci"} <= presets.keys() and presets["ci"]["builtin"], "api_keys.presets() lists the built-in presets")
+made = client.api_keys.create_preset(name="parity-runner", scopes=["sandboxes:exec", "usage:read"], description="runs things")
+check(made["name"] == "parity-runner" and not made["builtin"], "api_keys.create_preset saves the tenant's own")
+check("parity-runner" in {p["name"] for p in client.api_keys.presets()}, "... and presets() lists it")
+e = refused(lambda: client.api_keys.create_preset(name="ci", scopes=["usage:read"]))
+check(e.status_code == 409, "a built-in preset name is reserved (409)")
+key = client.api_keys.create(name="from preset", preset="parity-runner")
+check(set(key["scopes"]) >= {"sandboxes:exec", "usage:read"} and "keys:write" not in key["scopes"], f"a key created from a preset gets its scopes ({key['scopes']})")
+client.api_keys.update(key["id"], name="renamed")
+client.api_keys.rotate(key["id"])
+events = client.api_keys.events(key["id"])
+check([e["type"] for e in events] == ["rotated", "updated", "created"], f"api_keys.events lists every change, newest first ({[e['type'] for e in events]})")
+check(events[1]["details"].get("name") == "renamed", "... with what changed")
+check([e["type"] for e in client.api_keys.events(key["id"], event_type="created")] == ["created"], "... filtered by type")
+client.api_keys.delete(key["id"])
+client.api_keys.delete_preset("parity-runner")
+check("parity-runner" not in {p["name"] for p in client.api_keys.presets()}, "api_keys.delete_preset removes it")
+e = refused(lambda: client.api_keys.delete_preset("parity-runner"), NotFoundError)
+check(e.status_code == 404, "a preset removed twice is 404")
+print("parity: all checks passed")
