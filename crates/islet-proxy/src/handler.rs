@@ -157,6 +157,7 @@ impl Edge {
     ) -> Result<Response<Body>, Failure> {
         let public_authority = authority(&request).ok_or(Failure::UnknownHost)?;
         let host = host::normalise(&public_authority).ok_or(Failure::UnknownHost)?;
+        self.directory.catch_up().await;
         let (site, label) = self.site(&host)?;
         known.label = Some(label.clone());
         if let Site::Tenant(tenant) = &site {

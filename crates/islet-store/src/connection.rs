@@ -1,7 +1,7 @@
 //! Opening the database and running blocking SQL off the async runtime.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::hooks::Action;
@@ -23,6 +23,10 @@ pub struct Store {
     event_written: Arc<AtomicBool>,
     /// Bumped after any store call that wrote an event, for outbox readers that wait.
     events: Arc<watch::Sender<u64>>,
+    /// Bumped after every committed change of what the preview edge serves (a preview, a
+    /// grant or revocation, a sandbox's state, a domain, branding, a certificate), so an edge
+    /// sharing this handle sees the change before the API call that made it answers.
+    edge_version: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -46,7 +50,24 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             event_written,
             events: Arc::new(watch::channel(0).0),
+            edge_version: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Moves on every committed change of what the preview edge serves (see the field).
+    pub fn edge_version(&self) -> u64 {
+        self.edge_version.load(Ordering::Acquire)
+    }
+
+    /// [`Store::with`] for a change the edge serves: the version moves once it is committed.
+    pub(crate) async fn with_edge<F, R>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let result = self.with(f).await;
+        self.edge_version.fetch_add(1, Ordering::AcqRel);
+        result
     }
 
     /// Changes whenever this handle has written an event to the outbox. Readers wait on it

@@ -231,7 +231,7 @@ impl Store {
         req: PreviewRequest,
     ) -> Result<PreviewRecord, StoreError> {
         let (tenant, sandbox) = (tenant_id.to_string(), sandbox_id.to_string());
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             live_sandbox(&tx, &tenant, &sandbox)?;
             let existing: Option<String> = tx
@@ -335,7 +335,7 @@ impl Store {
         preview_id: &PreviewId,
     ) -> Result<(), StoreError> {
         let ids = (tenant_id.to_string(), sandbox_id.to_string(), preview_id.to_string());
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             let share: Option<Option<String>> = tx
                 .query_row(
@@ -369,7 +369,7 @@ impl Store {
         token: TokenRecord,
         kind: TokenKind,
     ) -> Result<(), StoreError> {
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             live_sandbox(&tx, token.tenant_id.as_str(), token.sandbox_id.as_str())?;
             insert_token(&tx, &token, kind)?;
@@ -436,7 +436,7 @@ impl Store {
         kind: TokenKind,
     ) -> Result<(), StoreError> {
         let ids = (tenant_id.to_string(), sandbox_id.to_string(), token_id.to_string());
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             let exists: Option<i64> = tx
                 .query_row(

@@ -235,7 +235,7 @@ impl Store {
         let tenant = tenant_id.to_string();
         let raw =
             branding.map(|b| serde_json::to_string(&b)).transpose().map_err(StoreError::corrupt)?;
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
             tx.execute(
@@ -269,7 +269,7 @@ impl Store {
         domain: Option<DomainName>,
     ) -> Result<Option<PreviewDomain>, StoreError> {
         let tenant = tenant_id.to_string();
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
             let current = preview_domain_tx(&tx, &tenant)?;
@@ -302,7 +302,7 @@ impl Store {
         domain: &DomainName,
     ) -> Result<PreviewDomain, StoreError> {
         let (tenant, domain) = (tenant_id.to_string(), domain.to_string());
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             let taken: Option<String> = tx
                 .query_row(
@@ -338,7 +338,7 @@ impl Store {
     /// verified (`NotFound` otherwise). A certificate of the same name held by another tenant
     /// is never replaced (`NameTaken`).
     pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction()?;
             let current = preview_domain_tx(&tx, row.tenant_id.as_str())?;
             if !current.is_some_and(|c| c.domain == row.domain && c.verified_at.is_some()) {
@@ -375,7 +375,7 @@ impl Store {
     /// Remove the tenant's uploaded (wildcard) certificate.
     pub async fn delete_certificate(&self, tenant_id: &TenantId) -> Result<(), StoreError> {
         let tenant = tenant_id.to_string();
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             conn.execute(
                 "DELETE FROM certificates WHERE tenant_id = ?1 AND kind = 'wildcard'",
                 [&tenant],

@@ -122,7 +122,7 @@ impl Store {
         facts: TransitionFacts,
     ) -> Result<SandboxRecord, StoreError> {
         let id = id.clone();
-        self.with(move |conn| {
+        self.with_edge(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let record = get_tx(&tx, &id)?.ok_or(StoreError::NotFound("sandbox"))?;
             let now = now_millis();

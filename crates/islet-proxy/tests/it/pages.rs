@@ -112,13 +112,11 @@ async fn failure_pages_carry_the_tenants_brand_and_nothing_of_ours() {
     let stopped = client.call("POST", &format!("/sandboxes/{}/stop", p.id), None).await;
     assert_eq!(stopped.status, 200, "{:?}", stopped.body);
     client.wait_for_state(&p.id, "stopped", 30).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // route cache
     let (s, h, b) = fetch(&edge, &url(&server, &p.host, "/"), html, Some(&token)).await;
     assert_branded(s, &h, &b, 503, "not running");
 
     // Not found: a destroyed sandbox is the tenant's own page.
     client.call("DELETE", &format!("/sandboxes/{}", p.id), None).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let (s, h, b) = fetch(&edge, &url(&server, &p.host, "/"), html, Some(&token)).await;
     assert_branded(s, &h, &b, 404, "does not exist");
 
