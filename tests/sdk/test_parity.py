@@ -6,9 +6,10 @@ key's audit trail.
 Reads MIOSA_BASE_URL / MIOSA_API_KEY like any SDK user. Each check asserts on what the server
 really did; a failure exits non-zero.
 """
+import queue
+import threading
 import time
 
-import httpx
 import miosa
 from miosa.errors import MiosaError, NotFoundError, ValidationError
 
@@ -70,8 +71,54 @@ try:
     check(took < 2, f"... at once ({took:.2f} s of the 5 s allowed)")
     sb.resume()
     check(sb.wait_until_ready(timeout=30) is True, "wait_until_ready() after resume answers ready")
+
+    # Resources: read, and changed live within quota.
+    res = sb.resources()
+    check(res["resources"]["cpu"] == sb.data["cpu_count"] and res["capabilities"]["live_memory"], "resources() reads CPU, memory and what changes live")
+    grown = sb.resize(cpu_count=2, memory_mb=3072)
+    check(grown["applied_live"] and grown["resources"]["memory_mb"] == 3072 and grown["changes"]["cpu_count"]["to"] == 2, "resize() applies to the running sandbox")
+    # (The host's cgroup files are checked by the Rust suite's resize test, on both levels.)
+    check(client.sandboxes.get(sb.id).data["memory_mb"] == 3072, "... and the sandbox object too")
+    # (quotas.set() has no memory field: the policy document has.)
+    transport.request("PUT", "/quotas/external/parity_user", json_body={"max_memory_mb": 3500})
+    e = refused(lambda: sb.resize(memory_mb=4096))
+    check(e.status_code == 403 and e.code == "QUOTA_EXCEEDED", "a resize past the user's quota is QUOTA_EXCEEDED")
+    transport.request("DELETE", "/quotas/external/parity_user")
+    e = refused(lambda: sb.resize(memory_mb=10), ValidationError)
+    check(e.code == "VALIDATION_FAILED", "a resize out of bounds is VALIDATION_FAILED")
+
+    # The sandbox's own event stream.
+    seen = queue.Queue()
+
+    def follow():
+        for event in sb.events.stream():
+            seen.put(event)
+            if "paused" in str(event.get("type") or event.get("event")):
+                return
+
+    threading.Thread(target=follow, daemon=True).start()
+    time.sleep(0.5)
+    sb.pause()
+    got = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any("paused" in str(g.get("type") or g.get("event")) for g in got):
+        try:
+            got.append(seen.get(timeout=0.5))
+        except queue.Empty:
+            pass
+    check(any("paused" in str(g.get("type") or g.get("event")) for g in got), f"sandbox.events.stream() delivers its sandbox.paused ({[g.get('type') for g in got]})")
+    sb.resume()
+
+    # A call that cannot mean anything here is refused with its reason.
+    e = refused(lambda: client.sandboxes.browser_cdp_url(sb.id))
+    check(e.code == "UNSUPPORTED" and e.status_code == 409, "browser_cdp_url is refused as UNSUPPORTED, with its reason")
 finally:
     sb.destroy()
+
+# The tenant's plan.
+plan = client.tenant.current()
+check(plan["plan"] == "self-hosted" and plan["limits"]["max_webhooks"] > 0, "tenant.current() reads the plan and the platform's limits")
+check(isinstance(plan["usage"]["sandboxes"], int), "... and what the tenant holds")
 
 # Browser tokens: only live ones are listed.
 tok = client.tokens.create_scoped(user_id="parity_user", workspace_id="ws", scopes=["sandboxes:read"])

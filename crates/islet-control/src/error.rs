@@ -52,6 +52,9 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("this route does not answer that method")]
     MethodNotAllowed,
+    /// A call the MIOSA API has that cannot mean anything on this platform (yet).
+    #[error("{what} is not supported here: {reason}")]
+    Unsupported { what: &'static str, reason: &'static str },
     /// Admitted, but the runtime could not start it (it is in `error`).
     #[error("the sandbox failed to start")]
     StartFailed { sandbox_id: islet_types::SandboxId },
@@ -98,6 +101,7 @@ impl ApiError {
             }
             ApiError::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", false),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", false),
+            ApiError::Unsupported { .. } => (StatusCode::CONFLICT, "UNSUPPORTED", false),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", false)
             }
@@ -136,6 +140,8 @@ pub enum ErrorDetails {
     Sandbox { sandbox_id: islet_types::SandboxId },
     /// The most a body may hold.
     Limit { limit_bytes: u64 },
+    /// Why a call is not supported.
+    Reason { reason: &'static str },
 }
 
 /// A whole error answer: `{"error": {…}, "request_id": "req_…"}`.
@@ -165,6 +171,7 @@ impl ApiError {
                 Some(ErrorDetails::Sandbox { sandbox_id: sandbox_id.clone() })
             }
             ApiError::TooLarge { limit } => Some(ErrorDetails::Limit { limit_bytes: *limit }),
+            ApiError::Unsupported { reason, .. } => Some(ErrorDetails::Reason { reason }),
             _ => None,
         };
         let retry_after_ms = match self {

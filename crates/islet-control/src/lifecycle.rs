@@ -370,6 +370,36 @@ fn halted(t: Transition) -> SandboxState {
     }
 }
 
+/// Give a sandbox new CPU and memory: admitted by the store, then applied at once to a running
+/// sandbox's cgroups (a stopped or paused one gets them when it runs again). A change the host
+/// refuses (memory below what the sandbox uses now) is undone in the store.
+pub async fn resize(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &SandboxId,
+    resources: islet_types::Resources,
+) -> Result<(SandboxRecord, bool), ApiError> {
+    let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+    detached(async move {
+        let _guard = lock(&id).await;
+        let before = state.store.get_sandbox(&tenant, &id).await?;
+        let after = state.store.resize_sandbox(&tenant, &id, resources).await?;
+        if after.state != SandboxState::Running {
+            return Ok((after, false));
+        }
+        if let Err(e) = state.runtime.resize(&id, &resources) {
+            tracing::warn!(sandbox_id = %id, error = %e, "a resize the host refused is undone");
+            let _ = state.runtime.resize(&id, &before.resources);
+            state.store.resize_sandbox(&tenant, &id, before.resources).await?;
+            return Err(ApiError::Conflict(format!(
+                "the host refused the new limits (memory below what the sandbox uses now?): {e}"
+            )));
+        }
+        Ok((after, true))
+    })
+    .await
+}
+
 /// Resume a paused sandbox (thaw) or a stopped one (start again over its kept files).
 async fn resume_attached(
     state: &AppState,

@@ -132,6 +132,49 @@ pub(crate) fn create(
     Ok(sandbox_dirs(layout, name))
 }
 
+/// Change the memory and CPU limits of the existing cgroups of `name` (a running sandbox of
+/// either isolation level: runc's cgroups are at the same place). A memory limit below what the
+/// sandbox uses now is refused by the kernel, and the error says so.
+pub(crate) fn set_limits(layout: &Layout, name: &str, limits: &Limits) -> Result<(), RuntimeError> {
+    let memory = limits.memory_bytes.to_string();
+    match layout {
+        Layout::V1(dirs) => {
+            for (controller, base) in dirs {
+                let dir = base.join(name);
+                match *controller {
+                    "memory" => {
+                        // memsw must stay at least the plain limit: raise it first when growing,
+                        // lower it after when shrinking. Absent without swap accounting.
+                        let current: u64 =
+                            std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+                                .ok()
+                                .and_then(|s| s.trim().parse().ok())
+                                .unwrap_or(0);
+                        if limits.memory_bytes >= current {
+                            let _ = write(&dir, "memory.memsw.limit_in_bytes", &memory);
+                            write(&dir, "memory.limit_in_bytes", &memory)?;
+                        } else {
+                            write(&dir, "memory.limit_in_bytes", &memory)?;
+                            let _ = write(&dir, "memory.memsw.limit_in_bytes", &memory);
+                        }
+                    }
+                    "cpu" => {
+                        write(&dir, "cpu.cfs_period_us", &limits.cpu_period_us.to_string())?;
+                        write(&dir, "cpu.cfs_quota_us", &limits.cpu_quota_us.to_string())?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Layout::V2(base) => {
+            let dir = base.join(name);
+            write(&dir, "memory.max", &memory)?;
+            write(&dir, "cpu.max", &format!("{} {}", limits.cpu_quota_us, limits.cpu_period_us))?;
+        }
+    }
+    Ok(())
+}
+
 /// Remove the cgroups of `name`, killing whatever is still inside. Missing ones are fine.
 pub(crate) fn remove(layout: &Layout, name: &str) -> Result<(), RuntimeError> {
     for dir in sandbox_dirs(layout, name) {

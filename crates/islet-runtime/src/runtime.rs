@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use islet_types::egress::EgressPolicy;
 use islet_types::sandbox::Isolation;
-use islet_types::SandboxId;
+use islet_types::{Resources, SandboxId};
 use rtnetlink::Handle;
 
 use crate::agent_client::AgentClient;
@@ -203,12 +203,7 @@ impl Runtime {
         phases.mark("spec");
         let oci = Oci::for_isolation(&self.config, spec.isolation);
         if spec.isolation == Isolation::Gvisor {
-            let limits = cgroups::Limits {
-                memory_bytes: u64::from(spec.resources.memory_mb) * 1024 * 1024,
-                cpu_quota_us: 100_000 * u64::from(spec.resources.cpu_count),
-                cpu_period_us: 100_000,
-                pids: bundle::PIDS_MAX as u64,
-            };
+            let limits = cgroup_limits(&spec.resources);
             cgroups::create(&self.cgroups, &cgroup_name(&spec.id), &limits)?;
             let procs = cgroups::procs_files(&self.cgroups, &cgroup_name(&spec.id));
             oci.run_in_cgroups(spec.id.as_str(), &paths.bundle, &paths.log, &procs).await?;
@@ -285,6 +280,12 @@ impl Runtime {
                 .map_err(RuntimeError::io(format!("write /etc/{name}")))?;
         }
         Ok(())
+    }
+
+    /// Give a running sandbox new CPU and memory limits, at once (its cgroups, whichever the
+    /// isolation level). The disk keeps its size: it is a filesystem image.
+    pub fn resize(&self, id: &SandboxId, resources: &Resources) -> Result<(), RuntimeError> {
+        cgroups::set_limits(&self.cgroups, &cgroup_name(id), &cgroup_limits(resources))
     }
 
     pub async fn pause(&self, id: &SandboxId, isolation: Isolation) -> Result<(), RuntimeError> {
@@ -389,6 +390,16 @@ impl Runtime {
     /// Host-side veth name of a slot.
     pub fn link_name(&self, index: u32) -> String {
         host_veth(&self.config, index)
+    }
+}
+
+/// The cgroup limits of a sandbox of `resources` (the OCI spec says the same for runc).
+fn cgroup_limits(resources: &Resources) -> cgroups::Limits {
+    cgroups::Limits {
+        memory_bytes: u64::from(resources.memory_mb) * 1024 * 1024,
+        cpu_quota_us: 100_000 * u64::from(resources.cpu_count),
+        cpu_period_us: 100_000,
+        pids: bundle::PIDS_MAX as u64,
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) enum Way {
     /// A paused sandbox runs again: it holds its compute already, so only a suspension
     /// refuses it.
     Unpause,
+    /// A sandbox gets other CPU and memory: counted at its new size, without its old one.
+    Resize,
 }
 
 impl Way {
@@ -37,6 +39,7 @@ impl Way {
         match self {
             Way::Create => "create",
             Way::Resume | Way::Unpause => "resume",
+            Way::Resize => "resize",
         }
     }
 
@@ -53,6 +56,7 @@ impl Way {
             },
             Way::Resume => Holding { sandboxes: 0, concurrent: 1, cpu, memory_mb, storage_mb: 0 },
             Way::Unpause => Holding::default(),
+            Way::Resize => Holding { sandboxes: 0, concurrent: 0, cpu, memory_mb, storage_mb: 0 },
         }
     }
 }
@@ -263,6 +267,33 @@ impl Store {
             }
             tx.commit()?;
             Ok(over)
+        })
+        .await
+    }
+
+    /// What all of a tenant's sandboxes hold now (its end users' and its own).
+    pub async fn tenant_holding(&self, tenant_id: &TenantId) -> Result<Holding, StoreError> {
+        let tenant = tenant_id.clone();
+        self.with(move |conn| {
+            let live = live_states();
+            let sql = format!(
+                "SELECT COUNT(*),
+                    COALESCE(SUM(state IN ({live})), 0),
+                    COALESCE(SUM(CASE WHEN state IN ({live}) THEN cpu_count END), 0),
+                    COALESCE(SUM(CASE WHEN state IN ({live}) THEN memory_mb END), 0),
+                    COALESCE(SUM(disk_mb), 0)
+                 FROM sandboxes WHERE tenant_id = ?1 AND state != 'destroyed'"
+            );
+            let row = conn.prepare_cached(&sql)?.query_row([tenant.as_str()], |r| {
+                Ok(Holding {
+                    sandboxes: r.get::<_, i64>(0)? as u64,
+                    concurrent: r.get::<_, i64>(1)? as u64,
+                    cpu: r.get::<_, i64>(2)? as u64,
+                    memory_mb: r.get::<_, i64>(3)? as u64,
+                    storage_mb: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            Ok(row)
         })
         .await
     }

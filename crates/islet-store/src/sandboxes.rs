@@ -342,6 +342,41 @@ impl Store {
         .await
     }
 
+    /// Give a sandbox new CPU and memory, admitted as the admission rule says for its end user
+    /// (a refusal is [`StoreError::QuotaExceeded`], its `quota.exceeded` event committed). The
+    /// caller applies the change on the host.
+    pub async fn resize_sandbox(
+        &self,
+        tenant_id: &TenantId,
+        id: &SandboxId,
+        resources: islet_types::Resources,
+    ) -> Result<SandboxRecord, StoreError> {
+        let (tenant, id) = (tenant_id.clone(), id.clone());
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut record = get_tx(&tx, &id)?
+                .filter(|r| r.tenant_id == tenant && r.state != SandboxState::Destroyed)
+                .ok_or(StoreError::NotFound("sandbox"))?;
+            if let Some(user) = record.external_user_id.clone() {
+                let way = crate::admission::Way::Resize;
+                let verdict =
+                    crate::admission::admit_tx(&tx, &tenant, &user, way, &resources, Some(&id))?;
+                if let crate::admission::Admission::Refused(refusal) = verdict {
+                    tx.commit()?;
+                    return Err(StoreError::QuotaExceeded { refusal, external_user_id: user });
+                }
+            }
+            tx.execute(
+                "UPDATE sandboxes SET cpu_count = ?2, memory_mb = ?3 WHERE id = ?1",
+                params![id.as_str(), resources.cpu_count, resources.memory_mb],
+            )?;
+            record.resources = resources;
+            tx.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
     /// Record API or preview activity (for idle timeouts). Cheap and best effort.
     pub async fn touch_sandbox(&self, id: &SandboxId) -> Result<(), StoreError> {
         let id = id.to_string();

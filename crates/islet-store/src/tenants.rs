@@ -157,6 +157,28 @@ impl Store {
         .await
     }
 
+    /// A tenant's name, its isolation level (`None`: the node's default) and when it was made.
+    pub async fn tenant(
+        &self,
+        tenant_id: &TenantId,
+    ) -> Result<(String, Option<Isolation>, i64), StoreError> {
+        let id = tenant_id.to_string();
+        self.with(move |conn| {
+            let (name, isolation, created): (String, Option<String>, i64) = conn
+                .query_row(
+                    "SELECT name, isolation, created_at FROM tenants WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound("tenant"))?;
+            let isolation =
+                isolation.map(|i| i.parse()).transpose().map_err(StoreError::corrupt)?;
+            Ok((name, isolation, created))
+        })
+        .await
+    }
+
     /// The tenant with this ID, or else the one tenant with this name (for operators' tools).
     pub async fn find_tenant(&self, id_or_name: &str) -> Result<Option<TenantId>, StoreError> {
         let key = id_or_name.to_owned();

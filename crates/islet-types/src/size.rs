@@ -59,6 +59,26 @@ impl Resources {
         Ok(resources)
     }
 
+    /// These resources with CPU and memory changed (a resize); the bounds are a create's.
+    pub fn resized(
+        self,
+        cpu_count: Option<u32>,
+        memory_mb: Option<u32>,
+    ) -> Result<Self, SizeError> {
+        let resized = Self {
+            cpu_count: cpu_count.unwrap_or(self.cpu_count),
+            memory_mb: memory_mb.unwrap_or(self.memory_mb),
+            disk_mb: self.disk_mb,
+        };
+        check("cpu_count", resized.cpu_count, CPU_RANGE)?;
+        check("memory_mb", resized.memory_mb, MEMORY_RANGE)?;
+        Ok(resized)
+    }
+
+    /// The largest CPU count and memory a sandbox may have.
+    pub const MAX_CPU: u32 = CPU_RANGE.1;
+    pub const MAX_MEMORY_MB: u32 = MEMORY_RANGE.1;
+
     /// The tier name whose CPU and memory match exactly, if any.
     pub fn tier(&self) -> Option<&'static str> {
         TIERS

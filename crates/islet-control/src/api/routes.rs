@@ -12,8 +12,8 @@ use http::Method;
 use islet_types::scope::Scope;
 
 use super::resources::{
-    event_stream, forward, key_presets, keys, policy, preview_tokens, previews, readiness,
-    sandboxes, settings, tenant, terminal, usage, webhooks,
+    event_stream, forward, key_presets, keys, plan, policy, preview_tokens, previews, readiness,
+    sandbox_resources, sandboxes, settings, tenant, terminal, usage, webhooks,
 };
 use crate::state::AppState;
 
@@ -186,6 +186,10 @@ fn declare() -> Routes {
     r.add(GET, "/sandboxes/{id}/readiness", read, readiness::readiness, "Whether it is ready.");
     r.add(GET, "/sandboxes/{id}/readiness/stream", read, readiness::stream, "Readiness as SSE.");
     r.add(GET, "/sandboxes/{id}/usage", read, usage::sandbox_usage, "The sandbox's metered usage.");
+    r.add(GET, "/sandboxes/{id}/resources", read, sandbox_resources::get, "CPU and memory, and what can change live.");
+    r.add(PATCH, "/sandboxes/{id}/resources", write, sandbox_resources::resize, "Change CPU and memory within quota, live when running.");
+    r.add(GET, "/sandboxes/{id}/events", read, event_stream::sandbox_stream, "The sandbox's lifecycle events as SSE.");
+    r.add(POST, "/sandboxes/{id}/browser/cdp-url", read, plan::browser_cdp_url, "Refused: no template runs a browser (409 UNSUPPORTED).");
 
     // Inside the sandbox: relayed to its agent. Reading files is reading; everything else
     // runs something inside.
@@ -283,6 +287,7 @@ fn declare() -> Routes {
     // Branding, settings and the preview domain.
     let (settings_write, domains_write) =
         (scope(SettingsWrite, TENANT_ONLY), scope(DomainsWrite, TENANT_ONLY));
+    r.add(GET, "/tenant/plan", any_credential, plan::get, "The tenant's plan: the platform's limits and what it holds.");
     r.add(GET, "/tenant/branding", any_credential, tenant::get_branding, "The failure pages' branding.");
     r.add(PUT, "/tenant/branding", settings_write, tenant::put_branding, "Set it (`{\"branding\": {…}}`).");
     r.add(DELETE, "/tenant/branding", settings_write, tenant::delete_branding, "Back to the default.");

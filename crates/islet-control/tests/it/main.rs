@@ -15,6 +15,7 @@ mod limits;
 mod metering;
 mod pool;
 mod quotas;
+mod resize;
 mod tenancy;
 mod terminal_and_files;
 mod webhook_crash;

@@ -14,7 +14,12 @@ use super::crash::{spawn_with, tenant_key};
 
 /// A file of the sandbox's cgroup, read the way an operator would: the server's own cgroup
 /// (per `/proc/<pid>/cgroup`) + `islet/<id>`; `v1` names the controller and file on cgroup v1.
-fn cgroup_read(server_pid: u32, sandbox: &str, v1: (&str, &str), v2_file: &str) -> String {
+pub(super) fn cgroup_read(
+    server_pid: u32,
+    sandbox: &str,
+    v1: (&str, &str),
+    v2_file: &str,
+) -> String {
     let own = std::fs::read_to_string(format!("/proc/{server_pid}/cgroup")).unwrap();
     let dir = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();

@@ -15,14 +15,14 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use islet_store::EventRow;
-use islet_types::TenantId;
+use islet_types::{SandboxId, TenantId};
 use islet_webhooks::catalogue;
 use islet_webhooks::payload::{event_body, PreviewLinks};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::extract::Caller;
-use crate::api::extract::Query;
+use crate::api::extract::{IdPath, Query};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -77,6 +77,8 @@ enum Scope {
     All,
     ExternalUser(String),
     Workspace(String),
+    /// One sandbox's events (`GET /sandboxes/{id}/events`).
+    Sandbox(SandboxId),
 }
 
 struct Filter {
@@ -135,6 +137,7 @@ impl Filter {
             Scope::All => true,
             Scope::ExternalUser(u) => data["external_user_id"].as_str() == Some(u),
             Scope::Workspace(w) => data["external_workspace_id"].as_str() == Some(w),
+            Scope::Sandbox(id) => event.sandbox_id.as_deref() == Some(id.as_str()),
         }
     }
 }
@@ -156,13 +159,41 @@ pub(crate) async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(&q)?;
-    let slot = Slot::take(&state, &caller.tenant_id)?;
-    let after = match start_after(&headers, &q)? {
+    open(state, caller.tenant_id, filter, &headers, &q).await
+}
+
+/// `GET /sandboxes/{id}/events?types=&after=`: one sandbox's lifecycle events, as the tenant
+/// stream sends them.
+pub(crate) async fn sandbox_stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    IdPath(id): IdPath<SandboxId>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    // Unknown or foreign sandboxes fail before the stream starts.
+    state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    if q.scope.is_some() || q.external_user_id.is_some() {
+        return Err(ApiError::validation("a sandbox's stream is scoped to it already", "scope"));
+    }
+    let filter = Filter { scope: Scope::Sandbox(id), ..Filter::parse(&q)? };
+    open(state, caller.tenant_id, filter, &headers, &q).await
+}
+
+async fn open(
+    state: AppState,
+    tenant: TenantId,
+    filter: Filter,
+    headers: &HeaderMap,
+    q: &StreamQuery,
+) -> Result<Response, ApiError> {
+    let slot = Slot::take(&state, &tenant)?;
+    let after = match start_after(headers, q)? {
         Some(n) => n,
         None => state.store.latest_event_seq().await?,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
-    tokio::spawn(follow(state, caller.tenant_id, filter, after, tx, slot));
+    tokio::spawn(follow(state, tenant, filter, after, tx, slot));
     let sse = Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(sse.into_response())
