@@ -72,6 +72,18 @@ try:
     sb.resume()
     check(sb.wait_until_ready(timeout=30) is True, "wait_until_ready() after resume answers ready")
 
+    # Metrics from the meter's samples (the run's meter samples every second).
+    metrics = {}
+    for _ in range(50):
+        metrics = sb.metrics("5m")
+        if metrics["points"]:
+            break
+        time.sleep(0.1)
+    check(metrics["points"] and metrics["points"][-1]["memory_bytes"] > 0, "metrics() has the meter's samples")
+    check(metrics["current"]["cpu_count"] == sb.data["cpu_count"] and metrics["window"] == "5m", "... and the current resources")
+    e = refused(lambda: sb.metrics("7d"), ValidationError)
+    check(e.code == "VALIDATION_FAILED", "a window past 6 h is VALIDATION_FAILED")
+
     # Resources: read, and changed live within quota.
     res = sb.resources()
     check(res["resources"]["cpu"] == sb.data["cpu_count"] and res["capabilities"]["live_memory"], "resources() reads CPU, memory and what changes live")

@@ -12,6 +12,7 @@ pub mod domain_verify;
 mod error;
 pub mod lifecycle;
 mod metering;
+mod metrics;
 pub mod origins;
 mod pool;
 mod preview_urls;

@@ -35,6 +35,7 @@ fn sample_of(state: &AppState, record: &SandboxRecord) -> Option<UsageSample> {
 /// Account one sandbox now (before it stops, pauses or is destroyed).
 pub(crate) async fn sample(state: &AppState, record: &SandboxRecord) {
     if let Some(s) = sample_of(state, record) {
+        state.metrics.record(&s);
         if let Err(e) = state.store.record_usage(vec![s]).await {
             tracing::warn!(sandbox_id = %record.id, error = %e, "usage sample failed");
         }
@@ -51,6 +52,12 @@ pub(crate) async fn sample_all(state: &AppState) {
         }
     };
     let samples: Vec<UsageSample> = records.iter().filter_map(|r| sample_of(state, r)).collect();
+    let alive: std::collections::HashSet<&islet_types::SandboxId> =
+        records.iter().map(|r| &r.id).collect();
+    state.metrics.retain(|id| alive.contains(id));
+    for s in &samples {
+        state.metrics.record(s);
+    }
     if samples.is_empty() {
         return;
     }

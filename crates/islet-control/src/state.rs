@@ -28,6 +28,8 @@ pub struct AppState {
     pub origins: Arc<crate::origins::OriginCache>,
     /// Held while a tenant's settings change (`PUT /settings`).
     pub settings_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Each sandbox's recent metrics, from the meter's samples.
+    pub(crate) metrics: Arc<crate::metrics::MetricsRing>,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
             streams: Arc::default(),
             origins: Arc::default(),
             settings_lock: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 }

@@ -12,8 +12,8 @@ use http::Method;
 use islet_types::scope::Scope;
 
 use super::resources::{
-    event_stream, forward, key_presets, keys, plan, policy, preview_tokens, previews, readiness,
-    sandbox_resources, sandboxes, settings, tenant, terminal, usage, webhooks,
+    event_stream, forward, key_presets, keys, metrics, plan, policy, preview_tokens, previews,
+    readiness, sandbox_resources, sandboxes, settings, tenant, terminal, usage, webhooks,
 };
 use crate::state::AppState;
 
@@ -186,6 +186,7 @@ fn declare() -> Routes {
     r.add(GET, "/sandboxes/{id}/readiness", read, readiness::readiness, "Whether it is ready.");
     r.add(GET, "/sandboxes/{id}/readiness/stream", read, readiness::stream, "Readiness as SSE.");
     r.add(GET, "/sandboxes/{id}/usage", read, usage::sandbox_usage, "The sandbox's metered usage.");
+    r.add(GET, "/sandboxes/{id}/metrics", read, metrics::get, "Recent CPU, memory and network, from the meter's samples.");
     r.add(GET, "/sandboxes/{id}/resources", read, sandbox_resources::get, "CPU and memory, and what can change live.");
     r.add(PATCH, "/sandboxes/{id}/resources", write, sandbox_resources::resize, "Change CPU and memory within quota, live when running.");
     r.add(GET, "/sandboxes/{id}/events", read, event_stream::sandbox_stream, "The sandbox's lifecycle events as SSE.");

@@ -6,6 +6,7 @@ pub(crate) mod event_stream;
 pub(crate) mod forward;
 pub(crate) mod key_presets;
 pub(crate) mod keys;
+pub(crate) mod metrics;
 pub(crate) mod plan;
 pub(crate) mod policy;
 pub(crate) mod preview_tokens;
