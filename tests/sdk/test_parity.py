@@ -72,6 +72,24 @@ try:
     sb.resume()
     check(sb.wait_until_ready(timeout=30) is True, "wait_until_ready() after resume answers ready")
 
+    # The sandbox's log: its background processes' output, in order.
+    sb.commands.run("for i in 1 2 3; do echo line-$i; done; echo oops >&2", background=True)
+    logs = {}
+    for _ in range(50):
+        logs = sb.get_logs(lines=50)
+        if isinstance(logs, dict) and len(logs.get("lines", [])) >= 4:
+            break
+        time.sleep(0.1)
+    texts = [l["line"] for l in logs.get("lines", [])]
+    check(texts[:3] == ["line-1", "line-2", "line-3"] and "oops" in texts, f"get_logs() has the background process's output ({texts})")
+    check(any(l["stream"] == "stderr" for l in logs["lines"]), "... with which stream each line came from")
+    streamed = []
+    for event in sb.stream_logs():
+        streamed.append(event)
+        if len(streamed) >= 4:
+            break
+    check(len(streamed) == 4, "stream_logs() replays the recent lines, then follows")
+
     # Metrics from the meter's samples (the run's meter samples every second).
     metrics = {}
     for _ in range(50):

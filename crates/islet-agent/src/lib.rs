@@ -15,6 +15,7 @@ mod lines;
 mod listing;
 mod lock;
 mod logbuf;
+mod logs;
 mod paths;
 mod process_table;
 mod processes;

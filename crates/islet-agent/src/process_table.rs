@@ -18,6 +18,58 @@ const MAX_EXITED: usize = 256;
 #[derive(Default)]
 pub(crate) struct ProcessTable {
     procs: Mutex<HashMap<i32, Arc<Proc>>>,
+    /// Every background process's output, in order: the sandbox's log.
+    log: Arc<SandboxLog>,
+}
+
+/// A line of the sandbox's log: which process wrote it, and when.
+#[derive(Clone, Debug)]
+pub(crate) struct LogLine {
+    pub at: String,
+    pub pid: i32,
+    pub entry: Entry,
+}
+
+/// The sandbox's output across its background processes: the last 1 MiB of lines, and a
+/// broadcast of new ones.
+pub(crate) struct SandboxLog {
+    lines: Mutex<std::collections::VecDeque<LogLine>>,
+    bytes: Mutex<usize>,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl Default for SandboxLog {
+    fn default() -> Self {
+        Self { lines: Mutex::default(), bytes: Mutex::new(0), live: broadcast::channel(1024).0 }
+    }
+}
+
+impl SandboxLog {
+    fn push(&self, pid: i32, entry: &Entry) {
+        let line = LogLine { at: now_rfc3339(), pid, entry: entry.clone() };
+        let mut lines = lock(&self.lines);
+        let mut bytes = lock(&self.bytes);
+        *bytes += line.entry.line.text.len() + 1;
+        lines.push_back(line.clone());
+        while *bytes > LOG_CAP {
+            match lines.pop_front() {
+                Some(old) => *bytes -= old.entry.line.text.len() + 1,
+                None => break,
+            }
+        }
+        let _ = self.live.send(line);
+    }
+
+    /// The last `n` lines (all kept when `None`), and a subscription to the ones after them,
+    /// taken together so none is missed or repeated.
+    pub(crate) fn tail_and_follow(
+        &self,
+        n: Option<usize>,
+    ) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+        let lines = lock(&self.lines);
+        let skip = n.map_or(0, |n| lines.len().saturating_sub(n));
+        (lines.iter().skip(skip).cloned().collect(), self.live.subscribe())
+    }
 }
 
 #[derive(Clone)]
@@ -28,6 +80,7 @@ pub(crate) enum ProcEvent {
 
 pub(crate) struct Proc {
     pub pid: i32,
+    sandbox_log: Arc<SandboxLog>,
     command: String,
     name: Option<String>,
     started_at: String,
@@ -83,6 +136,7 @@ impl Proc {
 
     fn record(&self, entry: Entry) {
         let mut inner = lock(&self.inner);
+        self.sandbox_log.push(self.pid, &entry);
         inner.log.push(entry.clone());
         let _ = self.events.send(ProcEvent::Line(entry));
     }
@@ -117,6 +171,11 @@ impl ProcessTable {
         procs
     }
 
+    /// The sandbox's log.
+    pub(crate) fn log(&self) -> &SandboxLog {
+        &self.log
+    }
+
     pub(crate) fn remove(&self, pid: i32) {
         lock(&self.procs).remove(&pid);
     }
@@ -130,6 +189,7 @@ impl ProcessTable {
     ) -> Arc<Proc> {
         let proc = Arc::new(Proc {
             pid: running.pid,
+            sandbox_log: self.log.clone(),
             command,
             name,
             started_at: now_rfc3339(),

@@ -3,7 +3,7 @@
 use crate::error::AgentError;
 use crate::extract::{ok, BODY_LIMIT};
 use crate::state::AppState;
-use crate::{exec, files, fsops, listing, processes, terminal, terminal_ws, watch};
+use crate::{exec, files, fsops, listing, logs, processes, terminal, terminal_ws, watch};
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -20,6 +20,8 @@ pub fn app(state: AppState) -> Router {
         .route("/processes/{pid}", get(processes::get).delete(processes::kill))
         .route("/processes/{pid}/logs", get(processes::logs))
         .route("/processes/{pid}/stream", get(processes::stream))
+        .route("/logs", get(logs::logs))
+        .route("/logs/stream", get(logs::stream))
         .route("/fs/write", post(files::write))
         .route("/fs/upload", put(files::upload).layer(DefaultBodyLimit::disable()))
         .route("/fs/write-many", post(files::write_many))

@@ -157,3 +157,36 @@ async fn kill_escalates_to_sigkill_when_term_is_ignored() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_sandbox_log_interleaves_every_process_in_order() {
+    let agent = Agent::start().await;
+    within(30, async {
+        for (i, cmd) in ["echo first", "echo second >&2"].iter().enumerate() {
+            let (status, body) = agent.post("/processes", json!({ "command": cmd })).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let pid = body["data"]["pid"].as_i64().expect("pid");
+            eventually(5, || async {
+                let (_, body) = agent.get(&format!("/processes/{pid}")).await;
+                (body["data"]["state"] == "exited").then_some(())
+            })
+            .await;
+            let (_, logs) = agent.get("/logs").await;
+            let lines = logs["data"]["lines"].as_array().expect("lines").clone();
+            assert_eq!(lines.len(), i + 1, "{logs}");
+            assert_eq!(lines[i]["pid"], pid);
+        }
+        let (_, logs) = agent.get("/logs?lines=1").await;
+        let lines = logs["data"]["lines"].as_array().expect("lines");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0]["line"].as_str(), lines[0]["stream"].as_str()),
+            (Some("second"), Some("stderr"))
+        );
+        let (_, all) = agent.get("/logs").await;
+        assert_eq!(all["data"]["logs"], "first\nsecond\n");
+        let (status, body) = agent.get("/logs?lines=0").await;
+        assert_error(status, &body, 400, "VALIDATION_FAILED");
+    })
+    .await;
+}
