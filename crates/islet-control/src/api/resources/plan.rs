@@ -5,13 +5,13 @@
 use axum::extract::State;
 use axum::Json;
 use islet_types::time::rfc3339;
-use islet_types::TenantId;
+use islet_types::{SandboxId, TenantId};
 use serde::Serialize;
 
 use super::create_body::MAX_TIMEOUT_SEC;
 use super::event_stream::MAX_STREAMS_PER_TENANT;
 use super::webhooks::MAX_WEBHOOKS_PER_TENANT;
-use crate::api::extract::{Caller, BODY_LIMIT};
+use crate::api::extract::{Caller, IdPath, BODY_LIMIT};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -88,8 +88,16 @@ pub(crate) async fn get(
     }))
 }
 
-/// `POST /sandboxes/{id}/browser/cdp-url`: no template here runs a browser to grant.
-pub(crate) async fn browser_cdp_url() -> ApiError {
+/// `POST /sandboxes/{id}/browser/cdp-url`: no template here runs a browser to grant. The
+/// sandbox must be the caller's first: another tenant's is 404, as everywhere.
+pub(crate) async fn browser_cdp_url(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    IdPath(id): IdPath<SandboxId>,
+) -> ApiError {
+    if let Err(e) = state.store.get_sandbox(&caller.tenant_id, &id).await {
+        return e.into();
+    }
     ApiError::Unsupported {
         what: "browser CDP grants",
         reason: "no template runs a browser; run a CDP-speaking browser in the sandbox and expose its port as a preview",

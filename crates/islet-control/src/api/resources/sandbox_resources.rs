@@ -108,11 +108,12 @@ pub(crate) async fn resize(
     IdPath(id): IdPath<SandboxId>,
     RawBody(bytes): RawBody,
 ) -> Result<Json<Data<Resized>>, ApiError> {
+    // The sandbox first: another tenant's is 404 whatever the body says.
+    let before = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let b: ResizeBody = body::parse(&bytes)?;
     if b.cpu_count.is_none() && b.memory_mb.is_none() {
         return Err(ApiError::validation("give cpu_count, memory_mb or both", "cpu_count"));
     }
-    let before = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let resources = before.resources.resized(b.cpu_count, b.memory_mb).map_err(|e| {
         let field = if e.to_string().starts_with("memory") { "memory_mb" } else { "cpu_count" };
         ApiError::validation(e.to_string(), field)
