@@ -81,7 +81,8 @@ try:
             break
         time.sleep(0.1)
     texts = [l["line"] for l in logs.get("lines", [])]
-    check(texts[:3] == ["line-1", "line-2", "line-3"] and "oops" in texts, f"get_logs() has the background process's output ({texts})")
+    # stdout and stderr are two pipes: each keeps its order, not their interleaving.
+    check([t for t in texts if t.startswith("line-")] == ["line-1", "line-2", "line-3"] and "oops" in texts, f"get_logs() has the background process's output ({texts})")
     check(any(l["stream"] == "stderr" for l in logs["lines"]), "... with which stream each line came from")
     streamed = []
     for event in sb.stream_logs():
@@ -144,6 +145,19 @@ try:
     check(e.code == "UNSUPPORTED" and e.status_code == 409, "browser_cdp_url is refused as UNSUPPORTED, with its reason")
 finally:
     sb.destroy()
+
+# slug and always_on are kept and echoed; a slug is unique among live sandboxes.
+kept = client.sandboxes.create(slug="parity-handle", always_on=True, idle_timeout_sec=60)
+check(kept.data.get("slug") == "parity-handle" and kept.data.get("always_on") is True, "slug and always_on are kept and echoed")
+check(kept.data.get("idle_timeout_sec") is None, "an always-on sandbox has no idle timeout")
+e = refused(lambda: client.sandboxes.create(slug="parity-handle"))
+check(e.status_code == 409, "a slug in use by a live sandbox is refused (409)")
+e = refused(lambda: client.sandboxes.create(slug="Not A Slug"), ValidationError)
+check(e.code == "VALIDATION_FAILED", "a malformed slug is VALIDATION_FAILED")
+kept.destroy()
+again = client.sandboxes.create(slug="parity-handle")
+check(again.data.get("slug") == "parity-handle", "a destroyed sandbox's slug can be used again")
+again.destroy()
 
 # The tenant's plan.
 plan = client.tenant.current()

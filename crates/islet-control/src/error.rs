@@ -210,6 +210,14 @@ impl IntoResponse for ApiError {
         }
         let (status, error) = self.envelope();
         let mut headers = axum::http::HeaderMap::new();
+        if let ApiError::TooLarge { .. } = &self {
+            // The rest of the body is never read, so this connection cannot carry another
+            // request: say so, or a client reuses it and finds it closed.
+            headers.insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if let ApiError::Throttled { retry_after, limit, .. } = &self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             for (name, value) in [

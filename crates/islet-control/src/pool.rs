@@ -69,6 +69,8 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
             timeout_sec: MAX_TIMEOUT_SEC,
             idle_timeout_sec: None,
             isolation: Some(pool.isolation),
+            slug: None,
+            always_on: false,
         };
         if let Err(e) = lifecycle::create(
             &state,

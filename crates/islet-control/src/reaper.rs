@@ -63,6 +63,7 @@ async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
     for record in state.store.sandboxes_not_destroyed().await? {
         let expired = record.expires_at.is_some_and(|e| e <= now);
         let idle = record.state == SandboxState::Running
+            && !record.always_on
             && record
                 .idle_timeout_sec
                 .is_some_and(|idle| record.last_activity_at + idle as i64 * 1000 <= now);

@@ -168,6 +168,8 @@ fn request(user: Option<&str>) -> CreateSandbox {
         timeout_sec: 300,
         idle_timeout_sec: None,
         isolation: None,
+        slug: None,
+        always_on: false,
     }
 }
 

@@ -38,13 +38,15 @@ pub struct SandboxRecord {
     pub last_activity_at: UnixMillis,
     pub boot_ms: Option<i64>,
     pub error: Option<String>,
+    pub slug: Option<String>,
+    pub always_on: bool,
 }
 
 pub(crate) const COLUMNS: &str =
     "id, tenant_id, name, state, template_id, isolation, external_user_id, \
     external_workspace_id, external_project_id, metadata, tags, env, cpu_count, memory_mb, \
     disk_mb, timeout_sec, idle_timeout_sec, net_index, created_at, started_at, ready_at, \
-    destroyed_at, expires_at, last_activity_at, boot_ms, error";
+    destroyed_at, expires_at, last_activity_at, boot_ms, error, slug, always_on";
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
     Ok(SandboxRecord {
@@ -72,6 +74,8 @@ pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
         last_activity_at: r.get(23)?,
         boot_ms: r.get(24)?,
         error: r.get(25)?,
+        slug: r.get(26)?,
+        always_on: r.get(27)?,
     })
 }
 

@@ -72,10 +72,13 @@ pub(crate) fn insert_tx(
         last_activity_at: now,
         boot_ms: None,
         error: None,
+        slug: req.slug.clone(),
+        always_on: req.always_on,
     };
+    slug_free(tx, tenant_id, req.slug.as_deref())?;
     let result = tx.execute(
         &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                  ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"),
+                  ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"),
         params![
             record.id.as_str(),
             record.tenant_id.as_str(),
@@ -103,11 +106,34 @@ pub(crate) fn insert_tx(
             record.last_activity_at,
             record.boot_ms,
             record.error,
+            record.slug,
+            record.always_on,
         ],
     );
     name_unique(result, record.name.as_deref())?;
     insert_event(tx, &record, "sandbox.created")?;
     Ok(record)
+}
+
+/// Refuse a slug another live sandbox of the tenant has.
+fn slug_free(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    slug: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(slug) = slug else { return Ok(()) };
+    let taken = tx
+        .query_row(
+            "SELECT 1 FROM sandboxes WHERE tenant_id = ?1 AND slug = ?2 AND state != 'destroyed'",
+            params![tenant.as_str(), slug],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if taken {
+        return Err(StoreError::Conflict(format!("a sandbox with slug `{slug}` exists")));
+    }
+    Ok(())
 }
 
 /// Hand the oldest running sandbox of the pool to `tenant_id`, as if it had just been created
@@ -129,12 +155,14 @@ pub(crate) fn claim_tx(
         .optional()?;
     let Some(id) = id else { return Ok(None) };
     let id: SandboxId = id.parse().map_err(StoreError::corrupt)?;
+    slug_free(tx, tenant_id, req.slug.as_deref())?;
     let now = now_millis();
     let result = tx.execute(
         "UPDATE sandboxes SET tenant_id = ?2, name = ?3, external_user_id = ?4,
             external_workspace_id = ?5, external_project_id = ?6, metadata = ?7, tags = ?8,
             timeout_sec = ?9, idle_timeout_sec = ?10, created_at = ?11, started_at = ?11,
-            ready_at = ?11, expires_at = ?12, last_activity_at = ?11, boot_ms = 0
+            ready_at = ?11, expires_at = ?12, last_activity_at = ?11, boot_ms = 0,
+            slug = ?13, always_on = ?14
          WHERE id = ?1",
         params![
             id.as_str(),
@@ -149,6 +177,8 @@ pub(crate) fn claim_tx(
             req.idle_timeout_sec,
             now,
             now + req.timeout_sec as i64 * 1000,
+            req.slug,
+            req.always_on,
         ],
     );
     name_unique(result, req.name.as_deref())?;

@@ -169,6 +169,12 @@ pub struct CreateSandbox {
     pub timeout_sec: u64,
     pub idle_timeout_sec: Option<u64>,
     pub isolation: Option<Isolation>,
+    /// A handle unique among the tenant's live sandboxes (`a-z0-9-`, 1–64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    /// Never stopped as idle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always_on: bool,
 }
 
 #[cfg(test)]

@@ -17,5 +17,7 @@ pub(crate) fn request(user: &str, project: Option<&str>) -> CreateSandbox {
         timeout_sec: 300,
         idle_timeout_sec: None,
         isolation: None,
+        slug: None,
+        always_on: false,
     }
 }

@@ -1,5 +1,6 @@
 //! The `POST /sandboxes` body (contract §5.3) and its validation into a [`CreateSandbox`].
-//! Keys the SDK may send that Islet does not use are accepted and ignored.
+//! Keys the SDK may send that Islet does not use are accepted and ignored (`region`, `persistent`,
+//! …); `slug` and `always_on` are kept.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,8 @@ pub(crate) struct CreateBody {
     idle_timeout_sec: Option<u64>,
     /// Islet extension: `container` or `gvisor`.
     isolation: Option<String>,
+    slug: Option<String>,
+    always_on: Option<bool>,
 }
 
 pub(crate) fn label(
@@ -49,6 +52,11 @@ pub(crate) fn label(
         )),
         other => Ok(other),
     }
+}
+
+fn slug_ok(slug: &str) -> bool {
+    (1..=64).contains(&slug.len())
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn env_key_ok(key: &str) -> bool {
@@ -118,6 +126,13 @@ impl CreateBody {
             .map(|s| s.parse::<Isolation>())
             .transpose()
             .map_err(|e| ApiError::validation(e, "isolation"))?;
+        let slug = match self.slug {
+            Some(s) if !slug_ok(&s) => {
+                return Err(ApiError::validation("slug must be 1 to 64 of a-z, 0-9 and -", "slug"))
+            }
+            other => other,
+        };
+        let always_on = self.always_on.unwrap_or(false);
         Ok(CreateSandbox {
             template_id,
             name: label(self.name, "name")?,
@@ -129,8 +144,11 @@ impl CreateBody {
             env,
             resources,
             timeout_sec,
-            idle_timeout_sec,
+            // An always-on sandbox is never stopped as idle.
+            idle_timeout_sec: idle_timeout_sec.filter(|_| !always_on),
             isolation,
+            slug,
+            always_on,
         })
     }
 }

@@ -76,7 +76,7 @@ pub(crate) async fn create(
         if let (true, Some(t)) = (no_timeout, limits.default_timeout_sec) {
             req.timeout_sec = t.clamp(1, MAX_TIMEOUT_SEC);
         }
-        if let (true, Some(i)) = (no_idle, limits.default_idle_timeout_sec) {
+        if let (true, false, Some(i)) = (no_idle, req.always_on, limits.default_idle_timeout_sec) {
             req.idle_timeout_sec = (i > 0).then_some(i.min(MAX_TIMEOUT_SEC));
         }
     }

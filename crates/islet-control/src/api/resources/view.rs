@@ -42,6 +42,9 @@ pub(crate) struct SandboxView {
     pub total_runtime_sec: Option<i64>,
     pub boot_ms: Option<i64>,
     pub error: Option<String>,
+    pub slug: Option<String>,
+    /// Never stopped as idle.
+    pub always_on: bool,
 }
 
 pub(crate) fn sandbox_view(r: &SandboxRecord) -> SandboxView {
@@ -80,6 +83,8 @@ pub(crate) fn sandbox_view(r: &SandboxRecord) -> SandboxView {
         total_runtime_sec: r.started_at.map(|s| (runtime_end - s).max(0) / 1000),
         boot_ms: r.boot_ms,
         error: r.error.clone(),
+        slug: r.slug.clone(),
+        always_on: r.always_on,
     }
 }
 
