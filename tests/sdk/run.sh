@@ -43,7 +43,7 @@ if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolati
   echo "--- server log ---"; tail -50 "$log"; exit 1
 fi
 for script in test_webhooks.py test_usage.py test_parity.py; do
-  if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" "$venv/bin/python" "$here/$script"; then
+  if ! MIOSA_BASE_URL="$url" MIOSA_API_KEY="$key" ISLET_EXPECT_ISOLATION="$isolation" "$venv/bin/python" "$here/$script"; then
     echo "--- server log ---"; tail -50 "$log"; exit 1
   fi
 done
