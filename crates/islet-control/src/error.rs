@@ -198,7 +198,8 @@ pub(crate) fn code_for_status(status: StatusCode) -> (&'static str, bool) {
         StatusCode::FORBIDDEN => ("PERMISSION_DENIED", false),
         StatusCode::TOO_MANY_REQUESTS => ("RATE_LIMITED", true),
         s if s.is_server_error() => ("INTERNAL", true),
-        _ => ("VALIDATION_FAILED", false),
+        s if s.is_client_error() => ("INVALID_REQUEST", false),
+        _ => ("INTERNAL", true),
     }
 }
 

@@ -370,32 +370,49 @@ fn halted(t: Transition) -> SandboxState {
     }
 }
 
-/// Give a sandbox new CPU and memory: admitted by the store, then applied at once to a running
-/// sandbox's cgroups (a stopped or paused one gets them when it runs again). A change the host
-/// refuses (memory below what the sandbox uses now) is undone in the store.
+/// Give a sandbox new CPU and memory (`None` keeps a value): admitted by the store, then
+/// applied at once to the cgroups of a running or paused sandbox (a stopped one gets them when
+/// it starts again). The meter samples first, so the time before is billed at the old size. A
+/// memory limit below what the sandbox uses now is refused; a change the host refuses anyway
+/// is undone in the store, without admission (it restores what was admitted before).
 pub async fn resize(
     state: &AppState,
     tenant: &TenantId,
     id: &SandboxId,
-    resources: islet_types::Resources,
-) -> Result<(SandboxRecord, bool), ApiError> {
+    cpu_count: Option<u32>,
+    memory_mb: Option<u32>,
+) -> Result<(SandboxRecord, SandboxRecord, bool), ApiError> {
     let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
     detached(async move {
         let _guard = lock(&id).await;
         let before = state.store.get_sandbox(&tenant, &id).await?;
+        let resources = before.resources.resized(cpu_count, memory_mb).map_err(|e| {
+            let field = if e.to_string().starts_with("memory") { "memory_mb" } else { "cpu_count" };
+            ApiError::validation(e.to_string(), field)
+        })?;
+        let on_host = matches!(before.state, SandboxState::Running | SandboxState::Paused);
+        if on_host {
+            let used = state.runtime.usage(&id).map_or(0, |u| u.memory_bytes);
+            if u64::from(resources.memory_mb) * 1024 * 1024 < used {
+                return Err(ApiError::Conflict(format!(
+                    "the sandbox uses {} MiB now, more than {} MiB",
+                    used >> 20,
+                    resources.memory_mb
+                )));
+            }
+            crate::metering::sample(&state, &before).await;
+        }
         let after = state.store.resize_sandbox(&tenant, &id, resources).await?;
-        if after.state != SandboxState::Running {
-            return Ok((after, false));
+        if !on_host {
+            return Ok((before, after, false));
         }
         if let Err(e) = state.runtime.resize(&id, &resources) {
             tracing::warn!(sandbox_id = %id, error = %e, "a resize the host refused is undone");
             let _ = state.runtime.resize(&id, &before.resources);
-            state.store.resize_sandbox(&tenant, &id, before.resources).await?;
-            return Err(ApiError::Conflict(format!(
-                "the host refused the new limits (memory below what the sandbox uses now?): {e}"
-            )));
+            state.store.set_resources(&id, before.resources).await?;
+            return Err(ApiError::Conflict("the host refused the new limits".into()));
         }
-        Ok((after, true))
+        Ok((before, after, true))
     })
     .await
 }

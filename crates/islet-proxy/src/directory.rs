@@ -106,10 +106,11 @@ impl Directory {
         if self.synced_version.load(Ordering::Acquire) == current {
             return;
         }
-        match self.refresh().await {
-            Ok(()) => self.synced_version.store(current, Ordering::Release),
-            Err(error) => tracing::warn!(%error, "preview edge could not catch up with a change"),
+        // A failed load is not tried again by every request: the periodic refresh retries it.
+        if let Err(error) = self.refresh().await {
+            tracing::warn!(%error, "preview edge could not catch up with a change");
         }
+        self.synced_version.store(current, Ordering::Release);
     }
 
     /// Follow the revocation log, then reload settings and (when changed) certificates. Each

@@ -65,9 +65,15 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let result = self.with(f).await;
-        self.edge_version.fetch_add(1, Ordering::AcqRel);
-        result
+        // Moved inside the blocking work, right after it: a caller that goes away while it
+        // runs still leaves the version moved past what it committed.
+        let version = self.edge_version.clone();
+        self.with(move |conn| {
+            let result = f(conn);
+            version.fetch_add(1, Ordering::AcqRel);
+            result
+        })
+        .await
     }
 
     /// Changes whenever this handle has written an event to the outbox. Readers wait on it

@@ -200,11 +200,22 @@ impl Store {
                                            THEN excluded.operator_reason ELSE operator_reason END",
                 params![tenant.as_str(), user, reason, now, by_operator],
             )?;
+            let revoked: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM api_keys
+                     WHERE tenant_id = ?1 AND external_user_id = ?2 AND revoked_at IS NULL",
+                )?
+                .query_map(params![tenant.as_str(), user], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             tx.execute(
                 "UPDATE api_keys SET revoked_at = ?3
                  WHERE tenant_id = ?1 AND external_user_id = ?2 AND revoked_at IS NULL",
                 params![tenant.as_str(), user, now],
             )?;
+            for key in &revoked {
+                let why = serde_json::json!({ "reason": "end user suspended", "by": by.as_str() });
+                crate::key_presets::key_event_tx(&tx, tenant.as_str(), key, "revoked", why)?;
+            }
             tx.execute(
                 "UPDATE browser_tokens SET revoked_at = ?3
                  WHERE tenant_id = ?1 AND external_user_id = ?2 AND revoked_at IS NULL",

@@ -407,6 +407,23 @@ impl Store {
         .await
     }
 
+    /// Put back resources admitted before (undoing a resize the host refused): no admission.
+    pub async fn set_resources(
+        &self,
+        id: &SandboxId,
+        resources: islet_types::Resources,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE sandboxes SET cpu_count = ?2, memory_mb = ?3 WHERE id = ?1",
+                params![id.as_str(), resources.cpu_count, resources.memory_mb],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Record API or preview activity (for idle timeouts). Cheap and best effort.
     pub async fn touch_sandbox(&self, id: &SandboxId) -> Result<(), StoreError> {
         let id = id.to_string();

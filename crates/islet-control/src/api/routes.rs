@@ -201,8 +201,8 @@ fn declare() -> Routes {
     for path in ["/sandboxes/{id}/processes", "/sandboxes/{id}/processes/{*rest}"] {
         r.add(Methods::Any, path, exec, forward::forward, "Background processes.");
     }
-    r.add(GET, "/sandboxes/{id}/logs", read, forward::forward, "The sandbox's output: every background process's lines.");
-    r.add(GET, "/sandboxes/{id}/logs/stream", read, forward::forward, "The sandbox's output, followed as SSE.");
+    r.add(GET, "/sandboxes/{id}/logs", exec, forward::forward, "The sandbox's output: every background process's lines.");
+    r.add(GET, "/sandboxes/{id}/logs/stream", exec, forward::forward, "The sandbox's output, followed as SSE.");
     for path in ["/sandboxes/{id}/terminal", "/sandboxes/{id}/terminal/{*rest}"] {
         r.add(Methods::Any, path, exec, forward::forward, "Terminal sessions.");
     }

@@ -58,6 +58,23 @@ async fn a_running_sandbox_is_resized_live_within_its_quota() {
             .await
             .expect(200);
         assert_eq!(memory_limit(&id), 1024 << 20);
+        // A paused sandbox is resized on the host too: it resumes at the size it is billed for.
+        tenant.call("POST", &format!("/sandboxes/{id}/pause"), None).await.expect(200);
+        let paused = tenant
+            .call("PATCH", &format!("/sandboxes/{id}/resources"), Some(json!({"memory_mb": 1536})))
+            .await
+            .expect(200);
+        assert_eq!(paused.data()["applied_live"], true);
+        assert_eq!(memory_limit(&id), 1536 << 20, "{isolation:?}: paused, resized on the host");
+        tenant.call("POST", &format!("/sandboxes/{id}/resume"), None).await.expect(200);
+        // Below what it uses now: refused before anything changes.
+        let hog = tenant.exec(&id, "python3 -c 'import time; b = bytearray(600 << 20); time.sleep(30)' & sleep 2; echo started").await;
+        assert_eq!(hog.0, 0);
+        let low = tenant
+            .call("PATCH", &format!("/sandboxes/{id}/resources"), Some(json!({"memory_mb": 128})))
+            .await;
+        assert_eq!(low.status, 409, "{isolation:?}: {:?}", low.body);
+        assert_eq!(memory_limit(&id), 1536 << 20);
         tenant.destroy(&id).await;
     }
     server.stop().await;

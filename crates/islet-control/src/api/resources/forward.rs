@@ -61,6 +61,13 @@ pub(crate) async fn forward(
     })?;
     let (parts, body) = response.into_parts();
     if parts.status.is_client_error() || parts.status.is_server_error() {
+        // What the agent may answer; anything else (a 401 or 402 from whatever holds its
+        // socket) must not reach the tenant as the platform's word.
+        let agents = [400, 403, 404, 405, 409, 413, 422, 500];
+        if !agents.contains(&parts.status.as_u16()) {
+            tracing::warn!(sandbox_id = %record.id, status = %parts.status, "the agent answered a status it never sends");
+            return Err(ApiError::AgentUnavailable);
+        }
         return relay_error(parts, body).await;
     }
     let mut out = Response::builder().status(parts.status);

@@ -54,14 +54,18 @@ pub(crate) struct MetricPoint {
 /// `5m`, `15m`, `1h`, `6h`, or any `<n>s|m|h` up to 6 hours.
 fn window_ms(raw: &str) -> Result<i64, ApiError> {
     let bad = || ApiError::validation("window must be like 5m, 1h or 6h (at most 6h)", "window");
-    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let (number, unit) = match raw.char_indices().last() {
+        Some((at, unit)) => (&raw[..at], unit),
+        None => return Err(bad()),
+    };
     let n: i64 = number.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
+    let per = match unit {
+        's' => 1000,
+        'm' => 60_000,
+        'h' => 3_600_000,
         _ => return Err(bad()),
     };
+    let ms = n.checked_mul(per).ok_or_else(bad)?;
     (1..=MAX_WINDOW_MS).contains(&ms).then_some(ms).ok_or_else(bad)
 }
 
@@ -71,9 +75,10 @@ pub(crate) async fn get(
     IdPath(id): IdPath<SandboxId>,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<Data<MetricsView>>, ApiError> {
+    // The sandbox first: another tenant's is 404 whatever the query says.
+    let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let window = q.window.unwrap_or_else(|| "1h".into());
     let since = now_millis() - window_ms(&window)?;
-    let record = state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let kept = state.metrics.since(&id, since);
     let points = kept
         .iter()

@@ -72,13 +72,13 @@ fn current(r: &Resources) -> Current {
 }
 
 fn capabilities(record: &SandboxRecord) -> Capabilities {
-    let running = record.state == SandboxState::Running;
+    let on_host = matches!(record.state, SandboxState::Running | SandboxState::Paused);
     Capabilities {
-        live_cpu: running,
-        live_memory: running,
+        live_cpu: on_host,
+        live_memory: on_host,
         max_cpu: Resources::MAX_CPU,
         max_memory_mb: Resources::MAX_MEMORY_MB,
-        reason: (!running).then_some("not running: a change applies when it runs again"),
+        reason: (!on_host).then_some("not running: a change applies when it starts again"),
     }
 }
 
@@ -109,16 +109,14 @@ pub(crate) async fn resize(
     RawBody(bytes): RawBody,
 ) -> Result<Json<Data<Resized>>, ApiError> {
     // The sandbox first: another tenant's is 404 whatever the body says.
-    let before = state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    state.store.get_sandbox(&caller.tenant_id, &id).await?;
     let b: ResizeBody = body::parse(&bytes)?;
     if b.cpu_count.is_none() && b.memory_mb.is_none() {
         return Err(ApiError::validation("give cpu_count, memory_mb or both", "cpu_count"));
     }
-    let resources = before.resources.resized(b.cpu_count, b.memory_mb).map_err(|e| {
-        let field = if e.to_string().starts_with("memory") { "memory_mb" } else { "cpu_count" };
-        ApiError::validation(e.to_string(), field)
-    })?;
-    let (after, live) = lifecycle::resize(&state, &caller.tenant_id, &id, resources).await?;
+    // The new size is worked out under the sandbox's lock, from what it has then.
+    let (before, after, live) =
+        lifecycle::resize(&state, &caller.tenant_id, &id, b.cpu_count, b.memory_mb).await?;
     let change = |from: u32, to: u32| (from != to).then_some(Change { from, to });
     Ok(wire::data(Resized {
         applied_live: live,
