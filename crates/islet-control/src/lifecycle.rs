@@ -386,10 +386,10 @@ pub async fn resize(
     detached(async move {
         let _guard = lock(&id).await;
         let before = state.store.get_sandbox(&tenant, &id).await?;
-        let resources = before.resources.resized(cpu_count, memory_mb).map_err(|e| {
-            let field = if e.to_string().starts_with("memory") { "memory_mb" } else { "cpu_count" };
-            ApiError::validation(e.to_string(), field)
-        })?;
+        let resources = before
+            .resources
+            .resized(cpu_count, memory_mb)
+            .map_err(|e| ApiError::validation(e.to_string(), e.field()))?;
         let on_host = matches!(before.state, SandboxState::Running | SandboxState::Paused);
         if on_host {
             let used = state.runtime.usage(&id).map_or(0, |u| u.memory_bytes);

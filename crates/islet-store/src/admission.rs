@@ -105,6 +105,21 @@ pub(crate) fn holding_tx(
     user: &str,
     except: Option<&SandboxId>,
 ) -> Result<Holding, StoreError> {
+    let except = except.map(SandboxId::as_str).unwrap_or("");
+    holdings(
+        conn,
+        "INDEXED BY sandboxes_user_live WHERE tenant_id = ?1 AND external_user_id = ?2
+           AND state != 'destroyed' AND id != ?3",
+        params![tenant.as_str(), user, except],
+    )
+}
+
+/// What the sandboxes `filter` selects hold (one query for a user's and a tenant's).
+fn holdings(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Holding, StoreError> {
     let live = live_states();
     let sql = format!(
         "SELECT
@@ -113,21 +128,17 @@ pub(crate) fn holding_tx(
             COALESCE(SUM(CASE WHEN state IN ({live}) THEN cpu_count END), 0),
             COALESCE(SUM(CASE WHEN state IN ({live}) THEN memory_mb END), 0),
             COALESCE(SUM(disk_mb), 0)
-         FROM sandboxes INDEXED BY sandboxes_user_live
-         WHERE tenant_id = ?1 AND external_user_id = ?2
-           AND state != 'destroyed' AND id != ?3"
+         FROM sandboxes {filter}"
     );
-    let except = except.map(SandboxId::as_str).unwrap_or("");
-    let row =
-        conn.prepare_cached(&sql)?.query_row(params![tenant.as_str(), user, except], |r| {
-            Ok(Holding {
-                sandboxes: r.get::<_, i64>(0)? as u64,
-                concurrent: r.get::<_, i64>(1)? as u64,
-                cpu: r.get::<_, i64>(2)? as u64,
-                memory_mb: r.get::<_, i64>(3)? as u64,
-                storage_mb: r.get::<_, i64>(4)? as u64,
-            })
-        })?;
+    let row = conn.prepare_cached(&sql)?.query_row(args, |r| {
+        Ok(Holding {
+            sandboxes: r.get::<_, i64>(0)? as u64,
+            concurrent: r.get::<_, i64>(1)? as u64,
+            cpu: r.get::<_, i64>(2)? as u64,
+            memory_mb: r.get::<_, i64>(3)? as u64,
+            storage_mb: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
     Ok(row)
 }
 
@@ -275,25 +286,7 @@ impl Store {
     pub async fn tenant_holding(&self, tenant_id: &TenantId) -> Result<Holding, StoreError> {
         let tenant = tenant_id.clone();
         self.with(move |conn| {
-            let live = live_states();
-            let sql = format!(
-                "SELECT COUNT(*),
-                    COALESCE(SUM(state IN ({live})), 0),
-                    COALESCE(SUM(CASE WHEN state IN ({live}) THEN cpu_count END), 0),
-                    COALESCE(SUM(CASE WHEN state IN ({live}) THEN memory_mb END), 0),
-                    COALESCE(SUM(disk_mb), 0)
-                 FROM sandboxes WHERE tenant_id = ?1 AND state != 'destroyed'"
-            );
-            let row = conn.prepare_cached(&sql)?.query_row([tenant.as_str()], |r| {
-                Ok(Holding {
-                    sandboxes: r.get::<_, i64>(0)? as u64,
-                    concurrent: r.get::<_, i64>(1)? as u64,
-                    cpu: r.get::<_, i64>(2)? as u64,
-                    memory_mb: r.get::<_, i64>(3)? as u64,
-                    storage_mb: r.get::<_, i64>(4)? as u64,
-                })
-            })?;
-            Ok(row)
+            holdings(conn, "WHERE tenant_id = ?1 AND state != 'destroyed'", [tenant.as_str()])
         })
         .await
     }

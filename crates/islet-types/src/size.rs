@@ -32,6 +32,16 @@ const CPU_RANGE: (u32, u32) = (1, 64);
 const MEMORY_RANGE: (u32, u32) = (64, 262_144);
 const DISK_RANGE: (u32, u32) = (64, 1_048_576);
 
+impl SizeError {
+    /// The request field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            SizeError::UnknownTier(_) => "size",
+            SizeError::OutOfRange { field, .. } => field,
+        }
+    }
+}
+
 impl Resources {
     /// Resolve a request: a tier name gives defaults, explicit fields override them.
     pub fn resolve(

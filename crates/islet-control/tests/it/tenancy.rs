@@ -40,6 +40,7 @@ async fn a_second_tenant_gets_404_on_every_route() {
             tried += 1;
         }
     }
+    eprintln!("cross-tenant walk: {tried} requests, each 404");
     assert!(tried >= 50, "only {tried} sandbox routes were tried");
     let by_name = intruder.call("GET", "/sandboxes/by-name/mine", None).await;
     assert_eq!(by_name.status, 404, "{:?}", by_name.body);

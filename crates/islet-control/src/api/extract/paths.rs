@@ -40,6 +40,12 @@ impl PathId for DeliveryId {
     const KIND: &'static str = "delivery";
 }
 
+/// The route parameter `name`, decoded; `None` when it is missing or not UTF-8.
+async fn param<S: Send + Sync>(parts: &mut Parts, state: &S, name: &str) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params.iter().find(|(n, _)| *n == name).map(|(_, value)| value.to_owned())
+}
+
 /// The path's `T`, parsed.
 pub(crate) struct IdPath<T>(pub T);
 
@@ -47,15 +53,8 @@ impl<T: PathId, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound(T::KIND))?;
-        params
-            .iter()
-            .find(|(name, _)| *name == T::PARAM)
-            .and_then(|(_, value)| value.parse().ok())
-            .map(IdPath)
-            .ok_or(ApiError::NotFound(T::KIND))
+        let raw = param(parts, state, T::PARAM).await;
+        raw.and_then(|value| value.parse().ok()).map(IdPath).ok_or(ApiError::NotFound(T::KIND))
     }
 }
 
@@ -120,13 +119,8 @@ impl<P: PathParam, S: Send + Sync> FromRequestParts<S> for TextPath<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound(P::KIND))?;
-        params
-            .iter()
-            .find(|(name, _)| *name == P::PARAM)
-            .map(|(_, value)| TextPath(value.to_owned(), std::marker::PhantomData))
+        let raw = param(parts, state, P::PARAM).await;
+        raw.map(|value| TextPath(value, std::marker::PhantomData))
             .ok_or(ApiError::NotFound(P::KIND))
     }
 }
