@@ -16,6 +16,10 @@ fi
 if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
   "$venv/bin/pip" install -q "standardwebhooks==1.1.0"
 fi
+# The SDK's WebSocket connects (terminal, tunnels) need its `events` extra.
+if ! "$venv/bin/python" -c "import websockets" 2>/dev/null; then
+  "$venv/bin/pip" install -q "websockets==15.0.1"
+fi
 data="$(mktemp -d /var/tmp/islet-sdk.XXXXXX)"
 log="$data/server.log"
 cleanup() {

@@ -1,18 +1,20 @@
 """SDK parity (issue 12), driven by the unmodified `miosa` 2.19.2 SDK against a live Islet:
 readiness waits that end at once, the SDK's /workspace defaults on a fresh sandbox, every
 error in the envelope (with its request id), live-only browser tokens, API-key presets and a
-key's audit trail.
+key's audit trail, TCP tunnels over WebSocket, custom domains, workspace policy, bulk jobs,
+bill-to and member caps.
 
 Reads MIOSA_BASE_URL / MIOSA_API_KEY like any SDK user. Each check asserts on what the server
 really did; a failure exits non-zero.
 """
+import asyncio
 import os
 import queue
 import threading
 import time
 
 import miosa
-from miosa.errors import MiosaError, NotFoundError, ValidationError
+from miosa.errors import MiosaError, NotFoundError, OrgNotFoundError, ValidationError
 
 client = miosa.Miosa()
 transport = client._transport
@@ -145,6 +147,39 @@ try:
     check(any("paused" in str(g.get("type") or g.get("event")) for g in got), f"sandbox.events.stream() delivers its sandbox.paused ({[g.get('type') for g in got]})")
     sb.resume()
 
+    # A TCP tunnel into the sandbox over WebSocket, as the SDK opens it.
+    sb.commands.run(
+        "python3 -c \"import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 7100)); s.listen(1)\nwhile True:\n c,_=s.accept(); c.sendall(c.recv(1024)[::-1]); c.close()\"",
+        background=True,
+    )
+
+    async def through_tunnel():
+        for _ in range(50):
+            try:
+                ws = await client.ws.connect_tunnel("sandbox", sb.id, 7100)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the tunnel never opened")
+        await ws.send(b"tunnel-bytes")
+        answer = await asyncio.wait_for(ws.recv(), 10)
+        await ws.close()
+        return answer
+
+    check(asyncio.run(through_tunnel()) == b"setyb-lennut", "ws.connect_tunnel relays bytes to a port inside the sandbox")
+
+    async def refused_tunnel(connect):
+        try:
+            ws = await connect()
+        except Exception as e:  # websockets' InvalidStatus carries the answer
+            return getattr(getattr(e, "response", None), "status_code", None)
+        await ws.close()
+        return 101
+
+    check(asyncio.run(refused_tunnel(lambda: client.ws.connect_tunnel("sandbox", sb.id, 7199))) == 409, "a tunnel to a port nothing listens on is refused (409)")
+    check(asyncio.run(refused_tunnel(lambda: client.ws.connect_ssh_tunnel(sb.id))) == 409, "connect_ssh_tunnel is refused while no sshd listens (409)")
+
     # A call that cannot mean anything here is refused with its reason.
     e = refused(lambda: client.sandboxes.browser_cdp_url(sb.id))
     check(e.code == "UNSUPPORTED" and e.status_code == 409, "browser_cdp_url is refused as UNSUPPORTED, with its reason")
@@ -196,4 +231,73 @@ client.api_keys.delete_preset("parity-runner")
 check("parity-runner" not in {p["name"] for p in client.api_keys.presets()}, "api_keys.delete_preset removes it")
 e = refused(lambda: client.api_keys.delete_preset("parity-runner"), NotFoundError)
 check(e.status_code == 404, "a preset removed twice is 404")
+# Custom domains: several, each with its own DNS records; no verify on the flat resource.
+made = client.custom_domains.create(domain="app.parity.test")
+check(made["status"] == "pending" and made["records"][1]["type"] == "TXT", "custom_domains.create registers a domain with its DNS records")
+second = client.custom_domains.create(domain="docs.parity.test")
+listed = client.custom_domains.list()
+check({d["domain"] for d in listed} >= {"app.parity.test", "docs.parity.test"}, "custom_domains.list lists them")
+e = refused(lambda: client.custom_domains.create(domain="app.parity.test"))
+check(e.status_code == 409, "a domain registered twice is refused (409)")
+e = refused(lambda: client.custom_domains.create(domain="not a domain"), ValidationError)
+check(e.code == "VALIDATION_FAILED", "a malformed domain is VALIDATION_FAILED")
+client.custom_domains.delete(made["id"])
+client.custom_domains.delete(second["id"])
+check(not client.custom_domains.list(), "custom_domains.delete removes them")
+
+# Workspace policy: between the tenant's and the user's.
+ws_policy = client.workspaces("parity-ws").policy
+ws_policy.set({"quotas": {"max_concurrent": 1}, "lifecycle": {"default_idle_timeout_sec": 90}})
+check(ws_policy.get()["quotas"]["max_concurrent"] == 1, "workspaces(ws).policy.set/get round-trips")
+first = client.sandboxes.create(external_user_id="ws_user", external_workspace_id="parity-ws")
+check(first.data.get("idle_timeout_sec") == 90, "a sandbox created in the workspace gets its default")
+e = refused(lambda: client.sandboxes.create(external_user_id="ws_user", external_workspace_id="parity-ws"))
+check(e.status_code == 403 and e.code == "QUOTA_EXCEEDED", "the workspace's limit holds for its sandboxes")
+effective = transport.request("GET", "/external-users/ws_user/effective-policy", params={"workspace_id": "parity-ws"})["data"]
+check(effective["quotas"]["max_concurrent"]["source"] == "workspace", "the effective policy names the workspace as the source")
+ws_policy.delete()
+check(ws_policy.get() == {}, "workspaces(ws).policy.delete removes it")
+
+# Bulk jobs: the SDK returns the answer raw; the job is read back until finished.
+others = [client.sandboxes.create(external_user_id="bulk_user", tags=["parity-bulk"]) for _ in range(2)]
+job = client.bulk.sandboxes.pause(filter={"tags": ["parity-bulk"]})
+check(job["queued"] == 2 and job["job_id"].startswith("job_"), "bulk.sandboxes.pause(filter=) queues a job for the matching sandboxes")
+status = {}
+for _ in range(100):
+    status = client.bulk.jobs.get(job["job_id"])
+    if status["status"] == "finished":
+        break
+    time.sleep(0.1)
+check(status["status"] == "finished" and status["succeeded"] == 2, f"bulk.jobs.get follows it to the end ({status.get('succeeded')} succeeded)")
+check(all(client.sandboxes.get(o.id).data["state"] == "paused" for o in others), "... and the sandboxes are paused")
+gone = client.bulk.sandboxes.destroy(ids=[o.id for o in others] + [first.id])
+for _ in range(600):
+    if client.bulk.jobs.get(gone["job_id"])["status"] == "finished":
+        break
+    time.sleep(0.1)
+destroyed = client.bulk.jobs.get(gone["job_id"])
+check(destroyed["succeeded"] == 3, f"bulk.sandboxes.destroy(ids=) destroys each, paused ones too ({destroyed})")
+e = refused(lambda: client.bulk.sandboxes.pause(filter={}), ValidationError)
+check(e.code == "VALIDATION_FAILED", "a bulk filter that names nothing is refused")
+
+# Bill-to: the credential's own organization is the only one; member caps are quotas.
+shown = client.bill_to.show()
+org = shown["org"]
+check(shown["source"] == "credential" and shown["choices"] == [org], "bill_to.show() names the credential's own organization")
+check(client.bill_to.show(bill_to=org["name"])["source"] == "override", "... and accepts it named in the override")
+e = refused(lambda: client.bill_to.update("someone-else"), OrgNotFoundError)
+check(e.code == "ORG_NOT_FOUND", "bill_to.update to another organization is ORG_NOT_FOUND")
+check(client.bill_to.update(org["id"])["org"] == org, "bill_to.update to its own is accepted")
+client.bill_to.clear()
+check(client.bill_to.limits()["limits"]["max_webhooks"] > 0, "bill_to.limits() reads the platform's limits")
+caps = client.member_caps.update(org["id"], "cap_user", usage_cap_cents=700, max_concurrent_sandboxes=2)
+check(caps["usage_cap_cents"] == 700 and caps["max_concurrent_sandboxes"] == 2, "member_caps.update sets both caps")
+check(client.quotas.get("cap_user")["max_credit_cents"] == 700, "... which are the end user's quotas")
+caps = client.member_caps.update(org["id"], "cap_user", usage_cap_cents=None)
+check(caps["usage_cap_cents"] is None and caps["max_concurrent_sandboxes"] == 2, "None clears one cap, leaving the other")
+check([m["user_id"] for m in client.member_caps.list(org["id"])["members"]] == ["cap_user"], "member_caps.list lists members with caps")
+client.member_caps.delete(org["id"], "cap_user")
+check(client.member_caps.list(org["id"])["members"] == [], "member_caps.delete clears them")
+e = refused(lambda: client.member_caps.list("ten_aaaaaaaaaaaaaaaaaaaa"), OrgNotFoundError)
+check(e.status_code == 404, "another organization's caps are not found")
 print("parity: all checks passed")

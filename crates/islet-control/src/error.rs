@@ -16,6 +16,9 @@ pub enum ApiError {
     Unauthenticated,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An organization (`X-Miosa-Bill-To`, `/tenants/{id}`) that is not the caller's.
+    #[error("{0}")]
+    OrgNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("sandbox is {0}, not running")]
@@ -30,6 +33,9 @@ pub enum ApiError {
     Capacity,
     #[error("the sandbox's agent is unreachable")]
     AgentUnavailable,
+    /// A tunnel's port: nothing in the sandbox accepts connections on it.
+    #[error("nothing in the sandbox listens on port {port}")]
+    PortNotListening { port: u16 },
     #[error("{0}")]
     RateLimited(String),
     /// Over a rate limit: this key's, or its end user's.
@@ -77,11 +83,17 @@ impl ApiError {
         ApiError::Validation { message: message.into(), field: Some(field) }
     }
 
+    /// The envelope's `code` (`NOT_FOUND`, `QUOTA_EXCEEDED`, …).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, bool) {
         match self {
             ApiError::Validation { .. } => (StatusCode::BAD_REQUEST, "VALIDATION_FAILED", false),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", false),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", false),
+            ApiError::OrgNotFound(_) => (StatusCode::NOT_FOUND, "ORG_NOT_FOUND", false),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT", false),
             ApiError::NotRunning(_) => (StatusCode::CONFLICT, "SANDBOX_NOT_RUNNING", false),
             ApiError::Starting => (StatusCode::CONFLICT, "SANDBOX_STARTING", true),
@@ -91,6 +103,7 @@ impl ApiError {
             ApiError::InvalidScope => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_SCOPE", false),
             ApiError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "NO_CAPACITY", true),
             ApiError::AgentUnavailable => (StatusCode::BAD_GATEWAY, "AGENT_UNAVAILABLE", true),
+            ApiError::PortNotListening { .. } => (StatusCode::CONFLICT, "PORT_NOT_LISTENING", true),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", true),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE", false),
             ApiError::Suspended(_) => (StatusCode::FORBIDDEN, "USER_SUSPENDED", false),

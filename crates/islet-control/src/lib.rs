@@ -7,6 +7,7 @@
 //! agent inside it ([`api::resources::forward`]).
 
 pub mod api;
+mod bulk_worker;
 mod config;
 pub mod domain_verify;
 mod error;
@@ -47,6 +48,7 @@ pub async fn run(
     let reaper = tokio::spawn(reaper::run(state.clone(), shutdown.clone()));
     let pool = tokio::spawn(pool::run(state.clone(), shutdown.clone()));
     let meter = tokio::spawn(metering::run(state.clone(), shutdown.clone()));
+    let bulk = tokio::spawn(bulk_worker::run(state.clone(), shutdown.clone()));
     let dispatcher = islet_webhooks::Dispatcher::new(
         state.store.clone(),
         state.config.webhooks.clone(),
@@ -62,6 +64,7 @@ pub async fn run(
     let _ = reaper.await;
     let _ = pool.await;
     let _ = meter.await;
+    let _ = bulk.await;
     let _ = dispatcher.await;
     let _ = streams_end.await;
     served

@@ -30,6 +30,8 @@ pub struct AppState {
     pub settings_lock: Arc<tokio::sync::Mutex<()>>,
     /// Each sandbox's recent metrics, from the meter's samples.
     pub(crate) metrics: Arc<crate::metrics::MetricsRing>,
+    /// Wakes the bulk-job worker when a job is accepted.
+    pub(crate) bulk_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             origins: Arc::default(),
             settings_lock: Arc::default(),
             metrics: Arc::default(),
+            bulk_wake: Arc::default(),
         })
     }
 }

@@ -110,7 +110,21 @@ impl Oci {
     }
 
     /// Kill every process and remove the container's runtime state. Absent containers are fine.
+    /// A paused container is thawed first where the runtime cannot delete it frozen (runsc
+    /// refuses the paused → stopped transition).
     pub(crate) async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.delete_once(id).await {
+            Err(RuntimeError::Command { stderr, .. }) if stderr.contains("paused => stopped") => {
+                if let Err(e) = self.resume(id).await {
+                    tracing::debug!(container = id, error = %e, "thawing before delete failed");
+                }
+                self.delete_once(id).await
+            }
+            other => other,
+        }
+    }
+
+    async fn delete_once(&self, id: &str) -> Result<(), RuntimeError> {
         match self.checked(self.command(&["delete", "--force", id]), "delete").await {
             Ok(()) => Ok(()),
             Err(RuntimeError::Command { stderr, .. })

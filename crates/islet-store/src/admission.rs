@@ -77,12 +77,13 @@ pub(crate) fn admit_tx(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     user: &str,
+    workspace: Option<&str>,
     way: Way,
     resources: &Resources,
     sandbox: Option<&SandboxId>,
 ) -> Result<Admission, StoreError> {
     check_not_suspended(tx, tenant, user)?;
-    let limits = limits_tx(tx, tenant, Some(user))?;
+    let limits = limits_tx(tx, tenant, Some(user), workspace)?;
     if way == Way::Unpause {
         return Ok(Admission::Admitted(limits));
     }
@@ -268,7 +269,7 @@ impl Store {
                     .query_map([&tenant], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for user in users {
-                    let limits = limits_tx(&tx, &tenant_id, Some(&user))?;
+                    let limits = limits_tx(&tx, &tenant_id, Some(&user), None)?;
                     let Some(refusal) = spend_tx(&tx, &tenant_id, &user, &limits)? else {
                         continue;
                     };
@@ -301,15 +302,17 @@ impl Store {
         self.with(move |conn| holding_tx(conn, &tenant, &user, None)).await
     }
 
-    /// The limits that apply to an end user, and what they hold now.
+    /// The limits that apply to an end user's sandboxes in `workspace`, and what they hold now.
     pub async fn user_standing(
         &self,
         tenant_id: &TenantId,
         user: &str,
+        workspace: Option<&str>,
     ) -> Result<(Limits, Holding), StoreError> {
-        let (tenant, user) = (tenant_id.clone(), user.to_owned());
+        let (tenant, user, ws) = (tenant_id.clone(), user.to_owned(), workspace.map(str::to_owned));
         self.with(move |conn| {
-            Ok((limits_tx(conn, &tenant, Some(&user))?, holding_tx(conn, &tenant, &user, None)?))
+            let limits = limits_tx(conn, &tenant, Some(&user), ws.as_deref())?;
+            Ok((limits, holding_tx(conn, &tenant, &user, None)?))
         })
         .await
     }

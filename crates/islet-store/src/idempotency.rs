@@ -87,7 +87,8 @@ impl Store {
             // Admission, against what the user holds in this same transaction: concurrent
             // creates are serialised here, so none is admitted past a limit.
             if let Some(user) = req.external_user_id.clone() {
-                match admit_tx(&tx, &tenant_id, &user, Way::Create, &req.resources, None)? {
+                let workspace = req.external_workspace_id.as_deref();
+                match admit_tx(&tx, &tenant_id, &user, workspace, Way::Create, &req.resources, None)? {
                     Admission::Admitted(limits) => {
                         if let Some(cap) = limits.max_runtime_sec {
                             req.timeout_sec = req.timeout_sec.min(cap.max(1));

@@ -6,7 +6,9 @@
 //! writes its event row in the same transaction, so an event is never lost nor invented.
 
 mod admission;
+mod bulk_jobs;
 mod connection;
+mod custom_domains;
 mod deliveries;
 mod egress;
 mod error;
@@ -14,6 +16,7 @@ mod events;
 mod idempotency;
 mod key_presets;
 mod keys;
+mod member_caps;
 mod migrate;
 mod net_slots;
 mod policies;
@@ -29,7 +32,11 @@ mod transitions;
 mod usage;
 mod webhooks;
 
+pub use bulk_jobs::{
+    item_sandbox, BulkItem, BulkJob, BulkOp, BulkTarget, BulkWork, ItemStatus, MAX_BULK_ITEMS,
+};
 pub use connection::Store;
+pub use custom_domains::{CustomDomain, MAX_CUSTOM_DOMAINS};
 pub use deliveries::{
     AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRecord, NewDelivery, OutboxBatch, Verdict,
     DISABLED_FAILING, DISABLED_GONE,
@@ -41,6 +48,7 @@ pub use key_presets::{KeyEvent, PresetRecord};
 pub use keys::{
     BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, SCOPED_KEY_PREFIX,
 };
+pub use member_caps::MemberCaps;
 pub use policies::{Subject, SuspendedBy, Suspension};
 pub use previews::{EdgeRoute, PreviewRecord, PreviewRequest, Revocation, TokenKind, TokenRecord};
 pub use pricing::{Pricing, MAX_PRICE_CENTS};

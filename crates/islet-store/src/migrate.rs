@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_operator_suspensions.sql")),
     (12, include_str!("migrations/0012_key_presets_and_events.sql")),
     (13, include_str!("migrations/0013_slug_and_always_on.sql")),
+    (14, include_str!("migrations/0014_custom_domains_and_bulk_jobs.sql")),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

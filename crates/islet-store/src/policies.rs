@@ -1,7 +1,7 @@
-//! Policy documents (tenant defaults and per-user), the limits they merge into, and end-user
-//! suspensions. What the limits admit is `admission.rs`'s.
+//! Policy documents (tenant defaults, per workspace and per user), the limits they merge into,
+//! and end-user suspensions. What the limits admit is `admission.rs`'s.
 
-use islet_types::policy::Limits;
+use islet_types::policy::{Documents, Limits};
 use islet_types::time::now_millis;
 use islet_types::TenantId;
 use rusqlite::{params, OptionalExtension};
@@ -13,6 +13,8 @@ use crate::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
     Tenant,
+    /// An `external_workspace_id`: the defaults of the sandboxes created in it.
+    Workspace(String),
     User(String),
 }
 
@@ -20,6 +22,7 @@ impl Subject {
     fn key(&self) -> String {
         match self {
             Subject::Tenant => String::new(),
+            Subject::Workspace(ws) => format!("workspace:{ws}"),
             Subject::User(uid) => format!("user:{uid}"),
         }
     }
@@ -37,7 +40,7 @@ pub(crate) fn policy_tx(
     raw.map(|r| serde_json::from_str(&r).map_err(StoreError::corrupt)).transpose()
 }
 
-fn put_tx(
+pub(crate) fn put_tx(
     conn: &rusqlite::Connection,
     tenant: &TenantId,
     subject: &Subject,
@@ -94,18 +97,37 @@ pub struct Suspension {
     pub by: SuspendedBy,
 }
 
-/// The limits that apply to `user` of `tenant` (none when `user` is `None`).
+/// The documents that apply to `user`'s sandboxes in `workspace` (or outside any).
+pub(crate) fn documents_tx(
+    conn: &rusqlite::Connection,
+    tenant: &TenantId,
+    user: &str,
+    workspace: Option<&str>,
+) -> Result<Documents, StoreError> {
+    let read = |subject: Subject| {
+        Ok::<_, StoreError>(policy_tx(conn, tenant, &subject)?.unwrap_or_default())
+    };
+    Ok(Documents {
+        tenant: read(Subject::Tenant)?,
+        workspace: match workspace {
+            Some(ws) => read(Subject::Workspace(ws.to_owned()))?,
+            None => Default::default(),
+        },
+        user: read(Subject::User(user.to_owned()))?,
+    })
+}
+
+/// The limits that apply to `user`'s sandboxes in `workspace` (none when `user` is `None`).
 pub(crate) fn limits_tx(
     conn: &rusqlite::Connection,
     tenant: &TenantId,
     user: Option<&str>,
+    workspace: Option<&str>,
 ) -> Result<Limits, StoreError> {
     let Some(user) = user else {
         return Ok(Limits::default());
     };
-    let t = policy_tx(conn, tenant, &Subject::Tenant)?.unwrap_or_default();
-    let u = policy_tx(conn, tenant, &Subject::User(user.to_owned()))?.unwrap_or_default();
-    Ok(Limits::of(&t, &u))
+    Ok(Limits::of(&documents_tx(conn, tenant, user, workspace)?))
 }
 
 /// Refuse admission for a suspended end user.
@@ -127,6 +149,18 @@ pub(crate) fn check_not_suspended(
 }
 
 impl Store {
+    /// The documents that apply to `user`'s sandboxes in `workspace`, read together.
+    pub async fn policy_documents(
+        &self,
+        tenant_id: &TenantId,
+        user: &str,
+        workspace: Option<&str>,
+    ) -> Result<Documents, StoreError> {
+        let (tenant, user, workspace) =
+            (tenant_id.clone(), user.to_owned(), workspace.map(str::to_owned));
+        self.with(move |conn| documents_tx(conn, &tenant, &user, workspace.as_deref())).await
+    }
+
     pub async fn policy(
         &self,
         tenant_id: &TenantId,

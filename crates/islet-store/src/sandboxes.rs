@@ -27,6 +27,41 @@ pub struct ListFilter {
     pub offset: u32,
 }
 
+/// The `WHERE` clause of `filter` over the tenant's sandboxes, and its arguments (`?1` is the
+/// tenant).
+pub(crate) fn filter_sql(tenant: &str, filter: &ListFilter) -> (String, Vec<String>) {
+    let mut clauses = vec!["tenant_id = ?1".to_owned()];
+    let mut args: Vec<String> = vec![tenant.to_owned()];
+    if filter.state.is_none() && !filter.include_destroyed {
+        clauses.push("state != 'destroyed'".into());
+    }
+    let mut push = |clause: &str, value: String| {
+        args.push(value);
+        clauses.push(format!("{clause} = ?{}", args.len()));
+    };
+    if let Some(state) = filter.state {
+        push("state", state.as_str().to_owned());
+    }
+    let labels = [
+        ("external_user_id", &filter.external_user_id),
+        ("external_workspace_id", &filter.external_workspace_id),
+        ("external_project_id", &filter.external_project_id),
+    ];
+    for (column, value) in labels {
+        if let Some(v) = value {
+            push(column, v.clone());
+        }
+    }
+    for tag in &filter.tags {
+        args.push(tag.clone());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM json_each(sandboxes.tags) WHERE value = ?{})",
+            args.len()
+        ));
+    }
+    (clauses.join(" AND "), args)
+}
+
 /// Fields `PATCH /sandboxes/{id}` may change.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxPatch {
@@ -256,35 +291,7 @@ impl Store {
     ) -> Result<(Vec<SandboxRecord>, u64), StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
-            let mut clauses = vec!["tenant_id = ?1".to_owned()];
-            let mut args: Vec<String> = vec![tenant];
-            if filter.state.is_none() && !filter.include_destroyed {
-                clauses.push("state != 'destroyed'".into());
-            }
-            let mut push = |clause: &str, value: String| {
-                args.push(value);
-                clauses.push(format!("{clause} = ?{}", args.len()));
-            };
-            if let Some(state) = filter.state {
-                push("state", state.as_str().to_owned());
-            }
-            if let Some(v) = filter.external_user_id {
-                push("external_user_id", v);
-            }
-            if let Some(v) = filter.external_workspace_id {
-                push("external_workspace_id", v);
-            }
-            if let Some(v) = filter.external_project_id {
-                push("external_project_id", v);
-            }
-            for tag in filter.tags {
-                args.push(tag);
-                clauses.push(format!(
-                    "EXISTS (SELECT 1 FROM json_each(sandboxes.tags) WHERE value = ?{})",
-                    args.len()
-                ));
-            }
-            let where_sql = clauses.join(" AND ");
+            let (where_sql, args) = filter_sql(&tenant, &filter);
             let total: u64 = conn.query_row(
                 &format!("SELECT COUNT(*) FROM sandboxes WHERE {where_sql}"),
                 rusqlite::params_from_iter(args.iter()),
@@ -328,8 +335,12 @@ impl Store {
                 record.timeout_sec = timeout;
                 let mut expires = now_millis() + timeout as i64 * 1000;
                 // Never past the user's runtime cap, counted from the sandbox's start.
-                let limits =
-                    crate::policies::limits_tx(&tx, &tenant, record.external_user_id.as_deref())?;
+                let limits = crate::policies::limits_tx(
+                    &tx,
+                    &tenant,
+                    record.external_user_id.as_deref(),
+                    record.external_workspace_id.as_deref(),
+                )?;
                 if let Some(cap) = limits.max_runtime_sec {
                     let start = record.started_at.unwrap_or(record.created_at);
                     let end = start + cap as i64 * 1000;
@@ -389,8 +400,16 @@ impl Store {
                 .ok_or(StoreError::NotFound("sandbox"))?;
             if let Some(user) = record.external_user_id.clone() {
                 let way = crate::admission::Way::Resize;
-                let verdict =
-                    crate::admission::admit_tx(&tx, &tenant, &user, way, &resources, Some(&id))?;
+                let workspace = record.external_workspace_id.clone();
+                let verdict = crate::admission::admit_tx(
+                    &tx,
+                    &tenant,
+                    &user,
+                    workspace.as_deref(),
+                    way,
+                    &resources,
+                    Some(&id),
+                )?;
                 if let crate::admission::Admission::Refused(refusal) = verdict {
                     tx.commit()?;
                     return Err(StoreError::QuotaExceeded { refusal, external_user_id: user });

@@ -17,3 +17,10 @@ pub(crate) fn new_secret(prefix: &str) -> String {
         (0..40).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     format!("{prefix}{body}")
 }
+
+/// A fresh DNS challenge for a domain claim: 20 random bytes, hex.
+pub(crate) fn challenge() -> String {
+    let mut bytes = [0u8; 20];
+    rand::thread_rng().fill(&mut bytes);
+    hex::encode(bytes)
+}

@@ -8,6 +8,7 @@ use islet_types::TenantId;
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension, Transaction};
 
+use crate::custom_domains::{verified_tx, Whose};
 use crate::rows::{json, parse};
 use crate::{Store, StoreError};
 
@@ -59,7 +60,7 @@ pub struct CertificateRow {
 /// tenant).
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSettings {
-    /// Verified preview domains and their tenants (unverified claims route nothing).
+    /// Verified preview and custom domains and their tenants (unverified claims route nothing).
     pub domains: Vec<(DomainName, TenantId)>,
     pub branding: Vec<(TenantId, Branding)>,
     pub certificates: Vec<CertificateRow>,
@@ -107,12 +108,6 @@ pub(crate) fn ensure_row(tx: &Transaction<'_>, tenant: &str) -> Result<(), Store
         params![tenant, now_millis()],
     )?;
     Ok(())
-}
-
-fn challenge() -> String {
-    let mut bytes = [0u8; 20];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// domain, challenge, verified_at, certificate not_after, certificate source.
@@ -273,6 +268,18 @@ impl Store {
             let tx = conn.transaction()?;
             ensure_row(&tx, &tenant)?;
             let current = preview_domain_tx(&tx, &tenant)?;
+            if let Some(d) = &domain {
+                let custom: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM custom_domains WHERE tenant_id = ?1 AND domain = ?2",
+                    [&tenant, d.as_str()],
+                    |r| r.get(0),
+                )?;
+                if custom > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "{d} is one of this account's custom domains; delete it there first"
+                    )));
+                }
+            }
             if current.as_ref().map(|c| &c.domain) != domain.as_ref() {
                 tx.execute(
                     "UPDATE tenant_settings SET preview_domain = ?2,
@@ -282,11 +289,16 @@ impl Store {
                     params![
                         tenant,
                         domain.as_ref().map(DomainName::as_str),
-                        domain.as_ref().map(|_| challenge()),
+                        domain.as_ref().map(|_| crate::secrets::challenge()),
                         now_millis()
                     ],
                 )?;
-                tx.execute("DELETE FROM certificates WHERE tenant_id = ?1", [&tenant])?;
+                if let Some(old) = &current {
+                    tx.execute(
+                        "DELETE FROM certificates WHERE tenant_id = ?1 AND domain = ?2",
+                        [&tenant, old.domain.as_str()],
+                    )?;
+                }
             }
             let now = preview_domain_tx(&tx, &tenant)?;
             tx.commit()?;
@@ -304,16 +316,7 @@ impl Store {
         let (tenant, domain) = (tenant_id.to_string(), domain.to_string());
         self.with_edge(move |conn| {
             let tx = conn.transaction()?;
-            let taken: Option<String> = tx
-                .query_row(
-                    "SELECT tenant_id FROM tenant_settings
-                     WHERE preview_domain = ?1 AND preview_domain_verified_at IS NOT NULL
-                       AND tenant_id != ?2",
-                    [&domain, &tenant],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if taken.is_some() {
+            if verified_tx(&tx, &tenant, &domain, Whose::Others)? {
                 return Err(StoreError::NameTaken(domain));
             }
             let changed = tx.execute(
@@ -334,14 +337,13 @@ impl Store {
         .await
     }
 
-    /// Store a certificate under the tenant's current preview domain, which it must have
-    /// verified (`NotFound` otherwise). A certificate of the same name held by another tenant
+    /// Store a certificate under one of the tenant's verified domains, its preview domain or a
+    /// custom one (`NotFound` otherwise). A certificate of the same name held by another tenant
     /// is never replaced (`NameTaken`).
     pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
         self.with_edge(move |conn| {
             let tx = conn.transaction()?;
-            let current = preview_domain_tx(&tx, row.tenant_id.as_str())?;
-            if !current.is_some_and(|c| c.domain == row.domain && c.verified_at.is_some()) {
+            if !verified_tx(&tx, row.tenant_id.as_str(), row.domain.as_str(), Whose::Own)? {
                 return Err(StoreError::NotFound("preview domain"));
             }
             let changed = tx.execute(
@@ -456,12 +458,17 @@ impl Store {
                     settings.domains.push((parse(d)?, tenant));
                 }
             }
+            settings.domains.extend(crate::custom_domains::all_verified_tx(conn)?);
             let mut stmt = conn.prepare_cached(
                 "SELECT c.name, c.domain, c.kind, c.tenant_id, c.cert_pem, c.key_pem, c.not_after,
                         c.source
-                 FROM certificates c JOIN tenant_settings s
-                   ON s.tenant_id = c.tenant_id AND s.preview_domain = c.domain
-                 WHERE s.preview_domain_verified_at IS NOT NULL",
+                 FROM certificates c
+                 WHERE EXISTS (SELECT 1 FROM tenant_settings s
+                               WHERE s.tenant_id = c.tenant_id AND s.preview_domain = c.domain
+                                 AND s.preview_domain_verified_at IS NOT NULL)
+                    OR EXISTS (SELECT 1 FROM custom_domains d
+                               WHERE d.tenant_id = c.tenant_id AND d.domain = c.domain
+                                 AND d.verified_at IS NOT NULL)",
             )?;
             let rows = stmt.query_map([], |r| {
                 let kind: String = r.get(2)?;

@@ -132,8 +132,16 @@ impl Store {
                     SandboxState::Stopped => Way::Resume,
                     _ => Way::Unpause,
                 };
-                let admission =
-                    admit_tx(&tx, &record.tenant_id, user, way, &record.resources, Some(&id))?;
+                let workspace = record.external_workspace_id.as_deref();
+                let admission = admit_tx(
+                    &tx,
+                    &record.tenant_id,
+                    user,
+                    workspace,
+                    way,
+                    &record.resources,
+                    Some(&id),
+                )?;
                 if let Admission::Refused(refusal) = admission {
                     tx.commit()?;
                     return Err(StoreError::QuotaExceeded {

@@ -131,6 +131,14 @@ typed_id!(
     /// A lifecycle event in the outbox: `evt_…`.
     EventId, "evt_", "event"
 );
+typed_id!(
+    /// One of a tenant's custom domains: `cd_…`.
+    CustomDomainId, "cd_", "custom domain"
+);
+typed_id!(
+    /// A bulk operation on sandboxes: `job_…`.
+    BulkJobId, "job_", "bulk job"
+);
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,8 @@ pub mod size;
 pub mod time;
 
 pub use ids::{
-    ApiKeyId, DeliveryId, EventId, IdError, PreviewId, PreviewTokenId, SandboxId, TenantId,
-    WebhookId,
+    ApiKeyId, BulkJobId, CustomDomainId, DeliveryId, EventId, IdError, PreviewId, PreviewTokenId,
+    SandboxId, TenantId, WebhookId,
 };
 pub use sandbox::{CreateSandbox, SandboxState, TransitionError};
 pub use size::{Resources, SizeError};

@@ -1,6 +1,7 @@
 //! Per-user policy (contract §11): free-form documents of sections (`quotas`, `lifecycle`, …)
-//! set for the tenant (defaults) and for each external user, merged field by field into the
-//! effective policy: user over tenant over platform.
+//! set for the tenant (defaults), for each workspace (`external_workspace_id`: defaults for the
+//! sandboxes created in it) and for each external user, merged field by field into the
+//! effective policy: user over workspace over tenant over platform.
 //!
 //! The fields Islet enforces, all non-negative integers (`null` or absent = not set here):
 //! - `quotas.max_sandboxes`: the user's sandboxes that exist (not destroyed; a failed one
@@ -43,6 +44,7 @@ pub const MAX_VALUE: u64 = 1_000_000_000;
 pub enum Source {
     Platform,
     Tenant,
+    Workspace,
     User,
 }
 
@@ -51,6 +53,7 @@ impl Source {
         match self {
             Source::Platform => "platform",
             Source::Tenant => "tenant",
+            Source::Workspace => "workspace",
             Source::User => "user",
         }
     }
@@ -104,49 +107,73 @@ pub struct Effective {
     pub source: Source,
 }
 
-/// The merged policy: every section and field of either document, user over tenant.
-pub fn effective(
-    tenant: &Map<String, Value>,
-    user: &Map<String, Value>,
-) -> Vec<(String, Vec<(String, Effective)>)> {
-    let mut out: Vec<(String, Vec<(String, Effective)>)> = Vec::new();
-    let mut names: Vec<&String> = tenant.keys().chain(user.keys()).collect();
-    // The enforced sections are always reported, unset fields as the platform's (null).
-    let quotas = "quotas".to_string();
-    let lifecycle = "lifecycle".to_string();
-    names.push(&quotas);
-    names.push(&lifecycle);
-    names.sort();
-    names.dedup();
-    for section in names {
-        let t = tenant.get(section).and_then(Value::as_object);
-        let u = user.get(section).and_then(Value::as_object);
-        let mut fields: Vec<&String> = t.into_iter().chain(u).flat_map(|m| m.keys()).collect();
-        let known: &[&str] = match section.as_str() {
-            "quotas" => QUOTA_FIELDS,
-            "lifecycle" => LIFECYCLE_FIELDS,
-            _ => &[],
-        };
-        let known: Vec<String> = known.iter().map(|s| s.to_string()).collect();
-        fields.extend(known.iter());
-        fields.sort();
-        fields.dedup();
-        let merged = fields
-            .into_iter()
-            .map(|f| {
-                let from_user = u.and_then(|m| m.get(f)).filter(|v| !v.is_null());
-                let from_tenant = t.and_then(|m| m.get(f)).filter(|v| !v.is_null());
-                let e = match (from_user, from_tenant) {
-                    (Some(v), _) => Effective { value: v.clone(), source: Source::User },
-                    (None, Some(v)) => Effective { value: v.clone(), source: Source::Tenant },
-                    (None, None) => Effective { value: Value::Null, source: Source::Platform },
-                };
-                (f.clone(), e)
-            })
-            .collect();
-        out.push((section.clone(), merged));
+/// The documents that apply to one end user's sandbox, each empty when not set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Documents {
+    pub tenant: Map<String, Value>,
+    /// The document of the sandbox's workspace (none outside a workspace).
+    pub workspace: Map<String, Value>,
+    pub user: Map<String, Value>,
+}
+
+impl Documents {
+    /// The documents from the one that wins down.
+    fn layers(&self) -> [(Source, &Map<String, Value>); 3] {
+        [
+            (Source::User, &self.user),
+            (Source::Workspace, &self.workspace),
+            (Source::Tenant, &self.tenant),
+        ]
     }
-    out
+
+    /// The first value set (not null) for `section.field`, and whose it is.
+    fn pick(&self, section: &str, field: &str) -> Option<(Source, &Value)> {
+        self.layers().into_iter().find_map(|(source, doc)| {
+            let value = doc.get(section).and_then(|s| s.get(field)).filter(|v| !v.is_null())?;
+            Some((source, value))
+        })
+    }
+}
+
+/// The merged policy: every section and field of any document, the highest layer winning.
+pub fn effective(docs: &Documents) -> Vec<(String, Vec<(String, Effective)>)> {
+    let layers = docs.layers();
+    let mut names: Vec<&str> =
+        layers.iter().flat_map(|(_, d)| d.keys()).map(String::as_str).collect();
+    // The enforced sections are always reported, unset fields as the platform's (null).
+    names.extend(["quotas", "lifecycle"]);
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|section| {
+            let known: &[&str] = match section {
+                "quotas" => QUOTA_FIELDS,
+                "lifecycle" => LIFECYCLE_FIELDS,
+                _ => &[],
+            };
+            let mut fields: Vec<&str> = layers
+                .iter()
+                .filter_map(|(_, d)| d.get(section).and_then(Value::as_object))
+                .flat_map(|m| m.keys())
+                .map(String::as_str)
+                .chain(known.iter().copied())
+                .collect();
+            fields.sort_unstable();
+            fields.dedup();
+            let merged = fields
+                .into_iter()
+                .map(|f| {
+                    let e = match docs.pick(section, f) {
+                        Some((source, value)) => Effective { value: value.clone(), source },
+                        None => Effective { value: Value::Null, source: Source::Platform },
+                    };
+                    (f.to_owned(), e)
+                })
+                .collect();
+            (section.to_owned(), merged)
+        })
+        .collect()
 }
 
 /// The enforced limits of an effective policy (`None` = no limit).
@@ -165,13 +192,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn of(tenant: &Map<String, Value>, user: &Map<String, Value>) -> Self {
-        let get = |section: &str, field: &str| {
-            let pick = |doc: &Map<String, Value>| {
-                doc.get(section).and_then(|s| s.get(field)).and_then(Value::as_u64)
-            };
-            pick(user).or_else(|| pick(tenant))
-        };
+    pub fn of(docs: &Documents) -> Self {
+        let get =
+            |section: &str, field: &str| docs.pick(section, field).and_then(|(_, v)| v.as_u64());
         Self {
             max_sandboxes: get("quotas", "max_sandboxes"),
             max_concurrent: get("quotas", "max_concurrent"),
@@ -257,12 +280,13 @@ mod tests {
             json!({"quotas": {"max_sandboxes": 10, "max_cpu": 8}, "lifecycle": {"default_timeout_sec": 600}}),
         );
         let user = doc(json!({"quotas": {"max_sandboxes": 3, "max_cpu": null}}));
-        let limits = Limits::of(&tenant, &user);
+        let docs = Documents { tenant, user, ..Default::default() };
+        let limits = Limits::of(&docs);
         assert_eq!(limits.max_sandboxes, Some(3));
         assert_eq!(limits.max_cpu, Some(8), "null in the user's document falls back");
         assert_eq!(limits.default_timeout_sec, Some(600));
         assert_eq!(limits.max_concurrent, None);
-        let eff = effective(&tenant, &user);
+        let eff = effective(&docs);
         let quotas = &eff.iter().find(|(s, _)| s == "quotas").expect("quotas").1;
         let get = |f: &str| quotas.iter().find(|(n, _)| n == f).map(|(_, e)| e.clone());
         assert_eq!(get("max_sandboxes").map(|e| e.source), Some(Source::User));
@@ -271,6 +295,34 @@ mod tests {
             get("max_concurrent").map(|e| (e.source, e.value)),
             Some((Source::Platform, Value::Null))
         );
+    }
+
+    #[test]
+    fn workspace_sits_between_tenant_and_user() {
+        let docs = Documents {
+            tenant: doc(
+                json!({"quotas": {"max_sandboxes": 10, "max_cpu": 8, "max_concurrent": 4}}),
+            ),
+            workspace: doc(
+                json!({"quotas": {"max_sandboxes": 5, "max_cpu": 4}, "team": {"tier": "gold"}}),
+            ),
+            user: doc(json!({"quotas": {"max_sandboxes": 2}})),
+        };
+        let limits = Limits::of(&docs);
+        assert_eq!(
+            (limits.max_sandboxes, limits.max_cpu, limits.max_concurrent),
+            (Some(2), Some(4), Some(4))
+        );
+        let eff = effective(&docs);
+        let source = |section: &str, field: &str| {
+            let fields = &eff.iter().find(|(s, _)| s == section).expect("section").1;
+            fields.iter().find(|(n, _)| n == field).map(|(_, e)| e.source)
+        };
+        assert_eq!(source("quotas", "max_sandboxes"), Some(Source::User));
+        assert_eq!(source("quotas", "max_cpu"), Some(Source::Workspace));
+        assert_eq!(source("quotas", "max_concurrent"), Some(Source::Tenant));
+        assert_eq!(source("team", "tier"), Some(Source::Workspace));
+        assert_eq!(source("lifecycle", "default_timeout_sec"), Some(Source::Platform));
     }
 
     #[test]

@@ -12,8 +12,9 @@ use http::Method;
 use islet_types::scope::Scope;
 
 use super::resources::{
-    event_stream, forward, key_presets, keys, metrics, plan, policy, preview_tokens, previews,
-    readiness, sandbox_resources, sandboxes, settings, tenant, terminal, usage, webhooks,
+    bill_to, bulk, custom_domains, event_stream, forward, key_presets, keys, metrics, plan, policy,
+    preview_tokens, previews, readiness, sandbox_resources, sandboxes, settings, tenant, terminal,
+    tunnel, usage, webhooks,
 };
 use crate::state::AppState;
 
@@ -195,6 +196,8 @@ fn declare() -> Routes {
     // Inside the sandbox: relayed to its agent. Reading files is reading; everything else
     // runs something inside.
     r.add(GET, "/sandboxes/{id}/terminal/stream", exec, terminal::stream, "A PTY over WebSocket.");
+    r.add(GET, "/sandboxes/{id}/tunnel/{port}", exec, tunnel::tunnel, "A TCP tunnel to a port inside, over WebSocket.");
+    r.add(GET, "/sandboxes/{id}/ssh-tunnel", exec, tunnel::ssh_tunnel, "A TCP tunnel to port 22 (an sshd the template runs).");
     for path in ["/sandboxes/{id}/exec", "/sandboxes/{id}/exec/{*rest}"] {
         r.add(Methods::Any, path, exec, forward::forward, "Run a command (sync or streamed).");
     }
@@ -283,14 +286,29 @@ fn declare() -> Routes {
     r.add(GET, "/external-users/{uid}", policy_read, policy::get_user, "An end user: holdings and suspension.");
     r.add(POST, "/external-users/{uid}/suspend", policy_write, policy::suspend, "Suspend an end user.");
     r.add(POST, "/external-users/{uid}/unsuspend", policy_write, policy::unsuspend, "Lift the tenant's suspension.");
+    r.add(GET, "/workspaces/{ws}/policy", policy_read, policy::get_workspace_policy, "A workspace's policy: defaults for its sandboxes.");
+    r.add(PUT, "/workspaces/{ws}/policy", policy_write, policy::put_workspace_policy, "Replace it.");
+    r.add(DELETE, "/workspaces/{ws}/policy", policy_write, policy::delete_workspace_policy, "Remove it.");
     r.add(GET, "/tenant/policy", policy_read, policy::get_tenant_policy, "The tenant's default policy.");
     r.add(PUT, "/tenant/policy", policy_write, policy::put_tenant_policy, "Replace it.");
     r.add(DELETE, "/tenant/policy", policy_write, policy::delete_tenant_policy, "Remove it.");
+    r.add(GET, "/tenants/{tenant_id}/member-caps", policy_read, bill_to::list_caps, "End users with caps, and what they use.");
+    r.add(PUT, "/tenants/{tenant_id}/member-caps/{uid}", policy_write, bill_to::update_caps, "Set or clear an end user's credit and concurrency caps.");
+    r.add(DELETE, "/tenants/{tenant_id}/member-caps/{uid}", policy_write, bill_to::delete_caps, "Clear both caps.");
+
+    // Bulk operations on sandboxes.
+    let (bulk_write, bulk_read) = (scope(SandboxesWrite, TENANT_ONLY), scope(SandboxesRead, TENANT_ONLY));
+    r.add(POST, "/bulk/sandboxes/{op}", bulk_write, bulk::submit, "Pause, resume, stop or destroy many sandboxes (a job).");
+    r.add(GET, "/bulk/jobs/{id}", bulk_read, bulk::get, "A bulk job and each sandbox's outcome.");
 
     // Branding, settings and the preview domain.
     let (settings_write, domains_write) =
         (scope(SettingsWrite, TENANT_ONLY), scope(DomainsWrite, TENANT_ONLY));
     r.add(GET, "/tenant/plan", any_credential, plan::get, "The tenant's plan: the platform's limits and what it holds.");
+    r.add(GET, "/bill-to", any_credential, bill_to::show, "Who a create bills: the credential's own organization.");
+    r.add(PUT, "/bill-to", settings_write, bill_to::update, "Accepted for the own organization only (nothing else to pin).");
+    r.add(DELETE, "/bill-to", settings_write, bill_to::clear, "Nothing pinned: no change.");
+    r.add(GET, "/limits", any_credential, bill_to::limits, "The platform's limits and what the tenant holds.");
     r.add(GET, "/tenant/branding", any_credential, tenant::get_branding, "The failure pages' branding.");
     r.add(PUT, "/tenant/branding", settings_write, tenant::put_branding, "Set it (`{\"branding\": {…}}`).");
     r.add(DELETE, "/tenant/branding", settings_write, tenant::delete_branding, "Back to the default.");
@@ -303,6 +321,11 @@ fn declare() -> Routes {
     r.add(DELETE, "/tenant/preview-domain", domains_write, tenant::delete_domain, "Give it up.");
     r.add(POST, "/tenant/preview-domain/verify", domains_write, tenant::verify_domain, "Check its TXT record.");
     r.add(PUT, "/tenant/preview-domain/certificate", domains_write, tenant::put_certificate, "Upload its certificate.");
+    r.add(GET, "/custom-domains", any_credential, custom_domains::list, "More domains the previews answer on.");
+    r.add(POST, "/custom-domains", domains_write, custom_domains::create, "Register one (unverified, with its DNS records).");
+    r.add(GET, "/custom-domains/{id}", any_credential, custom_domains::get, "One custom domain.");
+    r.add(DELETE, "/custom-domains/{id}", domains_write, custom_domains::delete, "Remove it; previews stop answering on it.");
+    r.add(POST, "/custom-domains/{id}/verify", domains_write, custom_domains::verify, "Check its TXT record.");
     r.add(DELETE, "/tenant/preview-domain/certificate", domains_write, tenant::delete_certificate, "Remove it.");
     r
 }
@@ -398,6 +421,8 @@ mod tests {
             ("HEAD", "/sandboxes/{id}/files/{*rest}", SandboxesRead, true),
             ("PUT", "/sandboxes/{id}/files/{*rest}", SandboxesExec, true),
             ("GET", "/sandboxes/{id}/terminal/stream", SandboxesExec, true),
+            ("GET", "/sandboxes/{id}/tunnel/{port}", SandboxesExec, true),
+            ("GET", "/sandboxes/{id}/ssh-tunnel", SandboxesExec, true),
             ("POST", "/sandboxes/{id}/preview-token", PreviewsWrite, true),
             ("GET", "/sandboxes/{id}/previews", SandboxesRead, true),
             ("GET", "/usage", UsageRead, true),

@@ -140,3 +140,34 @@ async fn a_create_whose_task_died_is_started_by_the_reaper() {
     assert_eq!(client.exec(&id, "echo up").await.1, "up\n");
     server.stop().await;
 }
+
+/// Whether the OCI runtime still knows the container.
+fn runtime_knows(runtime: &str, id: &str) -> bool {
+    std::process::Command::new(runtime)
+        .args([&format!("--root=/run/islet/{runtime}"), "state", id])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_sandbox_is_destroyed_whole_on_both_levels() {
+    let server = TestServer::start().await;
+    for (isolation, runtime) in [
+        (islet_types::sandbox::Isolation::Container, "runc"),
+        (islet_types::sandbox::Isolation::Gvisor, "runsc"),
+    ] {
+        let client = server.tenant(Some(isolation)).await;
+        let id = client.sandbox(json!({})).await;
+        assert_eq!(client.status("POST", &format!("/sandboxes/{id}/pause"), None).await, 200);
+        assert!(runtime_knows(runtime, &id), "{runtime} runs it");
+        assert_eq!(client.status("DELETE", &format!("/sandboxes/{id}"), None).await, 204);
+        let state = client.call("GET", &format!("/sandboxes/{id}"), None).await;
+        assert_eq!(state.data()["state"], "destroyed", "{runtime}: {:?}", state.body);
+        // Nothing is left behind: not the container (runsc cannot delete it frozen), nor
+        // its directory.
+        assert!(!runtime_knows(runtime, &id), "{runtime} still has the paused container");
+        assert!(!server.data_dir.join("sandboxes").join(&id).exists(), "{runtime}: files left");
+    }
+    server.stop().await;
+}

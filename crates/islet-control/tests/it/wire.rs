@@ -237,3 +237,46 @@ async fn tenant_routes_answer_as_pinned() {
     walk.check("anonymous");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_routes_answer_as_pinned() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let mut walk = Walk::new(&client);
+    // Custom domains.
+    let made =
+        walk.call("POST", "/custom-domains", Some(json!({"domain": "app.example.net"}))).await;
+    let did = made["data"]["id"].as_str().unwrap_or_default().to_owned();
+    walk.call("GET", "/custom-domains", None).await;
+    walk.call("GET", &format!("/custom-domains/{did}"), None).await;
+    walk.call("POST", "/custom-domains", Some(json!({"domain": "app.example.net"}))).await;
+    walk.call("DELETE", &format!("/custom-domains/{did}"), None).await;
+    // Workspace policy and the effective policy in a workspace.
+    walk.call("PUT", "/workspaces/team-a/policy", Some(json!({"quotas": {"max_concurrent": 2}})))
+        .await;
+    walk.call("GET", "/workspaces/team-a/policy", None).await;
+    walk.call("GET", "/external-users/bob/effective-policy?workspace_id=team-a", None).await;
+    walk.call("DELETE", "/workspaces/team-a/policy", None).await;
+    // A bulk job over nothing is finished when accepted.
+    let job = walk
+        .call(
+            "POST",
+            "/bulk/sandboxes/stop",
+            Some(json!({"filter": {"external_user_id": "nobody"}})),
+        )
+        .await;
+    let jid = job["job_id"].as_str().unwrap_or_default().to_owned();
+    walk.call("GET", &format!("/bulk/jobs/{jid}"), None).await;
+    walk.call("POST", "/bulk/sandboxes/stop", Some(json!({"filter": {}}))).await;
+    // Who pays, and member caps.
+    walk.call("GET", "/bill-to", None).await;
+    walk.call("PUT", "/bill-to", Some(json!({"org": "someone-else"}))).await;
+    walk.call("GET", "/limits", None).await;
+    let plan = client.call("GET", "/tenant/plan", None).await;
+    let caps = format!("/tenants/{}/member-caps", plan.text("/data/tenant_id"));
+    walk.call("PUT", &format!("{caps}/alice"), Some(json!({"usage_cap_cents": 500}))).await;
+    walk.call("GET", &caps, None).await;
+    walk.call("DELETE", &format!("{caps}/alice"), None).await;
+    walk.check("governance");
+    server.stop().await;
+}

@@ -4,6 +4,7 @@
 
 mod acme;
 mod browser;
+mod custom_domains;
 mod domains;
 mod forwarding;
 mod pages;

@@ -7,10 +7,12 @@ pub(crate) mod body;
 mod caller;
 mod paths;
 mod query;
+mod upgrade;
 
 pub use caller::Caller;
 pub(crate) use paths::{
-    IdPath, KeyParam, NameParam, PresetParam, PreviewTokenParam, RunningSandbox, ShareParam,
-    TextPath, TokenParam, Uid,
+    IdPath, KeyParam, NameParam, OpParam, PortParam, PresetParam, PreviewTokenParam,
+    RunningSandbox, ShareParam, TenantParam, TextPath, TokenParam, Uid, WorkspaceParam,
 };
 pub(crate) use query::{Query, RawBody, BODY_LIMIT};
+pub(crate) use upgrade::Upgrade;

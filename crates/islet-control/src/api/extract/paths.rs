@@ -6,7 +6,9 @@
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use islet_store::SandboxRecord;
-use islet_types::{DeliveryId, PreviewId, SandboxId, SandboxState, WebhookId};
+use islet_types::{
+    BulkJobId, CustomDomainId, DeliveryId, PreviewId, SandboxId, SandboxState, WebhookId,
+};
 
 use super::Caller;
 use crate::error::ApiError;
@@ -38,6 +40,16 @@ impl PathId for WebhookId {
 impl PathId for DeliveryId {
     const PARAM: &'static str = "delivery";
     const KIND: &'static str = "delivery";
+}
+
+impl PathId for CustomDomainId {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "custom domain";
+}
+
+impl PathId for BulkJobId {
+    const PARAM: &'static str = "id";
+    const KIND: &'static str = "bulk job";
 }
 
 /// The route parameter `name`, decoded; `None` when it is missing or not UTF-8.
@@ -113,6 +125,34 @@ pub(crate) struct ShareParam;
 impl PathParam for ShareParam {
     const PARAM: &'static str = "share_id";
     const KIND: &'static str = "share";
+}
+
+/// `{ws}`: an `external_workspace_id`.
+pub(crate) struct WorkspaceParam;
+impl PathParam for WorkspaceParam {
+    const PARAM: &'static str = "ws";
+    const KIND: &'static str = "workspace";
+}
+
+/// `{tenant_id}` of `/tenants/{tenant_id}/…` (compared with the caller's own).
+pub(crate) struct TenantParam;
+impl PathParam for TenantParam {
+    const PARAM: &'static str = "tenant_id";
+    const KIND: &'static str = "organization";
+}
+
+/// `{op}` of a bulk operation.
+pub(crate) struct OpParam;
+impl PathParam for OpParam {
+    const PARAM: &'static str = "op";
+    const KIND: &'static str = "bulk operation";
+}
+
+/// `{port}` of a tunnel (parsed by its handler, which says what a port may be).
+pub(crate) struct PortParam;
+impl PathParam for PortParam {
+    const PARAM: &'static str = "port";
+    const KIND: &'static str = "port";
 }
 
 impl<P: PathParam, S: Send + Sync> FromRequestParts<S> for TextPath<P> {

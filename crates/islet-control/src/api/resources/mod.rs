@@ -1,7 +1,10 @@
 //! Handlers, one file per resource (contract §5). Each translates HTTP into store and
 //! lifecycle calls and renders the answer.
 
+pub(crate) mod bill_to;
+pub(crate) mod bulk;
 pub(crate) mod create_body;
+pub(crate) mod custom_domains;
 pub(crate) mod event_stream;
 pub(crate) mod forward;
 pub(crate) mod key_presets;
@@ -17,6 +20,7 @@ pub(crate) mod sandboxes;
 pub(crate) mod settings;
 pub(crate) mod tenant;
 pub(crate) mod terminal;
+pub(crate) mod tunnel;
 pub(crate) mod usage;
 pub mod view;
 pub(crate) mod webhooks;

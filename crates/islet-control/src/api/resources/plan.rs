@@ -57,34 +57,45 @@ pub(crate) struct Holdings {
     pub storage_mb: u64,
 }
 
+/// What the platform allows every tenant.
+pub(crate) fn platform_limits(state: &AppState) -> PlatformLimits {
+    PlatformLimits {
+        api_requests_per_sec: state.config.api_rate_limit,
+        user_requests_per_sec: state.config.api_user_rate_limit,
+        max_timeout_sec: MAX_TIMEOUT_SEC,
+        max_webhooks: MAX_WEBHOOKS_PER_TENANT,
+        max_event_streams: MAX_STREAMS_PER_TENANT,
+        max_request_body_bytes: BODY_LIMIT,
+        per_user_limits: "the tenant's policy: GET /tenant/policy, /quotas/external/{uid}",
+    }
+}
+
+/// What the tenant's sandboxes hold now.
+pub(crate) async fn holdings(state: &AppState, tenant: &TenantId) -> Result<Holdings, ApiError> {
+    let held = state.store.tenant_holding(tenant).await?;
+    Ok(Holdings {
+        sandboxes: held.sandboxes,
+        live_sandboxes: held.concurrent,
+        cpu: held.cpu,
+        memory_mb: held.memory_mb,
+        storage_mb: held.storage_mb,
+    })
+}
+
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Data<PlanView>>, ApiError> {
     let (name, isolation, created_at) = state.store.tenant(&caller.tenant_id).await?;
-    let held = state.store.tenant_holding(&caller.tenant_id).await?;
+    let usage = holdings(&state, &caller.tenant_id).await?;
     Ok(wire::data(PlanView {
         tenant_id: caller.tenant_id,
         name,
         plan: "self-hosted",
         isolation: isolation.unwrap_or(state.config.default_isolation).as_str(),
         created_at: rfc3339(created_at),
-        limits: PlatformLimits {
-            api_requests_per_sec: state.config.api_rate_limit,
-            user_requests_per_sec: state.config.api_user_rate_limit,
-            max_timeout_sec: MAX_TIMEOUT_SEC,
-            max_webhooks: MAX_WEBHOOKS_PER_TENANT,
-            max_event_streams: MAX_STREAMS_PER_TENANT,
-            max_request_body_bytes: BODY_LIMIT,
-            per_user_limits: "the tenant's policy: GET /tenant/policy, /quotas/external/{uid}",
-        },
-        usage: Holdings {
-            sandboxes: held.sandboxes,
-            live_sandboxes: held.concurrent,
-            cpu: held.cpu,
-            memory_mb: held.memory_mb,
-            storage_mb: held.storage_mb,
-        },
+        limits: platform_limits(&state),
+        usage,
     }))
 }
 

@@ -1,7 +1,9 @@
 //! Per-user quotas and policy documents (contract §11): `/quotas/external/{uid}`,
-//! `/external-users/{uid}/policy`, `/external-users/{uid}/effective-policy` and
-//! `/tenant/policy`. Quotas are the `quotas` section of the user's policy document, so the
-//! two APIs read and write the same values; the tenant's document holds the defaults.
+//! `/external-users/{uid}/policy`, `/external-users/{uid}/effective-policy`,
+//! `/workspaces/{ws}/policy` and `/tenant/policy`. Quotas are the `quotas` section of the
+//! user's policy document, so the two APIs read and write the same values; the tenant's
+//! document holds the defaults, and a workspace's (an `external_workspace_id`) the defaults of
+//! the sandboxes created in it, between the tenant's and the user's.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::extract::body;
 use crate::api::extract::Caller;
-use crate::api::extract::{RawBody, TextPath, Uid};
+use crate::api::extract::{Query, RawBody, TextPath, Uid, WorkspaceParam};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,6 +26,12 @@ use crate::state::AppState;
 /// An external user id in a path: what `external_user_id` accepts on a sandbox.
 fn user_id(raw: &str) -> Result<String, ApiError> {
     Ok(super::create_body::label(Some(raw.to_owned()), "external_user_id")?.unwrap_or_default())
+}
+
+/// A workspace id in a path or query: what `external_workspace_id` accepts on a sandbox.
+fn workspace_id(raw: &str) -> Result<String, ApiError> {
+    Ok(super::create_body::label(Some(raw.to_owned()), "external_workspace_id")?
+        .unwrap_or_default())
 }
 
 fn limit_values(limits: &Limits) -> Map<String, Value> {
@@ -131,11 +139,11 @@ async fn quota_answer(
     user: &str,
 ) -> Result<QuotaView, ApiError> {
     let held = state.store.user_holding(tenant, user).await?;
-    let t = state.store.policy(tenant, Subject::Tenant).await?.unwrap_or_default();
-    let u = state.store.policy(tenant, Subject::User(user.to_owned())).await?.unwrap_or_default();
-    // The limits and their sources from the same two documents, read once.
-    let limits = Limits::of(&t, &u);
-    let sources: Map<String, Value> = policy::effective(&t, &u)
+    // The limits and their sources from the same documents, read once. A user's quotas are
+    // theirs outside any workspace; a workspace's document adds to them for its sandboxes.
+    let docs = state.store.policy_documents(tenant, user, None).await?;
+    let limits = Limits::of(&docs);
+    let sources: Map<String, Value> = policy::effective(&docs)
         .into_iter()
         .filter(|(section, _)| section == "quotas")
         .flat_map(|(_, fields)| fields)
@@ -194,13 +202,6 @@ pub(crate) async fn delete_quota(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn subject(uid: Option<String>) -> Result<Subject, ApiError> {
-    Ok(match uid {
-        Some(raw) => Subject::User(user_id(&raw)?),
-        None => Subject::Tenant,
-    })
-}
-
 async fn get_doc(
     state: &AppState,
     tenant: &islet_types::TenantId,
@@ -233,7 +234,7 @@ pub(crate) async fn get_user_policy(
     Caller(caller): Caller,
     TextPath(uid, _): TextPath<Uid>,
 ) -> Result<Document, ApiError> {
-    get_doc(&state, &caller.tenant_id, subject(Some(uid))?).await
+    get_doc(&state, &caller.tenant_id, Subject::User(user_id(&uid)?)).await
 }
 
 pub(crate) async fn put_user_policy(
@@ -242,7 +243,7 @@ pub(crate) async fn put_user_policy(
     TextPath(uid, _): TextPath<Uid>,
     RawBody(bytes): RawBody,
 ) -> Result<Document, ApiError> {
-    put_doc(&state, &caller.tenant_id, subject(Some(uid))?, &bytes).await
+    put_doc(&state, &caller.tenant_id, Subject::User(user_id(&uid)?), &bytes).await
 }
 
 pub(crate) async fn delete_user_policy(
@@ -250,7 +251,34 @@ pub(crate) async fn delete_user_policy(
     Caller(caller): Caller,
     TextPath(uid, _): TextPath<Uid>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.set_policy(&caller.tenant_id, subject(Some(uid))?, None).await?;
+    state.store.set_policy(&caller.tenant_id, Subject::User(user_id(&uid)?), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn get_workspace_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    TextPath(ws, _): TextPath<WorkspaceParam>,
+) -> Result<Document, ApiError> {
+    get_doc(&state, &caller.tenant_id, Subject::Workspace(workspace_id(&ws)?)).await
+}
+
+pub(crate) async fn put_workspace_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    TextPath(ws, _): TextPath<WorkspaceParam>,
+    RawBody(bytes): RawBody,
+) -> Result<Document, ApiError> {
+    put_doc(&state, &caller.tenant_id, Subject::Workspace(workspace_id(&ws)?), &bytes).await
+}
+
+pub(crate) async fn delete_workspace_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    TextPath(ws, _): TextPath<WorkspaceParam>,
+) -> Result<StatusCode, ApiError> {
+    let subject = Subject::Workspace(workspace_id(&ws)?);
+    state.store.set_policy(&caller.tenant_id, subject, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -340,16 +368,27 @@ pub(crate) async fn unsuspend(
     Ok(wire::data(Unsuspended { external_user_id: user, suspended: false, was_suspended: was }))
 }
 
-/// `GET /external-users/{uid}/effective-policy`: `{section: {field: {value, source}}}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EffectiveParams {
+    /// The workspace whose sandboxes are asked about (`external_workspace_id` is the same).
+    workspace_id: Option<String>,
+    external_workspace_id: Option<String>,
+}
+
+/// `GET /external-users/{uid}/effective-policy[?workspace_id=]`:
+/// `{section: {field: {value, source}}}`, for the user's sandboxes in that workspace.
 pub(crate) async fn effective_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     TextPath(uid, _): TextPath<Uid>,
+    Query(params): Query<EffectiveParams>,
 ) -> Result<Json<Data<BTreeMap<String, BTreeMap<String, Effective>>>>, ApiError> {
     let user = user_id(&uid)?;
-    let t = state.store.policy(&caller.tenant_id, Subject::Tenant).await?.unwrap_or_default();
-    let u = state.store.policy(&caller.tenant_id, Subject::User(user)).await?.unwrap_or_default();
-    let doc: BTreeMap<String, BTreeMap<String, Effective>> = policy::effective(&t, &u)
+    let workspace = params.workspace_id.or(params.external_workspace_id);
+    let workspace = workspace.as_deref().map(workspace_id).transpose()?;
+    let docs = state.store.policy_documents(&caller.tenant_id, &user, workspace.as_deref()).await?;
+    let doc: BTreeMap<String, BTreeMap<String, Effective>> = policy::effective(&docs)
         .into_iter()
         .map(|(section, fields)| {
             let fields = fields

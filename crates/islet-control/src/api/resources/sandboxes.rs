@@ -72,7 +72,8 @@ pub(crate) async fn create(
     }
     // The end user's policy supplies the timeouts a create leaves out.
     if let (Some(user), true) = (&req.external_user_id, no_timeout || no_idle) {
-        let (limits, _) = state.store.user_standing(&caller.tenant_id, user).await?;
+        let workspace = req.external_workspace_id.as_deref();
+        let (limits, _) = state.store.user_standing(&caller.tenant_id, user, workspace).await?;
         if let (true, Some(t)) = (no_timeout, limits.default_timeout_sec) {
             req.timeout_sec = t.clamp(1, MAX_TIMEOUT_SEC);
         }

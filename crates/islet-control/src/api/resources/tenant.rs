@@ -208,6 +208,40 @@ struct DomainBody {
     domain: Option<String>,
 }
 
+/// A domain a tenant may claim: valid, and neither the platform's domain, nor below it, nor
+/// above it (a parent of the platform's domain would put tenant content where the platform's
+/// own cookies live).
+pub(crate) fn own_domain(
+    state: &AppState,
+    raw: &str,
+    field: &'static str,
+) -> Result<DomainName, ApiError> {
+    let domain: DomainName = raw.parse().map_err(|e: islet_types::domain::DomainError| {
+        ApiError::validation(e.to_string(), field)
+    })?;
+    let platform = &state.config.preview_domain;
+    if domain == *platform
+        || platform.strip_from(domain.as_str()).is_some()
+        || domain.strip_from(platform.as_str()).is_some()
+    {
+        return Err(ApiError::validation(
+            format!("{field} must be a domain of your own, not the platform's nor one above or below it"),
+            field,
+        ));
+    }
+    Ok(domain)
+}
+
+/// A domain another account verified first.
+pub(crate) fn taken_elsewhere(e: islet_store::StoreError) -> ApiError {
+    match e {
+        islet_store::StoreError::NameTaken(_) => {
+            ApiError::Conflict("this domain is verified by another account".into())
+        }
+        other => other.into(),
+    }
+}
+
 pub(crate) async fn put_domain(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -218,21 +252,7 @@ pub(crate) async fn put_domain(
         .preview_domain
         .or(b.domain)
         .ok_or_else(|| ApiError::validation("preview_domain is required", "preview_domain"))?;
-    let domain: DomainName = raw.parse().map_err(|e: islet_types::domain::DomainError| {
-        ApiError::validation(e.to_string(), "preview_domain")
-    })?;
-    let platform = &state.config.preview_domain;
-    // Neither the platform's domain, nor below it, nor above it (a parent of the platform's
-    // domain would put tenant content where the platform's own cookies live).
-    if domain == *platform
-        || platform.strip_from(domain.as_str()).is_some()
-        || domain.strip_from(platform.as_str()).is_some()
-    {
-        return Err(ApiError::validation(
-            "preview_domain must be a domain of your own, not the platform's nor one above or below it",
-            "preview_domain",
-        ));
-    }
+    let domain = own_domain(&state, &raw, "preview_domain")?;
     let d = state.store.set_preview_domain(&caller.tenant_id, Some(domain)).await?;
     Ok(wire::data(domain_view(&state, d.as_ref())))
 }
@@ -259,14 +279,11 @@ pub(crate) async fn verify_domain(
     let checked = domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await;
     let (record, error) = match checked {
         Ok(()) => (
-            state.store.mark_preview_domain_verified(&caller.tenant_id, &d.domain).await.map_err(
-                |e| match e {
-                    islet_store::StoreError::NameTaken(_) => {
-                        ApiError::Conflict("this domain is verified by another account".into())
-                    }
-                    other => other.into(),
-                },
-            )?,
+            state
+                .store
+                .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
+                .await
+                .map_err(taken_elsewhere)?,
             None,
         ),
         Err(reason) => (d, Some(reason.to_string())),

@@ -2,15 +2,14 @@
 //! WebSocket. Frames pass through unchanged (raw PTY bytes as binary frames; JSON control
 //! messages such as resize as text frames).
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as TMessage;
 
 use super::forward::{keep_active, touch};
-use crate::api::extract::RunningSandbox;
+use crate::api::extract::{RunningSandbox, Upgrade};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -19,12 +18,8 @@ pub(crate) async fn stream(
     // Ownership first: a foreign sandbox is 404 whatever the request looks like.
     RunningSandbox(record): RunningSandbox,
     RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    Upgrade(upgrade): Upgrade,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|_| ApiError::Validation {
-        message: "this route needs a WebSocket upgrade".into(),
-        field: None,
-    })?;
     touch(&state, &record);
     let stream =
         state.runtime.agent(&record.id).connect().await.map_err(|_| ApiError::AgentUnavailable)?;
