@@ -1,5 +1,5 @@
-//! Carries out bulk jobs (`POST /bulk/sandboxes/{op}`), one sandbox at a time, oldest job
-//! first. Each item's outcome is stored as it is done, so a restart carries on with the next
+//! Carries out bulk jobs (`POST /bulk/sandboxes/{op}`), one sandbox at a time, tenants in
+//! turn and each tenant's oldest job first. Each item's outcome is stored as it is done, so a restart carries on with the next
 //! pending item; one interrupted mid-way is done again (every operation is safe to repeat).
 
 use std::time::Duration;
@@ -13,11 +13,17 @@ use crate::state::AppState;
 
 /// How often the worker looks for work when nobody wakes it.
 const IDLE: Duration = Duration::from_secs(5);
+/// How often finished jobs past their keeping time are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
+    // The tenant served last: the next item is another tenant's when one has work.
+    let mut last = None;
+    let mut pruned_at = None::<std::time::Instant>;
     loop {
-        match state.store.next_bulk_work().await {
+        match state.store.next_bulk_work(last.as_ref()).await {
             Ok(Some(work)) => {
+                last = Some(work.tenant_id.clone());
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -32,7 +38,14 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
                 }
                 continue;
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if pruned_at.is_none_or(|at| at.elapsed() > PRUNE_EVERY) {
+                    pruned_at = Some(std::time::Instant::now());
+                    if let Err(e) = state.store.prune_bulk_jobs().await {
+                        tracing::warn!(error = %e, "could not prune finished bulk jobs");
+                    }
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "could not read bulk work"),
         }
         tokio::select! {
@@ -58,9 +71,10 @@ async fn apply(state: &AppState, work: &BulkWork) -> Result<(), ApiError> {
 /// other refusal (a quota, a runtime failure) failed.
 fn outcome(e: &ApiError) -> ItemStatus {
     match e {
-        ApiError::NotFound(_) | ApiError::NotRunning(_) | ApiError::Conflict(_) => {
-            ItemStatus::Skipped
-        }
+        ApiError::NotFound(_)
+        | ApiError::NotRunning(_)
+        | ApiError::Starting
+        | ApiError::Conflict(_) => ItemStatus::Skipped,
         _ => ItemStatus::Failed,
     }
 }
@@ -74,6 +88,7 @@ mod tests {
         assert_eq!(outcome(&ApiError::NotFound("sandbox")), ItemStatus::Skipped);
         assert_eq!(outcome(&ApiError::Conflict("paused already".into())), ItemStatus::Skipped);
         assert_eq!(outcome(&ApiError::NotRunning("stopped".into())), ItemStatus::Skipped);
+        assert_eq!(outcome(&ApiError::Starting), ItemStatus::Skipped);
         assert_eq!(outcome(&ApiError::Capacity), ItemStatus::Failed);
         assert_eq!(outcome(&ApiError::Internal("x".into())), ItemStatus::Failed);
     }

@@ -1,7 +1,9 @@
 //! Bulk operations on a tenant's sandboxes (`POST /bulk/sandboxes/{op}`). The sandboxes are
 //! fixed when the job is accepted, one item each, and every item's outcome is written as it is
-//! done: the worker takes the oldest pending item, so after a restart a job carries on where it
-//! stood, and an item cut short by a crash is done again (every operation is safe to repeat).
+//! done: the worker takes the next pending item (tenants in turn, each one's oldest job first),
+//! so after a restart a job carries on where it stood, and an item cut short by a crash is done
+//! again (every operation is safe to repeat). A tenant has at most [`MAX_OPEN_JOBS`] unfinished
+//! jobs; finished ones are kept [`KEEP_FINISHED_MS`].
 
 use islet_types::time::{now_millis, UnixMillis};
 use islet_types::{BulkJobId, SandboxId, TenantId};
@@ -13,6 +15,10 @@ use crate::{Store, StoreError};
 
 /// The most sandboxes one job names.
 pub const MAX_BULK_ITEMS: usize = 1000;
+/// The most unfinished jobs one tenant has at once.
+pub const MAX_OPEN_JOBS: u64 = 5;
+/// How long a finished job stays readable.
+pub const KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What a job does to each sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +200,16 @@ impl Store {
                     (matching_tx(&tx, &tenant, &filter)?, Some(as_json.to_string()))
                 }
             };
+            let open: u64 = tx.query_row(
+                "SELECT COUNT(*) FROM bulk_jobs WHERE tenant_id = ?1 AND finished_at IS NULL",
+                [&tenant],
+                |r| r.get(0),
+            )?;
+            if open >= MAX_OPEN_JOBS {
+                return Err(StoreError::Conflict(format!(
+                    "{MAX_OPEN_JOBS} bulk jobs are still running; wait for one to finish"
+                )));
+            }
             if ids.len() > MAX_BULK_ITEMS {
                 return Err(StoreError::Conflict(format!(
                     "a bulk job covers at most {MAX_BULK_ITEMS} sandboxes; narrow the filter"
@@ -230,17 +246,23 @@ impl Store {
             .await
     }
 
-    /// The oldest pending item of any unfinished job.
-    pub async fn next_bulk_work(&self) -> Result<Option<BulkWork>, StoreError> {
-        self.with(|conn| {
+    /// The next item to do: tenants take turns (the first tenant after `after` with pending
+    /// work, in id order, wrapping around), and within a tenant the oldest job's next item.
+    pub async fn next_bulk_work(
+        &self,
+        after: Option<&TenantId>,
+    ) -> Result<Option<BulkWork>, StoreError> {
+        let after = after.map(|t| t.to_string()).unwrap_or_default();
+        self.with(move |conn| {
             let work = conn
                 .prepare_cached(
                     "SELECT j.id, j.tenant_id, j.op, i.position, i.sandbox_id
                      FROM bulk_jobs j JOIN bulk_job_items i ON i.job_id = j.id
                      WHERE j.finished_at IS NULL AND i.status = 'pending'
-                     ORDER BY j.created_at, j.id, i.position LIMIT 1",
+                     ORDER BY j.tenant_id <= ?1, j.tenant_id, j.created_at, j.id, i.position
+                     LIMIT 1",
                 )?
-                .query_row([], |r| {
+                .query_row([&after], |r| {
                     Ok((
                         parse::<BulkJobId>(r.get(0)?)?,
                         parse::<TenantId>(r.get(1)?)?,
@@ -285,6 +307,25 @@ impl Store {
             )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Forget jobs finished more than [`KEEP_FINISHED_MS`] ago; how many went.
+    pub async fn prune_bulk_jobs(&self) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let before = now_millis() - KEEP_FINISHED_MS;
+            tx.execute(
+                "DELETE FROM bulk_job_items WHERE job_id IN
+                   (SELECT id FROM bulk_jobs WHERE finished_at < ?1)",
+                [before],
+            )?;
+            let gone = tx.execute("DELETE FROM bulk_jobs WHERE finished_at < ?1", [before])?;
+            tx.commit()?;
+            Ok(gone)
         })
         .await
     }

@@ -1,7 +1,8 @@
 //! A tenant's custom domains: more domains its previews answer on (`<label>.<domain>`), beyond
 //! its one preview domain (`tenant_settings.rs`). Each is proven by a DNS TXT challenge like
 //! the preview domain, and once verified serves that tenant alone: a domain verified by one
-//! tenant, as a custom domain or as a preview domain, cannot be verified by another.
+//! tenant, as a custom domain or as a preview domain, cannot be verified by another, nor can
+//! a domain above or below it.
 
 use islet_types::domain::DomainName;
 use islet_types::time::{now_millis, UnixMillis};
@@ -53,33 +54,38 @@ fn get_tx(conn: &Connection, tenant: &str, id: &str) -> Result<Option<CustomDoma
         .optional()?)
 }
 
-/// Which tenants a verification count is about.
-#[derive(Clone, Copy)]
-pub(crate) enum Whose {
-    /// The tenant named.
-    Own,
-    /// Any other tenant.
-    Others,
-}
-
-/// Whether `domain` is verified, as either kind of domain, by the tenant or by another.
-pub(crate) fn verified_tx(
+/// Whether the tenant has verified `domain` itself, as either kind of domain.
+pub(crate) fn verified_by_tx(
     conn: &Connection,
     tenant: &str,
     domain: &str,
-    whose: Whose,
 ) -> Result<bool, StoreError> {
-    let op = match whose {
-        Whose::Own => "=",
-        Whose::Others => "!=",
-    };
     let n: i64 = conn.query_row(
-        &format!(
-            "SELECT (SELECT COUNT(*) FROM tenant_settings WHERE preview_domain = ?1
-                       AND preview_domain_verified_at IS NOT NULL AND tenant_id {op} ?2)
-                  + (SELECT COUNT(*) FROM custom_domains WHERE domain = ?1
-                       AND verified_at IS NOT NULL AND tenant_id {op} ?2)"
-        ),
+        "SELECT (SELECT COUNT(*) FROM tenant_settings WHERE preview_domain = ?1
+                   AND preview_domain_verified_at IS NOT NULL AND tenant_id = ?2)
+              + (SELECT COUNT(*) FROM custom_domains WHERE domain = ?1
+                   AND verified_at IS NOT NULL AND tenant_id = ?2)",
+        [domain, tenant],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Whether another tenant has verified `domain`, a domain above it or one below it (as either
+/// kind): a tenant below another's domain could set cookies for it, one above could for all of
+/// it. (Domain names hold no `%` or `_`, so `LIKE` matches suffixes only.)
+pub(crate) fn claimed_elsewhere_tx(
+    conn: &Connection,
+    tenant: &str,
+    domain: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM (
+             SELECT preview_domain AS d, tenant_id FROM tenant_settings
+              WHERE preview_domain_verified_at IS NOT NULL
+             UNION ALL
+             SELECT domain, tenant_id FROM custom_domains WHERE verified_at IS NOT NULL)
+         WHERE tenant_id != ?2 AND (d = ?1 OR ?1 LIKE '%.' || d OR d LIKE '%.' || ?1)",
         [domain, tenant],
         |r| r.get(0),
     )?;
@@ -202,7 +208,7 @@ impl Store {
     }
 
     /// Mark a custom domain verified (its TXT record was found). `NameTaken` when another
-    /// tenant verified the same domain first.
+    /// tenant verified the same domain, or one above or below it, first.
     pub async fn mark_custom_domain_verified(
         &self,
         tenant_id: &TenantId,
@@ -212,7 +218,7 @@ impl Store {
         self.with_edge(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let record = get_tx(&tx, &tenant, &id)?.ok_or(StoreError::NotFound("custom domain"))?;
-            if verified_tx(&tx, &tenant, record.domain.as_str(), Whose::Others)? {
+            if claimed_elsewhere_tx(&tx, &tenant, record.domain.as_str())? {
                 return Err(StoreError::NameTaken(record.domain.to_string()));
             }
             tx.execute(

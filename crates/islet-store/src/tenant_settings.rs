@@ -8,7 +8,7 @@ use islet_types::TenantId;
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use crate::custom_domains::{verified_tx, Whose};
+use crate::custom_domains::{claimed_elsewhere_tx, verified_by_tx};
 use crate::rows::{json, parse};
 use crate::{Store, StoreError};
 
@@ -307,7 +307,8 @@ impl Store {
         .await
     }
 
-    /// Mark the tenant's claim verified. `NameTaken` if another tenant verified it first.
+    /// Mark the tenant's claim verified. `NameTaken` if another tenant verified it, or a
+    /// domain above or below it, first.
     pub async fn mark_preview_domain_verified(
         &self,
         tenant_id: &TenantId,
@@ -316,7 +317,7 @@ impl Store {
         let (tenant, domain) = (tenant_id.to_string(), domain.to_string());
         self.with_edge(move |conn| {
             let tx = conn.transaction()?;
-            if verified_tx(&tx, &tenant, &domain, Whose::Others)? {
+            if claimed_elsewhere_tx(&tx, &tenant, &domain)? {
                 return Err(StoreError::NameTaken(domain));
             }
             let changed = tx.execute(
@@ -343,7 +344,7 @@ impl Store {
     pub async fn put_certificate(&self, row: CertificateRow) -> Result<(), StoreError> {
         self.with_edge(move |conn| {
             let tx = conn.transaction()?;
-            if !verified_tx(&tx, row.tenant_id.as_str(), row.domain.as_str(), Whose::Own)? {
+            if !verified_by_tx(&tx, row.tenant_id.as_str(), row.domain.as_str())? {
                 return Err(StoreError::NotFound("preview domain"));
             }
             let changed = tx.execute(

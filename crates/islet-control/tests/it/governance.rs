@@ -232,6 +232,19 @@ async fn bill_to_is_the_own_organization_and_member_caps_are_quotas() {
     let theirs = with_header(&other_tenant).send().await.unwrap();
     assert_eq!(theirs.status(), 404);
     assert_eq!(theirs.json::<Value>().await.unwrap()["error"]["code"], "ORG_NOT_FOUND");
+    // A create meant for another organization is refused, not billed here.
+    let create = client
+        .http
+        .post(format!("{}/sandboxes", client.base))
+        .bearer_auth(&client.key)
+        .header("x-miosa-bill-to", &other_tenant)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 404);
+    let listed = client.call("GET", "/sandboxes", None).await;
+    assert!(listed.data().as_array().unwrap().is_empty(), "{:?}", listed.body);
     assert_eq!(client.call("PUT", "/bill-to", Some(json!({"org": tenant}))).await.status, 200);
     let pin = client.call("PUT", "/bill-to", Some(json!({"org": other_tenant}))).await;
     assert_eq!((pin.status, pin.body["error"]["code"].as_str()), (404, Some("ORG_NOT_FOUND")));

@@ -99,6 +99,21 @@ async fn a_tunnel_relays_bytes_to_a_port_inside() {
     assert_eq!(got, want);
     ws.close(None).await.unwrap();
 
+    // An open tunnel ends when its sandbox stops: its network is gone.
+    let mut ws = open(&client, &format!("/sandboxes/{id}/tunnel/7000")).await.unwrap();
+    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/stop"), None).await, 200);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the tunnel stayed open after its sandbox stopped");
+    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/resume"), None).await, 200);
+
     // Another tenant cannot tunnel into it: 404, as for every route of a foreign sandbox.
     let intruder = server.tenant(None).await;
     assert_eq!(refused(open(&intruder, &format!("/sandboxes/{id}/tunnel/7000")).await), 404);

@@ -90,6 +90,17 @@ async fn verified_custom_domains_serve_previews_until_deleted() {
     server.dns.set_txt(&format!("_preview-verify.{app}"), claim.text("/data/verification/value"));
     let takeover = third.call("POST", "/tenant/preview-domain/verify", None).await;
     assert_eq!(takeover.status, 409, "{:?}", takeover.body);
+    // Nor a domain above or below it, whose previews could set cookies for it.
+    for nested in [format!("sub.{app}"), "acme.test".to_owned()] {
+        let made = third.call("POST", "/custom-domains", Some(json!({ "domain": nested }))).await;
+        assert_eq!(made.status, 201, "{nested}: {:?}", made.body);
+        server
+            .dns
+            .set_txt(&format!("_preview-verify.{nested}"), made.text("/data/verification/value"));
+        let verify = format!("/custom-domains/{}/verify", made.text("/data/id"));
+        let reply = third.call("POST", &verify, None).await;
+        assert_eq!(reply.status, 409, "{nested}: {:?}", reply.body);
+    }
     // The rival's own claim of it, with its own challenge published now: refused as taken.
     let their_challenge = theirs.text("/data/verification/value").to_owned();
     server.dns.set_txt(&format!("_preview-verify.{app}"), &their_challenge);

@@ -2,7 +2,9 @@
 //! tenant (one organization), so what a create bills is always the credential's tenant:
 //! `GET /bill-to` says so, an `X-Miosa-Bill-To` override or `PUT /bill-to {"org"}` naming the
 //! tenant itself (id or name, any case) is accepted and changes nothing, and naming any other
-//! is `404 ORG_NOT_FOUND`. `GET /limits` is the tenant's plan limits and holdings.
+//! is `404 ORG_NOT_FOUND` — on `POST /sandboxes` too, so a create meant for another
+//! organization is refused rather than billed here. `GET /limits` is the tenant's plan limits
+//! and holdings.
 //!
 //! The members who spend an organization's credit here are its end users, so
 //! `/tenants/{tenant_id}/member-caps[/{uid}]` are two of an end user's quotas:
@@ -13,13 +15,14 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use islet_store::{MemberCaps, Principal};
+use islet_store::MemberCaps;
 use islet_types::policy::MAX_VALUE;
 use islet_types::TenantId;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::plan::{holdings, platform_limits, Holdings, PlatformLimits};
+use super::policy::user_id;
 use crate::api::extract::{body, Caller, RawBody, TenantParam, TextPath, Uid};
 use crate::api::wire::{self, Data};
 use crate::error::ApiError;
@@ -55,13 +58,13 @@ pub(crate) struct LimitsView {
     pub usage: Holdings,
 }
 
-async fn own_org(state: &AppState, tenant: &TenantId) -> Result<Org, ApiError> {
+pub(crate) async fn own_org(state: &AppState, tenant: &TenantId) -> Result<Org, ApiError> {
     let (name, _, _) = state.store.tenant(tenant).await?;
     Ok(Org { id: tenant.clone(), name })
 }
 
 /// The organization `named` (an id or a name, any case): the caller's own, or not found.
-fn resolve(org: &Org, named: &str) -> Result<(), ApiError> {
+pub(crate) fn resolve(org: &Org, named: &str) -> Result<(), ApiError> {
     let named = named.trim();
     if named.eq_ignore_ascii_case(org.id.as_str()) || named.eq_ignore_ascii_case(&org.name) {
         Ok(())
@@ -74,7 +77,7 @@ fn resolve(org: &Org, named: &str) -> Result<(), ApiError> {
 }
 
 /// The override header, if sent (not UTF-8 is a bad request).
-fn override_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+pub(crate) fn override_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     headers
         .get(OVERRIDE)
         .map(|v| {
@@ -85,12 +88,7 @@ fn override_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
-async fn show_answer(
-    state: &AppState,
-    caller: &Principal,
-    headers: &HeaderMap,
-) -> Result<BillToView, ApiError> {
-    let org = own_org(state, &caller.tenant_id).await?;
+fn show_answer(org: Org, headers: &HeaderMap) -> Result<BillToView, ApiError> {
     let source = match override_of(headers)? {
         Some(named) => {
             resolve(&org, named)?;
@@ -107,7 +105,8 @@ pub(crate) async fn show(
     Caller(caller): Caller,
     headers: HeaderMap,
 ) -> Result<Json<Data<BillToView>>, ApiError> {
-    Ok(wire::data(show_answer(&state, &caller, &headers).await?))
+    let org = own_org(&state, &caller.tenant_id).await?;
+    Ok(wire::data(show_answer(org, &headers)?))
 }
 
 #[derive(serde::Deserialize)]
@@ -127,7 +126,7 @@ pub(crate) async fn update(
     let named = b.org.ok_or_else(|| ApiError::validation("org is required", "org"))?;
     let org = own_org(&state, &caller.tenant_id).await?;
     resolve(&org, &named)?;
-    Ok(wire::data(show_answer(&state, &caller, &headers).await?))
+    Ok(wire::data(show_answer(org, &headers)?))
 }
 
 /// `DELETE /bill-to`: nothing is pinned, so nothing changes.
@@ -185,17 +184,14 @@ fn member_view(m: MemberCaps) -> MemberView {
     }
 }
 
-/// The path's organization must be the caller's (any other is not found, whoever it is).
+/// The path's organization must be the caller's, by id in any case, as `X-Miosa-Bill-To`
+/// reads it (any other is not found, whoever it is).
 fn same_org(caller: &TenantId, named: &str) -> Result<(), ApiError> {
-    if named == caller.as_str() {
+    if named.trim().eq_ignore_ascii_case(caller.as_str()) {
         Ok(())
     } else {
         Err(ApiError::OrgNotFound("no such organization for this credential".into()))
     }
-}
-
-fn user(raw: &str) -> Result<String, ApiError> {
-    Ok(super::create_body::label(Some(raw.to_owned()), "external_user_id")?.unwrap_or_default())
 }
 
 pub(crate) async fn list_caps(
@@ -231,7 +227,7 @@ pub(crate) async fn update_caps(
     RawBody(bytes): RawBody,
 ) -> Result<Json<Data<MemberView>>, ApiError> {
     same_org(&caller.tenant_id, &tenant)?;
-    let uid = user(&uid)?;
+    let uid = user_id(&uid)?;
     let b: Map<String, Value> = body::parse(&bytes)?;
     if let Some(other) =
         b.keys().find(|k| *k != "usage_cap_cents" && *k != "max_concurrent_sandboxes")
@@ -256,7 +252,7 @@ pub(crate) async fn delete_caps(
     TextPath(uid, _): TextPath<Uid>,
 ) -> Result<StatusCode, ApiError> {
     same_org(&caller.tenant_id, &tenant)?;
-    let uid = user(&uid)?;
+    let uid = user_id(&uid)?;
     state.store.set_member_caps(&caller.tenant_id, &uid, Some(None), Some(None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -150,6 +150,26 @@ fn target(b: JobBody) -> Result<BulkTarget, ApiError> {
                     "filter",
                 ));
             }
+            let label = |v: Option<String>, field: &'static str| {
+                super::create_body::label(v, field).map_err(|e| match e {
+                    ApiError::Validation { message, .. } => {
+                        ApiError::validation(format!("filter: {message}"), "filter")
+                    }
+                    other => other,
+                })
+            };
+            let f = FilterBody {
+                external_user_id: label(f.external_user_id, "external_user_id")?,
+                external_workspace_id: label(f.external_workspace_id, "external_workspace_id")?,
+                external_project_id: label(f.external_project_id, "external_project_id")?,
+                ..f
+            };
+            if f.tags.len() > 50 || f.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+                return Err(ApiError::validation(
+                    "filter: at most 50 tags of 1 to 64 bytes",
+                    "filter",
+                ));
+            }
             let as_json = serde_json::to_value(&f).unwrap_or_default();
             Ok(BulkTarget::Filter {
                 filter: ListFilter {
@@ -217,6 +237,8 @@ mod tests {
             serde_json::json!({"filter": {"state": "asleep"}}),
             serde_json::json!({"ids": ["sbx_a"], "filter": {"state": "running"}}),
             serde_json::json!({"filter": {"owner": "u1"}}),
+            serde_json::json!({"filter": {"external_user_id": "x".repeat(300)}}),
+            serde_json::json!({"filter": {"tags": [""]}}),
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }

@@ -14,7 +14,7 @@ use islet_types::time::rfc3339;
 use islet_types::CustomDomainId;
 use serde::{Deserialize, Serialize};
 
-use super::tenant::{own_domain, DnsRecord, Verification};
+use super::tenant::{dns_records, own_domain, DnsRecord, Verification};
 use crate::api::extract::{body, Caller, IdPath, RawBody};
 use crate::api::wire::{self, Data};
 use crate::domain_verify;
@@ -54,7 +54,7 @@ pub(crate) struct CustomDomainList {
 
 fn view(state: &AppState, d: &CustomDomain) -> CustomDomainView {
     let target = state.config.preview_domain.to_string();
-    let txt = domain_verify::record_name(&d.domain);
+    let (records, verification) = dns_records(&d.domain, &d.challenge, &target);
     CustomDomainView {
         id: d.id.clone(),
         domain: d.domain.clone(),
@@ -63,30 +63,13 @@ fn view(state: &AppState, d: &CustomDomain) -> CustomDomainView {
         verified: d.verified_at.is_some(),
         verified_at: d.verified_at.map(rfc3339),
         verification_target: target.clone(),
-        records: [
-            DnsRecord {
-                kind: "CNAME",
-                name: format!("*.{}", d.domain),
-                value: target.clone(),
-                purpose: "routing",
-            },
-            DnsRecord {
-                kind: "TXT",
-                name: txt.clone(),
-                value: d.challenge.clone(),
-                purpose: "verification",
-            },
-        ],
-        verification: Verification {
-            method: "dns-txt",
-            name: txt.clone(),
-            value: d.challenge.clone(),
-        },
         instructions: format!(
-            "Add a CNAME record `*.{}` pointing at `{target}`, and a TXT record `{txt}` with the \
+            "Add a CNAME record `*.{}` pointing at `{target}`, and a TXT record `{}` with the \
              value `{}`; then POST /custom-domains/{}/verify.",
-            d.domain, d.challenge, d.id
+            d.domain, verification.name, d.challenge, d.id
         ),
+        records,
+        verification,
         certificate_expires_at: d.certificate_expires_at.map(rfc3339),
         created_at: rfc3339(d.created_at),
         error: None,

@@ -24,12 +24,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// An external user id in a path: what `external_user_id` accepts on a sandbox.
-fn user_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn user_id(raw: &str) -> Result<String, ApiError> {
     Ok(super::create_body::label(Some(raw.to_owned()), "external_user_id")?.unwrap_or_default())
 }
 
 /// A workspace id in a path or query: what `external_workspace_id` accepts on a sandbox.
-fn workspace_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn workspace_id(raw: &str) -> Result<String, ApiError> {
     Ok(super::create_body::label(Some(raw.to_owned()), "external_workspace_id")?
         .unwrap_or_default())
 }

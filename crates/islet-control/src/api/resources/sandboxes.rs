@@ -40,6 +40,10 @@ pub(crate) async fn create(
     headers: HeaderMap,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
+    // A create billed to another organization is refused, not billed here.
+    if let Some(named) = super::bill_to::override_of(&headers)? {
+        super::bill_to::resolve(&super::bill_to::own_org(&state, &caller.tenant_id).await?, named)?;
+    }
     let body = body::parse::<CreateBody>(&bytes)?;
     let (no_timeout, no_idle) = body.omits_timeouts();
     let mut req = body.validate()?;

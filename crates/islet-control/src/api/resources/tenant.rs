@@ -143,6 +143,31 @@ pub(crate) struct CertificateUploaded {
     pub source: &'static str,
 }
 
+/// The records a tenant publishes for `domain`: `*.<domain>` pointing at the platform's
+/// preview domain, and the TXT record holding the challenge.
+pub(crate) fn dns_records(
+    domain: &DomainName,
+    challenge: &str,
+    target: &str,
+) -> ([DnsRecord; 2], Verification) {
+    let txt = domain_verify::record_name(domain);
+    let records = [
+        DnsRecord {
+            kind: "CNAME",
+            name: format!("*.{domain}"),
+            value: target.to_owned(),
+            purpose: "routing",
+        },
+        DnsRecord {
+            kind: "TXT",
+            name: txt.clone(),
+            value: challenge.to_owned(),
+            purpose: "verification",
+        },
+    ];
+    (records, Verification { method: "dns-txt", name: txt, value: challenge.to_owned() })
+}
+
 fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> DomainView {
     let target = state.config.preview_domain.to_string();
     let Some(d) = d else {
@@ -159,7 +184,7 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> DomainView {
             error: None,
         };
     };
-    let txt_name = domain_verify::record_name(&d.domain);
+    let (records, verification) = dns_records(&d.domain, &d.challenge, &target);
     DomainView {
         domain: Some(d.domain.clone()),
         preview_domain: Some(d.domain.clone()),
@@ -167,25 +192,8 @@ fn domain_view(state: &AppState, d: Option<&PreviewDomain>) -> DomainView {
         verified_at: d.verified_at.map(rfc3339),
         cname_target: target.clone(),
         target: Some(target.clone()),
-        records: Some([
-            DnsRecord {
-                kind: "CNAME",
-                name: format!("*.{}", d.domain),
-                value: target,
-                purpose: "routing",
-            },
-            DnsRecord {
-                kind: "TXT",
-                name: txt_name.clone(),
-                value: d.challenge.clone(),
-                purpose: "verification",
-            },
-        ]),
-        verification: Some(Verification {
-            method: "dns-txt",
-            name: txt_name,
-            value: d.challenge.clone(),
-        }),
+        records: Some(records),
+        verification: Some(verification),
         certificate: Some(d.certificate_expires_at.map(|at| CertificateState {
             not_after: rfc3339(at),
             source: d.certificate_source.clone(),

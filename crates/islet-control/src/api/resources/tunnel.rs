@@ -5,7 +5,8 @@
 //! The connection to the port is made before the upgrade, so a port nothing listens on is a
 //! plain `409 PORT_NOT_LISTENING` answer, not a socket that opens and closes at once. Bytes go
 //! both ways as binary frames; a text frame from the client is sent as its UTF-8 bytes. The
-//! tunnel keeps the sandbox active while it is open, and ends when either side closes.
+//! tunnel keeps the sandbox active while it is open, and ends when either side closes, when the
+//! sandbox stops running (checked every second) or when the server shuts down.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -28,6 +29,8 @@ const SSH_PORT: u16 = 22;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the sandbox may still send after the client closed its side.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How often an open tunnel checks that its sandbox still runs.
+const STATE_CHECK: Duration = Duration::from_secs(1);
 /// The largest read relayed as one frame.
 const CHUNK: usize = 64 * 1024;
 
@@ -76,12 +79,29 @@ async fn open(
     };
     let _ = tcp.set_nodelay(true);
     let active = keep_active(state, record);
-    let sandbox = record.id.clone();
+    let (store, sandbox) = (state.store.clone(), record.id.clone());
+    let shutdown = state.shutdown.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
-        relay(socket, tcp).await;
+        tokio::select! {
+            () = relay(socket, tcp) => {}
+            () = left_running(&store, &sandbox) => {}
+            () = shutdown.cancelled() => {}
+        }
         tracing::debug!(sandbox_id = %sandbox, port, "tunnel closed");
         drop(active);
     }))
+}
+
+/// Returns once the sandbox is no longer running (stopped, paused, destroyed): its network is
+/// gone or frozen, and an idle host-side socket would never learn it.
+async fn left_running(store: &islet_store::Store, id: &islet_types::SandboxId) {
+    loop {
+        tokio::time::sleep(STATE_CHECK).await;
+        match store.get_sandbox_any(id).await {
+            Ok(r) if r.state == islet_types::SandboxState::Running => {}
+            _ => return,
+        }
+    }
 }
 
 /// Pump bytes both ways until either side ends.
