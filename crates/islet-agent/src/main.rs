@@ -15,12 +15,17 @@ struct Args {
     socket: PathBuf,
 }
 
+/// The agent's log filter, set by the runtime (tenants cannot set `ISLET_*` variables).
+const LOG_VAR: &str = "ISLET_AGENT_LOG";
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init::reap_if_pid1();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            // Its own variable, not `RUST_LOG`: the sandbox's environment is the tenant's, and
+            // a tenant's `RUST_LOG=trace` must not make the agent fill its log.
+            tracing_subscriber::EnvFilter::try_from_env(LOG_VAR)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)

@@ -1,10 +1,15 @@
 //! `islet-checker [--connect HOST:PORT]... [--absent PATH]... [--process-marker TEXT]`
 //!
 //! Prints one JSON object describing the sandbox as seen from inside: hostname, PID 1, the
-//! processes it can see, the user namespace mapping, whether given host paths are visible and
-//! whether given TCP addresses can be reached.
+//! processes it can see, the user namespace mapping, whether given host paths are visible,
+//! whether given TCP addresses can be reached, which socket families it may open and whether
+//! a 32-bit (`int 0x80`) system call runs.
+
+mod probes;
 
 use std::net::{SocketAddr, TcpStream};
+
+use probes::{int80_getpid, open_socket, FAMILIES};
 use std::time::Duration;
 
 fn read(path: &str) -> String {
@@ -41,8 +46,31 @@ fn connect(target: &str) -> &'static str {
     }
 }
 
+/// Whether a 32-bit system call ran: `allowed` when it returned our pid, else how it was
+/// refused (`killed` by the filter or a missing compat layer, or the error it returned).
+fn compat_syscall() -> String {
+    let Ok(me) = std::env::current_exe() else { return "error".into() };
+    let Ok(out) = std::process::Command::new(me).arg("--int80").output() else {
+        return "error".into();
+    };
+    if !out.status.success() || out.stdout.is_empty() {
+        return "killed".into();
+    }
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // The child's pid is not known here, but a refusal is a negative errno.
+    match answer.parse::<i32>() {
+        Ok(n) if n > 0 => "allowed".into(),
+        Ok(n) => format!("errno {}", -n),
+        Err(_) => "error".into(),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--int80") {
+        int80_getpid();
+        return;
+    }
     let mut connects = serde_json::Map::new();
     let mut absent = serde_json::Map::new();
     let mut marker = None;
@@ -74,6 +102,11 @@ fn main() {
         "uid_map": read("/proc/self/uid_map").split_whitespace().collect::<Vec<_>>(),
         "absent": absent,
         "connect": connects,
+        "sockets": FAMILIES
+            .iter()
+            .map(|(name, family, kind)| ((*name).to_owned(), open_socket(*family, *kind).into()))
+            .collect::<serde_json::Map<_, _>>(),
+        "compat_syscall": compat_syscall(),
     });
     println!("{report}");
 }

@@ -146,7 +146,9 @@ async fn format(config: &Config, image: &Path, size_mb: u32) -> Result<(), Runti
 fn mount_image(image: &Path, target: &Path) -> Result<(), RuntimeError> {
     let device = loopdev::attach(image)
         .map_err(RuntimeError::io(format!("loop device for {}", image.display())))?;
-    mount(Some(&device.path), target, Some("ext4"), MsFlags::empty(), Some(MOUNT_OPTIONS))
+    // Tenant-written data, on the host: no setuid file or device node of it works here.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some(&device.path), target, Some("ext4"), flags, Some(MOUNT_OPTIONS))
         .map_err(RuntimeError::sys(format!("mount disk at {}", target.display())))
     // `device` is dropped here: mounted, the device stays until the unmount; if the mount
     // failed, it detaches at once.

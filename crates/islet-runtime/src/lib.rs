@@ -26,6 +26,7 @@ mod overlay;
 mod runtime;
 mod seccomp;
 mod spec;
+pub mod staging;
 pub mod template;
 
 pub use agent_client::{AgentClient, AgentError};

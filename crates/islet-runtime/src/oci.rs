@@ -1,5 +1,6 @@
 //! Driving the OCI runtimes (`runc`, `runsc`) as processes.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -81,9 +82,11 @@ impl Oci {
     /// Run `cmd` with stdout and stderr appended to `log`; on failure the log's last lines
     /// become the error.
     async fn status_logged(&self, mut cmd: Command, log: &Path) -> Result<(), RuntimeError> {
+        // Never through a symlink: the log lives on the sandbox's own disk.
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(log)
             .map_err(RuntimeError::io("open agent log"))?;
         let log_err = log_file.try_clone().map_err(RuntimeError::io("dup agent log"))?;
@@ -92,12 +95,10 @@ impl Oci {
         if status.success() {
             return Ok(());
         }
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
         Err(RuntimeError::Command {
             tool: format!("{} run", self.name),
             status: status.to_string(),
-            stderr: tail.join(" | "),
+            stderr: log_tail(log),
         })
     }
 
@@ -196,5 +197,45 @@ impl Oci {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         self.status_logged(cmd, log).await
+    }
+}
+
+/// The most of a failed start's log that is read back: the log lives on the sandbox's disk
+/// and may be gigabytes.
+const LOG_TAIL_BYTES: u64 = 8 * 1024;
+
+/// The last lines of `log` (at most [`LOG_TAIL_BYTES`] read), newest first, joined.
+fn log_tail(log: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let open = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(log);
+    let Ok(mut file) = open else { return String::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES))).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    tail.join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_log_is_read_from_its_end_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("agent.log");
+        let mut text = "x".repeat(3 * 1024 * 1024);
+        text.push_str("\nfirst\nsecond\nlast\n");
+        std::fs::write(&log, text).expect("write");
+        let tail = log_tail(&log);
+        assert!(tail.starts_with("last | second | first | xxx"), "{}", &tail[..40]);
+        assert!(tail.len() <= 8192 + 9, "read {} bytes of a 3 MiB log", tail.len());
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&log, &link).expect("symlink");
+        assert_eq!(log_tail(&link), "", "a symlinked log is not followed");
     }
 }

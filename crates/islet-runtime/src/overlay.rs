@@ -27,7 +27,10 @@ pub(crate) fn mount_root(
         paths.upper.display(),
         paths.work.display()
     );
-    mount(Some("overlay"), &paths.rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+    // The sandbox's writes are tenant data: a setuid file planted inside is inert on the host
+    // (and inside), and no device node works.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(Some("overlay"), &paths.rootfs, Some("overlay"), flags, Some(options.as_str()))
         .map_err(RuntimeError::sys("mount overlay"))
 }
 

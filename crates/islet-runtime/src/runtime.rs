@@ -67,6 +67,9 @@ impl Runtime {
                 .map_err(RuntimeError::io(format!("mkdir {}", dir.display())))?;
         }
         allow_search_to(&config.layout.state_dir)?;
+        // Searchable by a sandbox's mapped root on its way to its rootfs, listable by no one
+        // but root: sandbox ids are not for local users to read.
+        set_mode(&config.layout.state_dir, 0o711)?;
         firewall::install(&config).await?;
         let egress = Egress::start(&config.net_prefix).await?;
         let connection_caps = config.max_egress_connections.is_some()
@@ -197,9 +200,10 @@ impl Runtime {
         self.write_etc(&paths, spec, sandbox_ip)?;
 
         let oci_spec = bundle::build(&self.config, &paths, spec)?;
-        oci_spec
-            .save(paths.bundle.join("config.json"))
-            .map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        let spec_file = paths.bundle.join("config.json");
+        oci_spec.save(&spec_file).map_err(|e| RuntimeError::Spec(e.to_string()))?;
+        // It holds the tenant's env: root's alone.
+        set_mode(&spec_file, 0o600)?;
         phases.mark("spec");
         let oci = Oci::for_isolation(&self.config, spec.isolation);
         if spec.isolation == Isolation::Gvisor {
@@ -229,6 +233,7 @@ impl Runtime {
         template: &std::path::Path,
     ) -> Result<(), RuntimeError> {
         crate::disk::attach(&self.config, paths, spec.resources.disk_mb, self.disk_limits).await?;
+        set_mode(&paths.dir, 0o711)?;
         std::fs::create_dir_all(&paths.agent_dir).map_err(RuntimeError::io("mkdir agent dir"))?;
         std::fs::create_dir_all(&paths.bundle).map_err(RuntimeError::io("mkdir bundle"))?;
         overlay::chown(&paths.agent_dir, self.config.uid_base)?;
@@ -405,6 +410,13 @@ fn cgroup_limits(resources: &Resources) -> cgroups::Limits {
 
 fn cgroup_name(id: &SandboxId) -> String {
     format!("islet/{id}")
+}
+
+/// Set a path's permission bits.
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(RuntimeError::io(format!("chmod {}", path.display())))
 }
 
 /// The sandbox's mapped root must be able to walk down to its rootfs (search permission only,

@@ -3,7 +3,10 @@
 //! swap, bpf, keyrings, io_uring, userfaultfd, namespace creation (`unshare`, `setns`, and
 //! `clone` with namespace flags), clock setting and quotactl. `clone3` answers ENOSYS so libc
 //! falls back to `clone`, whose flags the filter can inspect. Only x86-64 system calls are
-//! allowed at all (no 32-bit or x32 compat calls).
+//! allowed at all: the filter names no other architecture, so a 32-bit (`int 0x80`) or x32
+//! call takes the bad-architecture action. `socket` opens only `AF_UNIX`, `AF_INET`,
+//! `AF_INET6` and `AF_NETLINK` sockets (vsock is not network-namespaced; rare families load
+//! kernel modules).
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
@@ -269,7 +272,6 @@ const ALLOWED: &[&str] = &[
     "sigaltstack",
     "signalfd",
     "signalfd4",
-    "socket",
     "socketpair",
     "splice",
     "stat",
@@ -310,6 +312,9 @@ const ALLOWED: &[&str] = &[
     "writev",
 ];
 
+/// The address families `socket` may open.
+const SOCKET_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+
 /// Namespace-creating clone flags; `clone` is allowed only when none is set.
 const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
@@ -338,6 +343,23 @@ pub(crate) fn profile() -> Result<LinuxSeccomp, RuntimeError> {
             .map_err(spec)?])
         .build()
         .map_err(spec)?;
+    // One rule per family: the conditions of one rule must all hold.
+    let sockets = SOCKET_FAMILIES
+        .iter()
+        .map(|family| {
+            LinuxSyscallBuilder::default()
+                .names(vec!["socket".to_string()])
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .args(vec![LinuxSeccompArgBuilder::default()
+                    .index(0usize)
+                    .value(*family as u64)
+                    .op(LinuxSeccompOperator::ScmpCmpEq)
+                    .build()
+                    .map_err(spec)?])
+                .build()
+                .map_err(spec)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let clone3 = LinuxSyscallBuilder::default()
         .names(vec!["clone3".to_string()])
         .action(LinuxSeccompAction::ScmpActErrno)
@@ -347,8 +369,8 @@ pub(crate) fn profile() -> Result<LinuxSeccomp, RuntimeError> {
     LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActErrno)
         .default_errno_ret(libc::EPERM as u32)
-        .architectures(vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32])
-        .syscalls(vec![allow, clone, clone3])
+        .architectures(vec![Arch::ScmpArchX86_64])
+        .syscalls([vec![allow, clone, clone3], sockets].concat())
         .build()
         .map_err(spec)
 }

@@ -68,7 +68,9 @@ pub async fn build(
     }
     let final_dir = template_dir.join(name);
     let staging = template_dir.join(format!(".{name}.building"));
-    let _ = std::fs::remove_dir_all(&staging);
+    // An earlier build cut short may have left mmdebstrap's mounts of the host's /proc and
+    // /sys in there: unmounted first, never walked into.
+    crate::staging::clear(&staging)?;
     std::fs::create_dir_all(&staging).map_err(RuntimeError::io("mkdir template staging"))?;
     let staging_root = staging.join("rootfs");
     progress(&format!("building template {name} from {mirror} (mmdebstrap, minbase)"));
@@ -101,6 +103,9 @@ pub async fn build(
     }
     let status = child.wait().await.map_err(RuntimeError::io("wait mmdebstrap"))?;
     if !status.success() {
+        if let Err(e) = crate::staging::clear(&staging) {
+            progress(&format!("could not clear {}: {e}", staging.display()));
+        }
         return Err(RuntimeError::Command {
             tool: "mmdebstrap".into(),
             status: status.to_string(),

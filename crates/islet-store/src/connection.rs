@@ -32,6 +32,7 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        private_files(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL lets readers proceed during a write; FULL makes every acknowledged commit durable.
@@ -102,4 +103,22 @@ impl Store {
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
+}
+
+/// The database holds signing keys, webhook secrets and tenants' private keys: it is created
+/// `0600` before SQLite opens it (its WAL and shared-memory files take the database's mode),
+/// and an existing one, with its companions, is brought to `0600`.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::File(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
 }

@@ -26,6 +26,9 @@ pub enum StoreError {
     Transition(#[from] TransitionError),
     #[error("store task failed: {0}")]
     Join(String),
+    /// The database file could not be created or made private.
+    #[error("database file: {0}")]
+    File(String),
 }
 
 impl StoreError {

@@ -23,6 +23,14 @@ pub(crate) struct DataArgs {
 }
 
 impl DataArgs {
+    /// Make the data directory, `0711`: searchable on the way to sandboxes' roots, listable by
+    /// root alone (it holds the database and every sandbox's state).
+    pub(crate) fn make_data_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.data_dir)?;
+        std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o711))
+    }
+
     pub(crate) fn template_dir(&self) -> PathBuf {
         self.template_dir.clone().unwrap_or_else(|| self.data_dir.join("templates"))
     }
@@ -109,7 +117,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ISLET_DEBIAN_MIRROR", default_value = "http://deb.debian.org/debian")]
     pub mirror: String,
     /// Let sandboxes reach private address ranges (off by default).
-    #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false)]
+    #[arg(long, env = "ISLET_ALLOW_PRIVATE_EGRESS", default_value_t = false, value_parser = boolish())]
     pub allow_private_egress: bool,
     /// Connections one sandbox may hold open at once (0 = no cap). Tenants may set a lower
     /// cap for their own sandboxes (`PUT /settings`, `egress`).
@@ -127,7 +135,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ISLET_WARM_POOL", default_value_t = 0)]
     pub warm_pool: usize,
     /// Create a tenant named "default" on first start and print its API key.
-    #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false)]
+    #[arg(long, env = "ISLET_BOOTSTRAP_TENANT", default_value_t = false, value_parser = boolish())]
     pub bootstrap_tenant: bool,
     /// Requests per second each API key (or browser token) may make, bursts to twice that
     /// (0 = no limit).
@@ -141,7 +149,7 @@ pub(crate) struct ServeArgs {
     pub meter_interval: u64,
     /// Let webhook endpoints be on loopback, private, link-local or ULA addresses, and plain
     /// http (local receivers, development). Cloud metadata addresses stay refused.
-    #[arg(long, env = "ISLET_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    #[arg(long, env = "ISLET_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, value_parser = boolish())]
     pub webhook_allow_private: bool,
     /// Seconds one webhook attempt may take, connect to last byte.
     #[arg(long, env = "ISLET_WEBHOOK_TIMEOUT", default_value_t = 10)]
@@ -210,4 +218,54 @@ pub(crate) enum TemplateCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// A flag that may also come from the environment as `1/0`, `true/false`, `yes/no`, `on/off`.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Set by the test below for a copy of this test binary that parses `serve` from the
+    /// environment alone.
+    const CHILD: &str = "CLI_TEST_BOOL_CHILD";
+    const FLAGS: [&str; 3] =
+        ["ISLET_ALLOW_PRIVATE_EGRESS", "ISLET_BOOTSTRAP_TENANT", "ISLET_WEBHOOK_ALLOW_PRIVATE"];
+
+    #[test]
+    fn serve_parsed_from_the_environment() {
+        let Ok(expected) = std::env::var(CHILD) else { return };
+        let cli = Cli::try_parse_from(["islet", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        let got = [args.allow_private_egress, args.bootstrap_tenant, args.webhook_allow_private];
+        assert_eq!(got, [expected == "true"; 3]);
+    }
+
+    #[test]
+    fn boolean_flags_from_the_environment_read_the_usual_spellings() {
+        for (value, expected) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("TRUE", true),
+            ("0", false),
+            ("no", false),
+            ("false", false),
+        ] {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+            child.args(["--exact", "cli::tests::serve_parsed_from_the_environment", "--nocapture"]);
+            child.env(CHILD, expected.to_string());
+            for flag in FLAGS {
+                child.env(flag, value);
+            }
+            let out = child.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{value}: {stdout}");
+            assert!(stdout.contains("1 passed"), "the child ran the parse: {stdout}");
+        }
+    }
 }

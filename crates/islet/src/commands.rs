@@ -60,7 +60,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 !name.starts_with("__islet"),
                 "tenant names starting with __islet are reserved"
             );
-            std::fs::create_dir_all(&data.data_dir)?;
+            data.make_data_dir()?;
             let store = islet_store::Store::open(&data.data_dir.join("islet.db"))?;
             let key = store.create_tenant(name, isolation).await?;
             println!(

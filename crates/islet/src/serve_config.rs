@@ -23,7 +23,7 @@ pub(crate) struct Dirs {
 impl Dirs {
     /// Make the data and template directories and find the agent binary.
     pub(crate) fn prepare(args: &ServeArgs) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&args.data.data_dir)?;
+        args.data.make_data_dir()?;
         let templates = args.data.template_dir();
         std::fs::create_dir_all(&templates)?;
         Ok(Dirs {

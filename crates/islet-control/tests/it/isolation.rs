@@ -81,6 +81,15 @@ async fn sees_only_itself(isolation: Isolation) {
         // (gVisor's user-space kernel reports its own identity map.)
         assert_eq!(report["uid_map"][1], "100000", "root inside is uid 100000 outside: {report}");
     }
+    // Sockets of the four families a sandbox needs, none of the others; no 32-bit calls.
+    let sockets = &report["sockets"];
+    for family in ["unix", "inet", "inet6", "netlink"] {
+        assert_eq!(sockets[family], "ok", "{family}: {report}");
+    }
+    for family in ["packet", "vsock", "tipc", "rds", "bluetooth", "alg"] {
+        assert_ne!(sockets[family], "ok", "{family} sockets open: {report}");
+    }
+    assert_ne!(report["compat_syscall"], "allowed", "a 32-bit system call ran: {report}");
     let connect = &report["connect"];
     assert_eq!(connect[format!("127.0.0.1:{port}")], "refused", "loopback is the sandbox's own");
     assert_ne!(connect[format!("{a_gateway}:{port}")], "connected", "no route to host services");

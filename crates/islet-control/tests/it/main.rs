@@ -9,6 +9,7 @@ mod egress;
 mod envelopes;
 mod escapes;
 mod governance;
+mod host_files;
 mod idempotency;
 mod isolation;
 mod lifecycle;

@@ -358,3 +358,19 @@ async fn network_bytes_are_metered(isolation: Isolation) {
     assert_eq!(row["network_egress_bytes"], metered_out, "{row}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_sandboxs_usage_is_current_when_asked() {
+    // A meter that never ticks during the test: only the call itself can sample.
+    let control = Config { meter_interval: Duration::from_secs(3600), ..Config::default() };
+    let server = TestServer::builder().control(control).start().await;
+    let client = server.tenant(None).await;
+    let id = client.sandbox(json!({})).await;
+    burn(&client, &id, 1).await;
+    let usage = client.call("GET", &format!("/sandboxes/{id}/usage"), None).await;
+    let cpu = usage.data()["cpu_seconds"].as_f64().unwrap();
+    assert!(cpu >= 0.5, "a second of CPU shows at once: {:?}", usage.body);
+    assert!(usage.data()["sandbox_seconds"].as_f64().unwrap() > 0.0, "{:?}", usage.body);
+    client.destroy(&id).await;
+    server.stop().await;
+}

@@ -113,11 +113,11 @@ impl CreateBody {
         }
         let env = self.env.unwrap_or_default();
         if env.len() > MAX_ENV
-            || env.keys().any(|k| !env_key_ok(k))
+            || env.keys().any(|k| !env_key_ok(k) || k.starts_with("ISLET_"))
             || env.values().any(|v| v.len() > 32 * 1024 || v.contains('\0'))
         {
             return Err(ApiError::validation(
-                "env keys must match [A-Za-z_][A-Za-z0-9_]*, values at most 32 KiB, at most 200 entries",
+                "env keys must match [A-Za-z_][A-Za-z0-9_]* and not start with ISLET_ (the platform's own), values at most 32 KiB, at most 200 entries",
                 "env",
             ));
         }
@@ -178,6 +178,7 @@ mod tests {
             (serde_json::json!({"size":"huge"}), "size"),
             (serde_json::json!({"timeout_sec":0}), "timeout_sec"),
             (serde_json::json!({"env":{"1BAD":"x"}}), "env"),
+            (serde_json::json!({"env":{"ISLET_AGENT_LOG":"trace"}}), "env"),
             (serde_json::json!({"external_user_id":""}), "external_user_id"),
             (serde_json::json!({"isolation":"vm"}), "isolation"),
         ] {

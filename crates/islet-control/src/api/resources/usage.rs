@@ -30,6 +30,15 @@ pub(crate) async fn sandbox_usage(
     Caller(caller): Caller,
     IdPath(id): IdPath<SandboxId>,
 ) -> Result<Json<Data<SandboxUsage>>, ApiError> {
+    // A live sandbox is sampled now, so "what has this session cost so far" is current, not
+    // up to one meter interval behind.
+    let current = state.store.get_sandbox(&caller.tenant_id, &id).await?;
+    if matches!(
+        current.state,
+        islet_types::SandboxState::Running | islet_types::SandboxState::Paused
+    ) {
+        crate::metering::sample(&state, &current).await;
+    }
     let (record, t) = state.store.sandbox_usage(&caller.tenant_id, &id).await?;
     let pricing = state.store.pricing(&caller.tenant_id).await?;
     let now = now_millis();
