@@ -1,11 +1,13 @@
-//! `islet-checker [--connect HOST:PORT]... [--absent PATH]... [--process-marker TEXT]`
+//! `islet-checker [--connect HOST:PORT]... [--absent PATH]... [--process-marker TEXT] [--own ID]`
 //!
 //! Prints one JSON object describing the sandbox as seen from inside: hostname, PID 1, the
 //! processes it can see, the user namespace mapping, whether given host paths are visible,
 //! whether given TCP addresses can be reached, which socket families it may open and whether
-//! a 32-bit (`int 0x80`) system call runs.
+//! a 32-bit (`int 0x80`) system call runs; with `--own`, the ids of other sandboxes it finds
+//! under `/sys` and in its mount table, and the network links `/sys/class/net` lists.
 
 mod probes;
+mod scan;
 
 use std::net::{SocketAddr, TcpStream};
 
@@ -74,6 +76,7 @@ fn main() {
     let mut connects = serde_json::Map::new();
     let mut absent = serde_json::Map::new();
     let mut marker = None;
+    let mut own = None;
     let mut i = 0;
     while i + 1 < args.len() {
         let value = args[i + 1].clone();
@@ -85,6 +88,7 @@ fn main() {
                 absent.insert(value.clone(), (!std::path::Path::new(&value).exists()).into());
             }
             "--process-marker" => marker = Some(value),
+            "--own" => own = Some(value),
             _ => {}
         }
         i += 2;
@@ -108,5 +112,11 @@ fn main() {
             .collect::<serde_json::Map<_, _>>(),
         "compat_syscall": compat_syscall(),
     });
+    let mut report = report;
+    if let Some(own) = own {
+        let (foreign, links) = scan::foreign_sandboxes(&own);
+        report["foreign_sandboxes"] = foreign.into();
+        report["net_links"] = links.into();
+    }
     println!("{report}");
 }

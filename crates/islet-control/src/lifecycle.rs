@@ -429,11 +429,23 @@ async fn resume_attached(
         match record.state {
             SandboxState::Running => return Ok(record),
             SandboxState::Paused => {
-                state.runtime.resume(id, record.isolation).await?;
-                return Ok(state
+                // Admitted first (a suspended user is refused here): a refused resume never
+                // unfreezes the sandbox, not even for a moment.
+                let resumed = state
                     .store
                     .transition(id, Transition::Resume, TransitionFacts::default())
-                    .await?);
+                    .await?;
+                if let Err(e) = state.runtime.resume(id, record.isolation).await {
+                    // Still frozen: the record says so again.
+                    let undo = Transition::Pause;
+                    if let Err(u) =
+                        state.store.transition(id, undo, TransitionFacts::default()).await
+                    {
+                        tracing::warn!(sandbox_id = %id, error = %u, "could not record a failed unpause");
+                    }
+                    return Err(e.into());
+                }
+                return Ok(resumed);
             }
             _ => state.store.transition(id, Transition::Resume, TransitionFacts::default()).await?,
         }

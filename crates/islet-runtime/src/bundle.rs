@@ -36,7 +36,11 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .map_err(spec_err)
 }
 
-fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeError> {
+fn mounts(
+    config: &Config,
+    paths: &SandboxPaths,
+    isolation: islet_types::sandbox::Isolation,
+) -> Result<Vec<Mount>, RuntimeError> {
     let agent = config.agent_binary.to_string_lossy();
     let agent_dir = paths.agent_dir.to_string_lossy();
     // Host-written, read-only (see `Runtime::write_etc`).
@@ -66,8 +70,25 @@ fn mounts(config: &Config, paths: &SandboxPaths) -> Result<Vec<Mount>, RuntimeEr
         )?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         // The sandbox's user namespace does not own its network namespace, so it cannot mount
-        // a fresh sysfs; a read-only view of the host's is what rootless containers use.
-        mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])?,
+        // a fresh sysfs; a read-only view of the host's is what rootless containers use, and
+        // what in it names the host or other sandboxes is covered: the cgroup tree by the
+        // sandbox's own cgroup namespace view, the host's links and kernel interfaces by the
+        // masks below.
+        // gVisor's user-space kernel has a sysfs of its own, which shows nothing of the host.
+        match isolation {
+            islet_types::sandbox::Isolation::Container => {
+                mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])?
+            }
+            islet_types::sandbox::Isolation::Gvisor => {
+                mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?
+            }
+        },
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
         mount(AGENT_PATH, "none", &agent, &["bind", "ro", "nosuid", "nodev"])?,
         mount(AGENT_DIR, "none", &agent_dir, &["bind", "rw", "nosuid", "nodev", "noexec"])?,
         etc_file("hostname")?,
@@ -193,6 +214,14 @@ pub(crate) fn build(
                 "/proc/scsi",
                 "/sys/firmware",
                 "/sys/devices/virtual/powercap",
+                // The host's network links and their traffic counters (the sandbox's own are
+                // in /proc/net and netlink), and kernel interfaces no sandbox needs.
+                "/sys/class/net",
+                "/sys/devices/virtual/net",
+                "/sys/kernel/debug",
+                "/sys/kernel/tracing",
+                "/sys/kernel/security",
+                "/sys/fs/bpf",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -225,7 +254,7 @@ pub(crate) fn build(
                 .map_err(spec_err)?,
         )
         .hostname(sandbox.hostname.clone())
-        .mounts(mounts(config, paths)?)
+        .mounts(mounts(config, paths, sandbox.isolation)?)
         .process(process)
         .linux(linux)
         .build()

@@ -67,7 +67,7 @@ async fn sees_only_itself(isolation: Isolation) {
         &client,
         &a,
         &format!(
-            "--process-marker 3600.4242 --absent {} --connect 127.0.0.1:{port} --connect {a_gateway}:{port} --connect {b_ip}:8000 --connect 169.254.169.254:80",
+            "--own {a} --process-marker 3600.4242 --absent {} --connect 127.0.0.1:{port} --connect {a_gateway}:{port} --connect {b_ip}:8000 --connect 169.254.169.254:80",
             marker_file.display()
         ),
     )
@@ -90,6 +90,11 @@ async fn sees_only_itself(isolation: Isolation) {
         assert_ne!(sockets[family], "ok", "{family} sockets open: {report}");
     }
     assert_ne!(report["compat_syscall"], "allowed", "a 32-bit system call ran: {report}");
+    // Nothing under /sys names another sandbox (b runs beside it), nor lists the host's links.
+    assert_eq!(report["foreign_sandboxes"], json!([]), "other sandboxes seen: {report}");
+    let links: Vec<&str> =
+        report["net_links"].as_array().unwrap().iter().filter_map(|l| l.as_str()).collect();
+    assert!(links.iter().all(|l| ["lo", "eth0"].contains(l)), "host links seen: {links:?}");
     let connect = &report["connect"];
     assert_eq!(connect[format!("127.0.0.1:{port}")], "refused", "loopback is the sandbox's own");
     assert_ne!(connect[format!("{a_gateway}:{port}")], "connected", "no route to host services");

@@ -171,3 +171,33 @@ async fn a_paused_sandbox_is_destroyed_whole_on_both_levels() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resume_never_unfreezes_the_sandbox() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let id = client.sandbox(json!({"external_user_id": "frozen"})).await;
+    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/pause"), None).await, 200);
+    // Suspended in the store alone, so the paused sandbox is still there to be resumed.
+    let tenant = server.state.store.get_sandbox_any(&id.parse().unwrap()).await.unwrap().tenant_id;
+    server
+        .state
+        .store
+        .suspend_user(&tenant, "frozen", None, islet_store::SuspendedBy::Tenant)
+        .await
+        .unwrap();
+    let reply = client.call("POST", &format!("/sandboxes/{id}/resume"), None).await;
+    assert_eq!((reply.status, reply.body["error"]["code"].as_str()), (403, Some("USER_SUSPENDED")));
+    let out = std::process::Command::new("runc")
+        .args(["--root=/run/islet/runc", "state", &id])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "paused", "the refused resume thawed it");
+    assert_eq!(
+        client.call("GET", &format!("/sandboxes/{id}"), None).await.data()["state"],
+        "paused"
+    );
+    client.destroy(&id).await;
+    server.stop().await;
+}
