@@ -64,9 +64,10 @@ async fn sweep(state: &AppState) -> Result<(), crate::ApiError> {
         let expired = record.expires_at.is_some_and(|e| e <= now);
         let idle = record.state == SandboxState::Running
             && !record.always_on
-            && record
-                .idle_timeout_sec
-                .is_some_and(|idle| record.last_activity_at + idle as i64 * 1000 <= now);
+            && record.idle_timeout_sec.is_some_and(|idle| {
+                let idle_ms = i64::try_from(idle).unwrap_or(i64::MAX).saturating_mul(1000);
+                record.last_activity_at.saturating_add(idle_ms) <= now
+            });
         let stuck = record.state == SandboxState::Creating
             && now - record.created_at > state.config.stuck_create_after.as_millis() as i64
             && !lifecycle::busy(&record.id);

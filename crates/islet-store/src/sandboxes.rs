@@ -21,6 +21,8 @@ pub struct ListFilter {
     pub external_project_id: Option<String>,
     /// Every listed tag must be present.
     pub tags: Vec<String>,
+    /// Only sandboxes in this workspace or in none (what a workspace's browser token sees).
+    pub workspace_or_none: Option<String>,
     /// Include destroyed sandboxes (off unless asked for by state).
     pub include_destroyed: bool,
     pub limit: u32,
@@ -51,6 +53,13 @@ pub(crate) fn filter_sql(tenant: &str, filter: &ListFilter) -> (String, Vec<Stri
         if let Some(v) = value {
             push(column, v.clone());
         }
+    }
+    if let Some(ws) = &filter.workspace_or_none {
+        args.push(ws.clone());
+        clauses.push(format!(
+            "(external_workspace_id = ?{} OR external_workspace_id IS NULL)",
+            args.len()
+        ));
     }
     for tag in &filter.tags {
         args.push(tag.clone());

@@ -43,6 +43,22 @@ impl Principal {
     pub fn user_bound(&self) -> bool {
         self.external_user_id.is_some()
     }
+
+    /// Whether this credential may reach `record`: a tenant key, any of its tenant's sandboxes;
+    /// one bound to an end user, that user's; and one minted for a workspace (a browser
+    /// token), only those in that workspace or in none — a sandbox of another workspace is
+    /// not its to see.
+    pub fn reaches(&self, record: &crate::SandboxRecord) -> bool {
+        if record.tenant_id != self.tenant_id {
+            return false;
+        }
+        let Some(user) = &self.external_user_id else { return true };
+        let other_workspace = matches!(
+            (&self.workspace_id, &record.external_workspace_id),
+            (Some(mine), Some(theirs)) if mine != theirs
+        );
+        record.external_user_id.as_deref() == Some(user.as_str()) && !other_workspace
+    }
 }
 
 /// A freshly created key; `plaintext` exists only in this value.

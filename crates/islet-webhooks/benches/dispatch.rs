@@ -205,7 +205,7 @@ fn events(tenants: &[TenantId], range: std::ops::Range<u64>, stamp: bool) -> Vec
 
 fn dispatcher(store: &Store) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let config = DispatcherConfig {
-        policy: TargetPolicy { allow_private: true },
+        policy: TargetPolicy { allow_private: true, sandbox_net: None },
         ..DispatcherConfig::default()
     };
     let d = Dispatcher::new(store.clone(), config, Arc::new(NoLinks), DispatchHandle::default())

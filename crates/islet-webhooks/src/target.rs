@@ -14,6 +14,18 @@ pub struct TargetPolicy {
     /// Allow loopback, private, link-local and ULA targets, and plain `http` (local receivers,
     /// tests). Cloud metadata addresses stay refused even then.
     pub allow_private: bool,
+    /// The sandboxes' subnet (address, prefix length): refused always, so no tenant's webhook
+    /// can POST into another tenant's sandbox past its preview tokens.
+    pub sandbox_net: Option<(std::net::Ipv4Addr, u8)>,
+}
+
+impl TargetPolicy {
+    fn in_sandbox_net(&self, ip: std::net::Ipv4Addr) -> bool {
+        self.sandbox_net.is_some_and(|(net, len)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        })
+    }
 }
 
 /// Why an endpoint URL was refused.
@@ -117,8 +129,12 @@ pub fn address_allowed(ip: IpAddr, policy: TargetPolicy) -> bool {
             }
         }
     }
-    if let IpAddr::V4(v4) = ip {
-        if v4.is_broadcast() {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => embedded_v4(v6),
+    };
+    if let Some(v4) = v4 {
+        if v4.is_broadcast() || policy.in_sandbox_net(v4) {
             return false;
         }
     }
@@ -202,8 +218,24 @@ impl reqwest::dns::Resolve for CheckedResolver {
 mod tests {
     use super::*;
 
-    const STRICT: TargetPolicy = TargetPolicy { allow_private: false };
-    const LOCAL: TargetPolicy = TargetPolicy { allow_private: true };
+    const STRICT: TargetPolicy = TargetPolicy { allow_private: false, sandbox_net: None };
+    const LOCAL: TargetPolicy = TargetPolicy { allow_private: true, sandbox_net: None };
+
+    #[test]
+    fn the_sandbox_subnet_is_refused_even_with_private_targets_allowed() {
+        let policy = TargetPolicy {
+            allow_private: true,
+            sandbox_net: Some((std::net::Ipv4Addr::new(10, 213, 0, 0), 16)),
+        };
+        for refused in
+            ["http://10.213.0.6:8000/", "http://10.213.255.1/", "http://[::ffff:10.213.0.6]/"]
+        {
+            assert!(check_url(refused, policy).is_err(), "{refused}");
+        }
+        for fine in ["http://10.214.0.6:8000/", "http://127.0.0.1:9000/", "http://192.168.1.2/"] {
+            assert!(check_url(fine, policy).is_ok(), "{fine}");
+        }
+    }
 
     #[test]
     fn refuses_every_spelling_of_internal_addresses() {

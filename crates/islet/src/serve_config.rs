@@ -155,7 +155,10 @@ fn webhook_config(args: &ServeArgs) -> anyhow::Result<islet_webhooks::Dispatcher
         None => Vec::new(),
     };
     Ok(islet_webhooks::DispatcherConfig {
-        policy: islet_webhooks::TargetPolicy { allow_private: args.webhook_allow_private },
+        policy: islet_webhooks::TargetPolicy {
+            allow_private: args.webhook_allow_private,
+            sandbox_net: Some((std::net::Ipv4Addr::new(10, args.subnet_octet, 0, 0), 16)),
+        },
         timeout: std::time::Duration::from_secs(args.webhook_timeout),
         schedule: islet_webhooks::schedule::RetrySchedule::scaled(args.webhook_retry_scale),
         extra_roots,
@@ -200,6 +203,16 @@ mod tests {
         let runtime = runtime_config(&args(&[]), &dirs()).unwrap();
         assert_eq!(runtime.max_egress_connections, Some(512));
         assert_eq!(runtime.agent_binary, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn webhooks_never_reach_the_sandbox_subnet() {
+        let w =
+            webhook_config(&args(&["--webhook-allow-private", "--subnet-octet", "77"])).unwrap();
+        assert!(w.policy.allow_private);
+        assert_eq!(w.policy.sandbox_net, Some((std::net::Ipv4Addr::new(10, 77, 0, 0), 16)));
+        assert!(islet_webhooks::target::check_url("http://10.77.0.6:8000/", w.policy).is_err());
+        assert!(islet_webhooks::target::check_url("http://127.0.0.1:9000/", w.policy).is_ok());
     }
 
     #[test]

@@ -491,3 +491,42 @@ async fn browsers_on_the_tenants_own_origins_get_cors() {
     assert_eq!(refused.headers()["access-control-allow-origin"], "https://app.acme.test");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_tokens_workspace_is_a_boundary() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant(None).await;
+    let mine =
+        tenant.sandbox(json!({"external_user_id": "dora", "external_workspace_id": "ws_1"})).await;
+    let shared = tenant.sandbox(json!({"external_user_id": "dora"})).await;
+    let other = tenant
+        .sandbox(json!({"external_user_id": "dora", "external_workspace_id": "ws_2", "name": "elsewhere"}))
+        .await;
+    let minted = tenant
+        .call("POST", "/tokens/scoped", Some(json!({"user_id": "dora", "workspace_id": "ws_1", "scopes": ["sandboxes:read", "sandboxes:exec"]})))
+        .await;
+    let browser = as_key(&tenant, minted.text("/data/token"));
+    // It sees its workspace's sandboxes and the user's sandboxes in no workspace...
+    let listed = browser.call("GET", "/sandboxes", None).await;
+    let mut seen: Vec<&str> =
+        listed.data().as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    seen.sort_unstable();
+    let mut want = vec![mine.as_str(), shared.as_str()];
+    want.sort_unstable();
+    assert_eq!(seen, want, "{:?}", listed.body);
+    assert_eq!(browser.exec(&mine, "true").await.0, 0);
+    assert_eq!(browser.exec(&shared, "true").await.0, 0);
+    // ...and nothing of another workspace, by id, by name, or to run anything in.
+    for (method, path, body) in [
+        ("GET", format!("/sandboxes/{other}"), None),
+        ("POST", format!("/sandboxes/{other}/exec"), Some(json!({"command": "id"}))),
+        ("GET", "/sandboxes/by-name/elsewhere".to_owned(), None),
+    ] {
+        let reply = browser.call(method, &path, body).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {:?}", reply.body);
+    }
+    for id in [&mine, &shared, &other] {
+        tenant.destroy(id).await;
+    }
+    server.stop().await;
+}

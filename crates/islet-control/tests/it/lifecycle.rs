@@ -201,3 +201,34 @@ async fn a_refused_resume_never_unfreezes_the_sandbox() {
     client.destroy(&id).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_is_held_to_the_create_bounds() {
+    let server = TestServer::start().await;
+    let client = server.tenant(None).await;
+    let id = client.sandbox(json!({})).await;
+    let path = format!("/sandboxes/{id}");
+    for (body, field) in [
+        (json!({"metadata": {"x": "y".repeat(20 * 1024)}}), "metadata"),
+        (json!({"idle_timeout_sec": 10_000_000_000_000_000u64}), "idle_timeout_sec"),
+        (json!({"timeout_sec": 0}), "timeout_sec"),
+        (json!({"tags": [""]}), "tags"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let reply = client.call("PATCH", &path, Some(body.clone())).await;
+        assert_eq!(reply.status, 400, "{body}: {:?}", reply.body);
+        assert_eq!(reply.body["error"]["details"]["field"], field, "{body}");
+    }
+    let ok = client
+        .call("PATCH", &path, Some(json!({"metadata": {"k": "v"}, "idle_timeout_sec": 600})))
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(
+        (ok.data()["metadata"]["k"].as_str(), ok.data()["idle_timeout_sec"].as_u64()),
+        (Some("v"), Some(600))
+    );
+    // The reaper keeps working (an unbounded idle timeout once overflowed it).
+    assert_eq!(client.call("GET", &path, None).await.data()["state"], "running");
+    client.destroy(&id).await;
+    server.stop().await;
+}

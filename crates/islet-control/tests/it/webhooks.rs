@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn config() -> Config {
     Config {
         webhooks: DispatcherConfig {
-            policy: TargetPolicy { allow_private: true },
+            policy: TargetPolicy { allow_private: true, sandbox_net: None },
             timeout: Duration::from_secs(2),
             schedule: islet_webhooks::schedule::RetrySchedule::scaled(0.001),
             poll: Duration::from_millis(100),

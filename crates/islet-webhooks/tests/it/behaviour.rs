@@ -300,7 +300,7 @@ async fn a_sandbox_s_events_arrive_in_order() {
 #[tokio::test]
 async fn private_targets_are_refused_at_delivery_time() {
     let h = Harness::start(DispatcherConfig {
-        policy: TargetPolicy { allow_private: false },
+        policy: TargetPolicy { allow_private: false, sandbox_net: None },
         ..config()
     })
     .await;

@@ -26,7 +26,7 @@ pub struct Harness {
 /// times faster (5 ms, 300 ms, 1.8 s, 7.2 s, 18 s, 36 s, 36 s).
 pub fn config() -> DispatcherConfig {
     DispatcherConfig {
-        policy: TargetPolicy { allow_private: true },
+        policy: TargetPolicy { allow_private: true, sandbox_net: None },
         timeout: Duration::from_secs(2),
         schedule: RetrySchedule::scaled(0.001),
         poll: Duration::from_millis(100),

@@ -93,7 +93,7 @@ async fn check(
     if !decision.allowed {
         return Err(ApiError::Throttled { what, retry_after: decision.retry_after, limit });
     }
-    if let Some(user) = &principal.external_user_id {
+    if principal.user_bound() {
         if !need.user_bound_ok {
             return Err(ApiError::Forbidden(
                 "a credential bound to one end user cannot use this route".into(),
@@ -103,7 +103,7 @@ async fn check(
             let raw = sandbox_segment(req.uri().path()).unwrap_or_default();
             let id = raw.parse().map_err(|_| ApiError::NotFound("sandbox"))?;
             let record = state.store.get_sandbox(&principal.tenant_id, &id).await?;
-            if record.external_user_id.as_deref() != Some(user.as_str()) {
+            if !principal.reaches(&record) {
                 return Err(ApiError::NotFound("sandbox"));
             }
         }

@@ -178,6 +178,7 @@ fn target(b: JobBody) -> Result<BulkTarget, ApiError> {
                     external_workspace_id: f.external_workspace_id,
                     external_project_id: f.external_project_id,
                     tags: f.tags,
+                    workspace_or_none: None,
                     include_destroyed: false,
                     limit: 0,
                     offset: 0,

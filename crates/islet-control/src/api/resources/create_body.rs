@@ -41,6 +41,48 @@ pub(crate) struct CreateBody {
     always_on: Option<bool>,
 }
 
+/// A lifetime: 1 s to [`MAX_TIMEOUT_SEC`]. (Create and `PATCH` share these checks.)
+pub(crate) fn timeout(v: u64) -> Result<u64, ApiError> {
+    if (1..=MAX_TIMEOUT_SEC).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::validation(
+            format!("timeout_sec must be between 1 and {MAX_TIMEOUT_SEC}"),
+            "timeout_sec",
+        ))
+    }
+}
+
+/// An idle timeout: 0 (none) to [`MAX_TIMEOUT_SEC`].
+pub(crate) fn idle_timeout(v: u64) -> Result<Option<u64>, ApiError> {
+    match v {
+        0 => Ok(None),
+        v if v <= MAX_TIMEOUT_SEC => Ok(Some(v)),
+        _ => Err(ApiError::validation(
+            format!("idle_timeout_sec must be at most {MAX_TIMEOUT_SEC}"),
+            "idle_timeout_sec",
+        )),
+    }
+}
+
+/// Metadata: a JSON object of at most 16 KiB (it is copied into every event and webhook).
+pub(crate) fn metadata(
+    m: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if serde_json::to_vec(&m).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+        return Err(ApiError::validation("metadata must be at most 16 KiB", "metadata"));
+    }
+    Ok(m)
+}
+
+/// Tags: at most 50, each 1 to 64 bytes.
+pub(crate) fn tags(t: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if t.len() > MAX_TAGS || t.iter().any(|t| t.is_empty() || t.len() > 64) {
+        return Err(ApiError::validation("at most 50 tags of 1..=64 characters", "tags"));
+    }
+    Ok(t)
+}
+
 pub(crate) fn label(
     value: Option<String>,
     field: &'static str,
@@ -86,31 +128,10 @@ impl CreateBody {
             self.disk_mb.or(self.disk_size_mb),
         )
         .map_err(|e| ApiError::validation(e.to_string(), "size"))?;
-        let timeout_sec = self.timeout_sec.unwrap_or(DEFAULT_TIMEOUT_SEC);
-        if !(1..=MAX_TIMEOUT_SEC).contains(&timeout_sec) {
-            return Err(ApiError::validation(
-                format!("timeout_sec must be between 1 and {MAX_TIMEOUT_SEC}"),
-                "timeout_sec",
-            ));
-        }
-        let idle_timeout_sec = match self.idle_timeout_sec {
-            Some(0) | None => None,
-            Some(v) if v <= MAX_TIMEOUT_SEC => Some(v),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    format!("idle_timeout_sec must be at most {MAX_TIMEOUT_SEC}"),
-                    "idle_timeout_sec",
-                ))
-            }
-        };
-        let metadata = self.metadata.unwrap_or_default();
-        if serde_json::to_vec(&metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
-            return Err(ApiError::validation("metadata must be at most 16 KiB", "metadata"));
-        }
-        let tags = self.tags.unwrap_or_default();
-        if tags.len() > MAX_TAGS || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-            return Err(ApiError::validation("at most 50 tags of 1..=64 characters", "tags"));
-        }
+        let timeout_sec = timeout(self.timeout_sec.unwrap_or(DEFAULT_TIMEOUT_SEC))?;
+        let idle_timeout_sec = idle_timeout(self.idle_timeout_sec.unwrap_or(0))?;
+        let metadata = metadata(self.metadata.unwrap_or_default())?;
+        let tags = tags(self.tags.unwrap_or_default())?;
         let env = self.env.unwrap_or_default();
         if env.len() > MAX_ENV
             || env.keys().any(|k| !env_key_ok(k) || k.starts_with("ISLET_"))

@@ -200,6 +200,8 @@ pub(crate) async fn list(
                 t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
             })
             .unwrap_or_default(),
+        // A workspace's browser token lists that workspace's sandboxes and those in none.
+        workspace_or_none: caller.workspace_id.clone().filter(|_| caller.user_bound()),
         include_destroyed: false,
         limit,
         offset: q.offset.unwrap_or(0),
@@ -224,8 +226,7 @@ pub(crate) async fn get_by_name(
     TextPath(name, _): TextPath<NameParam>,
 ) -> Result<Object, ApiError> {
     let record = state.store.get_sandbox_by_name(&caller.tenant_id, &name).await?;
-    if caller.external_user_id.as_ref().is_some_and(|u| record.external_user_id.as_ref() != Some(u))
-    {
+    if !caller.reaches(&record) {
         return Err(ApiError::NotFound("sandbox"));
     }
     Ok(object(&record))
@@ -240,26 +241,15 @@ pub(crate) struct PatchBody {
     idle_timeout_sec: Option<u64>,
 }
 
+/// A patch goes through the create body's own checks, field by field.
 fn validate_patch(b: PatchBody) -> Result<SandboxPatch, ApiError> {
-    if let Some(t) = b.timeout_sec {
-        if !(1..=MAX_TIMEOUT_SEC).contains(&t) {
-            return Err(ApiError::validation(
-                format!("timeout_sec must be between 1 and {MAX_TIMEOUT_SEC}"),
-                "timeout_sec",
-            ));
-        }
-    }
-    if let Some(tags) = &b.tags {
-        if tags.len() > 50 || tags.iter().any(|t| t.is_empty() || t.len() > 64) {
-            return Err(ApiError::validation("at most 50 tags of 1..=64 characters", "tags"));
-        }
-    }
+    use super::create_body::{idle_timeout, metadata, tags, timeout};
     Ok(SandboxPatch {
         name: label(b.name, "name")?.map(Some),
-        metadata: b.metadata,
-        tags: b.tags,
-        timeout_sec: b.timeout_sec,
-        idle_timeout_sec: b.idle_timeout_sec.map(|v| (v > 0).then_some(v)),
+        metadata: b.metadata.map(metadata).transpose()?,
+        tags: b.tags.map(tags).transpose()?,
+        timeout_sec: b.timeout_sec.map(timeout).transpose()?,
+        idle_timeout_sec: b.idle_timeout_sec.map(idle_timeout).transpose()?,
     })
 }
 
