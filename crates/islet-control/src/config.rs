@@ -34,6 +34,9 @@ pub struct Config {
     pub api_rate_limit: u32,
     /// Requests per second all credentials bound to one end user may make together.
     pub api_user_rate_limit: u32,
+    /// Requests per second all of one tenant's credentials may make together: minting more
+    /// keys or tokens does not buy a tenant more of the server.
+    pub api_tenant_rate_limit: u32,
     /// How often every sandbox's usage is sampled.
     pub meter_interval: std::time::Duration,
     /// The webhook dispatcher: target policy, timeouts, retry schedule.
@@ -56,6 +59,7 @@ impl Default for Config {
             meter_interval: std::time::Duration::from_secs(10),
             api_rate_limit: 100,
             api_user_rate_limit: 20,
+            api_tenant_rate_limit: 1000,
             webhooks: islet_webhooks::DispatcherConfig::default(),
         }
     }

@@ -22,6 +22,8 @@ pub struct AppState {
     /// Requests per API key (or browser token), and per end user for credentials bound to one.
     pub key_limiter: Arc<islet_types::rate::RateLimiter<String>>,
     pub user_limiter: Arc<islet_types::rate::RateLimiter<String>>,
+    /// Requests per tenant, across all its credentials.
+    pub tenant_limiter: Arc<islet_types::rate::RateLimiter<String>>,
     /// Open event streams per tenant.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<islet_types::TenantId, usize>>>,
     /// The tenants' allowed web origins (CORS), remembered for a few seconds.
@@ -46,6 +48,7 @@ impl AppState {
             |rate: u32| Arc::new(islet_types::rate::RateLimiter::new(rate, rate.saturating_mul(2)));
         let (key_limiter, user_limiter) =
             (limiter(config.api_rate_limit), limiter(config.api_user_rate_limit));
+        let tenant_limiter = limiter(config.api_tenant_rate_limit);
         Ok(Self {
             signer,
             store,
@@ -56,6 +59,7 @@ impl AppState {
             shutdown: tokio_util::sync::CancellationToken::new(),
             key_limiter,
             user_limiter,
+            tenant_limiter,
             streams: Arc::default(),
             origins: Arc::default(),
             settings_lock: Arc::default(),

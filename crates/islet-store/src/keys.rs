@@ -14,6 +14,11 @@ use crate::{Store, StoreError};
 pub const BROWSER_TOKEN_PREFIX: &str = "mst_";
 /// Keys bound to one end user start with this.
 pub const SCOPED_KEY_PREFIX: &str = "msk_l2_";
+/// The most live (not revoked, not expired) API keys one tenant holds.
+pub const MAX_LIVE_KEYS: u64 = 500;
+/// The most live browser tokens one tenant holds.
+pub const MAX_LIVE_TOKENS: u64 = 10_000;
+
 const KEY_PREFIX: &str = "msk_live_";
 
 /// A key as listed (never its secret).
@@ -216,7 +221,18 @@ impl Store {
     ) -> Result<(KeyRecord, String), StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let live: u64 = tx.query_row(
+                "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > ?2)",
+                params![tenant, now_millis()],
+                |r| r.get(0),
+            )?;
+            if live >= MAX_LIVE_KEYS {
+                return Err(StoreError::Conflict(format!(
+                    "an account has at most {MAX_LIVE_KEYS} live API keys; revoke one first"
+                )));
+            }
             let id = ApiKeyId::generate();
             let prefix = if new.external_user_id.is_some() { SCOPED_KEY_PREFIX } else { KEY_PREFIX };
             let plaintext = new_secret(prefix);
@@ -358,9 +374,21 @@ impl Store {
     ) -> Result<(BrowserTokenRecord, String), StoreError> {
         let tenant = tenant_id.to_string();
         self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let live: u64 = tx.query_row(
+                "SELECT COUNT(*) FROM browser_tokens WHERE tenant_id = ?1 AND revoked_at IS NULL
+                   AND expires_at > ?2",
+                params![tenant, now_millis()],
+                |r| r.get(0),
+            )?;
+            if live >= MAX_LIVE_TOKENS {
+                return Err(StoreError::Conflict(format!(
+                    "an account has at most {MAX_LIVE_TOKENS} live browser tokens; revoke some or let them expire"
+                )));
+            }
             let id = format!("tok_{}", &new_secret("")[..20].to_ascii_lowercase());
             let plaintext = new_secret(BROWSER_TOKEN_PREFIX);
-            conn.execute(
+            tx.execute(
                 "INSERT INTO browser_tokens (id, tenant_id, issued_by, token_hash, external_user_id,
                     workspace_id, scopes, extra, expires_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -377,11 +405,12 @@ impl Store {
                     now_millis(),
                 ],
             )?;
-            let row = conn.query_row(
+            let row = tx.query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM browser_tokens WHERE id = ?1"),
                 [&id],
                 token_row,
             )?;
+            tx.commit()?;
             Ok((finish_token(row)?, plaintext))
         })
         .await

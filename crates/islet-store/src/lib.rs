@@ -47,7 +47,8 @@ pub use events::{EventRow, NewEvent};
 pub use idempotency::{BeginCreate, Pool, IDEMPOTENCY_TTL_MS};
 pub use key_presets::{KeyEvent, PresetRecord};
 pub use keys::{
-    BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, SCOPED_KEY_PREFIX,
+    BrowserTokenRecord, KeyRecord, NewBrowserToken, NewKey, BROWSER_TOKEN_PREFIX, MAX_LIVE_KEYS,
+    MAX_LIVE_TOKENS, SCOPED_KEY_PREFIX,
 };
 pub use member_caps::MemberCaps;
 pub use policies::{Subject, SuspendedBy, Suspension};

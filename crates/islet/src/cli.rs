@@ -144,6 +144,9 @@ pub(crate) struct ServeArgs {
     /// Requests per second all credentials bound to one end user may make together.
     #[arg(long, env = "ISLET_API_USER_RATE_LIMIT", default_value_t = 20)]
     pub api_user_rate_limit: u32,
+    /// Requests per second all of one tenant's credentials may make together (0 = no limit).
+    #[arg(long, env = "ISLET_API_TENANT_RATE_LIMIT", default_value_t = 1000)]
+    pub api_tenant_rate_limit: u32,
     /// Seconds between usage samples of every sandbox (CPU time, memory, running time, storage).
     #[arg(long, env = "ISLET_METER_INTERVAL", default_value_t = 10)]
     pub meter_interval: u64,

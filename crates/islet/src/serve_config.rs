@@ -113,6 +113,7 @@ pub(crate) fn configs(args: &ServeArgs, bound: &Bound) -> anyhow::Result<Configs
         webhooks: webhook_config(args)?,
         api_rate_limit: args.api_rate_limit,
         api_user_rate_limit: args.api_user_rate_limit,
+        api_tenant_rate_limit: args.api_tenant_rate_limit,
         meter_interval: std::time::Duration::from_secs(args.meter_interval),
         ..Config::default()
     };

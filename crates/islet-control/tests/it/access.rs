@@ -530,3 +530,38 @@ async fn a_browser_tokens_workspace_is_a_boundary() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_keys_do_not_buy_a_tenant_more_requests() {
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            api_rate_limit: 1000,
+            api_tenant_rate_limit: 5,
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
+    let tenant = server.tenant(None).await;
+    let neighbour = server.tenant(None).await;
+    let mut keys = vec![as_key(&tenant, &tenant.key)];
+    for n in 0..3 {
+        let made = tenant.call("POST", "/api-keys", Some(json!({"name": format!("k{n}")}))).await;
+        keys.push(as_key(&tenant, made.text("/data/token")));
+    }
+    // Forty requests spread over four keys at once: the tenant's bucket (a burst of ten) holds.
+    let all = futures::future::join_all(
+        (0..40).map(|i| keys[i % keys.len()].call("GET", "/sandboxes", None)),
+    )
+    .await;
+    let ok = all.iter().filter(|r| r.status == 200).count();
+    assert!(ok <= 12, "{ok} of 40 passed through four keys");
+    let refused = all.iter().find(|r| r.status == 429).expect("some were refused");
+    assert!(
+        refused.body["error"]["message"].as_str().unwrap().contains("account"),
+        "{:?}",
+        refused.body
+    );
+    // Another tenant is untouched.
+    assert_eq!(neighbour.status("GET", "/sandboxes", None).await, 200);
+    server.stop().await;
+}

@@ -81,6 +81,14 @@ async fn check(
     let mut limit = state.key_limiter.limit().0;
     let mut what = "API key";
     if decision.allowed {
+        let by_tenant = state.tenant_limiter.check(&principal.tenant_id.to_string());
+        if !by_tenant.allowed {
+            decision = by_tenant;
+            limit = state.tenant_limiter.limit().0;
+            what = "account";
+        }
+    }
+    if decision.allowed {
         if let Some(user) = &principal.external_user_id {
             let by_user = state.user_limiter.check(&format!("{}/{user}", principal.tenant_id));
             if !by_user.allowed || by_user.remaining < decision.remaining {
