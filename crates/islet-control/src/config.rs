@@ -37,6 +37,11 @@ pub struct Config {
     /// Requests per second all of one tenant's credentials may make together: minting more
     /// keys or tokens does not buy a tenant more of the server.
     pub api_tenant_rate_limit: u32,
+    /// How long a client has to send a request's headers (and how long a kept-alive
+    /// connection may sit idle) before the API drops it.
+    pub api_header_timeout: std::time::Duration,
+    /// Connections the API serves at once.
+    pub api_max_connections: usize,
     /// How often every sandbox's usage is sampled.
     pub meter_interval: std::time::Duration,
     /// The webhook dispatcher: target policy, timeouts, retry schedule.
@@ -60,6 +65,8 @@ impl Default for Config {
             api_rate_limit: 100,
             api_user_rate_limit: 20,
             api_tenant_rate_limit: 1000,
+            api_header_timeout: std::time::Duration::from_secs(30),
+            api_max_connections: 4096,
             webhooks: islet_webhooks::DispatcherConfig::default(),
         }
     }

@@ -20,6 +20,7 @@ mod preview_urls;
 mod reaper;
 mod reconcile;
 pub mod request_id;
+mod serve_api;
 mod state;
 mod webhook_links;
 
@@ -57,9 +58,11 @@ pub async fn run(
     )
     .map_err(std::io::Error::other)?;
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let (header_timeout, max_connections) =
+        (state.config.api_header_timeout, state.config.api_max_connections);
     let app = api::app(state);
     let served =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        serve_api::serve(listener, app, header_timeout, max_connections, shutdown.clone()).await;
     shutdown.cancel();
     let _ = reaper.await;
     let _ = pool.await;

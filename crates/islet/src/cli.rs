@@ -147,6 +147,13 @@ pub(crate) struct ServeArgs {
     /// Requests per second all of one tenant's credentials may make together (0 = no limit).
     #[arg(long, env = "ISLET_API_TENANT_RATE_LIMIT", default_value_t = 1000)]
     pub api_tenant_rate_limit: u32,
+    /// Seconds a client has to send a request's headers (and a kept-alive connection may sit
+    /// idle) before the API drops it.
+    #[arg(long, env = "ISLET_API_HEADER_TIMEOUT", default_value_t = 30)]
+    pub api_header_timeout: u64,
+    /// Connections the API serves at once (more wait in the kernel's backlog).
+    #[arg(long, env = "ISLET_API_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub api_max_connections: usize,
     /// Seconds between usage samples of every sandbox (CPU time, memory, running time, storage).
     #[arg(long, env = "ISLET_METER_INTERVAL", default_value_t = 10)]
     pub meter_interval: u64,

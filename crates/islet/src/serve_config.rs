@@ -114,6 +114,8 @@ pub(crate) fn configs(args: &ServeArgs, bound: &Bound) -> anyhow::Result<Configs
         api_rate_limit: args.api_rate_limit,
         api_user_rate_limit: args.api_user_rate_limit,
         api_tenant_rate_limit: args.api_tenant_rate_limit,
+        api_header_timeout: std::time::Duration::from_secs(args.api_header_timeout.max(1)),
+        api_max_connections: args.api_max_connections.max(1),
         meter_interval: std::time::Duration::from_secs(args.meter_interval),
         ..Config::default()
     };

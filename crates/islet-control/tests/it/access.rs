@@ -565,3 +565,36 @@ async fn more_keys_do_not_buy_a_tenant_more_requests() {
     assert_eq!(neighbour.status("GET", "/sandboxes", None).await, 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::builder()
+        .control(islet_control::Config {
+            api_header_timeout: Duration::from_secs(1),
+            api_max_connections: 2,
+            ..islet_control::Config::default()
+        })
+        .start()
+        .await;
+    let tenant = server.tenant(None).await;
+    let addr = tenant.base.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    // Half a request, never finished: dropped after the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(read.is_ok(), "a client that never finished its headers was kept past 5 s");
+    // Two idle connections fill the cap: a third client waits, and is served once one goes.
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let url = format!("{}/health", tenant.base);
+    let waiting = tokio::time::timeout(Duration::from_millis(500), fresh.get(&url).send()).await;
+    assert!(waiting.is_err(), "a third connection was served past the cap");
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(5), fresh.get(&url).send()).await;
+    assert_eq!(served.expect("served once a slot freed").unwrap().status(), 200);
+    server.stop().await;
+}
