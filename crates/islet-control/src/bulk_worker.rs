@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use islet_store::{item_sandbox, BulkOp, BulkWork, ItemStatus};
+use islet_store::{BulkOp, BulkWork, ItemStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
@@ -57,7 +57,9 @@ pub(crate) async fn run(state: AppState, shutdown: CancellationToken) {
 }
 
 async fn apply(state: &AppState, work: &BulkWork) -> Result<(), ApiError> {
-    let id = item_sandbox(&work.sandbox_id).ok_or(ApiError::NotFound("sandbox"))?;
+    // Ids are kept as given: one that is not a sandbox id names no sandbox.
+    let id: islet_types::SandboxId =
+        work.sandbox_id.parse().map_err(|_| ApiError::NotFound("sandbox"))?;
     let tenant = &work.tenant_id;
     match work.op {
         BulkOp::Pause => lifecycle::apply(state, tenant, &id, Step::Pause).await.map(drop),

@@ -6,7 +6,7 @@
 //! jobs; finished ones are kept [`KEEP_FINISHED_MS`].
 
 use islet_types::time::{now_millis, UnixMillis};
-use islet_types::{BulkJobId, SandboxId, TenantId};
+use islet_types::{BulkJobId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::rows::parse;
@@ -18,7 +18,7 @@ pub const MAX_BULK_ITEMS: usize = 1000;
 /// The most unfinished jobs one tenant has at once.
 pub const MAX_OPEN_JOBS: u64 = 5;
 /// How long a finished job stays readable.
-pub const KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
+pub(crate) const KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What a job does to each sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,9 +329,4 @@ impl Store {
         })
         .await
     }
-}
-
-/// A sandbox id from an item (`None`: not a sandbox id at all).
-pub fn item_sandbox(item: &str) -> Option<SandboxId> {
-    item.parse().ok()
 }

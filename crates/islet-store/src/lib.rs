@@ -33,8 +33,7 @@ mod usage;
 mod webhooks;
 
 pub use bulk_jobs::{
-    item_sandbox, BulkItem, BulkJob, BulkOp, BulkTarget, BulkWork, ItemStatus, KEEP_FINISHED_MS,
-    MAX_BULK_ITEMS, MAX_OPEN_JOBS,
+    BulkItem, BulkJob, BulkOp, BulkTarget, BulkWork, ItemStatus, MAX_BULK_ITEMS, MAX_OPEN_JOBS,
 };
 pub use connection::Store;
 pub use custom_domains::{CustomDomain, MAX_CUSTOM_DOMAINS};

@@ -38,12 +38,12 @@ fn caps_of(doc: &Map<String, Value>) -> (Option<u64>, Option<u64>) {
 fn member_tx(
     conn: &rusqlite::Connection,
     tenant: &TenantId,
+    pricing: &crate::Pricing,
     user: &str,
     doc: &Map<String, Value>,
 ) -> Result<MemberCaps, StoreError> {
     let (usage_cap_cents, max_concurrent_sandboxes) = caps_of(doc);
     let month = user_totals_tx(conn, tenant.as_str(), user, month_start(now_millis()))?;
-    let pricing = crate::pricing::pricing_tx(conn, tenant.as_str())?;
     Ok(MemberCaps {
         external_user_id: user.to_owned(),
         usage_cap_cents,
@@ -65,12 +65,14 @@ impl Store {
                 )?
                 .query_map(params![tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
+            // One price list for every member.
+            let pricing = crate::pricing::pricing_tx(conn, tenant.as_str())?;
             let mut out = Vec::new();
             for (user, raw) in docs {
                 let doc: Map<String, Value> =
                     serde_json::from_str(&raw).map_err(StoreError::corrupt)?;
                 if caps_of(&doc) != (None, None) {
-                    out.push(member_tx(conn, &tenant, &user, &doc)?);
+                    out.push(member_tx(conn, &tenant, &pricing, &user, &doc)?);
                 }
             }
             Ok(out)
@@ -113,7 +115,8 @@ impl Store {
                 doc.insert("quotas".to_owned(), Value::Object(quotas));
             }
             put_tx(&tx, &tenant, &subject, Some(&doc))?;
-            let caps = member_tx(&tx, &tenant, &user, &doc)?;
+            let pricing = crate::pricing::pricing_tx(&tx, tenant.as_str())?;
+            let caps = member_tx(&tx, &tenant, &pricing, &user, &doc)?;
             tx.commit()?;
             Ok(caps)
         })

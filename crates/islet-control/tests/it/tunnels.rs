@@ -99,9 +99,10 @@ async fn a_tunnel_relays_bytes_to_a_port_inside() {
     assert_eq!(got, want);
     ws.close(None).await.unwrap();
 
-    // An open tunnel ends when its sandbox stops: its network is gone.
+    // An open tunnel ends when its sandbox leaves `running`, even when nothing inside closes
+    // the connection: a paused sandbox's server is frozen with its socket open.
     let mut ws = open(&client, &format!("/sandboxes/{id}/tunnel/7000")).await.unwrap();
-    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/stop"), None).await, 200);
+    assert_eq!(client.status("POST", &format!("/sandboxes/{id}/pause"), None).await, 200);
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             match ws.next().await {
@@ -111,7 +112,7 @@ async fn a_tunnel_relays_bytes_to_a_port_inside() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "the tunnel stayed open after its sandbox stopped");
+    assert!(ended.is_ok(), "the tunnel stayed open after its sandbox was paused");
     assert_eq!(client.status("POST", &format!("/sandboxes/{id}/resume"), None).await, 200);
 
     // Another tenant cannot tunnel into it: 404, as for every route of a foreign sandbox.

@@ -14,10 +14,9 @@ use islet_types::time::rfc3339;
 use islet_types::CustomDomainId;
 use serde::{Deserialize, Serialize};
 
-use super::tenant::{dns_records, own_domain, DnsRecord, Verification};
+use super::tenant::{check_and_mark, dns_records, own_domain, DnsRecord, Verification};
 use crate::api::extract::{body, Caller, IdPath, RawBody};
 use crate::api::wire::{self, Data};
-use crate::domain_verify;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -147,13 +146,8 @@ pub(crate) async fn verify(
     if d.verified_at.is_some() {
         return Ok(wire::data(CustomDomainView { error: Some(None), ..view(&state, &d) }));
     }
-    let checked = domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await;
-    let (record, error) = match checked {
-        Ok(()) => {
-            let marked = state.store.mark_custom_domain_verified(&caller.tenant_id, &id).await;
-            (marked.map_err(super::tenant::taken_elsewhere)?, None)
-        }
-        Err(reason) => (d, Some(reason.to_string())),
-    };
+    let (domain, challenge) = (d.domain.clone(), d.challenge.clone());
+    let mark = state.store.mark_custom_domain_verified(&caller.tenant_id, &id);
+    let (record, error) = check_and_mark(&state, &domain, &challenge, d, mark).await?;
     Ok(wire::data(CustomDomainView { error: Some(error), ..view(&state, &record) }))
 }

@@ -240,13 +240,26 @@ pub(crate) fn own_domain(
     Ok(domain)
 }
 
-/// A domain another account verified first.
-pub(crate) fn taken_elsewhere(e: islet_store::StoreError) -> ApiError {
-    match e {
-        islet_store::StoreError::NameTaken(_) => {
-            ApiError::Conflict("this domain is verified by another account".into())
-        }
-        other => other.into(),
+/// Look for `domain`'s TXT record; when it holds `challenge`, `mark` records the domain
+/// verified. Answers the record after, and why verification failed (`None` once verified):
+/// DNS takes time, so a missing record is not an error. A domain another account verified
+/// first (or one above or below it) is 409.
+pub(crate) async fn check_and_mark<T>(
+    state: &AppState,
+    domain: &DomainName,
+    challenge: &str,
+    current: T,
+    mark: impl std::future::Future<Output = Result<T, islet_store::StoreError>>,
+) -> Result<(T, Option<String>), ApiError> {
+    match domain_verify::verify(&state.config.domain_verify, domain, challenge).await {
+        Ok(()) => match mark.await {
+            Ok(record) => Ok((record, None)),
+            Err(islet_store::StoreError::NameTaken(_)) => {
+                Err(ApiError::Conflict("this domain is verified by another account".into()))
+            }
+            Err(other) => Err(other.into()),
+        },
+        Err(reason) => Ok((current, Some(reason.to_string()))),
     }
 }
 
@@ -284,18 +297,9 @@ pub(crate) async fn verify_domain(
         .preview_domain(&caller.tenant_id)
         .await?
         .ok_or(ApiError::NotFound("preview domain"))?;
-    let checked = domain_verify::verify(&state.config.domain_verify, &d.domain, &d.challenge).await;
-    let (record, error) = match checked {
-        Ok(()) => (
-            state
-                .store
-                .mark_preview_domain_verified(&caller.tenant_id, &d.domain)
-                .await
-                .map_err(taken_elsewhere)?,
-            None,
-        ),
-        Err(reason) => (d, Some(reason.to_string())),
-    };
+    let (domain, challenge) = (d.domain.clone(), d.challenge.clone());
+    let mark = state.store.mark_preview_domain_verified(&caller.tenant_id, &domain);
+    let (record, error) = check_and_mark(&state, &domain, &challenge, d, mark).await?;
     Ok(wire::data(DomainView { error: Some(error), ..domain_view(&state, Some(&record)) }))
 }
 
